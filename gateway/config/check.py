@@ -1,0 +1,54 @@
+"""`race-gateway check-config FILE`: validate a config file and summarize it."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from gateway.config.loader import load_config
+from gateway.config.model import Config
+from gateway.config.validate import ConfigError, ConfigFileError
+
+
+def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print a summary and return 0, or print every problem and return 1."""
+    try:
+        config = load_config(path)
+    except ConfigFileError as e:
+        for problem in e.problems:
+            print(f"config {problem}", file=err)
+        return 1
+    except ConfigError as e:
+        print(f"config {path} has {len(e.problems)} problem(s):", file=err)
+        for problem in e.problems:
+            print(f"  {problem}", file=err)
+        return 1
+    print(summarize(config), file=out)
+    return 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def summarize(config: Config) -> str:
+    """A short human summary (never any secret value), for `check-config`."""
+    host = config.listen.host
+    host = f"[{host}]" if ":" in host else host
+    auth = _plural(len(config.auth.keys), "key") if config.auth.keys else "off"
+    lines = [
+        f"config OK: listen {host}:{config.listen.port}, "
+        f"{_plural(len(config.providers), 'provider')}, "
+        f"{_plural(len(config.deployments), 'deployment')}, "
+        f"{_plural(len(config.routes), 'route')}, "
+        f"state={config.state.backend}, auth={auth}"
+    ]
+    for route in config.routes.values():
+        how: str = route.strategy
+        if route.strategy in ("race", "hedge"):
+            how += f" k={route.k}"
+        line = f"  route {route.name}: {how} -> {', '.join(route.deployments)}"
+        if route.data_residency is not None:
+            line += f" (residency: {', '.join(route.data_residency)})"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,419 @@
+"""Load the gateway's YAML config, resolve `env:NAME` secrets, validate everything.
+
+`parse_config` looks at the whole tree before it fails, then raises one
+`ConfigError` listing every problem with its path, e.g.
+`routes.chat.deployments[1]: unknown deployment 'gpt-5'`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Collection, Mapping
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from gateway.config.model import (
+    STRATEGIES,
+    AdminConfig,
+    AuthConfig,
+    Config,
+    DeploymentConfig,
+    GovernanceConfig,
+    LatencyConfig,
+    LimitsConfig,
+    ListenConfig,
+    LoggingConfig,
+    PrewarmConfig,
+    PriceConfig,
+    PriorConfig,
+    ProviderConfig,
+    RouteConfig,
+    StateConfig,
+    Strategy,
+)
+from gateway.config.validate import (
+    MISSING,
+    ConfigError,
+    ConfigFileError,
+    Context,
+    Reader,
+    kind_of,
+    read_yaml,
+    show,
+    suggest,
+)
+
+__all__ = ["ConfigError", "ConfigFileError", "load_config", "parse_config"]
+
+PII_TYPES = ("email", "phone", "card", "iban", "national_id", "ip", "secret")
+PII_ACTIONS = ("redact", "block", "local_only", "allow")
+STATE_BACKENDS = ("memory", "redis")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate a YAML config file. An empty file gives the defaults."""
+    return parse_config(read_yaml(path), env)
+
+
+# -- parsing ------------------------------------------------------------------
+
+
+def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    """Build a `Config` from a YAML tree; `env` resolves `env:NAME` (default os.environ)."""
+    ctx = Context(os.environ if env is None else env)
+    root = Reader(ctx, "", {} if data is None else data)
+    listen = _listen(root.section("listen"))
+    auth = _auth(root.section("auth"))
+    admin_r = root.section("admin")
+    admin = AdminConfig(key=admin_r.secret("key"))
+    admin_r.finish()
+    limits = _limits(root.section("limits"))
+    state = _state(root.section("state"))
+    latency, regions = _latency(root.section("latency"))
+    logging = _logging(root.section("logging"))
+    providers = {name: _provider(name, r) for name, r in root.entries("providers")}
+    deployments = {
+        name: _deployment(name, r, providers, regions) for name, r in root.entries("deployments")
+    }
+    governance = _governance(root.section("governance"))
+    routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
+    sim = root.raw("sim")
+    if sim is MISSING or sim is None:
+        sim = None
+    elif not isinstance(sim, dict):
+        ctx.add("sim", f"must be a mapping, got {kind_of(sim)}")
+        sim = None
+    root.finish()
+    error = ctx.error()
+    if error is not None:
+        raise error
+    return Config(
+        listen=listen,
+        auth=auth,
+        admin=admin,
+        limits=limits,
+        state=state,
+        latency=latency,
+        logging=logging,
+        providers=providers,
+        deployments=deployments,
+        routes=routes,
+        governance=governance,
+        sim=sim,
+    )
+
+
+def _listen(r: Reader) -> ListenConfig:
+    d = ListenConfig()
+    port_msg = "must be an integer 1..65535 (or 0 for an ephemeral port)"
+    out = ListenConfig(
+        host=r.string("host", d.host),
+        port=r.integer("port", d.port, lo=0, hi=65535, expect=port_msg),
+    )
+    r.finish()
+    return out
+
+
+def _auth(r: Reader) -> AuthConfig:
+    keys: list[Any] = []
+    raw = r.raw("keys")
+    if r.given and (raw is MISSING or raw is None or raw == []):
+        r.problem("keys", "at least one key is required (omit `auth` to disable auth)")
+    elif raw is not MISSING and raw is not None and not isinstance(raw, list):
+        r.problem("keys", f"must be a list of keys (literal or env:NAME), got {kind_of(raw)}")
+    elif isinstance(raw, list):
+        for i, item in enumerate(raw):
+            secret = r.ctx.resolve_secret(r.at(f"keys[{i}]"), item)
+            if secret is not None and secret in keys:
+                first = keys.index(secret)
+                r.problem(f"keys[{i}]", f"duplicate of auth.keys[{first}]")
+            keys.append(secret)
+    r.finish()
+    return AuthConfig(keys=tuple(k for k in keys if k is not None))
+
+
+def _limits(r: Reader) -> LimitsConfig:
+    d = LimitsConfig()
+    out = LimitsConfig(
+        max_body_bytes=r.integer("max_body_bytes", d.max_body_bytes, lo=1),
+        max_messages=r.integer("max_messages", d.max_messages, lo=1),
+        max_json_depth=r.integer("max_json_depth", d.max_json_depth, lo=1),
+        max_sse_line_bytes=r.integer("max_sse_line_bytes", d.max_sse_line_bytes, lo=1),
+        stream_buffer_events=r.integer("stream_buffer_events", d.stream_buffer_events, lo=1),
+    )
+    r.finish()
+    return out
+
+
+def _state(r: Reader) -> StateConfig:
+    d = StateConfig()
+    backend = r.string("backend", d.backend, choices=STATE_BACKENDS)
+    url = r.string("url", d.url)
+    if not url.startswith(REDIS_SCHEMES):
+        r.problem("url", "must start with redis://, rediss:// or unix://")  # may hold a password
+        url = d.url
+    out = StateConfig(
+        backend=cast(Any, backend),
+        url=url,
+        prefix=r.string("prefix", d.prefix),
+        cluster=r.boolean("cluster", d.cluster),
+    )
+    r.finish()
+    return out
+
+
+def _region_problem(r: Reader, key: str, region: str, regions: Collection[str] | None) -> None:
+    if regions is not None and region not in regions:
+        known = ", ".join(regions)
+        r.problem(key, f"unknown region {show(region)} (latency.regions: {known})")
+
+
+def _regions(r: Reader, default: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not r.has("regions"):
+        r.raw("regions")
+        return default
+    if r.data["regions"] is None:
+        r.problem("regions", "must be a list of region names, got null")
+    regions = r.string_list("regions")
+    if regions is None:
+        return None
+    if not regions:
+        r.problem("regions", "must list at least one region")
+        return None
+    dupes = sorted({x for x in regions if regions.count(x) > 1})
+    if dupes:
+        r.problem("regions", f"duplicate region {', '.join(map(show, dupes))}")
+        return None
+    return regions
+
+
+def _latency(r: Reader) -> tuple[LatencyConfig, tuple[str, ...] | None]:
+    """The latency section, and the region list to check against (None if invalid)."""
+    d = LatencyConfig()
+    regions = _regions(r, d.regions)
+    default_region = r.string("default_region", d.default_region)
+    _region_problem(r, "default_region", default_region, regions)
+    country_regions: dict[str, str] = {}
+    for country, region in r.string_map("country_regions").items():
+        country_regions[country.upper()] = region
+        _region_problem(r, f"country_regions.{country}", region, regions)
+    pw = r.section("prewarm")
+    prewarm = PrewarmConfig(
+        enabled=pw.boolean("enabled", d.prewarm.enabled),
+        connections=pw.integer("connections", d.prewarm.connections, lo=0),
+    )
+    pw.finish()
+    out = LatencyConfig(
+        region_header=r.string("region_header", d.region_header, lower=True),
+        default_region=default_region,
+        regions=regions or d.regions,
+        country_header=r.optional_string("country_header"),
+        country_regions=country_regions,
+        min_samples=r.integer("min_samples", d.min_samples, lo=1),
+        exploration=r.number("exploration", d.exploration, lo=0, hi=1),
+        prewarm=prewarm,
+    )
+    r.finish()
+    return out, regions
+
+
+def _logging(r: Reader) -> LoggingConfig:
+    d = LoggingConfig()
+    out = LoggingConfig(
+        format=cast(Any, r.string("format", d.format, choices=LOG_FORMATS, lower=True)),
+        level=r.string("level", d.level, choices=LOG_LEVELS, lower=True),
+    )
+    r.finish()
+    return out
+
+
+def _known_kinds() -> list[str] | None:
+    """Registered provider kinds, or None while the registry is not importable."""
+    try:
+        registry = importlib.import_module("gateway.providers.registry")
+    except ImportError:
+        return None
+    kinds = getattr(registry, "kinds", None)
+    if not callable(kinds):
+        return None
+    return sorted(str(k) for k in kinds())
+
+
+def _base_url(r: Reader) -> str:
+    url = r.required_string("base_url", "an http:// or https:// URL")
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises ValueError when out of range
+    except ValueError:
+        valid = False
+    if not valid:
+        # The value is not echoed: a URL may carry credentials.
+        r.problem("base_url", "must be an http:// or https:// URL with a host")
+    return url.rstrip("/")
+
+
+def _provider(name: str, r: Reader) -> ProviderConfig:
+    d = ProviderConfig(name=name, kind="", base_url="")
+    kind = r.required_string("kind", "a provider kind such as openai or anthropic")
+    known = _known_kinds() if kind else None
+    if known is not None and kind not in known:
+        r.problem(
+            "kind",
+            f"unknown provider kind {show(kind)} (known: {', '.join(known)})"
+            + suggest(kind, known),
+        )
+    out = ProviderConfig(
+        name=name,
+        kind=kind,
+        base_url=_base_url(r),
+        api_key=r.secret("api_key"),
+        max_connections=r.integer("max_connections", d.max_connections, lo=1),
+        connect_timeout_s=r.number("connect_timeout_s", d.connect_timeout_s, lo=0, lo_open=True),
+        keepalive_s=r.number("keepalive_s", d.keepalive_s, lo=0),
+        headers=r.string_map("headers"),
+        options=r.mapping("options"),
+    )
+    r.finish()
+    return out
+
+
+def _deployment(
+    name: str,
+    r: Reader,
+    providers: Mapping[str, ProviderConfig],
+    regions: Collection[str] | None,
+) -> DeploymentConfig:
+    d = DeploymentConfig(name=name, provider="", model="")
+    provider = r.required_string("provider", "the name of an entry in providers")
+    if provider and provider not in providers:
+        r.problem("provider", f"unknown provider {show(provider)}" + suggest(provider, providers))
+    pr = r.section("price")
+    price = PriceConfig(
+        input=pr.number("input", d.price.input, lo=0),
+        output=pr.number("output", d.price.output, lo=0),
+    )
+    pr.finish()
+    pi = r.section("prior")
+    p50 = pi.number("ttft_p50_ms", d.prior.ttft_p50_ms, lo=0, lo_open=True)
+    p95 = pi.number("ttft_p95_ms", d.prior.ttft_p95_ms, lo=0, lo_open=True)
+    if p95 < p50:
+        pi.problem("ttft_p95_ms", f"must be >= ttft_p50_ms ({p50:g}), got {p95:g}")
+    pi.finish()
+    region = r.optional_string("region")
+    if region is not None:
+        _region_problem(r, "region", region, regions)
+    out = DeploymentConfig(
+        name=name,
+        provider=provider,
+        model=r.required_string("model", "the upstream model id"),
+        price=price,
+        ttft_timeout_s=r.number("ttft_timeout_s", d.ttft_timeout_s, lo=0, lo_open=True),
+        idle_timeout_s=r.number("idle_timeout_s", d.idle_timeout_s, lo=0, lo_open=True),
+        prior=PriorConfig(ttft_p50_ms=p50, ttft_p95_ms=p95),
+        region=region,
+        local=r.boolean("local", d.local),
+        weight=r.number("weight", d.weight, lo=0),
+        error_budget=r.number("error_budget", d.error_budget, lo=0, hi=1, lo_open=True),
+        drop_params=r.boolean("drop_params", d.drop_params),
+        max_tokens_default=r.integer("max_tokens_default", d.max_tokens_default, lo=1),
+        options=r.mapping("options"),
+    )
+    r.finish()
+    return out
+
+
+def _governance(r: Reader) -> GovernanceConfig:
+    pii: dict[str, str] = {}
+    for kind, action in r.string_map("pii").items():
+        if kind not in PII_TYPES:
+            r.problem(
+                f"pii.{kind}",
+                f"unknown PII type (known: {', '.join(PII_TYPES)})" + suggest(kind, PII_TYPES),
+            )
+        elif action not in PII_ACTIONS:
+            r.problem(
+                f"pii.{kind}",
+                f"must be one of {', '.join(PII_ACTIONS)}, got {show(action)}"
+                + suggest(action, PII_ACTIONS),
+            )
+        else:
+            pii[kind] = action
+    r.finish()
+    return GovernanceConfig(pii=pii)
+
+
+def _route_deployments(r: Reader, deployments: Collection[str]) -> tuple[str, ...] | None:
+    raw = r.raw("deployments")
+    if raw is MISSING or raw is None:
+        r.problem("deployments", "is required (a list of deployment names)")
+        return None
+    if not isinstance(raw, list):
+        r.problem("deployments", f"must be a list of deployment names, got {kind_of(raw)}")
+        return None
+    if not raw:
+        r.problem("deployments", "must list at least one deployment")
+        return None
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        key = f"deployments[{i}]"
+        if not isinstance(item, str) or not item:
+            r.problem(key, f"must be a deployment name (a string), got {show(item)}")
+        elif item in seen:
+            r.problem(key, f"duplicate deployment {show(item)} (also at [{seen[item]}])")
+        elif item not in deployments:
+            r.problem(key, f"unknown deployment {show(item)}" + suggest(item, deployments))
+        else:
+            seen[item] = i
+    return tuple(str(item) for item in raw)
+
+
+def _route(
+    name: str,
+    r: Reader,
+    deployments: Collection[str],
+    regions: Collection[str] | None,
+) -> RouteConfig:
+    d = RouteConfig(name=name, deployments=())
+    if name in deployments:
+        r.ctx.add(
+            r.path,
+            "a deployment has the same name; clients address both as `model`, "
+            "so the name would be ambiguous",
+        )
+    members = _route_deployments(r, deployments)
+    strategy = r.string("strategy", d.strategy, choices=STRATEGIES)
+    k = r.integer("k", d.k, lo=1)
+    if members is not None and k > len(members):
+        if r.has("k"):
+            r.problem("k", f"must be <= the number of deployments ({len(members)}), got {k}")
+        k = len(members)  # the default k is clamped to small routes
+    residency = r.string_list("data_residency")
+    if residency is not None:
+        if not residency:
+            r.problem("data_residency", "must list at least one region (omit it to allow all)")
+        for i, region in enumerate(residency):
+            _region_problem(r, f"data_residency[{i}]", region, regions)
+    raw_governance = r.raw("governance")
+    governance = None
+    if raw_governance is not MISSING and raw_governance is not None:
+        governance = _governance(Reader(r.ctx, r.at("governance"), raw_governance))
+    out = RouteConfig(
+        name=name,
+        deployments=members or (),
+        strategy=cast(Strategy, strategy),
+        k=k,
+        hedge_delay_ms=r.number("hedge_delay_ms", d.hedge_delay_ms, lo=0),
+        heartbeat_after_s=r.number("heartbeat_after_s", d.heartbeat_after_s, lo=0, lo_open=True),
+        max_extra_load=r.number("max_extra_load", d.max_extra_load, lo=0),
+        data_residency=residency,
+        governance=governance,
+    )
+    r.finish()
+    return out

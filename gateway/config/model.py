@@ -1,0 +1,171 @@
+"""Typed, validated configuration. Built by gateway.config.loader from YAML.
+
+Secrets (`env:NAME`) are resolved by the loader; `Secret` keeps the value out
+of reprs and logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Strategy = Literal["race", "hedge", "fallback", "weighted"]
+STRATEGIES: tuple[str, ...] = ("race", "hedge", "fallback", "weighted")
+
+
+class Secret:
+    """A resolved secret. str() and repr() never show the value."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source  # e.g. "env:OPENAI_API_KEY" - safe to print
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    keys: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    key: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_messages: int = 2048
+    max_json_depth: int = 64
+    max_sse_line_bytes: int = 1024 * 1024
+    stream_buffer_events: int = 256  # per-request bound on buffered event batches
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "rg"
+    cluster: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PrewarmConfig:
+    enabled: bool = True
+    connections: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyConfig:
+    region_header: str = "x-gateway-region"
+    default_region: str = "eu"
+    regions: tuple[str, ...] = ("eu", "us", "apac")
+    country_header: str | None = None  # e.g. cf-ipcountry
+    country_regions: dict[str, str] = field(default_factory=dict)  # "DE" -> "eu"
+    min_samples: int = 50
+    exploration: float = 0.05
+    prewarm: PrewarmConfig = field(default_factory=PrewarmConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    kind: str  # a registered provider kind: openai, anthropic, gemini, ollama, deepseek, ...
+    base_url: str
+    api_key: Secret | None = None
+    max_connections: int = 100
+    connect_timeout_s: float = 5.0
+    keepalive_s: float = 30.0
+    headers: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (quirk overrides ...)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceConfig:
+    input: float = 0.0  # USD per million tokens
+    output: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PriorConfig:
+    ttft_p50_ms: float = 800.0
+    ttft_p95_ms: float = 2000.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentConfig:
+    name: str
+    provider: str
+    model: str
+    price: PriceConfig = field(default_factory=PriceConfig)
+    ttft_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    region: str | None = None
+    local: bool = False
+    weight: float = 1.0
+    error_budget: float = 0.05
+    drop_params: bool = False
+    max_tokens_default: int = 4096
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    name: str
+    deployments: tuple[str, ...]
+    strategy: Strategy = "fallback"
+    k: int = 2
+    hedge_delay_ms: float = 600.0
+    heartbeat_after_s: float = 10.0
+    max_extra_load: float = 0.5
+    data_residency: tuple[str, ...] | None = None
+    governance: GovernanceConfig | None = None  # route-level override of the global policy
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceConfig:
+    pii: dict[str, str] = field(default_factory=dict)  # type -> redact | block | local_only | allow
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    format: Literal["auto", "json", "console"] = "auto"
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
+    routes: dict[str, RouteConfig] = field(default_factory=dict)
+    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
+    sim: dict[str, Any] | None = None  # validated by gateway.sim.config

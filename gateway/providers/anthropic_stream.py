@@ -1,0 +1,303 @@
+"""Anthropic Messages API: the SSE stream decoder and the error/usage mapping it shares.
+
+Sans-I/O: `AnthropicStreamDecoder.feed(bytes)` returns normalized events. The
+stream is dispatched on the `event:` name (falling back to the payload `type`
+when a server omits the name), exactly like anthropic-sdk-python.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from gateway.streaming.events import (
+    Event,
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    ResponseMeta,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamError,
+    Usage,
+)
+from gateway.streaming.sse import SSEDecoder, SSEEvent
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# Anthropic `error.type` -> the HTTP status it stands for (errors page, SDK mapping).
+STATUS_BY_TYPE: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+MAX_MESSAGE_CHARS = 2000
+
+
+# Retry and circuit semantics are the same as the OpenAI-family adapter's (openai_compat.py).
+def is_retryable(status: int) -> bool:
+    """Another attempt (elsewhere or later) may succeed: timeouts, conflicts, limits, 5xx/529."""
+    return status in (408, 409, 429) or status >= 500
+
+
+def opens_circuit(status: int) -> bool:
+    """The failure says something about the deployment (auth, quota, overload), not the request."""
+    return status in (401, 402, 403, 404, 408, 429) or status >= 500 or status < 400
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `retry-after-ms`, `retry-after` (seconds), or `retry-after` as an HTTP date
+    measured against the response's `date` header (never the clock). Lower-case names."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers[name]) * scale
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    try:
+        until = email.utils.parsedate_to_datetime(headers["retry-after"])
+        now = email.utils.parsedate_to_datetime(headers["date"])
+        return max(0.0, (until - now).total_seconds())
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def status_error(status: int, err_type: str, message: str) -> UpstreamError:
+    return UpstreamError(
+        status=status,
+        type=err_type,
+        message=message[:MAX_MESSAGE_CHARS],
+        retryable=is_retryable(status),
+        code=err_type,
+        opens_circuit=opens_circuit(status),
+    )
+
+
+def error_from_body(payload: Any, status: int | None = None) -> UpstreamError:
+    """`{"type":"error","error":{"type","message"}}` as an error event.
+
+    With no HTTP status (an in-stream `event: error`, whose HTTP status is 200)
+    the status is derived from the error type; unknown types become 502.
+    """
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    err_type = error.get("type")
+    if not isinstance(err_type, str) or not err_type:
+        err_type = "api_error"
+    message = error.get("message")
+    if not isinstance(message, str) or not message:
+        message = f"upstream error: {err_type}"
+    if status is None:
+        status = STATUS_BY_TYPE.get(err_type, 502)
+    return status_error(status, err_type, message)
+
+
+def protocol_error(message: str) -> UpstreamError:
+    return UpstreamError(502, "upstream_protocol_error", message, retryable=True)
+
+
+def truncated_error() -> UpstreamError:
+    return UpstreamError(
+        502,
+        "upstream_stream_truncated",
+        "upstream stream ended before message_stop",
+        retryable=True,
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class UsageState:
+    """Anthropic usage fields, updated cumulatively (later values replace earlier ones)."""
+
+    __slots__ = ("cache_creation", "cache_read", "input", "output")
+
+    def __init__(self) -> None:
+        self.input = self.cache_creation = self.cache_read = self.output = 0
+
+    def update(self, usage: Any, with_output: bool = True) -> Usage:
+        if isinstance(usage, dict):
+            if "input_tokens" in usage:
+                self.input = _int(usage["input_tokens"])
+            if "cache_creation_input_tokens" in usage:
+                self.cache_creation = _int(usage["cache_creation_input_tokens"])
+            if "cache_read_input_tokens" in usage:
+                self.cache_read = _int(usage["cache_read_input_tokens"])
+            if with_output and "output_tokens" in usage:
+                self.output = _int(usage["output_tokens"])
+        # OpenAI's prompt_tokens includes cached tokens; Anthropic's input_tokens does not.
+        prompt = self.input + self.cache_creation + self.cache_read
+        return Usage(prompt=prompt, completion=self.output, cached=self.cache_read)
+
+
+class AnthropicStreamDecoder:
+    """Feed Messages API SSE bytes, get events. A stream that ends before `message_stop` is
+    complete only if a `stop_reason` was seen; otherwise close() reports it truncated."""
+
+    __slots__ = ("_args_seen", "_closed", "_done", "_finished", "_sse", "_tools", "_usage")
+
+    def __init__(self, max_line_bytes: int = 1 << 20, max_event_bytes: int = 4 << 20) -> None:
+        self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
+        self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._args_seen: set[int] = set()  # tool call indexes that received arguments
+        self._usage = UsageState()
+        self._finished = False
+        self._done = False  # message_stop or an error: nothing more is decoded
+        self._closed = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._done:
+            return []
+        try:
+            events = self._sse.feed(data)
+        except ValueError as exc:  # LineTooLong / EventTooLarge
+            self._done = True
+            return [protocol_error(str(exc))]
+        return self._handle(events) if events else []
+
+    def close(self) -> list[Event]:
+        if self._closed:
+            return []
+        self._closed = True
+        out: list[Event] = []
+        if not self._done:
+            try:
+                out = self._handle(self._sse.close(flush_incomplete=True), at_eof=True)
+            except ValueError as exc:
+                self._done = True
+                return [protocol_error(str(exc))]
+        # Complete only with message_stop, or at least a stop_reason (nothing is lost but
+        # the end marker; the OpenAI adapter treats a missing [DONE] the same way).
+        if not self._done and not self._finished:
+            out.append(truncated_error())
+        self._done = True
+        return out
+
+    def _handle(self, sse_events: list[SSEEvent], at_eof: bool = False) -> list[Event]:
+        out: list[Event] = []
+        for sse in sse_events:
+            if self._done:
+                break
+            name = sse.event
+            if name == "ping":
+                continue
+            try:
+                payload = orjson.loads(sse.data)
+            except orjson.JSONDecodeError:
+                if at_eof:  # a half-sent last event: the stream was cut, see close()
+                    break
+                self._done = True
+                out.append(protocol_error(f"invalid JSON in upstream event {name or 'message'!r}"))
+                break
+            if not isinstance(payload, dict):
+                continue
+            if not name or name == "message":
+                name = payload.get("type") or ""
+            self._dispatch(name, payload, out)
+        return out
+
+    def _dispatch(self, name: str, payload: dict[str, Any], out: list[Event]) -> None:
+        if name == "content_block_delta":
+            self._block_delta(payload, out)
+        elif name == "content_block_start":
+            self._block_start(payload, out)
+        elif name == "content_block_stop":
+            tool = self._tools.get(_int(payload.get("index")))
+            if tool is not None and tool not in self._args_seen:
+                self._args_seen.add(tool)
+                out.append(ToolCallDelta(tool, arguments="{}"))
+        elif name == "message_start":
+            message = payload.get("message")
+            if not isinstance(message, dict):
+                message = {}
+            model = message.get("model")
+            out.append(ResponseMeta(model=model if isinstance(model, str) else None))
+            # message_start's output_tokens is a placeholder, not output: report 0.
+            out.append(self._usage.update(message.get("usage"), with_output=False))
+        elif name == "message_delta":
+            out.append(self._usage.update(payload.get("usage")))
+            delta = payload.get("delta")
+            reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+            if isinstance(reason, str) and not self._finished:
+                self._finished = True
+                out.append(Finish(FINISH_REASONS.get(reason, "stop")))
+        elif name == "message_stop":
+            self._done = True
+        elif name == "error":
+            self._done = True
+            out.append(error_from_body(payload))
+        # ping, signature/citations-only events and unknown events carry nothing.
+
+    def _block_start(self, payload: dict[str, Any], out: list[Event]) -> None:
+        block = payload.get("content_block")
+        if not isinstance(block, dict):
+            return
+        kind = block.get("type")
+        if kind == "tool_use":
+            tool = len(self._tools)
+            self._tools[_int(payload.get("index"))] = tool
+            name, call_id = block.get("name"), block.get("id")
+            out.append(
+                ToolCallDelta(
+                    tool,
+                    id=call_id if isinstance(call_id, str) else None,
+                    name=name if isinstance(name, str) else None,
+                )
+            )
+            preset = block.get("input")
+            if isinstance(preset, dict) and preset:  # not sent by the API today, but valid
+                self._args_seen.add(tool)
+                out.append(ToolCallDelta(tool, arguments=orjson.dumps(preset).decode()))
+        elif kind == "text":
+            text = block.get("text")
+            if isinstance(text, str) and text:
+                out.append(TextDelta(text))
+        elif kind == "thinking":
+            text = block.get("thinking")
+            if isinstance(text, str) and text:
+                out.append(ReasoningDelta(text))
+
+    def _block_delta(self, payload: dict[str, Any], out: list[Event]) -> None:
+        delta = payload.get("delta")
+        if not isinstance(delta, dict):
+            return
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text")
+            if isinstance(text, str) and text:
+                out.append(TextDelta(text))
+        elif kind == "input_json_delta":
+            partial = delta.get("partial_json")
+            tool = self._tools.get(_int(payload.get("index")))
+            if tool is not None and isinstance(partial, str) and partial:
+                self._args_seen.add(tool)
+                out.append(ToolCallDelta(tool, arguments=partial))
+        elif kind == "thinking_delta":
+            text = delta.get("thinking")
+            if isinstance(text, str) and text:
+                out.append(ReasoningDelta(text))

@@ -1,0 +1,82 @@
+"""The provider interface: pure translation between ChatRequest / events and one wire protocol.
+
+No adapter opens a socket, sleeps, or reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.request import ChatRequest
+from gateway.streaming.events import Event, UpstreamError
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """What an adapter needs from the provider's config entry (secrets already resolved)."""
+
+    name: str
+    kind: str
+    base_url: str
+    api_key: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetModel:
+    """The deployment-level settings an adapter reads when it builds a request."""
+
+    model: str
+    drop_params: bool = False
+    max_tokens_default: int = 4096
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class UnsupportedParams(ValueError):
+    """The request uses parameters this provider cannot take (and drop_params is off)."""
+
+    def __init__(self, params: list[str], provider: str) -> None:
+        self.params = params
+        self.provider = provider
+        names = ", ".join(sorted(params))
+        super().__init__(f"parameter(s) not supported by provider '{provider}': {names}")
+
+
+class StreamDecoder(Protocol):
+    """Incremental decoder: feed upstream bytes, get normalized events."""
+
+    def feed(self, data: bytes) -> list[Event]: ...
+
+    def close(self) -> list[Event]:
+        """End of body. Returns trailing events; a truncated stream yields an UpstreamError."""
+        ...
+
+
+class Provider(Protocol):
+    """One wire protocol. Instances are built from ProviderSettings and are immutable."""
+
+    settings: ProviderSettings
+
+    def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
+        """The upstream streaming request. Raises UnsupportedParams."""
+        ...
+
+    def decoder(self) -> StreamDecoder: ...
+
+    def parse_response(self, body: bytes) -> list[Event]:
+        """A complete non-streaming 2xx body as events."""
+        ...
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        """A non-2xx upstream response as an error event."""
+        ...

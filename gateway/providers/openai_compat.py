@@ -1,0 +1,178 @@
+"""The OpenAI Chat Completions adapter, for every OpenAI-compatible server.
+
+OpenAI, DeepSeek, Mistral, vLLM, Ollama `/v1`, Groq, Together and generic
+servers all run through `OpenAICompatProvider`; how they differ is data
+(`quirks.Quirks`), never a branch on the provider's name. The decoder accepts
+the union of the dialects (reasoning under any configured field, Mistral array
+content and whole tool calls without `index`, usage on any chunk, flat error
+objects), so one code path serves all of them. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from gateway.providers.base import (
+    ProviderSettings,
+    TargetModel,
+    UnsupportedParams,
+    UpstreamRequest,
+)
+from gateway.providers.openai_stream import (
+    MAX_MESSAGE_CHARS,
+    TYPE_BY_STATUS,
+    ChunkMapper,
+    ErrorInfo,
+    OpenAIStreamDecoder,
+    error_info,
+    is_quota,
+    is_retryable,
+    opens_circuit,
+    protocol_error,
+    redact,
+)
+from gateway.providers.quirks import BUILTIN_QUIRKS, Quirks, with_options
+from gateway.request import ChatRequest
+from gateway.streaming.events import Event, UpstreamError
+
+# The body fields the gateway owns; the client's values never reach the upstream as-is.
+GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds), or `retry-after` as an
+    HTTP date measured against the response's `date` header (adapters never read the clock).
+    `headers` must have lower-case names."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers[name]) * scale
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    try:
+        until = email.utils.parsedate_to_datetime(headers["retry-after"])
+        now = email.utils.parsedate_to_datetime(headers["date"])
+        return max(0.0, (until - now).total_seconds())
+    except (KeyError, TypeError, ValueError):  # absent, unparsable, or naive vs aware
+        return None
+
+
+class OpenAICompatProvider:
+    """One OpenAI-compatible server: `POST {base_url}{quirks.path}`, SSE."""
+
+    def __init__(self, settings: ProviderSettings, quirks: Quirks | None = None) -> None:
+        self.settings = settings
+        where = f"provider {settings.name!r} (kind {settings.kind!r})"
+        base = quirks if quirks is not None else BUILTIN_QUIRKS.get(settings.kind, Quirks())
+        self.quirks = q = with_options(base, settings.options, where)
+        self._url = settings.base_url.rstrip("/") + q.path
+        self._renames = dict(q.renamed_params)
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        key = settings.api_key
+        if key and q.auth_scheme == "bearer":
+            headers["authorization"] = f"Bearer {key}"
+        elif key and q.auth_scheme.startswith("header:"):
+            headers[q.auth_scheme[7:].lower()] = key
+        extra = settings.options.get("headers") or {}
+        if not isinstance(extra, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
+        ):
+            raise ValueError(f"{where}: option 'headers' must map header names to strings")
+        headers.update({name.lower(): value for name, value in extra.items()})
+        self._headers = headers
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAICompatProvider(name={self.settings.name!r}, url={self._url!r})"
+
+    def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
+        q = self.quirks
+        body: dict[str, Any] = {"model": target.model, "messages": request.messages}
+        unsupported: list[str] = []
+        for source in (request.params, request.extra):
+            for name, value in source.items():
+                if name in GATEWAY_FIELDS:
+                    continue
+                if name in q.rejected_params:
+                    unsupported.append(name)
+                    continue
+                body[self._renames.get(name, name)] = value
+        if unsupported and not target.drop_params:
+            raise UnsupportedParams(unsupported, self.settings.name)
+        if q.max_tokens_field != "passthrough":
+            newer, legacy = body.pop("max_completion_tokens", None), body.pop("max_tokens", None)
+            limit = newer if newer is not None else legacy
+            if limit is not None:
+                body[q.max_tokens_field] = limit
+        body["stream"] = True
+        if q.send_stream_options:
+            client = request.params.get("stream_options")
+            body["stream_options"] = {
+                **(client if isinstance(client, dict) else {}),
+                "include_usage": True,
+            }
+        return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+
+    def decoder(self) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(self.quirks, self.settings.api_key)
+
+    def parse_response(self, body: bytes) -> list[Event]:
+        try:
+            data = orjson.loads(body)  # leading blank lines (DeepSeek) are JSON whitespace
+        except orjson.JSONDecodeError:
+            return [protocol_error("upstream response is not valid JSON")]
+        if not isinstance(data, dict):
+            return [protocol_error("upstream response is not a JSON object")]
+        if not isinstance(data.get("choices"), list) and error_info(data) is None:
+            return [protocol_error("upstream response has no choices")]
+        out: list[Event] = []
+        ChunkMapper(self.quirks).map(data, out, key="message")
+        key = self.settings.api_key
+        return [redact(e, key) if type(e) is UpstreamError else e for e in out]
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        lowered = {name.lower(): value for name, value in headers.items()}
+        try:
+            info = error_info(orjson.loads(body)) or ErrorInfo()
+        except orjson.JSONDecodeError:
+            info = ErrorInfo()  # HTML from a proxy, or empty: never echoed
+        if status < 400:  # e.g. a redirect: the base_url is wrong
+            err_type, reported = "upstream_bad_status", 502
+        else:
+            reported = status
+            err_type = info.type or TYPE_BY_STATUS.get(status) or "api_error"
+        message = info.message or f"upstream returned HTTP {status}"
+        retryable = is_retryable(status) and not is_quota(info)
+        should_retry = lowered.get("x-should-retry", "").strip().lower()
+        if should_retry in ("true", "false"):
+            retryable = should_retry == "true"
+        error = UpstreamError(
+            status=reported,
+            type=err_type,
+            message=message[:MAX_MESSAGE_CHARS],
+            retryable=retryable,
+            code=info.code,
+            param=info.param,
+            retry_after_s=retry_after(lowered),
+            opens_circuit=opens_circuit(status),
+        )
+        return redact(error, self.settings.api_key)
+
+
+def openai_compatible(quirks: Quirks) -> Callable[[ProviderSettings], OpenAICompatProvider]:
+    """A provider factory for an OpenAI-compatible kind with these quirks (for plugins)."""
+
+    def factory(settings: ProviderSettings) -> OpenAICompatProvider:
+        return OpenAICompatProvider(settings, quirks)
+
+    return factory
+
+
+def register_kinds(register: Callable[[str, Callable[[ProviderSettings], Any]], None]) -> None:
+    for kind, quirks in BUILTIN_QUIRKS.items():
+        register(kind, openai_compatible(quirks))

@@ -1,0 +1,76 @@
+"""The gateway's view of one client chat request (OpenAI Chat Completions shape)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Fields the gateway itself interprets; everything else in the body is passed
+# through to OpenAI-family upstreams unchanged (`ChatRequest.extra`).
+KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "user",
+        "logprobs",
+        "top_logprobs",
+    }
+)
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A validated chat request.
+
+    `messages` keep the OpenAI shape (list of dicts). `params` holds the known
+    sampling/tool fields that were present (None values dropped); `extra`
+    holds unknown top-level fields, forwarded to OpenAI-family upstreams.
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool = False
+    include_usage: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_tokens(self) -> int | None:
+        value = self.params.get("max_completion_tokens", self.params.get("max_tokens"))
+        return value if isinstance(value, int) else None
+
+    @property
+    def stop(self) -> list[str]:
+        value = self.params.get("stop")
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else list(value)
+
+    def estimated_prompt_tokens(self) -> int:
+        """Cheap estimate: ~4 characters per token of text, plus 4 tokens per message."""
+        chars = 0
+        for message in self.messages:
+            content = message.get("content")
+            if isinstance(content, str):
+                chars += len(content)
+            elif isinstance(content, list):
+                for part in content:
+                    if isinstance(part, dict) and isinstance(part.get("text"), str):
+                        chars += len(part["text"])
+        return chars // 4 + 4 * len(self.messages)

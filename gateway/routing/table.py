@@ -1,0 +1,67 @@
+"""Route table: the `model` a client sends -> strategy and ordered candidate deployments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config.model import Config, DeploymentConfig, RouteConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRoute:
+    name: str
+    strategy: str
+    deployments: tuple[DeploymentConfig, ...]
+    k: int
+    hedge_delay_s: float
+    heartbeat_after_s: float
+    max_extra_load: float
+    data_residency: tuple[str, ...] | None
+    direct: bool  # the client named a deployment, not a route
+
+
+class RouteTable:
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._routes: dict[str, ResolvedRoute] = {}
+        for route in config.routes.values():
+            self._routes[route.name] = self._resolve_route(route)
+        for dep in config.deployments.values():
+            self._routes.setdefault(
+                dep.name,
+                ResolvedRoute(
+                    name=dep.name,
+                    strategy="fallback",
+                    deployments=(dep,),
+                    k=1,
+                    hedge_delay_s=0.6,
+                    heartbeat_after_s=10.0,
+                    max_extra_load=0.0,
+                    data_residency=None,
+                    direct=True,
+                ),
+            )
+
+    def _resolve_route(self, route: RouteConfig) -> ResolvedRoute:
+        deployments = tuple(self._config.deployments[name] for name in route.deployments)
+        return ResolvedRoute(
+            name=route.name,
+            strategy=route.strategy,
+            deployments=deployments,
+            k=route.k,
+            hedge_delay_s=route.hedge_delay_ms / 1000.0,
+            heartbeat_after_s=route.heartbeat_after_s,
+            max_extra_load=route.max_extra_load,
+            data_residency=route.data_residency,
+            direct=False,
+        )
+
+    def get(self, model: str) -> ResolvedRoute | None:
+        return self._routes.get(model)
+
+    def names(self) -> list[str]:
+        """Every addressable model name: routes first, then deployments."""
+        return list(self._routes)
+
+    def routes(self) -> list[ResolvedRoute]:
+        return list(self._routes.values())

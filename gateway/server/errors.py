@@ -1,0 +1,68 @@
+"""OpenAI error envelopes `{"error": {"message", "type", "param", "code"}}`."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+from aiohttp import web
+
+from gateway.streaming.events import UpstreamError
+
+
+class ApiError(Exception):
+    """A client-visible error raised anywhere in a handler; the middleware renders it."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def api_error_response(error: ApiError) -> web.Response:
+    return error_response(
+        error.status, error.message, error.type, error.code, error.param, error.headers
+    )
+
+
+def upstream_error_response(error: UpstreamError, headers: dict[str, str]) -> web.Response:
+    """All attempts failed before any output: a real HTTP error, never a 200."""
+    status = error.status if 400 <= error.status <= 599 else 502
+    if status == 529:
+        status = 503
+    out = dict(headers)
+    if error.retry_after_s is not None and error.retry_after_s > 0:
+        out["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
+    if not error.retryable:
+        out["x-should-retry"] = "false"
+    type_ = error.type or ("server_error" if status >= 500 else "invalid_request_error")
+    return error_response(status, error.message, type_, error.code, error.param, out)

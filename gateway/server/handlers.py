@@ -1,0 +1,176 @@
+"""HTTP handlers: chat completions (stream and non-stream), models, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import structlog
+from aiohttp import web
+
+from gateway.runtime import RequestRejected
+from gateway.server.errors import ApiError, upstream_error_response
+from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.server.parse import parse_chat_request
+from gateway.streaming.encode import HEARTBEAT as HEARTBEAT_BYTES
+from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
+from gateway.streaming.events import UpstreamError
+from gateway.streaming.race import HEARTBEAT, AllFailed, Race, Winner
+
+log = structlog.get_logger("gateway.access")
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    started = time.monotonic()
+    started_perf = time.perf_counter()
+    limit = gateway.config.limits.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"request body exceeds {limit} bytes", code="request_too_large")
+    raw = await request.read()
+    chat = parse_chat_request(raw, gateway.config.limits)
+    route = gateway.routes.get(chat.model)
+    if route is None:
+        raise ApiError(
+            404,
+            f"The model '{chat.model}' does not exist: it names no route or deployment",
+            "invalid_request_error",
+            "model_not_found",
+            "model",
+        )
+    request_id: str = request[REQUEST_ID]
+    region = gateway.region_of(request.headers)
+    try:
+        race = gateway.prepare(chat, route, request_id, region)
+    except RequestRejected as exc:
+        raise ApiError(exc.status, exc.message, exc.type, exc.code, exc.param) from None
+    setup_s = time.perf_counter() - started_perf
+    response_id = "chatcmpl-" + request_id.removeprefix("req_")
+    created = int(time.time())
+    client_gone = False
+    status = 200
+    gateway.metrics.in_flight.inc()
+    try:
+        if chat.stream:
+            encoder = ChunkEncoder(response_id, created, chat.model, chat.include_usage)
+            resp = await _stream(request, race, encoder, request_id)
+        else:
+            resp = await _complete(race, response_id, created, chat.model, request_id)
+        status = resp.status
+        return resp
+    except (asyncio.CancelledError, ConnectionResetError):
+        client_gone = True
+        raise
+    finally:
+        gateway.metrics.in_flight.dec()
+        record = await race.aclose(client_gone=client_gone)
+        winner = next((a for a in record.attempts if a.outcome == "won"), None)
+        gateway.metrics.overhead.observe(setup_s)
+        log.info(
+            "request",
+            request_id=request_id,
+            route=route.name,
+            region=region,
+            winner=record.winner,
+            status=record.status if record.winner is None else status,
+            outcome=record.stream_outcome,
+            attempts=len(record.attempts),
+            ttft_ms=round(record.ttft_s * 1000, 1) if record.ttft_s is not None else None,
+            total_ms=round((time.monotonic() - started) * 1000, 1),
+            tokens=winner.output_tokens if winner else 0,
+        )
+
+
+def _headers(request_id: str, deployment: str | None) -> dict[str, str]:
+    headers = {"x-request-id": request_id}
+    if deployment is not None:
+        headers["x-gateway-deployment"] = deployment
+    return headers
+
+
+async def _stream(
+    request: web.Request, race: Race, encoder: ChunkEncoder, request_id: str
+) -> web.StreamResponse:
+    response: web.StreamResponse | None = None
+    while True:
+        outcome = await race.first()
+        if outcome is not HEARTBEAT:
+            break
+        if response is None:  # no winner yet: commit to 200 and keep the connection alive
+            response = web.StreamResponse(headers={**SSE_HEADERS, **_headers(request_id, None)})
+            await response.prepare(request)
+        await response.write(HEARTBEAT_BYTES)
+    if isinstance(outcome, AllFailed):
+        if response is None:
+            return upstream_error_response(outcome.error, _headers(request_id, None))
+        await response.write(encoder.error(outcome.error))
+        return response
+    assert isinstance(outcome, Winner)
+    if response is None:
+        response = web.StreamResponse(
+            headers={**SSE_HEADERS, **_headers(request_id, outcome.deployment)}
+        )
+        await response.prepare(request)
+    await response.write(encoder.encode(outcome.events))
+    failed = any(type(e) is UpstreamError for e in outcome.events)
+    while not failed:
+        batch = await race.next_batch()
+        if batch is None:
+            break
+        await response.write(encoder.encode(batch))
+        failed = type(batch[-1]) is UpstreamError
+    if not failed:
+        await response.write(encoder.end())
+    return response
+
+
+async def _complete(
+    race: Race, response_id: str, created: int, model: str, request_id: str
+) -> web.Response:
+    outcome = await race.first()
+    if isinstance(outcome, AllFailed):
+        return upstream_error_response(outcome.error, _headers(request_id, None))
+    assert isinstance(outcome, Winner)
+    assembler = ResponseAssembler()
+    assembler.add(outcome.events)
+    while assembler.error is None:
+        batch = await race.next_batch()
+        if batch is None:
+            break
+        assembler.add(batch)
+    headers = _headers(request_id, outcome.deployment)
+    if assembler.error is not None:
+        return upstream_error_response(assembler.error, headers)
+    body = assembler.build(response_id, created, model)
+    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "race-gateway"}
+        for name in gateway.routes.names()
+    ]
+    return web.json_response({"object": "list", "data": data}, dumps=_dumps)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, dumps=_dumps)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    return web.Response(
+        body=gateway.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+    )
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()

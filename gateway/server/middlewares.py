@@ -1,0 +1,89 @@
+"""Request id, authentication and error rendering. Every error leaves as an OpenAI envelope."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway.server.errors import ApiError, api_error_response, error_response
+from gateway.server.keys import AUTH_KEYS, REQUEST_ID
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+log = structlog.get_logger("gateway")
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("x-request-id", "")
+    request[REQUEST_ID] = given if _SAFE_ID.match(given) else new_request_id()
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request.get(REQUEST_ID, "")
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        exc.headers.setdefault("x-request-id", rid)
+        return api_error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status
+        )
+        message = {
+            404: f"unknown path: {request.path}",
+            405: f"method {request.method} is not allowed on {request.path}",
+            413: "request body is larger than the configured limit",
+        }.get(exc.status, exc.reason)
+        headers = {"x-request-id": rid}
+        if exc.status == 405 and "Allow" in exc.headers:
+            headers["allow"] = exc.headers["Allow"]
+        return error_response(exc.status, message, "invalid_request_error", code, None, headers)
+    except Exception:
+        log.exception("unhandled_error", request_id=rid, path=request.path)
+        return error_response(
+            500,
+            "internal gateway error",
+            "server_error",
+            "internal_error",
+            None,
+            {"x-request-id": rid},
+        )
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    keys: tuple[bytes, ...] = request.app[AUTH_KEYS]
+    if keys and request.path.startswith("/v1/"):
+        given = (_bearer(request) or "").encode()
+        ok = False
+        for key in keys:  # compare with every key: the time does not tell which one matched
+            ok |= hmac.compare_digest(given, key)
+        if not ok:
+            raise ApiError(
+                401,
+                "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+    return await handler(request)

@@ -1,0 +1,271 @@
+"""aiohttp application of one simulated server: routes, auth, logging, handshake delay.
+
+The handler runs under `handler_cancellation=True`, so a client that goes away
+cancels it at once, even while it waits for the first token; the record then
+says `client_disconnect` with the time it happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.sim.config import SimServerConfig
+from gateway.sim.engine import play_body, play_stream
+from gateway.sim.log import PENDING, SimLog, SimRecord, now
+from gateway.sim.plan import plan_request, request_rng
+from gateway.sim.wire import ErrorReply, WireProtocol
+from gateway.sim.wire_anthropic import AnthropicWire
+from gateway.sim.wire_gemini import GeminiWire
+from gateway.sim.wire_ollama import OllamaWire
+from gateway.sim.wire_openai import OpenAIWire
+
+PROTOCOLS: dict[str, WireProtocol] = {
+    "openai": OpenAIWire(),
+    "anthropic": AnthropicWire(),
+    "gemini": GeminiWire(),
+    "ollama": OllamaWire(),
+}
+CHAT_PATHS: dict[str, tuple[str, ...]] = {
+    "openai": ("/v1/chat/completions", "/chat/completions"),
+    "anthropic": ("/v1/messages",),
+    "gemini": ("/v1beta/models/{target}",),
+    "ollama": ("/api/chat",),
+}
+MODELS_PATHS: dict[str, str] = {
+    "openai": "/v1/models",
+    "anthropic": "/v1/models",
+    "gemini": "/v1beta/models",
+    "ollama": "/api/tags",
+}
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class SimShared:
+    """State shared by every server of a cluster: seed, request counters and the log."""
+
+    seed: int
+    log: SimLog
+    counters: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def next_n(self, server: str, model: str) -> int:
+        n = self.counters.get((server, model), 0)
+        self.counters[(server, model)] = n + 1
+        return n
+
+    def reset(self) -> None:
+        self.counters.clear()
+        self.log.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    name: str
+    config: SimServerConfig
+    shared: SimShared
+
+    @property
+    def proto(self) -> WireProtocol:
+        return PROTOCOLS[self.config.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnInfo:
+    arrival: float
+    connection_id: int
+    new_connection: bool
+    handshake_ms: float  # to pay before answering (0 on a reused connection)
+
+
+STATE = web.AppKey("sim_state", ServerState)
+CONN = web.RequestKey("sim_conn", ConnInfo)
+
+
+class ResponseSink:
+    """engine.Sink over an aiohttp StreamResponse."""
+
+    def __init__(self, request: web.Request, headers: dict[str, str]) -> None:
+        self.request = request
+        self.response = web.StreamResponse(status=200, headers=headers)
+
+    async def open(self, content_type: str) -> None:
+        self.response.headers["Content-Type"] = content_type
+        await self.response.prepare(self.request)
+
+    async def write(self, data: bytes) -> None:
+        await self.response.write(data)
+
+    async def send(self, content_type: str, body: bytes) -> None:
+        self.response.headers["Content-Type"] = content_type
+        self.response.content_length = len(body)
+        await self.response.prepare(self.request)
+        await self.response.write(body)
+        await self.response.write_eof()
+
+    async def close(self) -> None:
+        await self.response.write_eof()
+
+    def cut(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.close()  # flushes what was written, then FIN: no terminator
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _connections(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Track TCP connections; charge `handshake_ms` on each connection's first request."""
+    if request.path.startswith("/_sim/"):
+        return await handler(request)
+    st = request.app[STATE]
+    arrival = now()
+    conn_id, is_new = st.shared.log.connections.see(request.transport)
+    paid = st.config.handshake_ms if is_new else 0.0
+    request[CONN] = ConnInfo(arrival, conn_id, is_new, paid)
+    if handler is not _chat and paid > 0:
+        await asyncio.sleep(paid / 1000)
+    return await handler(request)
+
+
+def _error_response(record: SimRecord, err: ErrorReply) -> web.Response:
+    record.status = err.status
+    record.outcome = f"error_{err.status}"
+    record.headers_sent = now()
+    reason = "Overloaded" if err.status == 529 else None
+    return web.Response(status=err.status, reason=reason, body=err.body, headers=dict(err.headers))
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    st = request.app[STATE]
+    info = request[CONN]
+    log = st.shared.log
+    record = log.open(
+        server=st.name,
+        kind=st.config.kind,
+        path=request.path,
+        connection_id=info.connection_id,
+        new_connection=info.new_connection,
+        handshake_ms=info.handshake_ms,
+        arrival=info.arrival,
+    )
+    await log.changed()
+    sink: ResponseSink | None = None
+    try:
+        if info.handshake_ms > 0:
+            await asyncio.sleep(info.handshake_ms / 1000)
+        sink = ResponseSink(request, {})
+        return await _serve_chat(request, st, record, sink)
+    except asyncio.CancelledError:
+        _disconnected(record)
+        raise
+    except ConnectionError:
+        _disconnected(record)
+        return sink.response if sink is not None else web.Response(status=499)
+    finally:
+        record.end = now()
+        await log.changed()
+
+
+def _disconnected(record: SimRecord) -> None:
+    record.disconnect = now()
+    if record.outcome == PENDING:
+        record.outcome = "client_disconnect"
+
+
+async def _serve_chat(
+    request: web.Request, st: ServerState, record: SimRecord, sink: ResponseSink
+) -> web.StreamResponse:
+    proto = st.proto
+    rid = uuid.uuid4().hex[:24]
+    err = proto.check_auth(request.headers, request.query, rid)
+    if err is not None:
+        return _error_response(record, err)
+    body = await request.read()
+    parsed = proto.parse_request(body, request.match_info.get("target"), request.query, rid)
+    if isinstance(parsed, ErrorReply):
+        return _error_response(record, parsed)
+    record.model, record.stream = parsed.model, parsed.stream
+    cfg = st.config.models.get(parsed.model)
+    if cfg is None:
+        return _error_response(record, proto.error(404, model=parsed.model, request_id=rid))
+    n = st.shared.next_n(st.name, parsed.model)
+    plan = plan_request(
+        cfg,
+        request_rng(st.shared.seed, st.name, parsed.model, n),
+        parsed,
+        model=parsed.model,
+        request_n=n,
+        created=time.time(),
+        frames=lambda reply: proto.renderer(parsed, reply, time.time).token_count(),
+    )
+    record.request_n, record.planned_ttft_ms = n, plan.ttft_ms
+    record.straggler, record.planned_fault = plan.straggler, plan.fault
+    if plan.error_status is not None:
+        err = proto.error(
+            plan.error_status,
+            model=parsed.model,
+            retry_after_s=plan.retry_after_s,
+            request_id=rid,
+        )
+        return _error_response(record, err)
+    renderer = proto.renderer(parsed, plan.reply, time.time)
+    sink.response.headers.update(proto.response_headers(rid))
+    sink.response.headers["Cache-Control"] = "no-cache"
+    start = now()
+    if parsed.stream:
+        await play_stream(
+            plan,
+            renderer,
+            sink,
+            record,
+            st.shared.log,
+            start=start,
+            prelude=cfg.prelude,
+            keepalive_ms=cfg.keepalive_ms,
+        )
+        return sink.response
+    status = await play_body(
+        plan, renderer, sink, record, start=start, keepalive_ms=cfg.keepalive_ms
+    )
+    if status is not None:
+        err = proto.error(status, model=parsed.model, request_id=rid)
+        response = _error_response(record, err)
+        record.outcome = "midstream_error"
+        return response
+    return sink.response
+
+
+async def _models(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    body = st.proto.models_body(st.config.models, time.time())
+    return web.Response(body=body, content_type="application/json")
+
+
+async def _sim_log(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[STATE].shared.log.to_json(), content_type="application/json"
+    )
+
+
+async def _sim_reset(request: web.Request) -> web.Response:
+    request.app[STATE].shared.reset()
+    return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+
+def make_app(name: str, config: SimServerConfig, shared: SimShared) -> web.Application:
+    app = web.Application(middlewares=[_connections], client_max_size=MAX_BODY_BYTES)
+    app[STATE] = ServerState(name, config, shared)
+    for path in CHAT_PATHS[config.kind]:
+        app.router.add_post(path, _chat)
+    app.router.add_get(MODELS_PATHS[config.kind], _models)
+    app.router.add_get("/_sim/log", _sim_log)
+    app.router.add_post("/_sim/reset", _sim_reset)
+    return app

@@ -1,0 +1,125 @@
+"""Request log shared by every simulated server: what happened, when, on which connection.
+
+Times are `time.monotonic()` seconds. Tests wait on the log instead of
+sleeping: `await log.wait_for(lambda recs: any(r.outcome == "cut" for r in recs))`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+PENDING = "pending"
+
+
+@dataclass(slots=True)
+class SimRecord:
+    seq: int
+    server: str
+    kind: str
+    path: str
+    connection_id: int
+    new_connection: bool  # first request on this TCP connection (paid handshake_ms)
+    handshake_ms: float  # the handshake delay actually paid (0 on a reused connection)
+    arrival: float
+    model: str | None = None
+    stream: bool | None = None
+    request_n: int | None = None  # the model's request counter (seeds the draws)
+    planned_ttft_ms: float | None = None  # the TTFT draw (the benchmark oracle)
+    straggler: bool = False
+    planned_fault: str | None = None
+    stalled: bool = False
+    status: int | None = None
+    headers_sent: float | None = None
+    first_token: float | None = None
+    end: float | None = None
+    disconnect: float | None = None
+    outcome: str = PENDING  # completed | client_disconnect | error_<status> | cut | midstream_error
+    tokens_sent: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ConnectionTracker:
+    """Stable ids per TCP connection (transport), without keeping transports alive."""
+
+    def __init__(self) -> None:
+        self._ids: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
+        self._next = 0
+
+    def see(self, transport: object | None) -> tuple[int, bool]:
+        """(connection id, True if this is the connection's first request)."""
+        if transport is None:
+            self._next += 1
+            return self._next, True
+        conn = self._ids.get(transport)
+        if conn is not None:
+            return conn, False
+        self._next += 1
+        self._ids[transport] = self._next
+        return self._next, True
+
+
+class SimLog:
+    def __init__(self) -> None:
+        self.records: list[SimRecord] = []
+        self.connections = ConnectionTracker()
+        self._seq = 0
+        self._cond = asyncio.Condition()
+
+    def open(
+        self,
+        *,
+        server: str,
+        kind: str,
+        path: str,
+        connection_id: int,
+        new_connection: bool,
+        handshake_ms: float,
+        arrival: float,
+    ) -> SimRecord:
+        self._seq += 1
+        record = SimRecord(
+            seq=self._seq,
+            server=server,
+            kind=kind,
+            path=path,
+            connection_id=connection_id,
+            new_connection=new_connection,
+            handshake_ms=handshake_ms,
+            arrival=arrival,
+        )
+        self.records.append(record)
+        return record
+
+    async def changed(self) -> None:
+        """Wake `wait_for` callers; call after updating a record."""
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def wait_for(
+        self,
+        predicate: Callable[[list[SimRecord]], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109 - a test-facing convenience bound
+    ) -> list[SimRecord]:
+        """Wait until predicate(records) holds; raises TimeoutError after `timeout` s."""
+        async with asyncio.timeout(timeout), self._cond:
+            await self._cond.wait_for(lambda: predicate(self.records))
+        return self.records
+
+    def clear(self) -> None:
+        self.records = []
+
+    def to_json(self) -> bytes:
+        return orjson.dumps([r.to_dict() for r in self.records])
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,202 @@
+"""A cluster of simulated providers on 127.0.0.1, one aiohttp server per configured server.
+
+async with SimCluster(config) as sim:
+    client = AsyncOpenAI(base_url=sim.base_url("openai-sim"), api_key="x")
+    ...
+    await sim.log.wait_for(lambda recs: len(recs) == 1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from aiohttp import web
+
+from gateway.sim.app import SimShared, make_app
+from gateway.sim.config import SimConfig, SimModelConfig, SimServerConfig, load_sim_config
+from gateway.sim.log import SimLog
+
+SHUTDOWN_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimServerInfo:
+    name: str
+    kind: str
+    host: str
+    port: int
+    base_url: str
+    models: tuple[str, ...]
+
+
+def _base_url(kind: str, host: str, port: int) -> str:
+    root = f"http://{host}:{port}"
+    return root + "/v1" if kind == "openai" else root
+
+
+class SimCluster:
+    """Start/stop every simulated server of a config; all share one `SimLog`."""
+
+    def __init__(self, config: SimConfig, log: SimLog | None = None) -> None:
+        self.config = config
+        self.log = log if log is not None else SimLog()
+        self.servers: dict[str, SimServerInfo] = {}
+        self._shared = SimShared(seed=config.seed, log=self.log)
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self) -> None:
+        if self._runners:
+            raise RuntimeError("SimCluster already started")
+        try:
+            for name, server in self.config.servers.items():
+                await self._start_one(name, server)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_one(self, name: str, server: SimServerConfig) -> None:
+        app = make_app(name, server, self._shared)
+        runner = web.AppRunner(
+            app,
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, self.config.host, server.port)
+        await site.start()
+        port = int(runner.addresses[0][1])
+        self.servers[name] = SimServerInfo(
+            name=name,
+            kind=server.kind,
+            host=self.config.host,
+            port=port,
+            base_url=_base_url(server.kind, self.config.host, port),
+            models=tuple(server.models),
+        )
+
+    async def stop(self) -> None:
+        runners, self._runners = self._runners, []
+        for runner in reversed(runners):
+            await runner.cleanup()
+        self.servers = {}
+
+    def base_url(self, server_name: str) -> str:
+        try:
+            return self.servers[server_name].base_url
+        except KeyError:
+            raise KeyError(f"no running sim server named {server_name!r}") from None
+
+    def reset(self) -> None:
+        """Clear the log and the per-model request counters (the draws start over)."""
+        self._shared.reset()
+
+    async def __aenter__(self) -> SimCluster:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def run_sim(config_path: str) -> None:
+    """Run the simulated servers of a YAML file until SIGINT/SIGTERM."""
+    config = await asyncio.to_thread(load_sim_config, Path(config_path))
+    await serve_until_signal(config)
+
+
+async def serve_until_signal(config: SimConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not on this platform / thread
+            pass
+    try:
+        async with SimCluster(config) as cluster:
+            for info in cluster.servers.values():
+                models = ", ".join(info.models)
+                print(
+                    f"{info.name:<16} {info.kind:<10} {info.base_url}  models: {models}", flush=True
+                )
+            await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def default_demo_sim_config(seed: int = 42) -> SimConfig:
+    """Providers shaped on the published TTFT figures (latency-data.md)."""
+    return SimConfig(
+        seed=seed,
+        servers={
+            "openai-sim": SimServerConfig(
+                kind="openai",
+                handshake_ms=120.0,
+                models={
+                    "gpt-4o-mini-sim": SimModelConfig(
+                        ttft_p50_ms=645.0, ttft_p95_ms=1094.0, itl_ms=9.5, tokens=60
+                    ),
+                    "deepseek-sim": SimModelConfig(
+                        ttft_p50_ms=1068.0,
+                        ttft_p95_ms=3017.0,
+                        itl_ms=38.0,
+                        tokens=60,
+                        keepalive_ms=200.0,
+                        reasoning_tokens=20,
+                        error_rate_503=0.0004,
+                    ),
+                },
+            ),
+            "anthropic-sim": SimServerConfig(
+                kind="anthropic",
+                handshake_ms=150.0,
+                models={
+                    "claude-haiku-sim": SimModelConfig(
+                        ttft_p50_ms=731.0, ttft_p95_ms=1106.0, itl_ms=17.0, tokens=60
+                    ),
+                },
+            ),
+            "gemini-sim": SimServerConfig(
+                kind="gemini",
+                handshake_ms=100.0,
+                models={
+                    # p95/p50 = 4.2 is a mixture: a narrower body plus 6 % stragglers x6
+                    # (overall p50 ~560 ms, p95 ~2.3 s)
+                    "gemini-flash-sim": SimModelConfig(
+                        ttft_p50_ms=540.0,
+                        ttft_p95_ms=1150.0,
+                        straggler_fraction=0.06,
+                        straggler_multiplier=6.0,
+                        itl_ms=7.3,
+                        tokens=60,
+                    ),
+                },
+            ),
+            "ollama-sim": SimServerConfig(
+                kind="ollama",
+                models={
+                    "llama-local-sim": SimModelConfig(
+                        ttft_p50_ms=761.0,
+                        ttft_p95_ms=2221.0,
+                        itl_ms=21.0,
+                        tokens=60,
+                        error_rate_500=0.0002,
+                    ),
+                },
+            ),
+        },
+    )

@@ -1,0 +1,77 @@
+"""Per-attempt and per-request records: what the race did and what it cost.
+
+One small record per request, handed to observers (metrics, latency profiles,
+health); nothing else keeps scattered counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from gateway.streaming.events import UpstreamError, Usage
+
+AttemptOutcome = Literal["won", "cancelled", "failed", "timed_out", "running"]
+StreamOutcome = Literal["completed", "failed", "client_cancelled", "no_winner"]
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    deployment: str
+    start_offset_s: float  # since the request started
+    price_input: float = 0.0  # USD per million tokens
+    price_output: float = 0.0
+    prompt_estimate: int = 0
+    outcome: AttemptOutcome = "running"
+    ttft_s: float | None = None  # time to first token, from the attempt's start
+    censored_ttft_s: float | None = None  # lower bound when cancelled before a token
+    end_offset_s: float | None = None
+    tokens: int = 0  # token events seen (fallback when the upstream reports no usage)
+    usage: Usage | None = None
+    error: UpstreamError | None = None
+    speculative: bool = False  # started by racing/hedging, not by a failure
+
+    @property
+    def input_tokens(self) -> int:
+        return self.usage.prompt if self.usage and self.usage.prompt else self.prompt_estimate
+
+    @property
+    def output_tokens(self) -> int:
+        return self.usage.completion if self.usage and self.usage.completion else self.tokens
+
+    @property
+    def cost_usd(self) -> float:
+        return (self.input_tokens * self.price_input + self.output_tokens * self.price_output) / 1e6
+
+
+@dataclass(slots=True)
+class RaceRecord:
+    request_id: str
+    route: str
+    strategy: str
+    region: str = ""
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    winner: str | None = None
+    ttft_s: float | None = None  # request start -> first token of the winner
+    stream_outcome: StreamOutcome = "no_winner"
+    status: int = 200
+    budget_limited: bool = False  # the extra-load budget turned racing off for this request
+    total_s: float = 0.0
+
+    @property
+    def losers(self) -> list[AttemptRecord]:
+        return [a for a in self.attempts if a.outcome != "won"]
+
+    @property
+    def wasted_tokens(self) -> int:
+        return sum(
+            a.input_tokens + a.output_tokens for a in self.attempts if a.outcome == "cancelled"
+        )
+
+    @property
+    def wasted_cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.attempts if a.outcome == "cancelled")
+
+
+class RaceObserver(Protocol):
+    def on_race_end(self, record: RaceRecord) -> None: ...

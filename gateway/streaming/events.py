@@ -1,0 +1,94 @@
+"""Normalized stream events: every upstream wire format decodes into these.
+
+A *token* is an event that carries user-visible output (non-empty text or
+reasoning, or tool-call data). The race is decided on tokens only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """One fragment of a tool call. `id`/`name` only on the first fragment of `index`."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: FinishReason
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts. Later Usage events replace earlier ones (providers report cumulatively)."""
+
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    reasoning: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMeta:
+    """What the upstream says about itself: the model version that served the request."""
+
+    model: str | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamError:
+    """An upstream failure, before or during the stream.
+
+    `status` is the HTTP status the gateway would report for it (0 when unknown,
+    e.g. a connection reset). `opens_circuit` says whether it counts against the
+    deployment's health (a 400 caused by the client does not).
+    """
+
+    status: int
+    type: str
+    message: str
+    retryable: bool
+    code: str | None = None
+    param: str | None = None
+    retry_after_s: float | None = None
+    opens_circuit: bool = True
+
+
+Event = TextDelta | ReasoningDelta | ToolCallDelta | Finish | Usage | ResponseMeta | UpstreamError
+
+
+def is_token(event: Event) -> bool:
+    """True when the event carries user-visible output (see module doc)."""
+    if type(event) is TextDelta or type(event) is ReasoningDelta:
+        return bool(event.text)
+    if type(event) is ToolCallDelta:
+        return bool(event.name or event.arguments or event.id)
+    return False
+
+
+def first_token_index(events: list[Event]) -> int:
+    """Index of the first token in `events`, or -1."""
+    for i, event in enumerate(events):
+        if is_token(event):
+            return i
+    return -1

@@ -1,0 +1,383 @@
+"""The race engine: start attempts by strategy, forward the first real token, cancel the rest.
+
+Strategies (race, hedge, fallback, weighted) differ only in how many attempts
+start at once and when the next one starts; everything else is shared. The
+engine knows nothing of wire formats: an attempt is any async iterator of
+event batches (`Opener`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+
+from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
+from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
+from gateway.streaming.policy import LoadBudget, choose_error
+
+MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    name: str
+    ttft_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    hedge_delay_s: float = 0.6
+    weight: float = 1.0
+    price_input: float = 0.0
+    price_output: float = 0.0
+
+
+@dataclass(slots=True)
+class RacePlan:
+    request_id: str
+    route: str
+    strategy: str
+    candidates: list[Candidate]
+    k: int = 2
+    heartbeat_after_s: float | None = None
+    prompt_estimate: int = 0
+    region: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Winner:
+    deployment: str
+    events: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class AllFailed:
+    error: UpstreamError
+    errors: list[tuple[str, UpstreamError]] = field(default_factory=list)
+
+
+class Heartbeat:
+    """No winner yet after the heartbeat delay: keep the client connection alive."""
+
+
+HEARTBEAT = Heartbeat()
+Opener = Callable[[Candidate], AsyncGenerator[list[Event], None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    error: UpstreamError | None
+
+
+class _Attempt:
+    __slots__ = ("candidate", "done", "pending", "record", "started_at", "task")
+
+    def __init__(self, candidate: Candidate, record: AttemptRecord, started_at: float) -> None:
+        self.candidate = candidate
+        self.record = record
+        self.started_at = started_at
+        self.pending: list[Event] = []
+        self.done = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class Race:
+    """One request's race. Use `first()` until a Winner/AllFailed, then `next_batch()`;
+    always `aclose()` in a finally block."""
+
+    def __init__(
+        self,
+        plan: RacePlan,
+        opener: Opener,
+        *,
+        budget: LoadBudget | None = None,
+        observer: RaceObserver | None = None,
+        rng: random.Random | None = None,
+        queue_size: int = 64,
+    ) -> None:
+        self.plan = plan
+        self._opener = opener
+        self._budget = budget
+        self._observer = observer
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        self._queue: asyncio.Queue[tuple[_Attempt, list[Event] | _End]] = asyncio.Queue(queue_size)
+        self._order = _ordered(plan, rng or random.Random())
+        self._next = 0
+        self._attempts: list[_Attempt] = []
+        self._errors: list[tuple[str, UpstreamError]] = []
+        self._winner: _Attempt | None = None
+        self._stream_done = False
+        self._closed = False
+        self._next_hedge_at: float | None = None
+        self._heartbeat_at = self._t0 + plan.heartbeat_after_s if plan.heartbeat_after_s else None
+        self.record = RaceRecord(plan.request_id, plan.route, plan.strategy, plan.region)
+        self._speculative_ok = plan.strategy in ("race", "hedge") and plan.k > 1
+        if budget is not None:
+            budget.note_request()
+
+    # -- starting attempts -------------------------------------------------
+
+    def _begin(self) -> None:
+        self._start_next(speculative=False)
+        if self.plan.strategy == "race":
+            for _ in range(min(self.plan.k, len(self._order)) - 1):
+                if not self._spend():
+                    break
+                self._start_next(speculative=True)
+
+    def _spend(self) -> bool:
+        if not self._speculative_ok:
+            return False
+        if self._budget is None or self._budget.try_spend():
+            return True
+        self.record.budget_limited = True
+        self._speculative_ok = False  # degraded to one attempt with fallback
+        return False
+
+    def _start_next(self, speculative: bool) -> bool:
+        if self._next >= len(self._order):
+            return False
+        candidate = self._order[self._next]
+        self._next += 1
+        now = self._loop.time()
+        record = AttemptRecord(
+            deployment=candidate.name,
+            start_offset_s=now - self._t0,
+            price_input=candidate.price_input,
+            price_output=candidate.price_output,
+            prompt_estimate=self.plan.prompt_estimate,
+            speculative=speculative,
+        )
+        attempt = _Attempt(candidate, record, now)
+        attempt.task = self._loop.create_task(self._run(attempt), name=f"attempt:{candidate.name}")
+        self._attempts.append(attempt)
+        self.record.attempts.append(record)
+        if self.plan.strategy == "hedge" and self._speculative_ok:
+            self._next_hedge_at = now + candidate.hedge_delay_s
+        return True
+
+    def _running(self) -> int:
+        return sum(1 for a in self._attempts if not a.done)
+
+    # -- one attempt -------------------------------------------------------
+
+    async def _run(self, attempt: _Attempt) -> None:
+        candidate = attempt.candidate
+        stream = self._opener(candidate)
+        got_token = False
+        error: UpstreamError | None = None
+        loop = self._loop
+        try:
+            async with asyncio.timeout(candidate.ttft_timeout_s) as deadline:
+                async for batch in stream:
+                    if not got_token:
+                        for event in batch:
+                            if is_token(event):
+                                got_token = True
+                                attempt.record.ttft_s = loop.time() - attempt.started_at
+                                break
+                        if not got_token:
+                            await self._queue.put((attempt, batch))
+                            continue
+                    deadline.reschedule(None)  # the client's pace is not the upstream's stall
+                    await self._queue.put((attempt, batch))
+                    deadline.reschedule(loop.time() + candidate.idle_timeout_s)
+        except TimeoutError:
+            if got_token:
+                message = f"upstream stalled for more than {candidate.idle_timeout_s:g}s"
+            else:
+                attempt.record.outcome = "timed_out"
+                message = f"no first token within {candidate.ttft_timeout_s:g}s"
+            error = UpstreamError(504, "upstream_timeout", message, True)
+        finally:
+            await stream.aclose()
+        await self._queue.put((attempt, _End(error)))
+
+    # -- before the winner -------------------------------------------------
+
+    async def first(self) -> Winner | AllFailed | Heartbeat:
+        """Wait for the winner (or total failure); returns HEARTBEAT when one is due."""
+        if not self._attempts:
+            self._begin()
+        while True:
+            if self._running() == 0 and not self._start_next(speculative=False):
+                return self._all_failed()
+            deadline = self._deadline()
+            try:
+                if deadline is None:
+                    attempt, item = await self._queue.get()
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        attempt, item = await self._queue.get()
+            except TimeoutError:
+                now = self._loop.time()
+                if self._next_hedge_at is not None and now >= self._next_hedge_at:
+                    self._next_hedge_at = None
+                    if self._running() < self.plan.k and self._spend():
+                        self._start_next(speculative=True)
+                if self._heartbeat_at is not None and now >= self._heartbeat_at:
+                    self._heartbeat_at = now + max(self.plan.heartbeat_after_s or 0, 0.05)
+                    return HEARTBEAT
+                continue
+            if attempt.done:
+                continue  # stale item from an attempt already failed or cancelled
+            if type(item) is _End:
+                outcome = self._ended_without_token(attempt, item.error)
+                if outcome is not None:
+                    return outcome
+                continue
+            assert isinstance(item, list)
+            for event in item:
+                if type(event) is UpstreamError:
+                    self._fail(attempt, event)
+                    break
+                if is_token(event):
+                    return self._declare(attempt, attempt.pending + item)
+            else:
+                attempt.pending.extend(item)
+                del attempt.pending[:-MAX_PENDING_EVENTS]
+
+    def _deadline(self) -> float | None:
+        times = [t for t in (self._next_hedge_at, self._heartbeat_at) if t is not None]
+        return min(times) if times else None
+
+    def _ended_without_token(self, attempt: _Attempt, error: UpstreamError | None) -> Winner | None:
+        if error is None and any(type(e) is Finish for e in attempt.pending):
+            # A complete answer with no output (e.g. content filtered): a valid result.
+            winner = self._declare(attempt, attempt.pending)
+            self._stream_done = True
+            attempt.done = True
+            return winner
+        self._fail(
+            attempt,
+            error or UpstreamError(502, "upstream_error", "upstream ended without output", True),
+        )
+        return None
+
+    def _fail(self, attempt: _Attempt, error: UpstreamError) -> None:
+        attempt.done = True
+        if attempt.record.outcome == "running":
+            attempt.record.outcome = "failed"
+        attempt.record.error = error
+        attempt.record.end_offset_s = self._loop.time() - self._t0
+        self._errors.append((attempt.candidate.name, error))
+        if attempt.task is not None and not attempt.task.done():
+            attempt.task.cancel()  # closes its upstream connection
+        self._start_next(speculative=False)  # a failure before the first token is invisible
+
+    def _declare(self, attempt: _Attempt, events: list[Event]) -> Winner:
+        now = self._loop.time()
+        self._winner = attempt
+        self._next_hedge_at = None
+        self._heartbeat_at = None
+        attempt.record.outcome = "won"
+        if attempt.record.ttft_s is None:
+            attempt.record.ttft_s = now - attempt.started_at
+        self.record.winner = attempt.candidate.name
+        self.record.ttft_s = now - self._t0
+        for event in events:
+            if type(event) is Usage:
+                attempt.record.usage = event
+        for other in self._attempts:
+            if other is not attempt and not other.done:
+                self._cancel(other, now)
+        return Winner(attempt.candidate.name, events)
+
+    def _cancel(self, attempt: _Attempt, now: float) -> None:
+        attempt.done = True
+        if attempt.record.outcome == "running":
+            attempt.record.outcome = "cancelled"
+            attempt.record.censored_ttft_s = now - attempt.started_at
+        attempt.record.end_offset_s = now - self._t0
+        for event in attempt.pending:
+            if type(event) is Usage:
+                attempt.record.usage = event
+        if attempt.task is not None:
+            attempt.task.cancel()
+
+    def _all_failed(self) -> AllFailed:
+        error = choose_error([e for _, e in self._errors])
+        self.record.status = error.status
+        return AllFailed(error, list(self._errors))
+
+    # -- after the winner --------------------------------------------------
+
+    async def next_batch(self) -> list[Event] | None:
+        """The winner's next batch; None at its clean end. An UpstreamError ends the stream."""
+        winner = self._winner
+        if winner is None or self._stream_done:
+            return None
+        record = winner.record
+        while True:
+            attempt, item = await self._queue.get()
+            if attempt is not winner:
+                continue
+            if type(item) is _End:
+                self._stream_done = True
+                winner.done = True
+                if item.error is not None:
+                    record.error = item.error
+                    return [item.error]
+                return None
+            assert isinstance(item, list)
+            for i, event in enumerate(item):
+                kind = type(event)
+                if kind is Usage:
+                    record.usage = event  # type: ignore[assignment]
+                elif kind is UpstreamError:
+                    record.error = event  # type: ignore[assignment]
+                    self._stream_done = True
+                    winner.done = True
+                    if winner.task is not None:
+                        winner.task.cancel()
+                    return item[: i + 1]
+                elif is_token(event):
+                    record.tokens += 1
+            return item
+
+    # -- cleanup -----------------------------------------------------------
+
+    async def aclose(self, client_gone: bool = False) -> RaceRecord:
+        """Cancel whatever still runs, wait for it, and report the record once."""
+        if self._closed:
+            return self.record
+        self._closed = True
+        now = self._loop.time()
+        tasks = []
+        for attempt in self._attempts:
+            if attempt.task is not None and not attempt.task.done():
+                if not attempt.done and attempt is not self._winner:
+                    self._cancel(attempt, now)
+                attempt.task.cancel()
+                tasks.append(attempt.task)
+        record = self.record
+        record.total_s = now - self._t0
+        if self._winner is not None:
+            self._winner.record.end_offset_s = now - self._t0
+            if client_gone and not self._stream_done:
+                record.stream_outcome = "client_cancelled"
+            elif self._winner.record.error is not None:
+                record.stream_outcome = "failed"
+            elif self._stream_done:
+                record.stream_outcome = "completed"
+            else:
+                record.stream_outcome = "client_cancelled"
+        elif client_gone:
+            record.stream_outcome = "client_cancelled"
+        try:
+            if tasks:
+                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        finally:
+            if self._observer is not None:
+                self._observer.on_race_end(record)
+        return record
+
+
+def _ordered(plan: RacePlan, rng: random.Random) -> list[Candidate]:
+    candidates = list(plan.candidates)
+    if plan.strategy == "weighted" and len(candidates) > 1:
+        weights = [max(c.weight, 0.0) for c in candidates]
+        if sum(weights) > 0:
+            first = rng.choices(range(len(candidates)), weights=weights)[0]
+            candidates.insert(0, candidates.pop(first))
+    return candidates

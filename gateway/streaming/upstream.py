@@ -1,0 +1,129 @@
+"""Upstream HTTP: one pooled aiohttp session per provider, and the attempt stream.
+
+`stream_events` is the only place where provider adapters meet sockets: it
+sends the adapter's request, feeds the body to the adapter's decoder and yields
+event batches. A stream that is abandoned (cancelled, closed early) drops its
+connection instead of returning it to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+import aiohttp
+
+from gateway.providers.base import Provider, UpstreamRequest
+from gateway.streaming.events import Event, UpstreamError
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+class UpstreamPool:
+    """A bounded keep-alive connection pool for one provider."""
+
+    def __init__(
+        self,
+        name: str,
+        max_connections: int = 100,
+        connect_timeout_s: float = 5.0,
+        keepalive_s: float = 30.0,
+    ) -> None:
+        self.name = name
+        self._max_connections = max_connections
+        self._connect_timeout_s = connect_timeout_s
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=self._max_connections,
+                keepalive_timeout=self._keepalive_s,
+                ttl_dns_cache=300,
+            )
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=self._connect_timeout_s, sock_connect=self._connect_timeout_s
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    def open_connections(self) -> int:
+        """Connections currently held (in use or idle in the pool)."""
+        if self._session is None or self._session.closed:
+            return 0
+        connector = self._session.connector
+        if connector is None:
+            return 0
+        acquired = len(getattr(connector, "_acquired", ()))
+        idle = sum(len(v) for v in getattr(connector, "_conns", {}).values())
+        return acquired + idle
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+def connection_error(exc: BaseException) -> UpstreamError:
+    """A transport failure as a retryable error; the message never carries request data."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamError(504, "upstream_timeout", "upstream connect timed out", True)
+    return UpstreamError(
+        502, "upstream_connection_error", f"upstream connection failed: {type(exc).__name__}", True
+    )
+
+
+async def stream_events(
+    pool: UpstreamPool, provider: Provider, request: UpstreamRequest
+) -> AsyncGenerator[list[Event], None]:
+    """Send `request` and yield decoded event batches.
+
+    HTTP errors and transport failures come out as a single UpstreamError batch,
+    never as exceptions. Cancellation propagates; the connection is then closed.
+    """
+    try:
+        response = await pool.session.request(
+            request.method, request.url, headers=request.headers, data=request.body
+        )
+    except asyncio.CancelledError:
+        raise
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        yield [connection_error(exc)]
+        return
+    clean = False
+    try:
+        if response.status >= 300:
+            body = await response.content.read(MAX_ERROR_BODY)
+            yield [provider.parse_error(response.status, response.headers, body)]
+            return
+        decoder = provider.decoder()
+        try:
+            async for data in response.content.iter_any():
+                events = decoder.feed(data)
+                if events:
+                    yield events
+        except (aiohttp.ClientError, OSError) as exc:
+            events = decoder.close()
+            yield [*events, connection_error(exc)] if not _has_error(events) else events
+            return
+        events = decoder.close()
+        if events:
+            yield events
+        clean = True
+    finally:
+        if clean:
+            response.release()
+        else:
+            # Abandoned or failed mid-body: drop the connection, never reuse it.
+            response.close()
+
+
+def _has_error(events: list[Event]) -> bool:
+    return any(type(event) is UpstreamError for event in events)
