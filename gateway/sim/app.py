@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gateway.sim.config import SimServerConfig
+from gateway.sim.config import SimModelConfig, SimServerConfig
 from gateway.sim.engine import play_body, play_stream
 from gateway.sim.log import PENDING, SimLog, SimRecord, now
-from gateway.sim.plan import plan_request, request_rng
+from gateway.sim.plan import degraded_config, plan_request, request_rng, step_degraded
 from gateway.sim.wire import ErrorReply, WireProtocol
 from gateway.sim.wire_anthropic import AnthropicWire
 from gateway.sim.wire_gemini import GeminiWire
@@ -48,19 +48,28 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 
 @dataclass(slots=True)
 class SimShared:
-    """State shared by every server of a cluster: seed, request counters and the log."""
+    """State shared by every server of a cluster: seed, per-model request counters and
+    normal/degraded states, and the log."""
 
     seed: int
     log: SimLog
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
+    degraded: dict[tuple[str, str], bool] = field(default_factory=dict)
 
-    def next_n(self, server: str, model: str) -> int:
-        n = self.counters.get((server, model), 0)
-        self.counters[(server, model)] = n + 1
-        return n
+    def next_request(self, server: str, model: str, cfg: SimModelConfig) -> tuple[int, bool]:
+        """(n, degraded) for the model's next request; steps its two-state chain."""
+        key = (server, model)
+        n = self.counters.get(key, 0)
+        self.counters[key] = n + 1
+        if cfg.degraded is None:
+            return n, False
+        u = request_rng(self.seed, server, model, n, "state").random()
+        self.degraded[key] = state = step_degraded(cfg, self.degraded.get(key, False), u)
+        return n, state
 
     def reset(self) -> None:
         self.counters.clear()
+        self.degraded.clear()
         self.log.clear()
 
 
@@ -196,7 +205,10 @@ async def _serve_chat(
     cfg = st.config.models.get(parsed.model)
     if cfg is None:
         return _error_response(record, proto.error(404, model=parsed.model, request_id=rid))
-    n = st.shared.next_n(st.name, parsed.model)
+    n, degraded = st.shared.next_request(st.name, parsed.model, cfg)
+    record.degraded = degraded
+    if degraded:
+        cfg = degraded_config(cfg)
     plan = plan_request(
         cfg,
         request_rng(st.shared.seed, st.name, parsed.model, n),

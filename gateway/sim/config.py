@@ -23,6 +23,23 @@ TOOL_CALL_MODES: tuple[str, ...] = ("auto", "never", "always")
 
 
 @dataclass(frozen=True, slots=True)
+class SimDegradedConfig:
+    """A two-state process (normal <-> degraded), stepped once per request of the model.
+
+    While degraded, these error rates replace the model's and TTFT is multiplied.
+    Mean episode length is 1/exit_rate requests; errors come in bursts, not coin flips.
+    """
+
+    enter_rate: float = 0.0  # per-request probability normal -> degraded
+    exit_rate: float = 0.1  # per-request probability degraded -> normal
+    ttft_multiplier: float = 3.0
+    error_rate_429: float = 0.0
+    error_rate_500: float = 0.0
+    error_rate_503: float = 0.0
+    error_rate_529: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class SimModelConfig:
     """Latency shape, content and faults of one simulated model."""
 
@@ -49,6 +66,7 @@ class SimModelConfig:
     text: str | None = None
     reasoning_tokens: int = 0
     tool_call: ToolCallMode = "auto"
+    degraded: SimDegradedConfig | None = None
 
     @property
     def sigma(self) -> float:
@@ -165,7 +183,18 @@ _MODEL_CHECKS: dict[str, Check] = {
     "reasoning_tokens": _int_ge0,
     "tool_call": _one_of(TOOL_CALL_MODES),
 }
-assert set(_MODEL_CHECKS) == {f.name for f in fields(SimModelConfig)}
+assert {*_MODEL_CHECKS, "degraded"} == {f.name for f in fields(SimModelConfig)}
+
+_DEGRADED_CHECKS: dict[str, Check] = {
+    "enter_rate": _rate,
+    "exit_rate": _rate,
+    "ttft_multiplier": _num_ge1,
+    "error_rate_429": _rate,
+    "error_rate_500": _rate,
+    "error_rate_503": _rate,
+    "error_rate_529": _rate,
+}
+assert set(_DEGRADED_CHECKS) == {f.name for f in fields(SimDegradedConfig)}
 
 _SERVER_CHECKS: dict[str, Check] = {
     "kind": _one_of(KINDS),
@@ -217,8 +246,10 @@ def _parse_model(data: Any, kind: str, path: str, out: _Problems) -> SimModelCon
         out.add(path, "must be a mapping")
         return None
     before = len(out.items)
-    _unknown(data, set(_MODEL_CHECKS), path, out)
+    _unknown(data, {*_MODEL_CHECKS, "degraded"}, path, out)
     values = _scalars(data, _MODEL_CHECKS, path, out)
+    if data.get("degraded") is not None:
+        values["degraded"] = _parse_degraded(data["degraded"], kind, f"{path}.degraded", out)
     model = SimModelConfig(**values)
     if "ttft_p50_ms" in values or "ttft_p95_ms" in values:
         if model.ttft_p95_ms < model.ttft_p50_ms:
@@ -233,6 +264,20 @@ def _parse_model(data: Any, kind: str, path: str, out: _Problems) -> SimModelCon
     if model.keepalive_ms > 0 and kind in ("gemini", "ollama"):
         out.add(f"{path}.keepalive_ms", f"not supported by kind {kind} (openai/anthropic only)")
     return model if len(out.items) == before else None
+
+
+def _parse_degraded(data: Any, kind: str, path: str, out: _Problems) -> SimDegradedConfig | None:
+    if not isinstance(data, Mapping):
+        out.add(path, "must be a mapping")
+        return None
+    _unknown(data, set(_DEGRADED_CHECKS), path, out)
+    state = SimDegradedConfig(**_scalars(data, _DEGRADED_CHECKS, path, out))
+    rates = state.error_rate_429 + state.error_rate_500 + state.error_rate_503
+    if rates + state.error_rate_529 > 1:
+        out.add(f"{path}.error_rate_429", "the error rates must add up to at most 1")
+    if state.error_rate_529 > 0 and kind != "anthropic":
+        out.add(f"{path}.error_rate_529", "only for kind anthropic (529 overloaded_error)")
+    return state
 
 
 def _parse_server(data: Any, path: str, out: _Problems) -> SimServerConfig | None:

@@ -33,6 +33,7 @@ class SimRecord:
     request_n: int | None = None  # the model's request counter (seeds the draws)
     planned_ttft_ms: float | None = None  # the TTFT draw (the benchmark oracle)
     straggler: bool = False
+    degraded: bool = False  # the model's two-state process was in its degraded state
     planned_fault: str | None = None
     stalled: bool = False
     status: int | None = None

@@ -11,7 +11,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -53,8 +53,36 @@ class Plan:
         return self.ttft_ms + sum(self.itl_ms[1:]) + stall
 
 
-def request_rng(seed: int, server: str, model: str, n: int) -> random.Random:
-    return random.Random(f"{seed}:{server}:{model}:{n}")
+def request_rng(seed: int, server: str, model: str, n: int, stream: str = "") -> random.Random:
+    """The draws of request n; a named `stream` (e.g. "state") gets an independent sequence."""
+    suffix = f":{stream}" if stream else ""
+    return random.Random(f"{seed}:{server}:{model}:{n}{suffix}")
+
+
+def step_degraded(cfg: SimModelConfig, degraded: bool, u: float) -> bool:
+    """One step of the model's normal <-> degraded chain (u uniform in [0, 1))."""
+    state = cfg.degraded
+    if state is None:
+        return False
+    return u >= state.exit_rate if degraded else u < state.enter_rate
+
+
+def degraded_config(cfg: SimModelConfig) -> SimModelConfig:
+    """The model's settings while degraded: its error rates replaced, TTFT multiplied."""
+    state = cfg.degraded
+    if state is None:
+        return cfg
+    m = state.ttft_multiplier
+    return replace(
+        cfg,
+        ttft_p50_ms=cfg.ttft_p50_ms * m,
+        ttft_p95_ms=cfg.ttft_p95_ms * m,
+        ttft_ms=cfg.ttft_ms * m if cfg.ttft_ms is not None else None,
+        error_rate_429=state.error_rate_429,
+        error_rate_500=state.error_rate_500,
+        error_rate_503=state.error_rate_503,
+        error_rate_529=state.error_rate_529,
+    )
 
 
 def draw_ttft(cfg: SimModelConfig, z: float, u_straggler: float) -> tuple[float, bool]:
