@@ -36,7 +36,12 @@ def demo_gateway_config(sim: SimConfig, base_urls: dict[str, str], port: int) ->
         "providers": providers,
         "deployments": deployments,
         "routes": {
-            "chat": {"strategy": "race", "k": min(2, len(names)), "deployments": names},
+            "chat": {
+                "strategy": "race",
+                "k": min(2, len(names)),
+                "deployments": names,
+                "max_extra_load": 1.0,
+            },
             "hedged": {
                 "strategy": "hedge",
                 "k": min(2, len(names)),

@@ -189,6 +189,13 @@ class Race:
                 attempt.record.outcome = "timed_out"
                 message = f"no first token within {candidate.ttft_timeout_s:g}s"
             error = UpstreamError(504, "upstream_timeout", message, True)
+        except Exception as exc:  # a decoder or transport bug must not hang the race
+            error = UpstreamError(
+                502,
+                "upstream_protocol_error",
+                f"upstream stream failed: {type(exc).__name__}",
+                True,
+            )
         finally:
             await stream.aclose()
         await self._queue.put((attempt, _End(error)))
@@ -213,7 +220,11 @@ class Race:
                 now = self._loop.time()
                 if self._next_hedge_at is not None and now >= self._next_hedge_at:
                     self._next_hedge_at = None
-                    if self._running() < self.plan.k and self._spend():
+                    if (
+                        self._running() < self.plan.k
+                        and self._next < len(self._order)
+                        and self._spend()
+                    ):
                         self._start_next(speculative=True)
                 if self._heartbeat_at is not None and now >= self._heartbeat_at:
                     self._heartbeat_at = now + max(self.plan.heartbeat_after_s or 0, 0.05)
@@ -275,9 +286,21 @@ class Race:
             attempt.record.ttft_s = now - attempt.started_at
         self.record.winner = attempt.candidate.name
         self.record.ttft_s = now - self._t0
-        for event in events:
-            if type(event) is Usage:
-                attempt.record.usage = event
+        record = attempt.record
+        for i, event in enumerate(events):
+            kind = type(event)
+            if kind is Usage:
+                record.usage = event  # type: ignore[assignment]
+            elif kind is UpstreamError:  # failed right after its first token
+                record.error = event  # type: ignore[assignment]
+                events = events[: i + 1]
+                self._stream_done = True
+                attempt.done = True
+                if attempt.task is not None:
+                    attempt.task.cancel()
+                break
+            elif is_token(event):
+                record.tokens += 1
         for other in self._attempts:
             if other is not attempt and not other.done:
                 self._cancel(other, now)
@@ -287,7 +310,8 @@ class Race:
         attempt.done = True
         if attempt.record.outcome == "running":
             attempt.record.outcome = "cancelled"
-            attempt.record.censored_ttft_s = now - attempt.started_at
+            if attempt.record.ttft_s is None:
+                attempt.record.censored_ttft_s = now - attempt.started_at
         attempt.record.end_offset_s = now - self._t0
         for event in attempt.pending:
             if type(event) is Usage:
