@@ -384,7 +384,6 @@ class AnthropicProvider:
             type=err_type,
             message=message[:MAX_MESSAGE_CHARS],
             retryable=retryable,
-            code=err_type,
             retry_after_s=retry_after(lowered),
             opens_circuit=opens_circuit(status),
         )

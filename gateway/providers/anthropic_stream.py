@@ -90,7 +90,6 @@ def status_error(status: int, err_type: str, message: str) -> UpstreamError:
         type=err_type,
         message=message[:MAX_MESSAGE_CHARS],
         retryable=is_retryable(status),
-        code=err_type,
         opens_circuit=opens_circuit(status),
     )
 

@@ -25,10 +25,10 @@ from gateway.providers.base import (
 )
 from gateway.providers.openai_stream import (
     MAX_MESSAGE_CHARS,
-    TYPE_BY_STATUS,
     ChunkMapper,
     ErrorInfo,
     OpenAIStreamDecoder,
+    default_type,
     error_info,
     is_quota,
     is_retryable,
@@ -145,7 +145,7 @@ class OpenAICompatProvider:
             err_type, reported = "upstream_bad_status", 502
         else:
             reported = status
-            err_type = info.type or TYPE_BY_STATUS.get(status) or "api_error"
+            err_type = info.type or default_type(status)
         message = info.message or f"upstream returned HTTP {status}"
         retryable = is_retryable(status) and not is_quota(info)
         should_retry = lowered.get("x-should-retry", "").strip().lower()

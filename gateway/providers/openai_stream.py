@@ -60,8 +60,12 @@ TYPE_BY_STATUS: dict[int, str] = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
-# The body fields the gateway owns; the client's values never reach the upstream as-is.
-MAX_MESSAGE_CHARS = 2000
+MAX_MESSAGE_CHARS = 2000  # upstream error messages are cut to this length
+
+
+def default_type(status: int) -> str:
+    """The error type for a status when the body names none."""
+    return TYPE_BY_STATUS.get(status, "api_error")
 
 
 def is_retryable(status: int) -> bool:
@@ -185,7 +189,7 @@ class ChunkMapper:
 
     def __init__(self, quirks: Quirks) -> None:
         self._quirks = quirks
-        self._started: set[int] = set()  # tool call indexes whose id was emitted
+        self._started: set[int] = set()  # tool call indexes whose first fragment was seen
         self._named: set[int] = set()  # tool call indexes whose name was emitted
         self._tool_ids: dict[str, int] = {}
         self.meta_sent = False
@@ -325,8 +329,7 @@ class OpenAIStreamDecoder:
         try:
             events = self._sse.feed(data)
         except ValueError as exc:  # LineTooLong / EventTooLarge
-            self._done = True
-            return [protocol_error(str(exc), retryable=False)]
+            return self._fail(protocol_error(str(exc), retryable=False))
         return self._handle(events, at_eof=False) if events else []
 
     def close(self) -> list[Event]:
@@ -338,12 +341,16 @@ class OpenAIStreamDecoder:
             try:  # an upstream may omit the blank line after its last event
                 out = self._handle(self._sse.close(flush_incomplete=True), at_eof=True)
             except ValueError as exc:
-                self._done = True
-                return [protocol_error(str(exc), retryable=False)]
-        if not self._done and not self._mapper.finished:
-            out.append(truncated_error())
-        self._done = True
+                return self._fail(protocol_error(str(exc), retryable=False))
+        if not self._done:
+            out += self._fail(truncated_error())
         return out
+
+    def _fail(self, error: UpstreamError) -> list[Event]:
+        """Stop decoding. A protocol problem after the finish reason loses at most a usage
+        chunk: the response itself is complete, so it is not reported."""
+        self._done = True
+        return [] if self._mapper.finished else [error]
 
     def _handle(self, sse_events: list[SSEEvent], at_eof: bool) -> list[Event]:
         out: list[Event] = []
@@ -359,9 +366,8 @@ class OpenAIStreamDecoder:
             except orjson.JSONDecodeError:
                 chunk = None
             if not isinstance(chunk, dict):
-                self._done = True
                 # At EOF an unparsable last event is a cut-off line, not a bad upstream.
-                out.append(truncated_error() if at_eof else protocol_error("invalid stream chunk"))
+                out += self._fail(truncated_error() if at_eof else protocol_error("invalid chunk"))
                 break
             self._mapper.map(chunk, out)
             if self._mapper.failed:

@@ -13,6 +13,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
 MaxTokensField = Literal["passthrough", "max_tokens", "max_completion_tokens"]
@@ -161,21 +162,23 @@ def _check_names(name: str, value: Any, kind: type, dotted: bool = False) -> Non
 
 # Built-in kinds. Sources: ../shared/wire-formats.md §1 (OpenAI), §4 (Mistral),
 # §5 (DeepSeek), §6 (Ollama /v1), §6b (vLLM); Groq and Together API docs.
-BUILTIN_QUIRKS: dict[str, Quirks] = {
-    "openai": Quirks(),
-    "openai_compatible": Quirks(),
-    "deepseek": Quirks(max_tokens_field="max_tokens"),
-    "mistral": Quirks(
-        rejected_params=frozenset({"logprobs", "top_logprobs"}),
-        renamed_params=(("seed", "random_seed"),),
-        send_stream_options=False,  # Mistral rejected stream_options; usage comes unasked
-        max_tokens_field="max_tokens",
-    ),
-    "vllm": Quirks(),
-    "ollama_openai": Quirks(max_tokens_field="max_tokens"),
-    "groq": Quirks(
-        rejected_params=frozenset({"logprobs", "top_logprobs", "logit_bias"}),
-        usage_fields=("usage", "x_groq.usage"),
-    ),
-    "together": Quirks(max_tokens_field="max_tokens"),
-}
+BUILTIN_QUIRKS: Mapping[str, Quirks] = MappingProxyType(
+    {
+        "openai": Quirks(),
+        "openai_compatible": Quirks(),
+        "deepseek": Quirks(max_tokens_field="max_tokens"),
+        "mistral": Quirks(
+            rejected_params=frozenset({"logprobs", "top_logprobs"}),
+            renamed_params=(("seed", "random_seed"),),
+            send_stream_options=False,  # Mistral rejected stream_options; usage comes unasked
+            max_tokens_field="max_tokens",
+        ),
+        "vllm": Quirks(),
+        "ollama_openai": Quirks(max_tokens_field="max_tokens"),
+        "groq": Quirks(
+            rejected_params=frozenset({"logprobs", "top_logprobs", "logit_bias"}),
+            usage_fields=("usage", "x_groq.usage"),
+        ),
+        "together": Quirks(max_tokens_field="max_tokens"),
+    }
+)
