@@ -17,7 +17,7 @@ from gateway.streaming.events import Event, UpstreamError
 class UpstreamRequest:
     method: str
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)  # carries credentials
     body: bytes
 
 
