@@ -58,6 +58,7 @@ async def stack(
     servers: dict[str, dict[str, Any]],
     routes: dict[str, dict[str, Any]] | None = None,
     deployments: dict[str, dict[str, Any]] | None = None,
+    provider_kinds: dict[str, str] | None = None,
     **gateway: Any,
 ) -> AsyncIterator[Stack]:
     sim_data, gw_data = build_configs(servers, routes, deployments, **gateway)
@@ -67,7 +68,11 @@ async def stack(
     await cluster.start()
     try:
         gw_data["providers"] = {
-            name: {"kind": server["kind"], "base_url": cluster.base_url(name), "api_key": "sim-key"}
+            name: {
+                "kind": (provider_kinds or {}).get(name, server["kind"]),
+                "base_url": cluster.base_url(name),
+                "api_key": "sim-key",
+            }
             for name, server in servers.items()
         }
         config = parse_config(gw_data, env={})

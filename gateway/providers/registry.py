@@ -134,9 +134,16 @@ class ProviderRegistry:
                 self._loaded = True
 
     def _load(self) -> None:
+        entry_points = self._plugin_entry_points()
+        # The built-ins declare the same entry points in our own pyproject.toml; they are
+        # imported directly only when the package metadata is absent (a bare source tree).
+        declared = {str(ep.value).split(":", 1)[0] for ep in entry_points}
         for name in self._builtin_modules:
-            importlib.import_module(name).register_kinds(self._add)
+            if name not in declared:
+                importlib.import_module(name).register_kinds(self._add)
         for name in self._optional_modules:
+            if name in declared:
+                continue
             try:
                 module = importlib.import_module(name)
             except ImportError as exc:
@@ -144,14 +151,6 @@ class ProviderRegistry:
                     self._problems.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue  # a module that does not exist (yet) is not a problem
             self._run(name, getattr(module, "register_kinds", None))
-        if self._group is None:
-            return
-        lookup = self._entry_points or find_entry_points
-        try:
-            entry_points = list(lookup(self._group))
-        except Exception as exc:  # broken package metadata must not stop the gateway
-            self._problems.append(f"entry points {self._group!r}: {type(exc).__name__}: {exc}")
-            return
         for entry_point in entry_points:
             label = f"plugin {entry_point.name!r} ({entry_point.value})"
             try:
@@ -160,6 +159,16 @@ class ProviderRegistry:
                 self._problems.append(f"{label}: {type(exc).__name__}: {exc}")
                 continue
             self._run(label, getattr(loaded, "register_kinds", loaded))
+
+    def _plugin_entry_points(self) -> list[Any]:
+        if self._group is None:
+            return []
+        lookup = self._entry_points or find_entry_points
+        try:
+            return list(lookup(self._group))
+        except Exception as exc:  # broken package metadata must not stop the gateway
+            self._problems.append(f"entry points {self._group!r}: {type(exc).__name__}: {exc}")
+            return []
 
     def _run(self, label: str, register_kinds: Any) -> None:
         if not callable(register_kinds):
