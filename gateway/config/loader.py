@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from gateway.config import sections
 from gateway.config.model import (
     STRATEGIES,
     AdminConfig,
@@ -81,6 +82,8 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     }
     governance = _governance(root.section("governance"))
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
+    health = sections.health(root.section("health"))
+    routing = sections.routing(root.section("routing"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -103,6 +106,8 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         deployments=deployments,
         routes=routes,
         governance=governance,
+        health=health,
+        routing=routing,
         sim=sim,
     )
 
@@ -215,6 +220,7 @@ def _latency(r: Reader) -> tuple[LatencyConfig, tuple[str, ...] | None]:
         country_regions=country_regions,
         min_samples=r.integer("min_samples", d.min_samples, lo=1),
         exploration=r.number("exploration", d.exploration, lo=0, hi=1),
+        half_life_days=r.number("half_life_days", d.half_life_days, lo=0, lo_open=True),
         prewarm=prewarm,
     )
     r.finish()
@@ -323,6 +329,8 @@ def _deployment(
         error_budget=r.number("error_budget", d.error_budget, lo=0, hi=1, lo_open=True),
         drop_params=r.boolean("drop_params", d.drop_params),
         max_tokens_default=r.integer("max_tokens_default", d.max_tokens_default, lo=1),
+        rpm=sections.optional_int(r, "rpm"),
+        tpm=sections.optional_int(r, "tpm"),
         options=r.mapping("options"),
     )
     r.finish()
@@ -345,8 +353,9 @@ def _governance(r: Reader) -> GovernanceConfig:
             )
         else:
             pii[kind] = action
+    output = sections.output_filter(r.section("output"))
     r.finish()
-    return GovernanceConfig(pii=pii)
+    return GovernanceConfig(pii=pii, output=output)
 
 
 def _route_deployments(r: Reader, deployments: Collection[str]) -> tuple[str, ...] | None:
@@ -414,6 +423,10 @@ def _route(
         max_extra_load=r.number("max_extra_load", d.max_extra_load, lo=0),
         data_residency=residency,
         governance=governance,
+        hedge_quantile=r.number("hedge_quantile", d.hedge_quantile, lo=0, hi=1, lo_open=True),
+        hedge_min_ms=r.number("hedge_min_ms", d.hedge_min_ms, lo=0),
+        hedge_max_ms=r.number("hedge_max_ms", d.hedge_max_ms, lo=0, lo_open=True),
+        tiers=sections.tiers(r, deployments),
     )
     r.finish()
     return out

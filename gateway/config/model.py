@@ -85,6 +85,7 @@ class LatencyConfig:
     country_regions: dict[str, str] = field(default_factory=dict)  # "DE" -> "eu"
     min_samples: int = 50
     exploration: float = 0.05
+    half_life_days: float = 7.0
     prewarm: PrewarmConfig = field(default_factory=PrewarmConfig)
 
 
@@ -128,7 +129,24 @@ class DeploymentConfig:
     error_budget: float = 0.05
     drop_params: bool = False
     max_tokens_default: int = 4096
+    rpm: int | None = None  # upstream requests per minute (shared across instances)
+    tpm: int | None = None  # upstream tokens per minute (estimated prompt + max tokens)
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TierConfig:
+    """One tier of a route: the first tier whose condition matches serves the request."""
+
+    name: str
+    deployments: tuple[str, ...]
+    strategy: Strategy = "fallback"
+    k: int = 2
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    images: bool | None = None
+    tools: bool | None = None
+    reasoning: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +160,41 @@ class RouteConfig:
     max_extra_load: float = 0.5
     data_residency: tuple[str, ...] | None = None
     governance: GovernanceConfig | None = None  # route-level override of the global policy
+    hedge_quantile: float = 0.9  # per-deployment hedge delay from the latency profile
+    hedge_min_ms: float = 50.0
+    hedge_max_ms: float = 5000.0
+    tiers: tuple[TierConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFilterConfig:
+    action: Literal["redact", "stop"] = "redact"
+    window: int = 64
+    detectors: tuple[str, ...] = ()
+    patterns: dict[str, str] = field(default_factory=dict)  # name -> regex
 
 
 @dataclass(frozen=True, slots=True)
 class GovernanceConfig:
     pii: dict[str, str] = field(default_factory=dict)  # type -> redact | block | local_only | allow
+    output: OutputFilterConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    window: int = 100
+    min_requests: int = 20
+    cooldown_s: float = 30.0
+    half_open_probes: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    reasoning_header: str = "x-gateway-reasoning"  # a truthy value marks a hard prompt
+    weights_interval_s: float = 60.0
+    key_rpm: int | None = None  # per gateway key, shared across instances
+    key_tpm: int | None = None
+    key_daily_budget_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,4 +216,6 @@ class Config:
     deployments: dict[str, DeploymentConfig] = field(default_factory=dict)
     routes: dict[str, RouteConfig] = field(default_factory=dict)
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config
