@@ -94,9 +94,8 @@ def choose_error(errors: list[UpstreamError]) -> UpstreamError:
             )
     if all(e.type == "upstream_timeout" or e.status in (408, 504) for e in errors):
         return _with(errors[-1], status=504)
-    last = errors[-1]
-    if last.status == 429:
-        return last
+    # A mix of 429 and server errors: report the last server error (order-independent kind).
+    last = [e for e in errors if e.status != 429][-1]
     status = last.status if last.status in (500, 502, 503) else 502
     if last.status == 529:
         status = 503

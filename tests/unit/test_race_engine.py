@@ -16,12 +16,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.streaming.accounting import RaceRecord
+from gateway.streaming.accounting import AttemptRecord, RaceRecord
 from gateway.streaming.events import (
     Event,
     Finish,
+    ReasoningDelta,
     ResponseMeta,
     TextDelta,
+    ToolCallDelta,
     UpstreamError,
     Usage,
     is_token,
@@ -59,10 +61,15 @@ def make_race(
     return Race(plan, ups.opener, budget=budget, observer=observer, rng=rng)
 
 
-def attempt(race: Race, name: str) -> object:
+def attempt(race: Race, name: str) -> AttemptRecord:
     matches = [a for a in race.record.attempts if a.deployment == name]
     assert len(matches) == 1, f"{name} started {len(matches)} times"
     return matches[0]
+
+
+def error_of(record: AttemptRecord) -> UpstreamError:
+    assert record.error is not None
+    return record.error
 
 
 def only_test_task_left() -> bool:
@@ -117,12 +124,12 @@ async def test_race_starts_k_at_once_and_first_token_wins_over_earlier_non_token
     assert ups["a"].finished
     assert ups["a"].saw_cancel or ups["a"].saw_generator_exit
     loser = attempt(race, "a")
-    assert loser.outcome == "cancelled"  # type: ignore[attr-defined]
-    assert loser.censored_ttft_s is not None  # type: ignore[attr-defined]
-    assert loser.ttft_s is None  # type: ignore[attr-defined]
+    assert loser.outcome == "cancelled"
+    assert loser.censored_ttft_s is not None
+    assert loser.ttft_s is None
     won = attempt(race, "b")
-    assert won.outcome == "won"  # type: ignore[attr-defined]
-    assert won.ttft_s is not None  # type: ignore[attr-defined]
+    assert won.outcome == "won"
+    assert won.ttft_s is not None
     assert race.record.winner == "b"
     assert race.record.ttft_s is not None
 
@@ -158,14 +165,12 @@ async def test_losers_late_items_never_leak_into_the_stream() -> None:
     assert batches == [[TextDelta("a2")], [TextDelta("a3"), Finish("stop")]]
     record = await race.aclose()
     assert record.stream_outcome == "completed"
-    assert attempt(race, "b").outcome == "cancelled"  # type: ignore[attr-defined]
+    assert attempt(race, "b").outcome == "cancelled"
     assert ups.unclosed() == []
     assert only_test_task_left()
 
 
 async def test_tool_call_and_reasoning_are_tokens_but_empty_deltas_are_not() -> None:
-    from gateway.streaming.events import ReasoningDelta, ToolCallDelta
-
     ups = FakeUpstreams("a", "b")
     race = make_race(ups)
     first = asyncio.create_task(race.first())
@@ -199,9 +204,9 @@ async def test_failure_before_first_token_is_invisible() -> None:
     assert outcome.deployment == "b"
     assert outcome.events == [TextDelta("hi")]  # nothing of a's failure
     failed = attempt(race, "a")
-    assert failed.outcome == "failed"  # type: ignore[attr-defined]
-    assert failed.error == error  # type: ignore[attr-defined]
-    assert attempt(race, "b").speculative is False  # type: ignore[attr-defined]
+    assert failed.outcome == "failed"
+    assert failed.error == error
+    assert attempt(race, "b").speculative is False
     ups["b"].end()
     assert await drain(race) == []
     record = await race.aclose()
@@ -227,7 +232,7 @@ async def test_items_from_a_failed_attempt_are_ignored() -> None:
     assert outcome.deployment == "b"
     assert outcome.events == [TextDelta("b")]
     assert len(race.record.attempts) == 2
-    assert attempt(race, "a").error.status == 500  # type: ignore[attr-defined]
+    assert error_of(attempt(race, "a")).status == 500
     await finish(race)
 
 
@@ -240,7 +245,7 @@ async def test_clean_end_without_output_is_a_failure() -> None:
     ups["a"].end()
     await settle()
     assert ups.opened == ["a", "b"]
-    assert attempt(race, "a").error.status == 502  # type: ignore[attr-defined]
+    assert error_of(attempt(race, "a")).status == 502
     ups["b"].send(TextDelta("ok"))
     outcome = await first
     assert isinstance(outcome, Winner) and outcome.deployment == "b"
@@ -312,10 +317,10 @@ async def test_ttft_timeout_fails_a_silent_attempt_and_starts_the_next() -> None
     await wait_set(ups["b"].opened)
     assert ups["a"].finished and ups["a"].saw_cancel
     slow = attempt(race, "a")
-    assert slow.outcome == "timed_out"  # type: ignore[attr-defined]
-    assert slow.error.status == 504  # type: ignore[attr-defined]
-    assert slow.error.type == "upstream_timeout"  # type: ignore[attr-defined]
-    assert slow.ttft_s is None  # type: ignore[attr-defined]
+    assert slow.outcome == "timed_out"
+    assert error_of(slow).status == 504
+    assert error_of(slow).type == "upstream_timeout"
+    assert slow.ttft_s is None
     ups["b"].send(TextDelta("late but fine"))
     outcome = await first
     assert isinstance(outcome, Winner) and outcome.deployment == "b"
@@ -408,7 +413,7 @@ async def test_finish_without_tokens_is_a_winner_with_the_stream_done() -> None:
     record = await race.aclose()
     assert record.stream_outcome == "completed"
     assert record.winner == "a"
-    assert attempt(race, "b").outcome == "cancelled"  # type: ignore[attr-defined]
+    assert attempt(race, "b").outcome == "cancelled"
     assert only_test_task_left()
 
 
@@ -456,7 +461,7 @@ async def test_hedge_failure_starts_the_next_at_once() -> None:
     ups["a"].fail(503)
     await settle()
     assert ups.opened == ["a", "b"]
-    assert attempt(race, "b").speculative is False  # type: ignore[attr-defined]
+    assert attempt(race, "b").speculative is False
     ups["b"].send(TextDelta("b"))
     outcome = await first
     assert isinstance(outcome, Winner) and outcome.deployment == "b"
@@ -629,17 +634,13 @@ async def test_hedge_spends_budget_only_for_attempts_it_starts() -> None:
     race = make_race(ups, "hedge", k=2, candidates=cands, budget=budget, heartbeat_after_s=0.02)
     first = asyncio.create_task(race.first())
     await settle()
-    ups["a"].fail(
-        500
-    )  # b starts at once, as a fallback (not speculative); its hedge timer is armed
+    ups["a"].fail(500)  # b starts at once as a fallback (not speculative): hedge timer armed
     assert await first is HEARTBEAT  # b's hedge timer (0.001 s) fired before the heartbeat
-    assert ups.opened == ["a", "b"]
-    try:
-        speculative = sum(a.speculative for a in race.record.attempts)
-        assert speculative == 0
-        assert budget.spent == speculative
-    finally:
-        await finish(race)
+    assert ups.opened == ["a", "b"]  # no candidate left to hedge with
+    assert [a.speculative for a in race.record.attempts] == [False, False]
+    assert budget.spent == 0  # nothing started, nothing spent
+    assert budget.refused == 0
+    await finish(race)
 
 
 # -- aclose -----------------------------------------------------------------------------------
@@ -746,14 +747,14 @@ async def test_wasted_tokens_and_cost_for_cancelled_losers() -> None:
     await drain(race)
     record = await race.aclose()
     b, c = attempt(race, "b"), attempt(race, "c")
-    assert b.input_tokens == 100 and b.output_tokens == 0  # type: ignore[attr-defined]
-    assert c.input_tokens == 250  # type: ignore[attr-defined]  # no usage: prompt estimate
+    assert b.input_tokens == 100 and b.output_tokens == 0
+    assert c.input_tokens == 250  # no usage: prompt estimate
     assert record.wasted_tokens == 350
     assert record.wasted_cost_usd == pytest.approx((100 * 1.0 + 250 * 3.0) / 1e6)
     won = attempt(race, "a")
-    assert won.usage == Usage(prompt=40, completion=3)  # type: ignore[attr-defined]
-    assert won.output_tokens == 3  # type: ignore[attr-defined]
-    assert won.cost_usd == pytest.approx((40 * 2.0 + 3 * 8.0) / 1e6)  # type: ignore[attr-defined]
+    assert won.usage == Usage(prompt=40, completion=3)
+    assert won.output_tokens == 3
+    assert won.cost_usd == pytest.approx((40 * 2.0 + 3 * 8.0) / 1e6)
     assert [a.deployment for a in record.losers] == ["b", "c"]
 
 
@@ -798,11 +799,12 @@ async def test_winning_batch_is_truncated_after_an_error() -> None:
     error = UpstreamError(502, "upstream_connection_error", "reset", True)
     ups["a"].send(TextDelta("hi"), error, TextDelta("after the error"))
     outcome = await first
-    try:
-        assert isinstance(outcome, Winner)
-        assert outcome.events == [TextDelta("hi"), error]
-    finally:
-        await finish(race)
+    assert isinstance(outcome, Winner)
+    assert outcome.events == [TextDelta("hi"), error]
+    assert await race.next_batch() is None
+    record = await finish(race)
+    assert record.stream_outcome == "failed"
+    assert ups.unclosed() == []
 
 
 async def test_error_in_the_winning_batch_is_a_failed_stream() -> None:
@@ -826,20 +828,34 @@ async def test_attempt_raising_is_a_failure_and_the_next_starts() -> None:
     ups = FakeUpstreams("a", "b")
     race = make_race(ups, "fallback", k=1)
     first = asyncio.create_task(race.first())
-    try:
-        await settle()
-        ups["a"].raise_(ValueError("line too long"))
-        await settle()
-        assert ups["a"].finished
-        assert ups.opened == ["a", "b"]
-        ups["b"].send(TextDelta("b"))
-        outcome = await asyncio.wait_for(first, 5)
-        assert isinstance(outcome, Winner) and outcome.deployment == "b"
-    finally:
-        await finish(race, first)
-        for task in race._attempts:  # retrieve the attempt's exception (avoid a warning)
-            if task.task is not None and task.task.done() and not task.task.cancelled():
-                task.task.exception()
+    await settle()
+    ups["a"].raise_(ValueError("line too long"))  # e.g. the SSE decoder's LineTooLong
+    await settle()
+    assert ups["a"].finished
+    assert ups.opened == ["a", "b"]
+    broken = attempt(race, "a")
+    assert broken.outcome == "failed"
+    assert error_of(broken).status == 502
+    ups["b"].send(TextDelta("b"))
+    outcome = await asyncio.wait_for(first, 5)  # the guard only turns a hang into a failure
+    assert isinstance(outcome, Winner) and outcome.deployment == "b"
+    await finish(race)
+    assert only_test_task_left()
+
+
+async def test_attempt_raising_after_the_winner_ends_the_stream_with_an_error() -> None:
+    ups = FakeUpstreams("a")
+    race = make_race(ups, "fallback", k=1)
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["a"].send(TextDelta("x"))
+    assert isinstance(await first, Winner)
+    ups["a"].raise_(ValueError("event too large"))
+    batch = await asyncio.wait_for(race.next_batch(), 5)
+    assert batch is not None and isinstance(batch[-1], UpstreamError)
+    assert await race.next_batch() is None
+    record = await race.aclose()
+    assert record.stream_outcome == "failed"
 
 
 async def test_cancelled_loser_has_either_ttft_or_censored_ttft() -> None:
@@ -852,8 +868,8 @@ async def test_cancelled_loser_has_either_ttft_or_censored_ttft() -> None:
     assert isinstance(await first, Winner)
     await finish(race)
     loser = attempt(race, "b")
-    assert loser.outcome == "cancelled"  # type: ignore[attr-defined]
-    assert (loser.ttft_s is None) != (loser.censored_ttft_s is None)  # type: ignore[attr-defined]
+    assert loser.outcome == "cancelled"
+    assert (loser.ttft_s is None) != (loser.censored_ttft_s is None)
 
 
 # -- property: random scripts and interleavings ---------------------------------------------
