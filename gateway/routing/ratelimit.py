@@ -1,0 +1,267 @@
+"""Fixed-window rate limits (requests and tokens per minute), exact across instances.
+
+A *name* is what is limited; by convention ``dep:{deployment}`` for a
+deployment's own `rpm`/`tpm` and ``key:{key id}`` for a gateway key (see
+`deployment_limit`, `key_limit`). Names without a configured `Limit` are
+never limited and cost no round-trip.
+
+Windows are aligned to the epoch (`window_start = floor(now / window_s) *
+window_s`), so the clock is wall-clock seconds (`time.time`), not monotonic:
+every instance must agree on where a window starts.
+
+`RedisRateLimiter` keeps one hash per name and window,
+``{prefix}:rl:{name}:{window_start}`` with fields ``r`` (requests) and ``t``
+(tokens), and checks and takes in one Lua script: a request is admitted only
+when both counters stay within their limits, and a refused request takes
+nothing. Because the script is atomic the total admitted over all instances
+is exactly the limit. The key expires a little after its window. On a Redis
+failure it fails open (admits) and sets `degraded` (one log line per outage).
+
+`MemoryRateLimiter` is the same for ``state.backend: memory`` (one instance).
+
+`ratelimit_headers` renders OpenAI's ``x-ratelimit-*`` headers with Go-style
+durations (`go_duration`: "1s", "6m0s", "20ms").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from gateway.routing.redisconn import Outage, connect
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    rpm: int | None = None  # requests per window (None: unlimited)
+    tpm: int | None = None  # tokens per window (None: unlimited)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    retry_after_s: float | None  # when refused: seconds until the window resets
+    limit: int | None  # requests per window (None: not limited)
+    remaining: int | None  # requests left in this window after this one
+    reset_s: float  # seconds until the window resets
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    degraded: bool = False  # admitted without checking (the store was unavailable)
+
+
+UNLIMITED = Decision(True, None, None, None, 0.0)
+
+
+def deployment_limit(deployment: str) -> str:
+    return f"dep:{deployment}"
+
+
+def key_limit(key_id: str) -> str:
+    return f"key:{key_id}"
+
+
+class RateLimiter(Protocol):
+    @property
+    def degraded(self) -> bool: ...
+
+    def limit_for(self, name: str) -> Limit | None: ...
+
+    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision: ...
+
+    async def close(self) -> None: ...
+
+
+def _window(now: float, window_s: float) -> tuple[int, float]:
+    """(window start, seconds until it ends)."""
+    start = math.floor(now / window_s) * window_s
+    return int(start), start + window_s - now
+
+
+def _decision(
+    allowed: bool, limit: Limit, used_r: int, used_t: int, reset_s: float, degraded: bool = False
+) -> Decision:
+    return Decision(
+        allowed=allowed,
+        retry_after_s=None if allowed else reset_s,
+        limit=limit.rpm,
+        remaining=None if limit.rpm is None else max(limit.rpm - used_r, 0),
+        reset_s=reset_s,
+        limit_tokens=limit.tpm,
+        remaining_tokens=None if limit.tpm is None else max(limit.tpm - used_t, 0),
+        degraded=degraded,
+    )
+
+
+def _fits(limit: Limit, used_r: int, used_t: int, requests: int, tokens: int) -> bool:
+    if limit.rpm is not None and used_r + requests > limit.rpm:
+        return False
+    return limit.tpm is None or used_t + tokens <= limit.tpm
+
+
+class MemoryRateLimiter:
+    """In-process fixed windows (state.backend memory)."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, Limit],
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = dict(limits)
+        self.window_s = window_s
+        self._clock = clock
+        self._used: dict[str, tuple[int, int, int]] = {}  # name -> (window start, r, t)
+
+    @property
+    def degraded(self) -> bool:
+        return False
+
+    def limit_for(self, name: str) -> Limit | None:
+        return self.limits.get(name)
+
+    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
+        limit = self.limits.get(name)
+        if limit is None or (limit.rpm is None and limit.tpm is None):
+            return UNLIMITED
+        start, reset_s = _window(self._clock(), self.window_s)
+        window, used_r, used_t = self._used.get(name, (start, 0, 0))
+        if window != start:
+            used_r = used_t = 0
+        if not _fits(limit, used_r, used_t, requests, tokens):
+            self._used[name] = (start, used_r, used_t)
+            return _decision(False, limit, used_r, used_t, reset_s)
+        used_r, used_t = used_r + requests, used_t + tokens
+        self._used[name] = (start, used_r, used_t)
+        return _decision(True, limit, used_r, used_t, reset_s)
+
+    async def close(self) -> None:
+        self._used.clear()
+
+
+# KEYS[1] counter hash; ARGV: requests, tokens, rpm (-1: none), tpm (-1: none), ttl seconds.
+# Returns {admitted 0|1, requests used, tokens used}; a refused request takes nothing.
+_CHECK_AND_TAKE = """
+local used = redis.call('HMGET', KEYS[1], 'r', 't')
+local r = tonumber(used[1]) or 0
+local t = tonumber(used[2]) or 0
+local req = tonumber(ARGV[1])
+local tok = tonumber(ARGV[2])
+local rpm = tonumber(ARGV[3])
+local tpm = tonumber(ARGV[4])
+if (rpm >= 0 and r + req > rpm) or (tpm >= 0 and t + tok > tpm) then
+  return {0, r, t}
+end
+if req > 0 then r = redis.call('HINCRBY', KEYS[1], 'r', req) end
+if tok > 0 then t = redis.call('HINCRBY', KEYS[1], 't', tok) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+return {1, r, t}
+"""
+
+
+class RedisRateLimiter:
+    """Fixed windows in Redis, exact across instances (see the module doc)."""
+
+    def __init__(
+        self,
+        redis: Redis | str,
+        limits: Mapping[str, Limit],
+        *,
+        prefix: str = "rg",
+        window_s: float = 60.0,
+        op_timeout_s: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._owns_client = isinstance(redis, str)
+        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self.limits = dict(limits)
+        self.prefix = prefix
+        self.window_s = window_s
+        self.op_timeout_s = op_timeout_s
+        self._clock = clock
+        self._script = self._redis.register_script(_CHECK_AND_TAKE)
+        self.outage = Outage("rate_limits")
+
+    @property
+    def degraded(self) -> bool:
+        return self.outage.degraded
+
+    def limit_for(self, name: str) -> Limit | None:
+        return self.limits.get(name)
+
+    def key(self, name: str, window_start: int) -> str:
+        return f"{self.prefix}:rl:{name}:{window_start}"
+
+    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
+        limit = self.limits.get(name)
+        if limit is None or (limit.rpm is None and limit.tpm is None):
+            return UNLIMITED
+        start, reset_s = _window(self._clock(), self.window_s)
+        ttl = math.ceil(self.window_s) + 5
+        args = [
+            requests,
+            tokens,
+            -1 if limit.rpm is None else limit.rpm,
+            -1 if limit.tpm is None else limit.tpm,
+            ttl,
+        ]
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                admitted, used_r, used_t = await self._script(
+                    keys=[self.key(name, start)], args=args
+                )
+        except Exception as exc:  # fail open: a limiter outage must not fail requests
+            self.outage.failed("check_and_take", exc)
+            return _decision(True, limit, 0, 0, reset_s, degraded=True)
+        self.outage.ok("check_and_take")
+        return _decision(bool(admitted), limit, int(used_r), int(used_t), reset_s)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._redis.aclose()
+
+
+# -- headers ---------------------------------------------------------------
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String() at millisecond precision (rounded up): 20ms, 1s, 1.5s, 6m0s."""
+    ms = max(math.ceil(round(seconds * 1000, 6)), 0)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = f"{whole}.{frac:03d}".rstrip("0") if frac else str(whole)
+    out = f"{secs}s"
+    if hours or minutes:
+        out = f"{minutes}m{out}"
+    if hours:
+        out = f"{hours}h{out}"
+    return out
+
+
+def ratelimit_headers(decision: Decision) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for a limited name (empty when not limited).
+
+    Adds ``retry-after`` (whole seconds, rounded up) when the request was refused.
+    """
+    headers: dict[str, str] = {}
+    if decision.limit is not None:
+        headers["x-ratelimit-limit-requests"] = str(decision.limit)
+        headers["x-ratelimit-remaining-requests"] = str(decision.remaining or 0)
+        headers["x-ratelimit-reset-requests"] = go_duration(decision.reset_s)
+    if decision.limit_tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(decision.limit_tokens)
+        headers["x-ratelimit-remaining-tokens"] = str(decision.remaining_tokens or 0)
+        headers["x-ratelimit-reset-tokens"] = go_duration(decision.reset_s)
+    if not decision.allowed and decision.retry_after_s is not None:
+        headers["retry-after"] = str(max(math.ceil(decision.retry_after_s), 1))
+    return headers

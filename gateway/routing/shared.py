@@ -1,0 +1,279 @@
+"""Health shared across gateway instances through Redis.
+
+Keys (all under `prefix`):
+
+- ``{prefix}:health:{deployment}``: the deployment's recent outcomes, newest
+  first, capped at `window` (LPUSH + LTRIM, pipelined about every
+  `flush_interval_s`). Each entry is JSON ``[ok, value, wall_time]`` where
+  value is the TTFT (s) of a success or the status of a failure. A starting
+  instance seeds its empty windows from them.
+- ``{prefix}:breaker`` (pub/sub channel): local breaker changes to ``open``,
+  ``cooling`` and ``closed``, as JSON ``{"i": instance, "d": deployment,
+  "s": state, "r": seconds until it may be tried, "u": wall time of that}``.
+  They are sent as soon as they happen (the publisher wakes up); every
+  instance applies other instances' changes to its own registry
+  (`HealthRegistry.apply_remote`), so an open breaker seen by one instance
+  stops the others within about a second.
+- ``{prefix}:breaker:state`` (hash): the last change per deployment, read on
+  every (re)subscribe so an instance that missed messages catches up.
+
+Redis outage: both loops catch every error, set `degraded` (one warning per
+outage, see `Outage`), keep the newest pending outcomes and changes, and retry
+with backoff; the registry keeps working on its own view. Nothing here is on
+the request path: listeners only append to in-memory buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+
+import orjson
+from redis.asyncio import Redis
+
+from gateway.routing.health import HealthRegistry, Outcome, StateChange
+from gateway.routing.redisconn import Outage, connect, log
+
+PUBLISHED_STATES = frozenset({"open", "cooling", "closed"})
+
+
+class SharedHealth:
+    def __init__(
+        self,
+        registry: HealthRegistry,
+        redis: Redis | str,
+        *,
+        prefix: str = "rg",
+        instance_id: str | None = None,
+        flush_interval_s: float = 0.25,
+        op_timeout_s: float = 1.0,
+        reconnect_max_s: float = 5.0,
+        outcome_ttl_s: int = 3600,
+        seed: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self._owns_client = isinstance(redis, str)
+        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self.prefix = prefix
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.flush_interval_s = flush_interval_s
+        self.op_timeout_s = op_timeout_s
+        self.reconnect_max_s = reconnect_max_s
+        self.outcome_ttl_s = outcome_ttl_s
+        self.window = registry.window
+        self._clock = clock
+        self._wall = wall_clock
+        self._seeded = not seed
+        self._pending: dict[str, deque[bytes]] = {}
+        self._changes: dict[str, StateChange] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.outage = Outage("shared_health")
+        self.applied = 0  # remote changes applied (for tests and metrics)
+        self.subscribed = False  # listening to other instances right now
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:breaker"
+
+    @property
+    def state_key(self) -> str:
+        return f"{self.prefix}:breaker:state"
+
+    def outcomes_key(self, deployment: str) -> str:
+        return f"{self.prefix}:health:{deployment}"
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis cannot be used: every decision is this instance's own."""
+        return self.outage.degraded
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self.registry.add_listener(self._on_change)
+        self.registry.add_outcome_listener(self._on_outcome)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._publisher(), name="shared-health-publisher"),
+            loop.create_task(self._subscriber(), name="shared-health-subscriber"),
+        ]
+
+    async def close(self) -> None:
+        self.registry.remove_listener(self._on_change)
+        self.registry.remove_outcome_listener(self._on_outcome)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        if tasks and (self._changes or self._pending):
+            await self._flush()  # best effort: the last changes (bounded by op_timeout_s)
+        if self._owns_client:
+            await self._redis.aclose()
+
+    # -- from the registry (synchronous, request path) ---------------------
+
+    def _on_change(self, change: StateChange) -> None:
+        if change.remote or change.new not in PUBLISHED_STATES:
+            return
+        self._changes[change.deployment] = change
+        self._wake.set()
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        value = outcome.ttft_s if outcome.ok else outcome.status
+        entry = orjson.dumps([1 if outcome.ok else 0, value, round(self._wall(), 3)])
+        pending = self._pending.get(outcome.deployment)
+        if pending is None:
+            pending = self._pending[outcome.deployment] = deque(maxlen=self.window)
+        pending.append(entry)
+
+    # -- publisher ---------------------------------------------------------
+
+    async def _publisher(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self.flush_interval_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        changes, self._changes = self._changes, {}
+        pending, self._pending = self._pending, {}
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                if not self._seeded:
+                    await self._seed_windows()
+                    self._seeded = True
+                if changes or pending:
+                    await self._send(changes, pending)
+                elif self.outage.degraded:
+                    await self._redis.ping()  # notice the end of an outage
+            self.outage.ok("publisher")
+        except asyncio.CancelledError:
+            self._restore(changes, pending)
+            raise
+        except Exception as exc:
+            self._restore(changes, pending)
+            self.outage.failed("publisher", exc)
+
+    def _restore(self, changes: dict[str, StateChange], pending: dict[str, deque[bytes]]) -> None:
+        """Keep what could not be sent for the next flush (newer changes win, bounded)."""
+        for name, change in changes.items():
+            self._changes.setdefault(name, change)
+        for name, entries in pending.items():
+            newer = self._pending.get(name, ())
+            self._pending[name] = deque([*entries, *newer], maxlen=self.window)
+
+    async def _send(
+        self, changes: dict[str, StateChange], pending: dict[str, deque[bytes]]
+    ) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        now, wall = self._clock(), self._wall()
+        for name, change in changes.items():
+            retry_in_s = max(change.retry_in_s - (now - change.at), 0.0)
+            if change.new != "closed" and retry_in_s <= 0:
+                continue  # already over
+            message = orjson.dumps(
+                {
+                    "i": self.instance_id,
+                    "d": name,
+                    "s": change.new,
+                    "r": round(retry_in_s, 3),
+                    "u": round(wall + retry_in_s, 3),
+                }
+            )
+            pipe.publish(self.channel, message)
+            pipe.hset(self.state_key, name, message)
+            pipe.expire(self.state_key, self.outcome_ttl_s)
+        for name, entries in pending.items():
+            key = self.outcomes_key(name)
+            pipe.lpush(key, *entries)
+            pipe.ltrim(key, 0, self.window - 1)
+            pipe.expire(key, self.outcome_ttl_s)
+        if len(pipe):
+            await pipe.execute()
+
+    async def _seed_windows(self) -> None:
+        names = self.registry.names()
+        if not names:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.lrange(self.outcomes_key(name), 0, self.window - 1)
+        results = await pipe.execute()
+        for name, entries in zip(names, results, strict=True):
+            outcomes: list[tuple[bool, float | None]] = []
+            for raw in reversed(entries):  # newest first in Redis
+                try:
+                    ok, value, _ = orjson.loads(raw)
+                except (orjson.JSONDecodeError, ValueError, TypeError):
+                    continue
+                ttft = float(value) if ok and isinstance(value, int | float) else None
+                outcomes.append((bool(ok), ttft))
+            if outcomes:
+                self.registry.seed(name, outcomes)
+
+    # -- subscriber --------------------------------------------------------
+
+    async def _subscriber(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                async with asyncio.timeout(self.op_timeout_s):
+                    await pubsub.subscribe(self.channel)
+                    await self._resync()
+                self.subscribed = True
+                self.outage.ok("subscriber")
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._apply(message["data"], from_hash=False)
+            except Exception as exc:
+                self.outage.failed("subscriber", exc)
+            finally:
+                self.subscribed = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.reconnect_max_s)
+
+    async def _resync(self) -> None:
+        states = await self._redis.hgetall(self.state_key)
+        for raw in states.values():
+            self._apply(raw, from_hash=True)
+
+    def _apply(self, raw: bytes | str, from_hash: bool) -> None:
+        try:
+            message = orjson.loads(raw)
+            instance, name, state = message["i"], message["d"], message["s"]
+            retry_in_s = float(message["r"])
+            if from_hash:  # stored earlier: what is left of it now
+                retry_in_s = float(message["u"]) - self._wall()
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("bad shared breaker message ignored", channel=self.channel)
+            return
+        if instance == self.instance_id or not isinstance(name, str):
+            return
+        if from_hash and (state == "closed" or retry_in_s <= 0):
+            return  # only what still blocks matters when catching up
+        self.registry.apply_remote(name, str(state), retry_in_s)
+        self.applied += 1

@@ -1,0 +1,95 @@
+"""Redis fixed-window limiter: exact across instances, fails open when Redis is away.
+
+Needs Redis at $REDIS_URL (default redis://127.0.0.1:6379/15); skipped when
+unreachable. Each test uses its own key prefix and deletes only its keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.routing.ratelimit import Limit, RedisRateLimiter, key_limit
+from gateway.routing.redisconn import connect
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+NOW = 1_700_000_040.0  # the start of a window: nothing rolls over during a test
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
+    client = connect(REDIS_URL)
+    try:
+        async with asyncio.timeout(2):
+            await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc!r}")
+    prefix = f"test-rl-{uuid.uuid4().hex[:12]}"
+    try:
+        yield client, prefix
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_exact_across_two_instances_under_concurrency(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    _, prefix = redis_prefix
+    limits = {key_limit("k"): Limit(rpm=37)}
+    a = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: NOW)
+    b = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: NOW)
+    try:
+        calls = [lim.check_and_take(key_limit("k")) for _ in range(40) for lim in (a, b)]
+        decisions = await asyncio.gather(*calls)
+        assert sum(d.allowed for d in decisions) == 37
+        assert not a.degraded and not b.degraded
+        refused = [d for d in decisions if not d.allowed]
+        assert all(d.remaining == 0 and d.retry_after_s == pytest.approx(60) for d in refused)
+        remaining = sorted(d.remaining for d in decisions if d.allowed)  # type: ignore[type-var]
+        assert remaining == list(range(37))  # each admitted request saw a distinct count
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_one_counter_per_window_with_tokens_and_expiry(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    client, prefix = redis_prefix
+    clock = [NOW + 15]
+    limiter = RedisRateLimiter(
+        client, {"dep:d": Limit(rpm=100, tpm=1000)}, prefix=prefix, clock=lambda: clock[0]
+    )
+    first = await limiter.check_and_take("dep:d", tokens=800)
+    assert first.allowed and first.remaining_tokens == 200 and first.reset_s == pytest.approx(45)
+    refused = await limiter.check_and_take("dep:d", tokens=300)
+    assert not refused.allowed and refused.remaining_tokens == 200  # took nothing
+    key = f"{prefix}:rl:dep:d:{int(NOW)}"
+    assert await client.hgetall(key) == {b"r": b"1", b"t": b"800"}
+    assert 0 < await client.ttl(key) <= 65
+    clock[0] += 45  # the next window: a new counter
+    assert (await limiter.check_and_take("dep:d", tokens=300)).allowed
+    assert await client.exists(f"{prefix}:rl:dep:d:{int(NOW) + 60}")
+    await limiter.close()  # does not close a client it was given
+    assert await client.ping()
+
+
+async def test_fails_open_when_redis_is_unreachable() -> None:
+    limiter = RedisRateLimiter(
+        "redis://127.0.0.1:1/0", {key_limit("k"): Limit(rpm=1)}, prefix="never", clock=lambda: NOW
+    )
+    try:
+        decisions = [await limiter.check_and_take(key_limit("k")) for _ in range(3)]
+        assert all(d.allowed and d.degraded for d in decisions)
+        assert limiter.degraded and limiter.outage.outages == 1
+    finally:
+        await limiter.close()
