@@ -7,7 +7,8 @@ each deployment, so neither the server nor the engine needs to.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncGenerator, Mapping
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.config.model import Config, DeploymentConfig
@@ -21,9 +22,12 @@ from gateway.providers.base import (
 )
 from gateway.providers.registry import create as create_provider
 from gateway.request import ChatRequest
+from gateway.routing.planner import CandidatePlanner, NoCandidates
+from gateway.routing.ratelimit import deployment_limit
 from gateway.routing.table import ResolvedRoute, RouteTable
+from gateway.state import SharedState
 from gateway.streaming.accounting import RaceRecord
-from gateway.streaming.events import Event
+from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Candidate, Race, RacePlan
 from gateway.streaming.upstream import UpstreamPool, stream_events
@@ -50,9 +54,15 @@ class _Deployment:
 
 
 class Gateway:
-    def __init__(self, config: Config, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: GatewayMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.metrics = metrics or GatewayMetrics()
+        self.state = SharedState(config, clock)
         self.routes = RouteTable(config)
         self.pools: dict[str, UpstreamPool] = {}
         providers: dict[str, Provider] = {}
@@ -80,10 +90,17 @@ class Gateway:
         self.budgets = {
             route.name: LoadBudget(route.max_extra_load) for route in self.routes.routes()
         }
-        self.observers: list[object] = []
+        self.observers: list[object] = [self.state.health, self.state.profiles]
         self.rng = random.Random()
+        self.planner = CandidatePlanner(
+            config, self.state.health, self.state.profiles, rng=self.rng, clock=clock
+        )
+
+    async def start(self) -> None:
+        await self.state.start()
 
     async def close(self) -> None:
+        await self.state.close()
         for pool in self.pools.values():
             await pool.close()
 
@@ -102,13 +119,31 @@ class Gateway:
         return lat.default_region
 
     def prepare(
-        self, chat: ChatRequest, route: ResolvedRoute, request_id: str, region: str
+        self,
+        chat: ChatRequest,
+        route: ResolvedRoute,
+        request_id: str,
+        region: str,
+        headers: Mapping[str, str] | None = None,
+        allowed: Callable[[DeploymentConfig], bool] | None = None,
     ) -> Race:
-        """Build every candidate's upstream request and a Race over the ones that can serve it."""
+        """Plan the candidates, build their upstream requests, and return the Race over them."""
+        reasoning = (headers or {}).get(self.config.routing.reasoning_header)
+        try:
+            plan = self.planner.plan(chat, route, region, reasoning, allowed, request_id)
+        except NoCandidates:
+            raise RequestRejected(
+                400,
+                f"no deployment of '{route.name}' may serve this request under the data policy "
+                "(residency or local-only)",
+                "invalid_request_error",
+                "no_compliant_deployment",
+            ) from None
         requests: dict[str, UpstreamRequest] = {}
         rejected: list[UnsupportedParams] = []
         candidates: list[Candidate] = []
-        for dep in route.deployments:
+        for planned in plan.candidates:
+            dep = planned.deployment
             deployment = self._deployments[dep.name]
             try:
                 requests[dep.name] = deployment.provider.build_request(chat, deployment.target)
@@ -120,8 +155,8 @@ class Gateway:
                     name=dep.name,
                     ttft_timeout_s=dep.ttft_timeout_s,
                     idle_timeout_s=dep.idle_timeout_s,
-                    hedge_delay_s=route.hedge_delay_s,
-                    weight=dep.weight,
+                    hedge_delay_s=planned.hedge_delay_s,
+                    weight=planned.weight,
                     price_input=dep.price.input,
                     price_output=dep.price.output,
                 )
@@ -136,22 +171,57 @@ class Gateway:
                 "unsupported_parameter",
                 params[0] if params else None,
             )
+        prompt_estimate = chat.estimated_prompt_tokens()
+        token_estimate = prompt_estimate + (chat.max_tokens or 0)
+        limiter = self.state.limiter
 
         def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
             deployment = self._deployments[candidate.name]
-            return stream_events(deployment.pool, deployment.provider, requests[candidate.name])
+            stream = stream_events(deployment.pool, deployment.provider, requests[candidate.name])
+            if limiter.limit_for(deployment_limit(candidate.name)) is None:
+                return stream
+            return self._rate_limited(candidate.name, token_estimate, stream)
 
-        plan = RacePlan(
+        race_plan = RacePlan(
             request_id=request_id,
             route=route.name,
-            strategy=route.strategy,
+            strategy=plan.strategy,
             candidates=candidates,
-            k=route.k,
+            k=plan.k,
             heartbeat_after_s=route.heartbeat_after_s if chat.stream else None,
-            prompt_estimate=chat.estimated_prompt_tokens(),
+            prompt_estimate=prompt_estimate,
             region=region,
         )
-        return Race(plan, opener, budget=self.budgets.get(route.name), observer=self, rng=self.rng)
+        return Race(
+            race_plan, opener, budget=self.budgets.get(route.name), observer=self, rng=self.rng
+        )
+
+    async def _rate_limited(
+        self, name: str, tokens: int, stream: AsyncGenerator[list[Event], None]
+    ) -> AsyncGenerator[list[Event], None]:
+        """A deployment at its rpm/tpm limit fails fast, so the race moves on (like an open
+        breaker), and is skipped by the planner until its window resets."""
+        decision = await self.state.limiter.check_and_take(deployment_limit(name), 1, tokens)
+        if not decision.allowed:
+            await stream.aclose()
+            self.state.health.mark_rate_limited(name, decision.retry_after_s or 1.0)
+            yield [
+                UpstreamError(
+                    429,
+                    "rate_limit_exceeded",
+                    f"deployment '{name}' is at its configured rate limit",
+                    True,
+                    code="rate_limit_exceeded",
+                    retry_after_s=decision.retry_after_s,
+                    opens_circuit=False,
+                )
+            ]
+            return
+        try:
+            async for batch in stream:
+                yield batch
+        finally:
+            await stream.aclose()
 
     def on_race_end(self, record: RaceRecord) -> None:
         self.metrics.on_race_end(record)

@@ -5,6 +5,7 @@ from gateway.latency.censored import km_quantile, km_quantiles, km_survival
 from gateway.latency.clock import hour_of, to_epoch
 from gateway.latency.profile import (
     ANY,
+    GENERATION_HALF_LIVES,
     OUTCOMES,
     Estimate,
     Histograms,
@@ -19,6 +20,7 @@ from gateway.latency.store import CounterStore, MemoryStore, RedisStore, tagged_
 
 __all__ = [
     "ANY",
+    "GENERATION_HALF_LIVES",
     "OUTCOMES",
     "CounterStore",
     "Estimate",

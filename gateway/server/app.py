@@ -30,6 +30,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/metrics", handlers.metrics)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await gateway.start()
         yield
         await gateway.close()
 

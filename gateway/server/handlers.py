@@ -48,7 +48,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     request_id: str = request[REQUEST_ID]
     region = gateway.region_of(request.headers)
     try:
-        race = gateway.prepare(chat, route, request_id, region)
+        race = gateway.prepare(chat, route, request_id, region, request.headers)
     except RequestRejected as exc:
         raise ApiError(exc.status, exc.message, exc.type, exc.code, exc.param) from None
     setup_s = time.perf_counter() - started_perf

@@ -8,11 +8,14 @@ says `client_disconnect` with the time it happened.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.sim.config import SimModelConfig, SimServerConfig
@@ -272,6 +275,31 @@ async def _sim_reset(request: web.Request) -> web.Response:
     return web.Response(body=b'{"ok":true}', content_type="application/json")
 
 
+def reconfigure(config: SimServerConfig, model: str, changes: dict[str, Any]) -> None:
+    """Change a model's behaviour while running (tests and regress drills: a new version,
+    a slower model, a failing one). Unknown fields raise ValueError."""
+    current = config.models.get(model)
+    if current is None:
+        raise ValueError(f"unknown model {model!r}")
+    known = {f.name for f in dataclasses.fields(current)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"unknown model setting(s): {', '.join(unknown)}")
+    config.models[model] = dataclasses.replace(current, **changes)
+
+
+async def _sim_configure(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    try:
+        changes = orjson.loads(await request.read())
+        if not isinstance(changes, dict):
+            raise ValueError("body must be a JSON object of model settings")
+        reconfigure(st.config, request.match_info["model"], changes)
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+
 def make_app(name: str, config: SimServerConfig, shared: SimShared) -> web.Application:
     app = web.Application(middlewares=[_connections], client_max_size=MAX_BODY_BYTES)
     app[STATE] = ServerState(name, config, shared)
@@ -280,4 +308,5 @@ def make_app(name: str, config: SimServerConfig, shared: SimShared) -> web.Appli
     app.router.add_get(MODELS_PATHS[config.kind], _models)
     app.router.add_get("/_sim/log", _sim_log)
     app.router.add_post("/_sim/reset", _sim_reset)
+    app.router.add_post("/_sim/models/{model}", _sim_configure)
     return app

@@ -13,10 +13,11 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
-from gateway.sim.app import SimShared, make_app
+from gateway.sim.app import SimShared, make_app, reconfigure
 from gateway.sim.config import SimConfig, SimModelConfig, SimServerConfig, load_sim_config
 from gateway.sim.log import SimLog
 
@@ -91,6 +92,10 @@ class SimCluster:
             return self.servers[server_name].base_url
         except KeyError:
             raise KeyError(f"no running sim server named {server_name!r}") from None
+
+    def configure(self, server: str, model: str, **changes: Any) -> None:
+        """Change a simulated model's behaviour while it runs (see app.reconfigure)."""
+        reconfigure(self.config.servers[server], model, changes)
 
     def reset(self) -> None:
         """Clear the log and the per-model request counters (the draws start over)."""

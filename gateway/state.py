@@ -1,0 +1,97 @@
+"""Shared state per backend: latency counters, rate limits and health sharing.
+
+`state.backend: memory` keeps everything in-process; `redis` shares it across
+gateway instances. Either way the request path never waits on Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gateway.config.model import Config
+from gateway.latency.profile import LatencyProfiles
+from gateway.latency.store import CounterStore, MemoryStore, RedisStore
+from gateway.routing.health import HealthRegistry
+from gateway.routing.ratelimit import (
+    Limit,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+    deployment_limit,
+    key_limit,
+)
+from gateway.routing.shared import SharedHealth
+
+
+def key_ids(config: Config) -> list[str]:
+    """Stable, non-secret ids for the configured gateway keys: key-1, key-2, ..."""
+    return [f"key-{i + 1}" for i in range(len(config.auth.keys))]
+
+
+def rate_limits(config: Config) -> dict[str, Limit]:
+    limits = {
+        deployment_limit(d.name): Limit(d.rpm, d.tpm)
+        for d in config.deployments.values()
+        if d.rpm is not None or d.tpm is not None
+    }
+    r = config.routing
+    if r.key_rpm is not None or r.key_tpm is not None:
+        for key_id in [*key_ids(config), "anonymous"]:
+            limits[key_limit(key_id)] = Limit(r.key_rpm, r.key_tpm)
+    return limits
+
+
+class SharedState:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        state = config.state
+        self.redis = state.backend == "redis"
+        self.store: CounterStore = (
+            RedisStore(state.url, prefix=state.prefix, cluster=state.cluster)
+            if self.redis
+            else MemoryStore(state.prefix)
+        )
+        self.profiles = LatencyProfiles(
+            self.store,
+            min_samples=config.latency.min_samples,
+            half_life_s=config.latency.half_life_days * 86400.0,
+            clock=clock,
+        )
+        h = config.health
+        self.health = HealthRegistry(
+            {d.name: d.error_budget for d in config.deployments.values()},
+            window=h.window,
+            min_requests=h.min_requests,
+            cooldown_s=h.cooldown_s,
+            probes=h.half_open_probes,
+        )
+        limits = rate_limits(config)
+        self.limiter: RateLimiter = (
+            RedisRateLimiter(state.url, limits, prefix=state.prefix)
+            if self.redis and limits
+            else MemoryRateLimiter(limits)
+        )
+        self.shared_health = (
+            SharedHealth(self.health, state.url, prefix=state.prefix) if self.redis else None
+        )
+
+    @property
+    def degraded(self) -> bool:
+        """True while a Redis-backed component runs on its local view only."""
+        parts = [self.limiter.degraded]
+        if self.shared_health is not None:
+            parts.append(self.shared_health.degraded)
+        if isinstance(self.store, RedisStore):
+            parts.append(not self.store.healthy)
+        return any(parts)
+
+    async def start(self) -> None:
+        await self.store.start()
+        if self.shared_health is not None:
+            await self.shared_health.start()
+
+    async def close(self) -> None:
+        if self.shared_health is not None:
+            await self.shared_health.close()
+        await self.limiter.close()
+        await self.store.close()
