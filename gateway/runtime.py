@@ -6,12 +6,14 @@ each deployment, so neither the server nor the engine needs to.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.config.model import Config, DeploymentConfig
+from gateway.latency.prewarm import PreWarmer
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import (
     Provider,
@@ -95,11 +97,64 @@ class Gateway:
         self.planner = CandidatePlanner(
             config, self.state.health, self.state.profiles, rng=self.rng, clock=clock
         )
+        self._providers = providers
+        self.prewarmer = self._make_prewarmer(clock)
+
+    def _make_prewarmer(self, clock: Callable[[], float]) -> PreWarmer | None:
+        lat = self.config.latency
+        if not lat.prewarm.enabled or lat.prewarm.connections <= 0 or not self._deployments:
+            return None
+        profiles = self.state.profiles
+        deployments = self.config.deployments
+
+        def predict(name: str, region: str, hour: int) -> float:
+            prior = deployments[name].prior
+            estimate = profiles.ttft_quantile(
+                name, region, hour, 0.5, (prior.ttft_p50_ms, prior.ttft_p95_ms)
+            )
+            return estimate.value_s
+
+        keepalive = min((p.keepalive_s for p in self.config.providers.values()), default=30.0)
+        top_n = max((r.k for r in self.config.routes.values()), default=1)
+        return PreWarmer(
+            deployments=list(deployments),
+            predict=predict,
+            warm=self._warm,
+            top_n=top_n,
+            connections=lat.prewarm.connections,
+            interval_s=max(1.0, keepalive / 2),
+            default_region=lat.default_region,
+            clock=clock,
+        )
+
+    async def _warm(self, targets: dict[str, int]) -> None:
+        """Open (or refresh) idle keep-alive connections: one GET per connection wanted."""
+        per_provider: dict[str, int] = {}
+        for name, connections in targets.items():
+            provider = self.config.deployments[name].provider
+            per_provider[provider] = per_provider.get(provider, 0) + connections
+        jobs: list[Awaitable[bool]] = []
+        for provider_name, wanted in per_provider.items():
+            request = self._providers[provider_name].warmup_request()
+            if request is None:
+                continue
+            pool = self.pools[provider_name]
+            cap = max(1, self.config.providers[provider_name].max_connections // 2)
+            jobs.extend(pool.warm(request) for _ in range(min(wanted, cap)))
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    def note_region(self, region: str) -> None:
+        if self.prewarmer is not None:
+            self.prewarmer.note_region(region)
 
     async def start(self) -> None:
         await self.state.start()
+        if self.prewarmer is not None:
+            self.prewarmer.start()
 
     async def close(self) -> None:
+        if self.prewarmer is not None:
+            await self.prewarmer.close()
         await self.state.close()
         for pool in self.pools.values():
             await pool.close()

@@ -61,7 +61,11 @@ async def stack(
     provider_kinds: dict[str, str] | None = None,
     **gateway: Any,
 ) -> AsyncIterator[Stack]:
-    sim_data, gw_data = build_configs(servers, routes, deployments, **gateway)
+    # Pre-warming is off unless a test asks for it: idle warm connections would blur
+    # the connection accounting most tests assert on.
+    latency = dict(gateway.pop("latency", {}))
+    latency.setdefault("prewarm", {"enabled": False})
+    sim_data, gw_data = build_configs(servers, routes, deployments, latency=latency, **gateway)
     sim_config, problems = parse_sim_config(sim_data)
     assert sim_config is not None, problems
     cluster = SimCluster(sim_config)

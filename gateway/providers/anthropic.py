@@ -320,6 +320,11 @@ class AnthropicProvider:
     def __repr__(self) -> str:  # never show the key
         return f"AnthropicProvider(name={self.settings.name!r}, url={self._url!r})"
 
+    def warmup_request(self) -> UpstreamRequest:
+        """A cheap GET (the models list) that opens a keep-alive connection ahead of traffic."""
+        headers = {k: v for k, v in self._headers.items() if k not in ("content-type", "accept")}
+        return UpstreamRequest("GET", self._url.removesuffix("/messages") + "/models", headers, b"")
+
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         body = build_body(request, target, self.settings.name)
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))

@@ -80,3 +80,7 @@ class Provider(Protocol):
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         """A non-2xx upstream response as an error event."""
         ...
+
+    def warmup_request(self) -> UpstreamRequest | None:
+        """A cheap GET that opens a keep-alive connection (never HEAD); None: cannot warm."""
+        ...

@@ -291,6 +291,11 @@ class GeminiProvider:
     def __repr__(self) -> str:  # never show the key
         return f"GeminiProvider(name={self.settings.name!r}, url={self._prefix!r})"
 
+    def warmup_request(self) -> UpstreamRequest:
+        """A cheap GET (the models list) that opens a keep-alive connection ahead of traffic."""
+        headers = {k: v for k, v in self._headers.items() if k not in ("content-type", "accept")}
+        return UpstreamRequest("GET", self._prefix + "/models", headers, b"")
+
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         body = build_body(request, target, self.settings.name)
         model = quote(target.model.removeprefix("models/"), safe="-._~")

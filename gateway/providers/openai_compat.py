@@ -90,6 +90,11 @@ class OpenAICompatProvider:
     def __repr__(self) -> str:  # never show the key
         return f"OpenAICompatProvider(name={self.settings.name!r}, url={self._url!r})"
 
+    def warmup_request(self) -> UpstreamRequest:
+        """A cheap GET (the models list) that opens a keep-alive connection ahead of traffic."""
+        headers = {k: v for k, v in self._headers.items() if k not in ("content-type", "accept")}
+        return UpstreamRequest("GET", self.settings.base_url.rstrip("/") + "/models", headers, b"")
+
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         q = self.quirks
         body: dict[str, Any] = {"model": target.model, "messages": request.messages}

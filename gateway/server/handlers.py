@@ -47,6 +47,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
     request_id: str = request[REQUEST_ID]
     region = gateway.region_of(request.headers)
+    gateway.note_region(region)
     try:
         race = gateway.prepare(chat, route, request_id, region, request.headers)
     except RequestRejected as exc:

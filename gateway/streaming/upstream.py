@@ -66,6 +66,20 @@ class UpstreamPool:
         idle = sum(len(v) for v in getattr(connector, "_conns", {}).values())
         return acquired + idle
 
+    async def warm(self, request: UpstreamRequest, timeout_s: float = 5.0) -> bool:
+        """Send a cheap GET and read it whole, leaving its connection idle in the pool."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.request(
+                    request.method, request.url, headers=request.headers
+                ) as response:
+                    await response.read()
+                    return response.status < 400
+        except asyncio.CancelledError:
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
