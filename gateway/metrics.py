@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gateway.streaming.accounting import RaceRecord
 
@@ -74,6 +79,33 @@ class GatewayMetrics:
             registry=r,
         )
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests in progress", registry=r)
+        self.cost = Counter(
+            "gateway_cost_usd",
+            "Estimated upstream cost by route and deployment (losers included)",
+            ["route", "deployment"],
+            registry=r,
+        )
+        self.key_cost = Counter(
+            "gateway_key_cost_usd", "Estimated upstream cost per gateway key", ["key"], registry=r
+        )
+        self.version_changes = Counter(
+            "gateway_model_version_changes",
+            "Upstream-reported model version changes seen in live traffic",
+            ["deployment"],
+            registry=r,
+        )
+        self.version = Gauge(
+            "gateway_model_version_info",
+            "The model version the upstream last reported (value 1)",
+            ["deployment", "version"],
+            registry=r,
+        )
+
+    def watch(
+        self, snapshot: Callable[[], Mapping[str, Mapping[str, Any]]], degraded: Callable[[], bool]
+    ) -> None:
+        """Gauges read at scrape time from the health registry and the state backend."""
+        self.registry.register(_HealthCollector(snapshot, degraded))
 
     def on_race_end(self, record: RaceRecord) -> None:
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"
@@ -89,6 +121,7 @@ class GatewayMetrics:
                 self.extra_attempts.labels(record.route).inc()
             if attempt.ttft_s is not None:
                 self.ttft.labels(attempt.deployment).observe(attempt.ttft_s)
+            self.cost.labels(record.route, attempt.deployment).inc(attempt.cost_usd)
             if attempt.outcome == "cancelled":
                 self.wasted_tokens.labels(attempt.deployment).inc(
                     attempt.input_tokens + attempt.output_tokens
@@ -97,3 +130,39 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _HealthCollector(Collector):
+    def __init__(
+        self,
+        snapshot: Callable[[], Mapping[str, Mapping[str, Any]]],
+        degraded: Callable[[], bool],
+    ) -> None:
+        self._snapshot = snapshot
+        self._degraded = degraded
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        score = GaugeMetricFamily(
+            "gateway_deployment_health_score", "Health score 0..1", labels=["deployment"]
+        )
+        open_ = GaugeMetricFamily(
+            "gateway_deployment_breaker_open",
+            "1 while the deployment is skipped (open, cooling or rate-limited)",
+            labels=["deployment"],
+        )
+        errors = GaugeMetricFamily(
+            "gateway_deployment_error_rate",
+            "Error rate over the health window",
+            labels=["deployment"],
+        )
+        for name, item in self._snapshot().items():
+            score.add_metric([name], float(item.get("health_score", 0.0)))
+            skipped = item.get("state") in ("open", "cooling") or bool(item.get("rate_limited"))
+            open_.add_metric([name], 1.0 if skipped else 0.0)
+            errors.add_metric([name], float(item.get("error_rate", 0.0)))
+        degraded = GaugeMetricFamily(
+            "gateway_state_degraded",
+            "1 while a Redis-backed component runs on this instance's local view only",
+        )
+        degraded.add_metric([], 1.0 if self._degraded() else 0.0)
+        yield from (score, open_, errors, degraded)

@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+import structlog
+
 from gateway.config.model import Config, DeploymentConfig
 from gateway.latency.prewarm import PreWarmer
 from gateway.metrics import GatewayMetrics
@@ -29,10 +31,12 @@ from gateway.routing.ratelimit import deployment_limit
 from gateway.routing.table import ResolvedRoute, RouteTable
 from gateway.state import SharedState
 from gateway.streaming.accounting import RaceRecord
-from gateway.streaming.events import Event, UpstreamError
+from gateway.streaming.events import Event, ResponseMeta, UpstreamError
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Candidate, Race, RacePlan
 from gateway.streaming.upstream import UpstreamPool, stream_events
+
+log = structlog.get_logger("gateway")
 
 
 class RequestRejected(Exception):
@@ -95,10 +99,40 @@ class Gateway:
         self.observers: list[object] = [self.state.health, self.state.profiles]
         self.rng = random.Random()
         self.planner = CandidatePlanner(
-            config, self.state.health, self.state.profiles, rng=self.rng, clock=clock
+            config,
+            self.state.health,
+            self.state.profiles,
+            weights=self.weights,
+            rng=self.rng,
+            clock=clock,
         )
         self._providers = providers
         self.prewarmer = self._make_prewarmer(clock)
+        self.versions: dict[str, str] = {}  # deployment -> model version the upstream reports
+        self.spend_by_deployment: dict[str, float] = {}
+        self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
+        self._weights: Callable[[], Mapping[str, float]] | None = self.state.weights.weights
+        self.observers.append(self.state.feedback)
+
+    def weights(self) -> dict[str, float]:
+        """Learned weights for `weighted` routes (empty until the worker has run)."""
+        return dict(self._weights()) if self._weights is not None else {}
+
+    def note_version(self, deployment: str, events: list[Event]) -> None:
+        """Notice the upstream-reported model version of a winner; log and count changes."""
+        for event in events:
+            if type(event) is ResponseMeta and event.model:
+                version = event.model  # fingerprints rotate too often to mean a new model
+                old = self.versions.get(deployment)
+                if old == version:
+                    return
+                self.versions[deployment] = version
+                if old is not None:
+                    log.info("model_version_changed", deployment=deployment, old=old, new=version)
+                    self.metrics.version_changes.labels(deployment).inc()
+                    self.metrics.version.remove(deployment, old)
+                self.metrics.version.labels(deployment, version).set(1)
+                return
 
     def _make_prewarmer(self, clock: Callable[[], float]) -> PreWarmer | None:
         lat = self.config.latency
@@ -280,5 +314,8 @@ class Gateway:
 
     def on_race_end(self, record: RaceRecord) -> None:
         self.metrics.on_race_end(record)
+        for attempt in record.attempts:
+            spent = self.spend_by_deployment.get(attempt.deployment, 0.0)
+            self.spend_by_deployment[attempt.deployment] = spent + attempt.cost_usd
         for observer in self.observers:
             observer.on_race_end(record)  # type: ignore[attr-defined]

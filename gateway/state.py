@@ -12,6 +12,7 @@ from collections.abc import Callable
 from gateway.config.model import Config
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.store import CounterStore, MemoryStore, RedisStore
+from gateway.routing.feedback import FeedbackStore, MemoryFeedbackStore, RedisFeedbackStore
 from gateway.routing.health import HealthRegistry
 from gateway.routing.ratelimit import (
     Limit,
@@ -22,6 +23,8 @@ from gateway.routing.ratelimit import (
     key_limit,
 )
 from gateway.routing.shared import SharedHealth
+from gateway.routing.spend import MemorySpendTracker, RedisSpendTracker, SpendTracker
+from gateway.routing.weights import WeightWorker, stats_from_snapshot
 
 
 def key_ids(config: Config) -> list[str]:
@@ -74,11 +77,31 @@ class SharedState:
         self.shared_health = (
             SharedHealth(self.health, state.url, prefix=state.prefix) if self.redis else None
         )
+        self.feedback: FeedbackStore = (
+            RedisFeedbackStore(state.url, prefix=state.prefix)
+            if self.redis
+            else MemoryFeedbackStore()
+        )
+        self.spend: SpendTracker = (
+            RedisSpendTracker(state.url, prefix=state.prefix)
+            if self.redis
+            else MemorySpendTracker()
+        )
+        health = self.health
+        self.weights = WeightWorker(
+            dict(config.deployments),
+            lambda: stats_from_snapshot(health.snapshot()),
+            self.feedback.ratings,
+            interval_s=config.routing.weights_interval_s,
+            redis=state.url if self.redis else None,
+            prefix=state.prefix,
+        )
 
     @property
     def degraded(self) -> bool:
         """True while a Redis-backed component runs on its local view only."""
-        parts = [self.limiter.degraded]
+        parts = [self.limiter.degraded, self.feedback.degraded, self.spend.degraded]
+        parts.append(self.weights.degraded)
         if self.shared_health is not None:
             parts.append(self.shared_health.degraded)
         if isinstance(self.store, RedisStore):
@@ -89,8 +112,14 @@ class SharedState:
         await self.store.start()
         if self.shared_health is not None:
             await self.shared_health.start()
+        await self.feedback.start()
+        await self.spend.start()
+        await self.weights.start()
 
     async def close(self) -> None:
+        await self.weights.close()
+        await self.spend.close()
+        await self.feedback.close()
         if self.shared_health is not None:
             await self.shared_health.close()
         await self.limiter.close()

@@ -1,7 +1,7 @@
 """Digit-anchored detectors in one scan: phone, card, IBAN, national IDs, IPv4.
 
 One compiled regex per set of wanted types. It starts with a character class
-(`[0-9+(]`), so the regex engine skips everything else in C; a lookbehind right
+(`[0-9+]`), so the regex engine skips everything else in C; a lookbehind right
 after that first character rejects positions inside a number or a word, and a
 cheap lookahead rejects numbers too short for any detector. Each alternative is
 written *after* the first character (its first-character constraint is a
@@ -49,8 +49,8 @@ _BRANCHES: dict[str, tuple[str, str]] = {
     # North American: (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567.
     "nanp": (
         "phone",
-        r"(?:(?<=\()[2-9][0-9]{2}\)\x20?|(?<=[2-9])[0-9]{2}(?P<ps>[\x20.\-]))"
-        r"[2-9][0-9]{2}(?(ps)(?P=ps)|[\x20.\-])[0-9]{4}(?![0-9]|[.\-][0-9])",
+        r"(?:(?<=\([2-9])[0-9]{2}\)\x20?|(?<=[2-9])[0-9]{2}(?P<ps>[\x20.\-]))"
+        r"[0-9]{3}(?(ps)(?P=ps)|[\x20.\-])[0-9]{4}(?![0-9]|[.\-][0-9])",
     ),
     # National with trunk 0 and one consistent separator: 020 7946 0958, 01 23 45 67 89.
     "trunk": (
@@ -76,7 +76,9 @@ def _scanner(types: frozenset[str]) -> re.Pattern[str] | None:
     before = "0-9a-z_" if any(n in _LETTER_LED for n in names) else "0-9A-Za-z_"
     alternatives = "|".join(f"(?P<{n}>{_BRANCHES[n][1]})" for n in names)
     return re.compile(
-        rf"[0-9+(](?:(?<![{before}].)|(?<=\\[nrt].))"
+        # \x00 (never a first character: every alternative's lookbehind wants a
+        # digit or "+") makes the engine test the class with a bitmap: 2x faster.
+        rf"[0-9+\x00](?:(?<![{before}].)|(?<=\\[nrt].))"
         r"(?=[0-9A-Z\x20().\-/]{6})"  # every value has at least 7 characters
         rf"(?:{alternatives})"
     )
@@ -97,12 +99,16 @@ def find_numeric(text: str, types: frozenset[str]) -> list[Span]:
             pos = m.start() + 1
             continue
         start, end = found
+        if start < 0:  # shaped like a value but invalid: no finding inside it either
+            pos = end
+            continue
         out.append(Span(start, end, _BRANCHES[name][0], text[start:end]))
         pos = end
     return out
 
 
 # --- validation of each alternative: (text, start, end, match) -> (start, end) | None ---
+# (a negative start means: no finding, and resume the scan at `end`)
 
 Check = Callable[[str, int, int, re.Match[str]], tuple[int, int] | None]
 
@@ -119,9 +125,9 @@ def _iban(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] 
         if c != " ":
             chars.append(c)
         i += 1
-    if len(chars) < length or not right_ok(text, i):
-        return None
-    return (start, i) if iban_ok("".join(chars)) else None
+    if len(chars) < length or not right_ok(text, i) or not iban_ok("".join(chars)):
+        return -1, i  # a mistyped IBAN: skip it, its digits are no phone number
+    return start, i
 
 
 def _nino(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] | None:
@@ -217,6 +223,8 @@ _SSN_INVALID = frozenset({"078051120", "219099999", "123456789"})  # famous non-
 def _nanp(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] | None:
     if not right_ok(text, end):
         return None
+    if m.group("ps") is None:  # "(555) 123-4567": the value starts at the parenthesis
+        start -= 1
     if start >= 2 and text[start - 1] in "-. " and text[start - 2].isdigit():
         # "1-800-555-0199": take the country code along
         if text[start - 2] == "1" and left_ok(text, start - 2, "+."):

@@ -24,10 +24,7 @@ def build_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY] = gateway
     app[AUTH_KEYS] = tuple(key.reveal().encode() for key in config.auth.keys)
-    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
-    app.router.add_get("/v1/models", handlers.list_models)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/metrics", handlers.metrics)
+    handlers.add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.start()

@@ -9,9 +9,11 @@ import orjson
 import structlog
 from aiohttp import web
 
-from gateway.runtime import RequestRejected
+from gateway.routing.ratelimit import key_limit, ratelimit_headers
+from gateway.runtime import Gateway, RequestRejected
+from gateway.server import admin, feedback
 from gateway.server.errors import ApiError, upstream_error_response
-from gateway.server.keys import GATEWAY, REQUEST_ID
+from gateway.server.keys import GATEWAY, KEY_ID, REQUEST_ID
 from gateway.server.parse import parse_chat_request
 from gateway.streaming.encode import HEARTBEAT as HEARTBEAT_BYTES
 from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
@@ -46,6 +48,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "model",
         )
     request_id: str = request[REQUEST_ID]
+    key_id = request[KEY_ID]
+    await _check_key_limits(
+        gateway, key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
+    )
     region = gateway.region_of(request.headers)
     gateway.note_region(region)
     try:
@@ -63,7 +69,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             encoder = ChunkEncoder(response_id, created, chat.model, chat.include_usage)
             resp = await _stream(request, race, encoder, request_id)
         else:
-            resp = await _complete(race, response_id, created, chat.model, request_id)
+            resp = await _complete(gateway, race, response_id, created, chat.model, request_id)
         status = resp.status
         return resp
     except (asyncio.CancelledError, ConnectionResetError):
@@ -72,6 +78,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     finally:
         gateway.metrics.in_flight.dec()
         record = await race.aclose(client_gone=client_gone)
+        gateway.state.spend.add_record(key_id, record)
+        gateway.metrics.key_cost.labels(key_id).inc(sum(a.cost_usd for a in record.attempts))
         winner = next((a for a in record.attempts if a.outcome == "won"), None)
         gateway.metrics.overhead.observe(setup_s)
         log.info(
@@ -86,6 +94,32 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             ttft_ms=round(record.ttft_s * 1000, 1) if record.ttft_s is not None else None,
             total_ms=round((time.monotonic() - started) * 1000, 1),
             tokens=winner.output_tokens if winner else 0,
+        )
+
+
+async def _check_key_limits(gateway: Gateway, key_id: str, tokens: int) -> None:
+    """Per-key daily budget and rate limits, shared across instances: 429 when spent."""
+    budget = gateway.config.routing.key_daily_budget_usd
+    if budget is not None and await gateway.state.spend.over_budget(key_id, budget):
+        raise ApiError(
+            429,
+            f"the daily budget of ${budget:g} for this key is spent",
+            "insufficient_quota",
+            "budget_exceeded",
+            headers={"x-should-retry": "false"},
+        )
+    limiter = gateway.state.limiter
+    name = key_limit(key_id)
+    if limiter.limit_for(name) is None:
+        return
+    decision = await limiter.check_and_take(name, 1, tokens)
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "rate limit reached for this key",
+            "requests",
+            "rate_limit_exceeded",
+            headers=ratelimit_headers(decision),
         )
 
 
@@ -114,6 +148,7 @@ async def _stream(
         await response.write(encoder.error(outcome.error))
         return response
     assert isinstance(outcome, Winner)
+    request.app[GATEWAY].note_version(outcome.deployment, outcome.events)
     if response is None:
         response = web.StreamResponse(
             headers={**SSE_HEADERS, **_headers(request_id, outcome.deployment)}
@@ -133,12 +168,13 @@ async def _stream(
 
 
 async def _complete(
-    race: Race, response_id: str, created: int, model: str, request_id: str
+    gateway: Gateway, race: Race, response_id: str, created: int, model: str, request_id: str
 ) -> web.Response:
     outcome = await race.first()
     if isinstance(outcome, AllFailed):
         return upstream_error_response(outcome.error, _headers(request_id, None))
     assert isinstance(outcome, Winner)
+    gateway.note_version(outcome.deployment, outcome.events)
     assembler = ResponseAssembler()
     assembler.add(outcome.events)
     while assembler.error is None:
@@ -164,6 +200,16 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, dumps=_dumps)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/feedback", feedback.feedback)
+    app.router.add_get("/admin/profiles", admin.profiles)
+    app.router.add_get("/admin/deployments", admin.deployments)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -9,3 +9,4 @@ from gateway.runtime import Gateway
 GATEWAY = web.AppKey("gateway", Gateway)
 AUTH_KEYS = web.AppKey("auth_keys", tuple)
 REQUEST_ID = web.RequestKey("request_id", str)
+KEY_ID = web.RequestKey("key_id", str)  # "key-N" (never the key itself) or "anonymous"

@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from gateway.server.errors import ApiError, api_error_response, error_response
-from gateway.server.keys import AUTH_KEYS, REQUEST_ID
+from gateway.server.keys import AUTH_KEYS, KEY_ID, REQUEST_ID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -74,12 +74,15 @@ def _bearer(request: web.Request) -> str | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     keys: tuple[bytes, ...] = request.app[AUTH_KEYS]
+    request[KEY_ID] = "anonymous"
     if keys and request.path.startswith("/v1/"):
         given = (_bearer(request) or "").encode()
-        ok = False
-        for key in keys:  # compare with every key: the time does not tell which one matched
-            ok |= hmac.compare_digest(given, key)
-        if not ok:
+        matched = 0
+        for i, key in enumerate(keys, 1):  # compare with every key: timing tells nothing
+            if hmac.compare_digest(given, key):
+                matched = i
+        request[KEY_ID] = f"key-{matched}"
+        if not matched:
             raise ApiError(
                 401,
                 "invalid or missing API key: send 'Authorization: Bearer <key>'",

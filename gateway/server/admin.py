@@ -1,0 +1,94 @@
+"""Admin API behind `admin.key`: latency profiles and deployment health. Never shows secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+
+import orjson
+from aiohttp import web
+
+from gateway.server.errors import ApiError
+from gateway.server.keys import GATEWAY
+
+QUANTILES = (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99))
+
+
+def require_admin(request: web.Request) -> None:
+    key = request.app[GATEWAY].config.admin.key
+    if key is None:
+        raise ApiError(
+            403, "the admin API is disabled: set admin.key", "permission_error", "admin_disabled"
+        )
+    header = request.headers.get("authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if not hmac.compare_digest(given.encode(), key.reveal().encode()):
+        raise ApiError(
+            401, "invalid or missing admin key", "invalid_request_error", "invalid_api_key"
+        )
+
+
+def _json(value: object) -> web.Response:
+    return web.Response(body=orjson.dumps(value), content_type="application/json")
+
+
+async def profiles(request: web.Request) -> web.Response:
+    """Per deployment x region x hour: TTFT p50/p90/p99, samples, censored share, level."""
+    require_admin(request)
+    gateway = request.app[GATEWAY]
+    config = gateway.config
+    only_dep = request.query.get("deployment")
+    only_region = request.query.get("region")
+    if only_dep is not None and only_dep not in config.deployments:
+        raise ApiError(
+            404, f"unknown deployment '{only_dep}'", code="not_found", param="deployment"
+        )
+    if only_region is not None and only_region not in config.latency.regions:
+        raise ApiError(404, f"unknown region '{only_region}'", code="not_found", param="region")
+    deployments = [only_dep] if only_dep else list(config.deployments)
+    regions = [only_region] if only_region else list(config.latency.regions)
+    store = gateway.state.profiles
+    out: dict[str, object] = {}
+    for name in deployments:
+        prior = config.deployments[name].prior
+        prior_t = (prior.ttft_p50_ms, prior.ttft_p95_ms)
+        per_region: dict[str, list[dict[str, object]]] = {}
+        for region in regions:
+            rows = []
+            for hour in range(24):
+                row: dict[str, object] = {"hour": hour}
+                for label, q in QUANTILES:
+                    estimate = store.ttft_quantile(name, region, hour, q, prior_t)
+                    row[label] = round(estimate.value_s * 1000, 1)
+                    row["level"] = estimate.level
+                    row["samples"] = round(estimate.samples, 2)
+                    row["censored_share"] = round(estimate.censored_share, 3)
+                rows.append(row)
+            per_region[region] = rows
+        out[name] = per_region
+        await asyncio.sleep(0)  # let requests through between deployments
+    return _json({"deployments": out})
+
+
+async def deployments(request: web.Request) -> web.Response:
+    """Breaker state, health score, error rate, TTFT percentiles, weight and spend."""
+    require_admin(request)
+    gateway = request.app[GATEWAY]
+    health = gateway.state.health.snapshot()
+    weights = gateway.weights()
+    out = {}
+    for name, dep in gateway.config.deployments.items():
+        item = dict(health.get(name, {}))
+        item.update(
+            {
+                "provider": dep.provider,
+                "model": dep.model,
+                "region": dep.region,
+                "local": dep.local,
+                "weight": weights.get(name, dep.weight),
+                "spend_usd": round(gateway.spend_by_deployment.get(name, 0.0), 6),
+                "model_version": gateway.versions.get(name),
+            }
+        )
+        out[name] = item
+    return _json({"deployments": out, "state_degraded": gateway.state.degraded})

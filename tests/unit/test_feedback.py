@@ -1,0 +1,89 @@
+"""Feedback in memory: request ids remembered (bounded), ratings as decayed sums."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.routing.feedback import (
+    MAX_REQUESTS,
+    DecayedSum,
+    FeedbackStore,
+    MemoryFeedbackStore,
+)
+from gateway.streaming.accounting import AttemptRecord, RaceRecord
+
+DAY = 86_400.0
+
+
+def record(request_id: str, winner: str | None) -> RaceRecord:
+    attempts = [AttemptRecord("cheap", 0.0, outcome="won" if winner else "failed")]
+    return RaceRecord(request_id, "chat", "race", attempts=attempts, winner=winner)
+
+
+async def test_remember_then_rate_returns_the_deployment() -> None:
+    store: FeedbackStore = MemoryFeedbackStore(wall_clock=lambda: 1_000.0)
+    store.remember("req-1", "cheap", "chat")
+    store.remember("req-2", "premium", "chat")
+    assert await store.rate("req-1", 1.0) == "cheap"
+    assert await store.rate("req-2", -0.5) == "premium"
+    assert await store.rate("req-2", 0.5) == "premium"
+    assert store.ratings() == {"cheap": (1.0, 1.0), "premium": (0.0, 2.0)}
+    assert not store.degraded
+
+
+async def test_unknown_id_is_none_and_records_nothing() -> None:
+    store = MemoryFeedbackStore()
+    assert await store.rate("nope", 1.0) is None
+    assert store.ratings() == {}
+
+
+async def test_on_race_end_remembers_the_winner_only() -> None:
+    store = MemoryFeedbackStore()
+    store.on_race_end(record("won", "cheap"))
+    store.on_race_end(record("lost", None))
+    served = store.lookup("won")
+    assert served is not None and served.deployment == "cheap" and served.route == "chat"
+    assert await store.rate("won", 0.2) == "cheap"
+    assert await store.rate("lost", 0.2) is None
+
+
+async def test_memory_is_bounded_oldest_forgotten_first() -> None:
+    assert MAX_REQUESTS == 100_000
+    assert MemoryFeedbackStore()._requests.max_requests == 100_000
+    store = MemoryFeedbackStore(max_requests=3)
+    for i in range(5):
+        store.remember(f"r{i}", f"d{i}")
+    assert len(store) == 3
+    assert await store.rate("r0", 1.0) is None
+    assert await store.rate("r1", 1.0) is None
+    assert await store.rate("r4", 1.0) == "d4"
+    store.remember("r2", "d2")  # remembered again: now the newest
+    store.remember("r5", "d5")
+    assert await store.rate("r2", 1.0) == "d2"
+    assert await store.rate("r3", 1.0) is None
+
+
+async def test_ratings_decay_with_the_half_life() -> None:
+    now = [1_000_000.0]
+    store = MemoryFeedbackStore(half_life_s=DAY, wall_clock=lambda: now[0])
+    store.remember("a", "cheap")
+    store.remember("b", "cheap")
+    await store.rate("a", 1.0)
+    now[0] += DAY
+    mean, count = store.ratings()["cheap"]
+    assert mean == pytest.approx(1.0) and count == pytest.approx(0.5)
+    await store.rate("b", -1.0)  # the old rating weighs half as much as the new one
+    mean, count = store.ratings()["cheap"]
+    assert mean == pytest.approx((0.5 - 1.0) / 1.5) and count == pytest.approx(1.5)
+
+
+def test_decayed_sum_late_rating_and_merge() -> None:
+    d = DecayedSum()
+    d.add(1.0, 100.0, 10.0)
+    d.add(-1.0, 90.0, 10.0)  # ten seconds older: half weight, time stays
+    assert (d.s, d.n, d.t) == (pytest.approx(0.5), pytest.approx(1.5), 100.0)
+    other = DecayedSum(1.0, 1.0, 110.0)
+    merged = d.merge(other, 10.0)
+    assert merged.t == 110.0
+    assert merged.s == pytest.approx(0.25 + 1.0) and merged.n == pytest.approx(0.75 + 1.0)
+    assert DecayedSum().at(5.0, 10.0) == (0.0, 0.0)
