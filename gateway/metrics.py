@@ -88,6 +88,12 @@ class GatewayMetrics:
         self.key_cost = Counter(
             "gateway_key_cost_usd", "Estimated upstream cost per gateway key", ["key"], registry=r
         )
+        self.governance = Counter(
+            "gateway_governance_actions",
+            "Requests blocked, redacted or restricted by the data policy",
+            ["action"],
+            registry=r,
+        )
         self.version_changes = Counter(
             "gateway_model_version_changes",
             "Upstream-reported model version changes seen in live traffic",

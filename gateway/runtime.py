@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.config.model import Config, DeploymentConfig
+from gateway.governance.gate import Governance
 from gateway.latency.prewarm import PreWarmer
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import (
@@ -108,6 +109,7 @@ class Gateway:
         )
         self._providers = providers
         self.prewarmer = self._make_prewarmer(clock)
+        self.governance = Governance(config)
         self.versions: dict[str, str] = {}  # deployment -> model version the upstream reports
         self.spend_by_deployment: dict[str, float] = {}
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)

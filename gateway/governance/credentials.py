@@ -59,7 +59,14 @@ _SHAPES = (
     # Slack tokens
     _Shape(re.compile(r"xox[abeoprs]-[A-Za-z0-9\-]{10,250}"), mixed=5),
     # JSON Web Tokens (header and payload are base64url JSON objects: "eyJ")
-    _Shape(re.compile(rf"yJ{_TOKEN}{{8,}}\.eyJ{_TOKEN}{{8,}}\.{_TOKEN}*"), heads=("e",)),
+    # (only at the start of a token: a scan from inside a long run would be quadratic)
+    _Shape(
+        re.compile(
+            rf"yJ(?<=eyJ)(?:(?<!{_TOKEN}eyJ)|(?<=\\[nrt]eyJ))"
+            rf"{_TOKEN}{{8,}}+\.eyJ{_TOKEN}{{8,}}+\.{_TOKEN}*+"
+        ),
+        heads=("e",),
+    ),
     # Bearer credentials (e.g. a pasted Authorization header)
     *(
         _Shape(

@@ -8,7 +8,8 @@ written *after* the first character (its first-character constraint is a
 lookbehind), and is named; Python then validates the winner (checksums, ranges,
 layout) and fixes the span's start for values that begin with letters (IBAN,
 NINO, NIE). A rejected candidate resumes the scan one character later, so it
-never hides an overlapping valid one.
+never hides an overlapping valid one; an IBAN-shaped candidate that fails its
+checksum is skipped whole (its digits are not a phone number).
 """
 
 from __future__ import annotations
@@ -39,14 +40,18 @@ _BRANCHES: dict[str, tuple[str, str]] = {
         "phone",
         r"(?<=\+)[1-9](?:[0-9]|\([0-9]{1,4}\)|[\x20.\-](?=[0-9(]))*+(?![A-Za-z0-9_])",
     ),
-    # Card: 13-19 digits, optional single spaces/dashes between them (layout checked later).
-    "card": ("card", r"(?<=[2-6])(?:[\x20\-]?[0-9]){12,18}(?![0-9])"),
+    # Card: 13-19 digits, contiguous or grouped from a first group of 4 (layout checked later).
+    "card": (
+        "card",
+        r"(?<=[2-6])[0-9]{3}(?:[0-9]{9,15}|[\x20\-](?:[\x20\-]?[0-9]){9,15})(?![0-9])",
+    ),
     # US SSN: 123-45-6789 / 123 45 6789 (never without separators: too ambiguous).
     "ssn": (
         "national_id",
         r"(?<=[0-8])[0-9]{2}(?P<ss>[\x20\-])[0-9]{2}(?P=ss)[0-9]{4}(?![0-9]|[\x20\-][0-9])",
     ),
-    # North American: (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567.
+    # North American (area code 2-9xx): (555) 123-4567, 555-123-4567, 555.123.4567,
+    # 555 123 4567.
     "nanp": (
         "phone",
         r"(?:(?<=\([2-9])[0-9]{2}\)\x20?|(?<=[2-9])[0-9]{2}(?P<ps>[\x20.\-]))"
@@ -55,8 +60,8 @@ _BRANCHES: dict[str, tuple[str, str]] = {
     # National with trunk 0 and one consistent separator: 020 7946 0958, 01 23 45 67 89.
     "trunk": (
         "phone",
-        r"(?<=0)[0-9]{1,4}(?P<ts>[\x20\-/])[0-9]{2,8}(?:(?P=ts)[0-9]{2,8}){0,3}"
-        r"(?![0-9]|[\x20\-/][0-9])",
+        r"(?<=0)(?:0[1-9][0-9]{0,2}|[1-9][0-9]{0,3})"  # 0 + area code, or 00 + country
+        r"(?P<ts>[\x20\-/])[0-9]{2,8}(?:(?P=ts)[0-9]{2,8}){0,3}(?![0-9]|[\x20\-/][0-9])",
     ),
     "ipv4": ("ip", r"(?<=[0-9])[0-9]{0,2}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9]|\.[0-9])"),
     # Spanish DNI: 12345678Z (check letter).
@@ -176,22 +181,38 @@ def _intl(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] 
 
 
 def _card(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] | None:
-    if not left_ok(text, start, ".,"):
-        return None
     raw = text[start:end]
     spaced, dashed = " " in raw, "-" in raw
     if spaced and dashed:
         return None
     sep = " " if spaced else "-" if dashed else ""
+    if not left_ok(text, start, ".,") or _after_digits(text, start, "-" + sep):
+        return None
     groups = raw.split(sep) if sep else [raw]
+    if len(groups) > 1 and len(groups[0]) != 4:  # every grouped layout starts with 4 digits
+        return None
     for k in range(len(groups), 0, -1):
         digits = "".join(groups[:k])
         if len(digits) < 13:
             return None
         if len(digits) <= 19 and _layout_ok(groups[:k]) and card_ok(digits):
             stop = start + len(sep.join(groups[:k]))
-            return (start, stop) if right_ok(text, stop) else None
+            ok = right_ok(text, stop) and not _continues(text, stop, sep)
+            return (start, stop) if ok else None
     return None
+
+
+def _continues(text: str, stop: int, sep: str) -> bool:
+    """True when the groups go on after `stop` ("4111-1111-1111-1111-1111"): a longer number.
+
+    A short trailing group after a space ("4111 1111 1111 1111 123", "... 12/25") does not.
+    """
+    if not sep or not text.startswith(sep, stop):
+        return False
+    run = 0
+    while stop + 1 + run < len(text) and text[stop + 1 + run].isdigit():
+        run += 1
+    return run > 0 and (sep == "-" or run == 4)
 
 
 def _layout_ok(groups: list[str]) -> bool:
@@ -212,6 +233,7 @@ def _ssn(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] |
         or f"{area}{group}{serial}" in _SSN_INVALID
         or not left_ok(text, start, ".")
         or not right_ok(text, end)
+        or _after_digits(text, start, text[start + 3])
     ):
         return None
     return start, end
@@ -237,9 +259,14 @@ def _nanp(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] 
 def _trunk(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] | None:
     raw = text[start:end]
     digits = sum(c.isdigit() for c in raw)
-    if not 9 <= digits <= 13 or not left_ok(text, start, ".-/") or not right_ok(text, end):
+    if not 9 <= digits <= 15 or not left_ok(text, start, ".-/") or not right_ok(text, end):
         return None
-    return start, end
+    return None if _after_digits(text, start, m.group("ts")) else (start, end)
+
+
+def _after_digits(text: str, start: int, seps: str) -> bool:
+    """True for "12-4111..." or "30 000 000...": more groups of a larger number come before."""
+    return start >= 2 and text[start - 1] in seps and text[start - 2].isdigit()
 
 
 def _ipv4(text: str, start: int, end: int, m: re.Match[str]) -> tuple[int, int] | None:

@@ -52,6 +52,9 @@ class PiiPolicy:
             self, "redacted", frozenset(k for k, a in checked.items() if a == "redact")
         )
 
+    def __hash__(self) -> int:
+        return hash(frozenset(self.actions.items()))
+
     def override(self, actions: Mapping[str, str] | None) -> PiiPolicy:
         """This policy with `actions` (e.g. a route's or key's) taking precedence per type."""
         if not actions:

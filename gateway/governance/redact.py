@@ -17,7 +17,7 @@ placeholders are restored: an upstream that alters one (`<email_1>`,
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import cache
@@ -51,14 +51,14 @@ class Redactor:
     they are never assigned, so restoring cannot rewrite text the client wrote.
     """
 
-    __slots__ = ("_by_value", "_counts", "_originals", "_reserved", "_types")
+    __slots__ = ("_by_value", "_last", "_originals", "_reserved", "_types")
 
     def __init__(self, types: Iterable[str], reserved: Iterable[str] = ()) -> None:
         self._types = frozenset(types)
         self._reserved = frozenset(reserved)
         self._by_value: dict[str, str] = {}
         self._originals: dict[str, str] = {}
-        self._counts: dict[str, int] = defaultdict(int)
+        self._last: dict[str, int] = defaultdict(int)  # type -> last number given
 
     @property
     def types(self) -> frozenset[str]:
@@ -73,13 +73,13 @@ class Redactor:
         found = self._by_value.get(value)
         if found is not None:
             return found
-        n = self._counts[kind]
+        n = self._last[kind]
         while True:
             n += 1
             token = f"<{label(kind)}_{n}>"
             if token not in self._reserved:
                 break
-        self._counts[kind] = n
+        self._last[kind] = n
         self._by_value[value] = token
         self._originals[token] = value
         return token
@@ -118,8 +118,9 @@ class Redactor:
         return Restorer(self._originals, json_string=json_string)
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{label(k)}={n}" for k, n in sorted(self._counts.items()))
-        return f"Redactor({counts})"
+        """Distinct values per label; never the values."""
+        counts = Counter(token[1:].rpartition("_")[0] for token in self._originals)
+        return "Redactor(" + ", ".join(f"{k}={n}" for k, n in sorted(counts.items())) + ")"
 
 
 class Restorer:

@@ -1,12 +1,29 @@
-"""The aiohttp application: routes, middlewares, lifecycle of the gateway core."""
+"""The aiohttp application: routes, middlewares, lifecycle of the gateway core; serving and
+graceful shutdown of one process (one worker of `serve --workers N`, see server/workers.py).
+
+Shutdown (SIGTERM or SIGINT), as `drain` does it with aiohttp's `AppRunner.cleanup()`:
+1. the listening socket is closed at once: new connections are refused (with N workers
+   on one SO_REUSEPORT port, the kernel sends them to workers still listening);
+2. idle keep-alive connections are closed; a connection with a request in flight is
+   marked to close after it, and its handler runs on: an SSE stream keeps streaming
+   and ends with `data: [DONE]` as usual;
+3. handlers still running when the grace period (`shutdown_timeout`) ends are cancelled:
+   their upstream attempts are cancelled and accounted like a client disconnect;
+4. the app is cleaned up: `Gateway.close()` stops background work and closes pools.
+A second signal during the grace period cuts the streams still open at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import stat
+import time
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 
 from gateway.config.model import Config
@@ -14,6 +31,15 @@ from gateway.runtime import Gateway
 from gateway.server import handlers
 from gateway.server.keys import AUTH_KEYS, GATEWAY
 from gateway.server.middlewares import auth_middleware, error_middleware, request_id_middleware
+
+log = structlog.get_logger("gateway.server")
+
+DEFAULT_GRACE_S = 30.0
+WORKER_HEADER = "x-gateway-worker"  # pid of the worker that answered (serve --workers N > 1)
+
+
+class ListenError(Exception):
+    """The server could not bind its listening socket (address in use, permission, ...)."""
 
 
 def build_app(gateway: Gateway) -> web.Application:
@@ -35,36 +61,168 @@ def build_app(gateway: Gateway) -> web.Application:
     return app
 
 
-async def start_server(gateway: Gateway, host: str, port: int) -> tuple[web.AppRunner, str]:
-    """Start serving; returns the runner and the base URL (port 0 picks a free port)."""
+async def start_server(
+    gateway: Gateway,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    grace_s: float = 10.0,
+    worker_header: bool = False,
+) -> tuple[web.AppRunner, str]:
+    """Start serving; returns the runner and the base URL (port 0 picks a free port).
+
+    `reuse_port` sets SO_REUSEPORT so that several worker processes can listen on one
+    port; `grace_s` is how long `runner.cleanup()` lets in-flight requests finish;
+    `worker_header` tags every response with `x-gateway-worker: <pid>`.
+    """
+    app = build_app(gateway)
+    if worker_header:
+        pid = str(os.getpid())
+
+        async def tag_worker(request: web.BaseRequest, response: web.StreamResponse) -> None:
+            response.headers[WORKER_HEADER] = pid
+
+        app.on_response_prepare.append(tag_worker)
     runner = web.AppRunner(
-        build_app(gateway), handler_cancellation=True, access_log=None, shutdown_timeout=10.0
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=grace_s
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=2048, reuse_port=None)
-    await site.start()
+    site = web.TCPSite(runner, host, port, backlog=2048, reuse_port=reuse_port or None)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()  # runs Gateway.close(): no background task left behind
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound_port = sockets[0].getsockname()[1] if sockets else port
     return runner, f"http://{host}:{bound_port}"
 
 
+class ShutdownSignals:
+    """SIGINT/SIGTERM handlers: the first asks for a graceful stop, the next for a forced one."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.force = asyncio.Event()
+        self._installed: list[signal.Signals] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._received, sig)
+                self._installed.append(sig)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    def _received(self, sig: signal.Signals) -> None:
+        if self.stop.is_set():
+            if not self.force.is_set():
+                log.warning("shutdown_forced", signal=sig.name)
+            self.force.set()
+        else:
+            log.info("shutdown_signal", signal=sig.name)
+            self.stop.set()
+
+
 async def wait_for_shutdown_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-async def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
-    gateway = Gateway(config)
-    runner, url = await start_server(
-        gateway, host or config.listen.host, port if port is not None else config.listen.port
-    )
-    print(f"race-gateway listening on {url}", flush=True)
+    signals = ShutdownSignals()
+    signals.install()
     try:
-        await wait_for_shutdown_signal()
+        await signals.stop.wait()
     finally:
+        signals.remove()
+
+
+async def drain(runner: web.AppRunner, grace_s: float, force: asyncio.Event | None = None) -> None:
+    """Stop accepting now, give requests in flight `grace_s` to finish, cancel the rest, then
+    clean the app up (Gateway.close). `force`, once set, cuts the open connections at once."""
+    server = runner.server
+    connections = server.connections if server is not None else []
+    started = time.monotonic()
+    log.info("shutdown_started", open_connections=len(connections), grace_s=grace_s)
+
+    async def cut_when_forced(event: asyncio.Event) -> None:
+        await event.wait()
+        if server is not None:
+            for conn in server.connections:
+                conn.force_close()
+
+    forcer = asyncio.create_task(cut_when_forced(force)) if force is not None else None
+    try:
         await runner.cleanup()
+    finally:
+        if forcer is not None:
+            forcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forcer
+    log.info("shutdown_done", took_s=round(time.monotonic() - started, 3))
+
+
+async def _watch_parent(stop: asyncio.Event) -> None:
+    """A worker's stdin is a pipe whose other end only its supervisor holds: EOF there means
+    the supervisor is gone (even by SIGKILL), so the worker drains and exits."""
+    if not stat.S_ISFIFO(os.fstat(0).st_mode):
+        return  # started by hand: nothing to watch
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", closefd=False)
+    )
+    try:
+        while await reader.read(4096):
+            pass
+    finally:
+        transport.close()
+    log.warning("supervisor_gone")
+    stop.set()
+
+
+async def serve(
+    config: Config,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    worker: str | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain (see the module docstring).
+
+    `worker` ("i/N") marks a worker process of `serve --workers N`: it listens with
+    SO_REUSEPORT, tags responses with its pid and stops when its supervisor goes away.
+    """
+    if worker is not None:  # every log line of a worker says which one it is
+        structlog.contextvars.bind_contextvars(worker=worker, pid=os.getpid())
+    signals = ShutdownSignals()
+    signals.install()  # before the server starts: an early SIGTERM still drains
+    try:
+        gateway = Gateway(config)
+        runner, url = await start_server(
+            gateway,
+            host or config.listen.host,
+            port if port is not None else config.listen.port,
+            reuse_port=worker is not None,
+            grace_s=grace_s,
+            worker_header=worker is not None,
+        )
+        if worker is None:
+            print(f"race-gateway listening on {url}", flush=True)
+        else:
+            print(f"race-gateway worker {worker} pid {os.getpid()} listening on {url}", flush=True)
+        watcher = asyncio.create_task(_watch_parent(signals.stop)) if worker is not None else None
+        try:
+            await signals.stop.wait()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await drain(runner, grace_s, signals.force)
+    finally:
+        signals.remove()

@@ -9,6 +9,8 @@ import orjson
 import structlog
 from aiohttp import web
 
+from gateway.governance.gate import Decision, OutputTransform, PolicyRejected
+from gateway.request import ChatRequest
 from gateway.routing.ratelimit import key_limit, ratelimit_headers
 from gateway.runtime import Gateway, RequestRejected
 from gateway.server import admin, feedback
@@ -21,6 +23,7 @@ from gateway.streaming.events import UpstreamError
 from gateway.streaming.race import HEARTBEAT, AllFailed, Race, Winner
 
 log = structlog.get_logger("gateway.access")
+audit = structlog.get_logger("gateway.audit")
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -54,9 +57,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     region = gateway.region_of(request.headers)
     gateway.note_region(region)
+    decision = _govern(gateway, chat, route.name, request_id, key_id)
     try:
-        race = gateway.prepare(chat, route, request_id, region, request.headers)
+        race = gateway.prepare(
+            decision.chat, route, request_id, region, request.headers, decision.allowed
+        )
     except RequestRejected as exc:
+        if decision.audit is not None:
+            audit.info(
+                "governance", request_id=request_id, key=key_id, rule=exc.code, **decision.audit
+            )
         raise ApiError(exc.status, exc.message, exc.type, exc.code, exc.param) from None
     setup_s = time.perf_counter() - started_perf
     response_id = "chatcmpl-" + request_id.removeprefix("req_")
@@ -67,9 +77,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         if chat.stream:
             encoder = ChunkEncoder(response_id, created, chat.model, chat.include_usage)
-            resp = await _stream(request, race, encoder, request_id)
+            resp = await _stream(request, race, encoder, request_id, decision.transform)
         else:
-            resp = await _complete(gateway, race, response_id, created, chat.model, request_id)
+            resp = await _complete(
+                gateway, race, response_id, created, chat.model, request_id, decision.transform
+            )
         status = resp.status
         return resp
     except (asyncio.CancelledError, ConnectionResetError):
@@ -94,7 +106,28 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             ttft_ms=round(record.ttft_s * 1000, 1) if record.ttft_s is not None else None,
             total_ms=round((time.monotonic() - started) * 1000, 1),
             tokens=winner.output_tokens if winner else 0,
+            key=key_id,
+            cost_usd=round(sum(a.cost_usd for a in record.attempts), 8),
+            wasted_usd=round(record.wasted_cost_usd, 8),
         )
+
+
+def _govern(
+    gateway: Gateway, chat: ChatRequest, route: str, request_id: str, key_id: str
+) -> Decision:
+    """PII policy and residency: block (400), redact, or restrict the candidates; one audit
+    line per request that was touched (types and counts, never values)."""
+    try:
+        decision = gateway.governance.decide(chat, route)
+    except PolicyRejected as exc:
+        audit.info("governance", request_id=request_id, key=key_id, rule=exc.code, **exc.audit)
+        gateway.metrics.governance.labels("block").inc()
+        raise ApiError(400, exc.message, "invalid_request_error", exc.code) from None
+    if decision.audit is not None:
+        rule = "redact" if decision.audit.get("redacted") else "restrict"
+        audit.info("governance", request_id=request_id, key=key_id, rule=rule, **decision.audit)
+        gateway.metrics.governance.labels(rule).inc()
+    return decision
 
 
 async def _check_key_limits(gateway: Gateway, key_id: str, tokens: int) -> None:
@@ -131,7 +164,11 @@ def _headers(request_id: str, deployment: str | None) -> dict[str, str]:
 
 
 async def _stream(
-    request: web.Request, race: Race, encoder: ChunkEncoder, request_id: str
+    request: web.Request,
+    race: Race,
+    encoder: ChunkEncoder,
+    request_id: str,
+    transform: OutputTransform | None,
 ) -> web.StreamResponse:
     response: web.StreamResponse | None = None
     while True:
@@ -154,21 +191,31 @@ async def _stream(
             headers={**SSE_HEADERS, **_headers(request_id, outcome.deployment)}
         )
         await response.prepare(request)
-    await response.write(encoder.encode(outcome.events))
-    failed = any(type(e) is UpstreamError for e in outcome.events)
-    while not failed:
+    events = transform(outcome.events) if transform else outcome.events
+    await response.write(encoder.encode(events))
+    failed = any(type(e) is UpstreamError for e in events)
+    while not failed and not (transform and transform.stopped):
         batch = await race.next_batch()
         if batch is None:
             break
-        await response.write(encoder.encode(batch))
         failed = type(batch[-1]) is UpstreamError
+        if transform is not None:
+            batch = transform(batch)
+        await response.write(encoder.encode(batch))
     if not failed:
-        await response.write(encoder.end())
+        tail = encoder.encode(transform.flush()) if transform and not transform.stopped else b""
+        await response.write(tail + encoder.end())
     return response
 
 
 async def _complete(
-    gateway: Gateway, race: Race, response_id: str, created: int, model: str, request_id: str
+    gateway: Gateway,
+    race: Race,
+    response_id: str,
+    created: int,
+    model: str,
+    request_id: str,
+    transform: OutputTransform | None,
 ) -> web.Response:
     outcome = await race.first()
     if isinstance(outcome, AllFailed):
@@ -176,12 +223,14 @@ async def _complete(
     assert isinstance(outcome, Winner)
     gateway.note_version(outcome.deployment, outcome.events)
     assembler = ResponseAssembler()
-    assembler.add(outcome.events)
-    while assembler.error is None:
+    assembler.add(transform(outcome.events) if transform else outcome.events)
+    while assembler.error is None and not (transform and transform.stopped):
         batch = await race.next_batch()
         if batch is None:
             break
-        assembler.add(batch)
+        assembler.add(transform(batch) if transform else batch)
+    if transform is not None and not transform.stopped:
+        assembler.add(transform.flush())
     headers = _headers(request_id, outcome.deployment)
     if assembler.error is not None:
         return upstream_error_response(assembler.error, headers)

@@ -18,10 +18,23 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.sim.config import SimModelConfig, SimServerConfig
+from gateway.sim.config import (
+    SimModelConfig,
+    SimServerConfig,
+    check_model_value,
+    normalize_value,
+)
 from gateway.sim.engine import play_body, play_stream
 from gateway.sim.log import PENDING, SimLog, SimRecord, now
-from gateway.sim.plan import degraded_config, plan_request, request_rng, step_degraded
+from gateway.sim.plan import (
+    degraded_config,
+    hour_of,
+    plan_request,
+    request_rng,
+    scaled_config,
+    step_degraded,
+    ttft_multiplier,
+)
 from gateway.sim.wire import ErrorReply, WireProtocol
 from gateway.sim.wire_anthropic import AnthropicWire
 from gateway.sim.wire_gemini import GeminiWire
@@ -47,17 +60,21 @@ MODELS_PATHS: dict[str, str] = {
     "ollama": "/api/tags",
 }
 MAX_BODY_BYTES = 32 * 1024 * 1024
+REGION_HEADER = "x-sim-region"  # per-request override of the cluster's current region
 
 
 @dataclass(slots=True)
 class SimShared:
     """State shared by every server of a cluster: seed, per-model request counters and
-    normal/degraded states, and the log."""
+    normal/degraded states, the log, and the clock (epoch seconds: its UTC hour picks a
+    model's `hourly_multipliers`) and current client region (`region_multipliers`)."""
 
     seed: int
     log: SimLog
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     degraded: dict[tuple[str, str], bool] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    region: str | None = None
 
     def next_request(self, server: str, model: str, cfg: SimModelConfig) -> tuple[int, bool]:
         """(n, degraded) for the model's next request; steps its two-state chain."""
@@ -205,6 +222,7 @@ async def _serve_chat(
     if isinstance(parsed, ErrorReply):
         return _error_response(record, parsed)
     record.model, record.stream = parsed.model, parsed.stream
+    record.last_user_text = parsed.last_user_text[:500]  # what the upstream really received
     cfg = st.config.models.get(parsed.model)
     if cfg is None:
         return _error_response(record, proto.error(404, model=parsed.model, request_id=rid))
@@ -212,6 +230,12 @@ async def _serve_chat(
     record.degraded = degraded
     if degraded:
         cfg = degraded_config(cfg)
+    if cfg.hourly_multipliers is not None or cfg.region_multipliers:
+        hour = hour_of(st.shared.clock())
+        region = request.headers.get(REGION_HEADER) or st.shared.region
+        factor = ttft_multiplier(cfg, hour, region)
+        record.hour, record.region, record.ttft_multiplier = hour, region, factor
+        cfg = scaled_config(cfg, factor)
     plan = plan_request(
         cfg,
         request_rng(st.shared.seed, st.name, parsed.model, n),
@@ -277,7 +301,8 @@ async def _sim_reset(request: web.Request) -> web.Response:
 
 def reconfigure(config: SimServerConfig, model: str, changes: dict[str, Any]) -> None:
     """Change a model's behaviour while running (tests and regress drills: a new version,
-    a slower model, a failing one). Unknown fields raise ValueError."""
+    a slower model, a failing one). Unknown fields raise ValueError, and so do bad
+    `hourly_multipliers` / `region_multipliers` (lists become tuples of floats)."""
     current = config.models.get(model)
     if current is None:
         raise ValueError(f"unknown model {model!r}")
@@ -285,6 +310,13 @@ def reconfigure(config: SimServerConfig, model: str, changes: dict[str, Any]) ->
     unknown = sorted(set(changes) - known)
     if unknown:
         raise ValueError(f"unknown model setting(s): {', '.join(unknown)}")
+    changes = dict(changes)
+    for key in ("hourly_multipliers", "region_multipliers"):
+        if key in changes:
+            problem = check_model_value(key, changes[key])
+            if problem is not None:
+                raise ValueError(f"{key}: {problem}")
+            changes[key] = normalize_value(key, changes[key])
     config.models[model] = dataclasses.replace(current, **changes)
 
 
@@ -300,6 +332,19 @@ async def _sim_configure(request: web.Request) -> web.Response:
     return web.Response(body=b'{"ok":true}', content_type="application/json")
 
 
+async def _sim_region(request: web.Request) -> web.Response:
+    """POST {"region": "eu"} (or null): the client region requests are simulated for."""
+    try:
+        body = orjson.loads(await request.read())
+        region = body.get("region") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not (region is None or isinstance(region, str)):
+            raise ValueError('body must be {"region": <string or null>}')
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    request.app[STATE].shared.region = region or None
+    return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+
 def make_app(name: str, config: SimServerConfig, shared: SimShared) -> web.Application:
     app = web.Application(middlewares=[_connections], client_max_size=MAX_BODY_BYTES)
     app[STATE] = ServerState(name, config, shared)
@@ -309,4 +354,5 @@ def make_app(name: str, config: SimServerConfig, shared: SimShared) -> web.Appli
     app.router.add_get("/_sim/log", _sim_log)
     app.router.add_post("/_sim/reset", _sim_reset)
     app.router.add_post("/_sim/models/{model}", _sim_configure)
+    app.router.add_post("/_sim/region", _sim_region)
     return app

@@ -64,9 +64,15 @@ class SimModelConfig:
     keepalive_ms: float = 0.0
     model_version: str | None = None
     text: str | None = None
+    echo: bool = False  # reply with the last user message as received (governance tests)
     reasoning_tokens: int = 0
     tool_call: ToolCallMode = "auto"
     degraded: SimDegradedConfig | None = None
+    # TTFT x hourly_multipliers[UTC hour of the cluster's clock] (24 values), and
+    # x region_multipliers[region of the request] (the cluster's current region or
+    # the request's x-sim-region header; a region not listed counts 1.0).
+    hourly_multipliers: tuple[float, ...] | None = None
+    region_multipliers: dict[str, float] | None = None
 
     @property
     def sigma(self) -> float:
@@ -158,6 +164,21 @@ def _seed(v: Any) -> str | None:
     return None if _is_int(v) else "must be an integer"
 
 
+HOURS = 24
+
+
+def _hourly(v: Any) -> str | None:
+    ok = isinstance(v, list | tuple) and len(v) == HOURS and all(_is_num(x) and x > 0 for x in v)
+    return None if ok else f"must be a list of {HOURS} numbers > 0 (one per UTC hour)"
+
+
+def _regions(v: Any) -> str | None:
+    ok = isinstance(v, Mapping) and all(
+        isinstance(k, str) and k and _is_num(x) and x > 0 for k, x in v.items()
+    )
+    return None if ok else "must be a mapping of region name to a number > 0"
+
+
 _MODEL_CHECKS: dict[str, Check] = {
     "ttft_p50_ms": _num_gt0,
     "ttft_p95_ms": _num_gt0,
@@ -181,9 +202,32 @@ _MODEL_CHECKS: dict[str, Check] = {
     "model_version": _optional(_nonempty_str),
     "text": _optional(lambda v: None if isinstance(v, str) and v.strip() else "must be text"),
     "reasoning_tokens": _int_ge0,
+    "echo": _boolean,
     "tool_call": _one_of(TOOL_CALL_MODES),
+    "hourly_multipliers": _optional(_hourly),
+    "region_multipliers": _optional(_regions),
 }
 assert {*_MODEL_CHECKS, "degraded"} == {f.name for f in fields(SimModelConfig)}
+
+
+def normalize_value(key: str, value: Any) -> Any:
+    """A checked value in the type SimModelConfig holds (lists -> tuples of floats, ...)."""
+    if value is None:
+        return None
+    if key == "hourly_multipliers":
+        return tuple(float(x) for x in value)
+    if key == "region_multipliers":
+        return {str(k): float(x) for k, x in value.items()}
+    if _is_float_key(key, value):
+        return float(value)
+    return value
+
+
+def check_model_value(key: str, value: Any) -> str | None:
+    """The problem with one model setting's value, or None (for runtime reconfiguration)."""
+    check = _MODEL_CHECKS.get(key)
+    return None if check is None else check(value)
+
 
 _DEGRADED_CHECKS: dict[str, Check] = {
     "enter_rate": _rate,
@@ -221,7 +265,7 @@ def _scalars(
         if key in data:
             msg = check(data[key])
             if msg is None:
-                valid[key] = float(data[key]) if _is_float_key(key, data[key]) else data[key]
+                valid[key] = normalize_value(key, data[key])
             else:
                 out.add(f"{path}.{key}", msg)
     return valid

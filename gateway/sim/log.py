@@ -32,6 +32,9 @@ class SimRecord:
     stream: bool | None = None
     request_n: int | None = None  # the model's request counter (seeds the draws)
     planned_ttft_ms: float | None = None  # the TTFT draw (the benchmark oracle)
+    hour: int | None = None  # UTC hour of the cluster's clock when the request was planned
+    region: str | None = None  # the client region the request was simulated for
+    ttft_multiplier: float = 1.0  # hourly x region factor applied to the model's TTFT
     straggler: bool = False
     degraded: bool = False  # the model's two-state process was in its degraded state
     planned_fault: str | None = None
@@ -43,6 +46,7 @@ class SimRecord:
     disconnect: float | None = None
     outcome: str = PENDING  # completed | client_disconnect | error_<status> | cut | midstream_error
     tokens_sent: int = 0
+    last_user_text: str = ""  # first 500 characters (tests prove what left the gateway)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

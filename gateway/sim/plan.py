@@ -85,6 +85,34 @@ def degraded_config(cfg: SimModelConfig) -> SimModelConfig:
     )
 
 
+def hour_of(epoch_s: float) -> int:
+    """UTC hour of day (0-23) of an epoch timestamp."""
+    return int(epoch_s // 3600) % 24
+
+
+def ttft_multiplier(cfg: SimModelConfig, hour: int | None, region: str | None) -> float:
+    """The model's TTFT factor for this UTC hour and client region (1.0 when unset)."""
+    factor = 1.0
+    if cfg.hourly_multipliers is not None and hour is not None:
+        factor *= cfg.hourly_multipliers[hour % 24]
+    if cfg.region_multipliers and region:
+        factor *= cfg.region_multipliers.get(region, 1.0)
+    return factor
+
+
+def scaled_config(cfg: SimModelConfig, factor: float) -> SimModelConfig:
+    """The model with every TTFT setting multiplied by ``factor`` (the shape, hence the
+    draws' z-scores and stragglers, unchanged)."""
+    if factor == 1.0:
+        return cfg
+    return replace(
+        cfg,
+        ttft_p50_ms=cfg.ttft_p50_ms * factor,
+        ttft_p95_ms=cfg.ttft_p95_ms * factor,
+        ttft_ms=cfg.ttft_ms * factor if cfg.ttft_ms is not None else None,
+    )
+
+
 def draw_ttft(cfg: SimModelConfig, z: float, u_straggler: float) -> tuple[float, bool]:
     """Lognormal body (median p50, sigma from p95) times a multiplier for stragglers."""
     if cfg.ttft_ms is not None:
@@ -197,7 +225,10 @@ def plan_request(
     if tool is not None:
         finish = "tool_calls"
     else:
-        text = split_text(cfg.text) if cfg.text is not None else _words(rng, cfg.tokens)
+        if cfg.echo and req.last_user_text:
+            text = split_text(req.last_user_text)  # what the upstream really received
+        else:
+            text = split_text(cfg.text) if cfg.text is not None else _words(rng, cfg.tokens)
         if req.max_tokens is not None and len(text) > req.max_tokens:
             text, finish = text[: req.max_tokens], "length"
     tool_tokens = len(tool.fragments) + 1 if tool is not None else 0

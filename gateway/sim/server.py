@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,14 +42,43 @@ def _base_url(kind: str, host: str, port: int) -> str:
 
 
 class SimCluster:
-    """Start/stop every simulated server of a config; all share one `SimLog`."""
+    """Start/stop every simulated server of a config; all share one `SimLog`.
 
-    def __init__(self, config: SimConfig, log: SimLog | None = None) -> None:
+    `clock` (epoch seconds, default `time.time`) is what models' `hourly_multipliers`
+    read the UTC hour from: a benchmark can walk it through a simulated day. `region`
+    is the client region models' `region_multipliers` apply to (the gateway does not
+    tell upstreams where its client is, so a benchmark sets it per step).
+    """
+
+    def __init__(
+        self,
+        config: SimConfig,
+        log: SimLog | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        region: str | None = None,
+    ) -> None:
         self.config = config
         self.log = log if log is not None else SimLog()
         self.servers: dict[str, SimServerInfo] = {}
-        self._shared = SimShared(seed=config.seed, log=self.log)
+        self._shared = SimShared(seed=config.seed, log=self.log, clock=clock, region=region)
         self._runners: list[web.AppRunner] = []
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._shared.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self._shared.clock = clock
+
+    @property
+    def region(self) -> str | None:
+        return self._shared.region
+
+    @region.setter
+    def region(self, region: str | None) -> None:
+        self._shared.region = region
 
     async def start(self) -> None:
         if self._runners:

@@ -1,0 +1,170 @@
+"""The governance gate: one decision per request (block, redact, local-only, residency) and
+the output transform that restores placeholders and filters the answer stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.config.model import Config, DeploymentConfig, OutputFilterConfig
+from gateway.governance.output_filter import OutputFilter
+from gateway.governance.policy import PiiPolicy, inspect_request
+from gateway.governance.redact import Redactor, Restorer
+from gateway.request import ChatRequest
+from gateway.streaming.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta
+
+
+class PolicyRejected(Exception):
+    def __init__(self, message: str, code: str, audit: dict[str, object]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.audit = audit
+
+
+@dataclass(slots=True)
+class Decision:
+    chat: ChatRequest
+    allowed: Callable[[DeploymentConfig], bool] | None = None
+    transform: OutputTransform | None = None
+    audit: dict[str, object] | None = None  # set when the request was redacted or restricted
+
+
+class Governance:
+    def __init__(self, config: Config) -> None:
+        base = PiiPolicy(config.governance.pii)
+        self._policies: dict[str, PiiPolicy] = {}
+        self._outputs: dict[str, OutputFilterConfig | None] = {}
+        self._residency: dict[str, tuple[str, ...] | None] = {}
+        for name, route in config.routes.items():
+            own = route.governance
+            self._policies[name] = base.override(own.pii if own else None)
+            self._outputs[name] = (own.output if own and own.output else None) or (
+                config.governance.output
+            )
+            self._residency[name] = route.data_residency
+        self._default = base
+        self._default_output = config.governance.output
+
+    def decide(self, chat: ChatRequest, route: str) -> Decision:
+        policy = self._policies.get(route, self._default)
+        residency = self._residency.get(route)
+        audit: dict[str, object] = {}
+        redactor: Redactor | None = None
+        local_only = False
+        if policy.inspected:
+            inspection = inspect_request(chat, policy)
+            if inspection.counts:
+                audit.update(inspection.audit())
+            if inspection.blocked:
+                raise PolicyRejected(inspection.block_message(), "pii_detected", audit)
+            chat = inspection.request
+            redactor = inspection.redactor
+            local_only = inspection.requires_local
+        if residency is not None:
+            audit["residency"] = list(residency)
+        allowed = _allowed(residency, local_only)
+        out_cfg = self._outputs.get(route, self._default_output)
+        transform = None
+        if redactor is not None or out_cfg is not None:
+            transform = OutputTransform(redactor, out_cfg)
+        return Decision(chat, allowed, transform, audit or None)
+
+
+def _allowed(
+    residency: tuple[str, ...] | None, local_only: bool
+) -> Callable[[DeploymentConfig], bool] | None:
+    if residency is None and not local_only:
+        return None
+
+    def allowed(dep: DeploymentConfig) -> bool:
+        if local_only and not dep.local:
+            return False
+        # An on-premises model keeps data where it is; otherwise the region must be listed.
+        return residency is None or dep.local or dep.region in residency
+
+    return allowed
+
+
+class OutputTransform:
+    """Per response: output filter on the upstream text, then placeholder restoration.
+
+    Filtering runs before restoring, so a user's own (restored) values are never
+    taken for leaked output. Text held back by either stage is released at the
+    finish event or at `flush()`.
+    """
+
+    def __init__(self, redactor: Redactor | None, output: OutputFilterConfig | None) -> None:
+        self._text = redactor.restorer() if redactor else None
+        self._reasoning = redactor.restorer() if redactor else None
+        self._redactor = redactor
+        self._tools: dict[int, Restorer] = {}
+        self._filter = (
+            OutputFilter(
+                list(output.patterns.items()), output.detectors, output.action, output.window
+            )
+            if output is not None
+            else None
+        )
+        self.stopped = False
+        self.matched: set[str] = set()
+
+    def _text_out(self, text: str, final: bool = False) -> str:
+        if self._filter is not None:
+            result = self._filter.flush() if final else self._filter.feed(text)
+            self.matched.update(result.matched)
+            text = result.text
+            if result.stopped:
+                self.stopped = True
+        if self._text is not None:
+            text = self._text.feed(text) + (self._text.flush() if final else "")
+        return text
+
+    def __call__(self, events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            kind = type(event)
+            if kind is TextDelta:
+                text = self._text_out(event.text)  # type: ignore[union-attr]
+                if text:
+                    out.append(TextDelta(text))
+                if self.stopped:
+                    out.append(Finish("content_filter"))
+                    return out
+            elif kind is ReasoningDelta and self._reasoning is not None:
+                text = self._reasoning.feed(event.text)  # type: ignore[union-attr]
+                if text:
+                    out.append(ReasoningDelta(text))
+            elif kind is ToolCallDelta and self._redactor is not None:
+                assert isinstance(event, ToolCallDelta)
+                restorer = self._tools.setdefault(
+                    event.index, self._redactor.restorer(json_string=True)
+                )
+                out.append(
+                    ToolCallDelta(event.index, event.id, event.name, restorer.feed(event.arguments))
+                )
+            elif kind is Finish:
+                out.extend(self.flush())
+                if self.stopped:
+                    out.append(Finish("content_filter"))
+                    return out
+                out.append(event)
+            else:
+                out.append(event)
+        return out
+
+    def flush(self) -> list[Event]:
+        """Release held text (before the finish event or at the end of the stream)."""
+        out: list[Event] = []
+        text = self._text_out("", final=True)
+        if text:
+            out.append(TextDelta(text))
+        if self._reasoning is not None:
+            rest = self._reasoning.flush()
+            if rest:
+                out.append(ReasoningDelta(rest))
+        for index, restorer in self._tools.items():
+            rest = restorer.flush()
+            if rest:
+                out.append(ToolCallDelta(index, arguments=rest))
+        return out
