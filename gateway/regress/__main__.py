@@ -1,0 +1,5 @@
+import sys
+
+from gateway.regress.cli import main
+
+sys.exit(main())
