@@ -29,6 +29,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="YAML config file")
     serve.add_argument("--host", help="override listen.host")
     serve.add_argument("--port", type=int, help="override listen.port")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port with SO_REUSEPORT, under a supervisor that "
+        "restarts them (default 1: serve in this process). Workers share state only through "
+        "`state.backend: redis`; with `memory` each keeps its own profiles, health and limits",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds that requests in flight get to finish after SIGTERM/SIGINT (default 30)",
+    )
+    serve.add_argument("--worker-of", help=argparse.SUPPRESS)  # "i/N": set by the supervisor
 
     demo = sub.add_parser("demo", help="gateway + simulated providers in one process, no keys")
     demo.add_argument("--host", default="127.0.0.1")
@@ -39,10 +54,23 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and summarize it")
     check.add_argument("file")
+
+    # These two parse their own options (everything after the command name).
+    sub.add_parser("bench", help="load-test any OpenAI-compatible endpoint", add_help=False)
+    sub.add_parser("regress", help="run a canonical-prompt regression suite", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from gateway.loadtest import main as bench_main
+
+        return bench_main(argv[1:])
+    if argv and argv[0] == "regress":
+        from gateway.regress import main as regress_main
+
+        return regress_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         from gateway.config.check import check_config_main
@@ -61,10 +89,24 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"cannot read config {args.config}: {exc.strerror}", file=sys.stderr)
             return 1
+        if args.workers < 1 or not args.grace >= 0:
+            print("--workers must be >= 1 and --grace >= 0", file=sys.stderr)
+            return 2
         configure_logging(config.logging.format, config.logging.level)
+        host = args.host or config.listen.host
+        port = args.port if args.port is not None else config.listen.port
+        if args.workers > 1 and args.worker_of is None:
+            from gateway.server.workers import supervise
+
+            return supervise(args.config, config, host, port, args.workers, args.grace)
+        from gateway.server.app import ListenError
         from gateway.server.app import serve as serve_main
 
-        _run(serve_main(config, args.host, args.port))
+        try:
+            _run(serve_main(config, host, port, grace_s=args.grace, worker=args.worker_of))
+        except ListenError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
         return 0
     if args.command == "demo":
         configure_logging("auto", "info")

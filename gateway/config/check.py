@@ -23,8 +23,26 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
         for problem in e.problems:
             print(f"  {problem}", file=err)
         return 1
+    problems = route_tier_problems(config)
+    if problems:
+        print(f"config {path} has {len(problems)} problem(s):", file=err)
+        for problem in problems:
+            print(f"  {problem}", file=err)
+        return 1
     print(summarize(config), file=out)
     return 0
+
+
+def route_tier_problems(config: Config) -> list[str]:
+    """Unreachable or overlapping tiers (checked here: it needs the routing layer's logic)."""
+    from gateway.routing.planner import tiers_of
+    from gateway.routing.tiers import tier_problems
+
+    problems: list[str] = []
+    for name, route in config.routes.items():
+        if route.tiers:
+            problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
+    return problems
 
 
 def _plural(n: int, word: str) -> str:

@@ -163,6 +163,7 @@ class _Run:
         self.samples: list[RequestSample] = []
         self.started = 0
         self.in_flight = 0
+        self.errors = 0
 
     def may_start(self) -> bool:
         if self.spec.requests is not None and self.started >= self.spec.requests:
@@ -226,6 +227,7 @@ class _Run:
                 sample.tokens = timer.tokens
                 sample.chars = timer.chars
                 sample.events = timer.events
+            self.errors += sample.error is not None
             self.samples.append(sample)
 
     async def closed_loop(self) -> None:
@@ -289,8 +291,7 @@ async def _progress(run: _Run) -> None:
         parts.append(f"[{bar:<{width}}] {done} done")
         parts.append(f"{run.in_flight} in flight")
         parts.append(f"{done / now:.1f} req/s" if now > 0 else "")
-        errors = sum(1 for s in run.samples if s.error is not None)
-        parts.append(f"{errors} errors  {now:.0f}s")
+        parts.append(f"{run.errors} errors  {now:.0f}s")
         sys.stderr.write("\r" + "  ".join(p for p in parts if p) + " ")
         sys.stderr.flush()
 

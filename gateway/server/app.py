@@ -1,14 +1,20 @@
 """The aiohttp application: routes, middlewares, lifecycle of the gateway core; serving and
 graceful shutdown of one process (one worker of `serve --workers N`, see server/workers.py).
 
-Shutdown (SIGTERM or SIGINT), as `drain` does it with aiohttp's `AppRunner.cleanup()`:
+Shutdown (SIGTERM or SIGINT), as `drain` does it around aiohttp's `AppRunner.cleanup()`
+(aiohttp 3.14: sites stop, `Server.pre_shutdown` closes idle connections,
+`Server.shutdown(shutdown_timeout)` waits for each in-flight handler, then the app's
+cleanup contexts run):
 1. the listening socket is closed at once: new connections are refused (with N workers
    on one SO_REUSEPORT port, the kernel sends them to workers still listening);
 2. idle keep-alive connections are closed; a connection with a request in flight is
-   marked to close after it, and its handler runs on: an SSE stream keeps streaming
-   and ends with `data: [DONE]` as usual;
-3. handlers still running when the grace period (`shutdown_timeout`) ends are cancelled:
-   their upstream attempts are cancelled and accounted like a client disconnect;
+   marked to close after it, and its handler runs on untouched: an SSE stream keeps
+   streaming and ends with `data: [DONE]` as usual;
+3. when the grace period ends, connections still open are aborted, which cancels their
+   handlers (handler_cancellation) like a client disconnect: upstream attempts are
+   cancelled and accounted, the request is logged. aiohttp's own `shutdown_timeout`
+   (grace + CUT_MARGIN_S) is only a backstop: on its expiry aiohttp cancels the handler
+   without waiting for it, so its accounting could run after the gateway closed;
 4. the app is cleaned up: `Gateway.close()` stops background work and closes pools.
 A second signal during the grace period cuts the streams still open at once.
 """
@@ -35,6 +41,7 @@ from gateway.server.middlewares import auth_middleware, error_middleware, reques
 log = structlog.get_logger("gateway.server")
 
 DEFAULT_GRACE_S = 30.0
+CUT_MARGIN_S = 5.0  # aiohttp's shutdown_timeout beyond the grace period: a backstop only
 WORKER_HEADER = "x-gateway-worker"  # pid of the worker that answered (serve --workers N > 1)
 
 
@@ -67,13 +74,13 @@ async def start_server(
     port: int,
     *,
     reuse_port: bool = False,
-    grace_s: float = 10.0,
+    shutdown_timeout_s: float = 10.0,
     worker_header: bool = False,
 ) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner and the base URL (port 0 picks a free port).
 
     `reuse_port` sets SO_REUSEPORT so that several worker processes can listen on one
-    port; `grace_s` is how long `runner.cleanup()` lets in-flight requests finish;
+    port; `shutdown_timeout_s` is how long `runner.cleanup()` waits for in-flight handlers;
     `worker_header` tags every response with `x-gateway-worker: <pid>`.
     """
     app = build_app(gateway)
@@ -85,7 +92,7 @@ async def start_server(
 
         app.on_response_prepare.append(tag_worker)
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=grace_s
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout_s
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_port=reuse_port or None)
@@ -150,20 +157,34 @@ async def drain(runner: web.AppRunner, grace_s: float, force: asyncio.Event | No
     started = time.monotonic()
     log.info("shutdown_started", open_connections=len(connections), grace_s=grace_s)
 
-    async def cut_when_forced(event: asyncio.Event) -> None:
-        await event.wait()
-        if server is not None:
-            for conn in server.connections:
-                conn.force_close()
+    async def cut_after_grace() -> None:
+        if force is None:
+            await asyncio.sleep(grace_s)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(force.wait(), grace_s)
+        if server is None:
+            return
+        cut = 0
+        for conn in list(server.connections):
+            transport = conn.transport
+            if transport is not None:
+                transport.abort()  # connection_lost: the handler is cancelled, then finishes
+                cut += 1
+        if cut:
+            log.warning(
+                "shutdown_cut_streams",
+                connections=cut,
+                after_s=round(time.monotonic() - started, 3),
+            )
 
-    forcer = asyncio.create_task(cut_when_forced(force)) if force is not None else None
+    cutter = asyncio.create_task(cut_after_grace())
     try:
         await runner.cleanup()
     finally:
-        if forcer is not None:
-            forcer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forcer
+        cutter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cutter
     log.info("shutdown_done", took_s=round(time.monotonic() - started, 3))
 
 
@@ -210,7 +231,7 @@ async def serve(
             host or config.listen.host,
             port if port is not None else config.listen.port,
             reuse_port=worker is not None,
-            grace_s=grace_s,
+            shutdown_timeout_s=grace_s + CUT_MARGIN_S,
             worker_header=worker is not None,
         )
         if worker is None:

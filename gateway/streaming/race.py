@@ -14,10 +14,12 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
+from gateway.streaming.attempt import pump
 from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
 from gateway.streaming.policy import LoadBudget, choose_error
 
 MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
+MAX_JOINED_EVENTS = 256  # events joined into one write after the winner
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class Race:
         self._errors: list[tuple[str, UpstreamError]] = []
         self._winner: _Attempt | None = None
         self._stream_done = False
+        self._held_end: _End | None = None
         self._closed = False
         self._next_hedge_at: float | None = None
         self._heartbeat_at = self._t0 + plan.heartbeat_after_s if plan.heartbeat_after_s else None
@@ -164,31 +167,16 @@ class Race:
     async def _run(self, attempt: _Attempt) -> None:
         candidate = attempt.candidate
         stream = self._opener(candidate)
-        got_token = False
-        error: UpstreamError | None = None
-        loop = self._loop
         try:
-            async with asyncio.timeout(candidate.ttft_timeout_s) as deadline:
-                async for batch in stream:
-                    if not got_token:
-                        for event in batch:
-                            if is_token(event):
-                                got_token = True
-                                attempt.record.ttft_s = loop.time() - attempt.started_at
-                                break
-                        if not got_token:
-                            await self._queue.put((attempt, batch))
-                            continue
-                    deadline.reschedule(None)  # the client's pace is not the upstream's stall
-                    await self._queue.put((attempt, batch))
-                    deadline.reschedule(loop.time() + candidate.idle_timeout_s)
-        except TimeoutError:
-            if got_token:
-                message = f"upstream stalled for more than {candidate.idle_timeout_s:g}s"
-            else:
-                attempt.record.outcome = "timed_out"
-                message = f"no first token within {candidate.ttft_timeout_s:g}s"
-            error = UpstreamError(504, "upstream_timeout", message, True)
+            error = await pump(
+                stream,
+                self._queue,
+                attempt,
+                attempt.record,
+                attempt.started_at,
+                candidate.ttft_timeout_s,
+                candidate.idle_timeout_s,
+            )
         except Exception as exc:  # a decoder or transport bug must not hang the race
             error = UpstreamError(
                 502,
@@ -327,37 +315,62 @@ class Race:
     # -- after the winner --------------------------------------------------
 
     async def next_batch(self) -> list[Event] | None:
-        """The winner's next batch; None at its clean end. An UpstreamError ends the stream."""
+        """The winner's next events; None at its clean end. An UpstreamError ends the stream.
+
+        Batches that are already queued are joined, so the caller writes once for
+        chunks that arrived together.
+        """
         winner = self._winner
         if winner is None or self._stream_done:
             return None
-        record = winner.record
+        if self._held_end is not None:
+            return self._end(winner, self._held_end)
+        out: list[Event] | None = None
+        queue = self._queue
         while True:
-            attempt, item = await self._queue.get()
+            if out is None:
+                attempt, item = await queue.get()
+            elif queue.empty() or len(out) >= MAX_JOINED_EVENTS:
+                return out
+            else:
+                attempt, item = queue.get_nowait()
             if attempt is not winner:
                 continue
             if type(item) is _End:
+                if out is not None:
+                    self._held_end = item
+                    return out
+                return self._end(winner, item)
+            assert isinstance(item, list)
+            events = self._account(winner, item)
+            out = events if out is None else out + events
+            if self._stream_done:
+                return out
+
+    def _end(self, winner: _Attempt, end: _End) -> list[Event] | None:
+        self._stream_done = True
+        winner.done = True
+        if end.error is not None:
+            winner.record.error = end.error
+            return [end.error]
+        return None
+
+    def _account(self, winner: _Attempt, batch: list[Event]) -> list[Event]:
+        record = winner.record
+        for i, event in enumerate(batch):
+            kind = type(event)
+            if kind is Usage:
+                record.usage = event  # type: ignore[assignment]
+            elif kind is UpstreamError:
+                record.error = event  # type: ignore[assignment]
                 self._stream_done = True
                 winner.done = True
-                if item.error is not None:
-                    record.error = item.error
-                    return [item.error]
-                return None
-            assert isinstance(item, list)
-            for i, event in enumerate(item):
-                kind = type(event)
-                if kind is Usage:
-                    record.usage = event  # type: ignore[assignment]
-                elif kind is UpstreamError:
-                    record.error = event  # type: ignore[assignment]
-                    self._stream_done = True
-                    winner.done = True
-                    if winner.task is not None:
-                        winner.task.cancel()
-                    return item[: i + 1]
-                elif is_token(event):
-                    record.tokens += 1
-            return item
+                if winner.task is not None:
+                    winner.task.cancel()
+                return batch[: i + 1]
+            elif is_token(event):
+                record.tokens += 1
+        return batch
 
     # -- cleanup -----------------------------------------------------------
 

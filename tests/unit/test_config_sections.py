@@ -94,3 +94,21 @@ def test_problems_name_their_path(extra: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(with_(**extra), env={})
     assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+
+
+def test_check_config_reports_unreachable_tiers(tmp_path: Any) -> None:
+    import io
+
+    from gateway.config.check import check_config_main
+
+    path = tmp_path / "gw.yaml"
+    path.write_text(
+        "providers: {p: {kind: openai, base_url: 'http://127.0.0.1:1/v1'}}\n"
+        "deployments: {a: {provider: p, model: a}, b: {provider: p, model: b}}\n"
+        "routes:\n  chat:\n    deployments: [a]\n    tiers:\n"
+        "      - {name: all, deployments: [a]}\n"
+        "      - {name: hard, when: {reasoning: true}, deployments: [b]}\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert check_config_main(str(path), out, err) == 1
+    assert "routes.chat.tiers[1]: unreachable, tier 'all'" in err.getvalue()

@@ -136,7 +136,7 @@ async def test_race_starts_k_at_once_and_first_token_wins_over_earlier_non_token
     ups["b"].send(TextDelta("lo"))
     ups["b"].send(Finish("stop"), Usage(prompt=7, completion=2))
     ups["b"].end()
-    assert await drain(race) == [[TextDelta("lo")], [Finish("stop"), Usage(prompt=7, completion=2)]]
+    assert await drain(race) == [[TextDelta("lo"), Finish("stop"), Usage(prompt=7, completion=2)]]
     assert await race.next_batch() is None  # stays ended
     record = await race.aclose()
     assert record.stream_outcome == "completed"
@@ -162,7 +162,7 @@ async def test_losers_late_items_never_leak_into_the_stream() -> None:
     ups["a"].send(TextDelta("a3"), Finish("stop"))
     ups["a"].end()
     batches = await drain(race)
-    assert batches == [[TextDelta("a2")], [TextDelta("a3"), Finish("stop")]]
+    assert batches == [[TextDelta("a2"), TextDelta("a3"), Finish("stop")]]  # queued batches join
     record = await race.aclose()
     assert record.stream_outcome == "completed"
     assert attempt(race, "b").outcome == "cancelled"
