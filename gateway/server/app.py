@@ -36,6 +36,7 @@ from gateway.config.model import Config
 from gateway.runtime import Gateway
 from gateway.server import handlers
 from gateway.server.keys import AUTH_KEYS, GATEWAY
+from gateway.server.limits import runner_kwargs
 from gateway.server.middlewares import auth_middleware, error_middleware, request_id_middleware
 
 log = structlog.get_logger("gateway.server")
@@ -92,7 +93,11 @@ async def start_server(
 
         app.on_response_prepare.append(tag_worker)
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout_s
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout_s,
+        **runner_kwargs(gateway.config.limits),
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_port=reuse_port or None)

@@ -9,11 +9,13 @@ from aiohttp import web
 
 from gateway.server.errors import ApiError
 from gateway.server.keys import GATEWAY
+from gateway.server.limits import body_timeout_s, read_body
 
 
 async def feedback(request: web.Request) -> web.Response:
     try:
-        body = orjson.loads(await request.read())
+        limits = request.app[GATEWAY].config.limits
+        body = orjson.loads(await read_body(request, limits.max_body_bytes, body_timeout_s(limits)))
     except orjson.JSONDecodeError:
         raise ApiError(
             400, "request body is not valid JSON", code="invalid_json", param="body"

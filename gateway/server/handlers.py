@@ -16,6 +16,7 @@ from gateway.runtime import Gateway, RequestRejected
 from gateway.server import admin, feedback
 from gateway.server.errors import ApiError, upstream_error_response
 from gateway.server.keys import GATEWAY, KEY_ID, REQUEST_ID
+from gateway.server.limits import body_timeout_s, read_body
 from gateway.server.parse import parse_chat_request
 from gateway.streaming.encode import HEARTBEAT as HEARTBEAT_BYTES
 from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
@@ -36,10 +37,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     started = time.monotonic()
     started_perf = time.perf_counter()
-    limit = gateway.config.limits.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"request body exceeds {limit} bytes", code="request_too_large")
-    raw = await request.read()
+    limits = gateway.config.limits
+    raw = await read_body(request, limits.max_body_bytes, body_timeout_s(limits))
     chat = parse_chat_request(raw, gateway.config.limits)
     route = gateway.routes.get(chat.model)
     if route is None:

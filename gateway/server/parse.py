@@ -30,7 +30,7 @@ _NUMBER_RANGES: dict[str, tuple[float, float]] = {
 MAX_MESSAGE_CHARS = 1_000_000
 MAX_MODEL_CHARS = 256  # a route or deployment name; echoed in errors and logs
 # orjson.dumps refuses more than 254 levels, and the adapters re-serialize the client's
-# values (and parsed tool arguments) one level deep at most more than they were sent:
+# values (and tool arguments they parse) a few levels deeper at most than they were sent:
 # a configured max_json_depth above this is clamped, so a body that passes can be sent on.
 SAFE_JSON_DEPTH = 200
 _STRING_PARAMS = ("reasoning_effort", "user")  # adapters look these up in dicts
@@ -109,7 +109,8 @@ def parse_chat_request(raw: bytes, limits: LimitsConfig) -> ChatRequest:
         raise _bad(f"request body is not valid JSON: {exc}", "body", "invalid_json") from None
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object", "body", "invalid_json")
-    _check_depth(body, depth)
+    if raw.count(b"[") + raw.count(b"{") > depth:  # fewer brackets cannot nest that deep
+        _check_depth(body, depth)
 
     model = body.get("model")
     if not isinstance(model, str) or not model:
