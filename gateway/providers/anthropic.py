@@ -16,7 +16,6 @@ import orjson
 
 from gateway.providers.anthropic_stream import (
     FINISH_REASONS,
-    MAX_MESSAGE_CHARS,
     STATUS_BY_TYPE,
     AnthropicStreamDecoder,
     UsageState,
@@ -32,6 +31,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
+from gateway.providers.common import json_text
 from gateway.request import ChatRequest
 from gateway.streaming.events import (
     Event,
@@ -330,7 +330,7 @@ class AnthropicProvider:
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
 
     def decoder(self) -> AnthropicStreamDecoder:
-        return AnthropicStreamDecoder()
+        return AnthropicStreamDecoder(secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         try:
@@ -340,19 +340,39 @@ class AnthropicProvider:
         if not isinstance(data, dict):
             return [protocol_error("upstream response is not a JSON object")]
         if data.get("type") == "error":
-            return [error_from_body(data)]
+            return [error_from_body(data, secret=self.settings.api_key)]
+        content = data.get("content")
+        if content is None:
+            content = []
+        elif not isinstance(content, list):
+            return [protocol_error("upstream response content is not a list")]
         model = data.get("model")
         events: list[Event] = [ResponseMeta(model=model if isinstance(model, str) else None)]
         tool = 0
-        for block in data.get("content") or ():
+        for block in content:
             kind = block.get("type") if isinstance(block, dict) else None
-            if kind == "text" and block.get("text"):
-                events.append(TextDelta(block["text"]))
-            elif kind == "thinking" and block.get("thinking"):
-                events.append(ReasoningDelta(block["thinking"]))
+            if kind == "text":
+                text = block.get("text")
+                if isinstance(text, str) and text:
+                    events.append(TextDelta(text))
+            elif kind == "thinking":
+                text = block.get("thinking")
+                if isinstance(text, str) and text:
+                    events.append(ReasoningDelta(text))
             elif kind == "tool_use":
-                arguments = orjson.dumps(block.get("input") or {}).decode()
-                events.append(ToolCallDelta(tool, block.get("id"), block.get("name"), arguments))
+                tool_input = block.get("input")
+                arguments = json_text(tool_input) if isinstance(tool_input, dict) else "{}"
+                if arguments is None:
+                    return [protocol_error("upstream tool input cannot be re-encoded")]
+                call_id, name = block.get("id"), block.get("name")
+                events.append(
+                    ToolCallDelta(
+                        tool,
+                        call_id if isinstance(call_id, str) else None,
+                        name if isinstance(name, str) else None,
+                        arguments,
+                    )
+                )
                 tool += 1
         events.append(UsageState().update(data.get("usage")))
         reason = data.get("stop_reason")
@@ -370,7 +390,7 @@ class AnthropicProvider:
             reported, err_type = 502, "upstream_bad_status"
             message = f"upstream returned HTTP {status}"
         elif isinstance(data, dict) and isinstance(data.get("error"), dict):
-            error = error_from_body(data, status)
+            error = error_from_body(data, status, secret=self.settings.api_key)
             reported, err_type, message = status, error.type, error.message
         else:
             reported, message = status, f"upstream returned HTTP {status}"
@@ -381,13 +401,10 @@ class AnthropicProvider:
         should_retry = lowered.get("x-should-retry", "").strip().lower()
         if should_retry in ("true", "false"):  # Anthropic says when a retry is pointless
             retryable = should_retry == "true"
-        key = self.settings.api_key
-        if key and len(key) >= 8 and key in message:  # never echo the key back
-            message = message.replace(key, "***")
         return UpstreamError(
             status=reported,
             type=err_type,
-            message=message[:MAX_MESSAGE_CHARS],
+            message=message,  # error_from_body redacted the key and cut the message
             retryable=retryable,
             retry_after_s=retry_after(lowered),
             opens_circuit=opens_circuit(status),

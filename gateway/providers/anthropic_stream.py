@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from gateway.providers.common import clamp_delay, clean_message, json_text
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -68,19 +69,20 @@ def opens_circuit(status: int) -> bool:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from `retry-after-ms`, `retry-after` (seconds), or `retry-after` as an HTTP date
-    measured against the response's `date` header (never the clock). Lower-case names."""
+    measured against the response's `date` header (never the clock). Lower-case names.
+    Capped at a day (common.MAX_RETRY_AFTER_S)."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         try:
             seconds = float(headers[name]) * scale
         except (KeyError, ValueError):
             continue
         if math.isfinite(seconds) and seconds >= 0:
-            return seconds
+            return clamp_delay(seconds)
     try:
         until = email.utils.parsedate_to_datetime(headers["retry-after"])
         now = email.utils.parsedate_to_datetime(headers["date"])
-        return max(0.0, (until - now).total_seconds())
-    except (KeyError, TypeError, ValueError):
+        return clamp_delay(max(0.0, (until - now).total_seconds()))
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
 
@@ -94,8 +96,11 @@ def status_error(status: int, err_type: str, message: str) -> UpstreamError:
     )
 
 
-def error_from_body(payload: Any, status: int | None = None) -> UpstreamError:
-    """`{"type":"error","error":{"type","message"}}` as an error event.
+def error_from_body(
+    payload: Any, status: int | None = None, secret: str | None = None
+) -> UpstreamError:
+    """`{"type":"error","error":{"type","message"}}` as an error event; `secret` (the API
+    key) is redacted from the message.
 
     With no HTTP status (an in-stream `event: error`, whose HTTP status is 200)
     the status is derived from the error type; unknown types become 502.
@@ -108,10 +113,10 @@ def error_from_body(payload: Any, status: int | None = None) -> UpstreamError:
         err_type = "api_error"
     message = error.get("message")
     if not isinstance(message, str) or not message:
-        message = f"upstream error: {err_type}"
+        message = f"upstream error: {err_type[:100]}"
     if status is None:
         status = STATUS_BY_TYPE.get(err_type, 502)
-    return status_error(status, err_type, message)
+    return status_error(status, err_type, clean_message(message, secret, MAX_MESSAGE_CHARS))
 
 
 def protocol_error(message: str) -> UpstreamError:
@@ -158,10 +163,25 @@ class AnthropicStreamDecoder:
     """Feed Messages API SSE bytes, get events. A stream that ends before `message_stop` is
     complete only if a `stop_reason` was seen; otherwise close() reports it truncated."""
 
-    __slots__ = ("_args_seen", "_closed", "_done", "_finished", "_sse", "_tools", "_usage")
+    __slots__ = (
+        "_args_seen",
+        "_closed",
+        "_done",
+        "_finished",
+        "_secret",
+        "_sse",
+        "_tools",
+        "_usage",
+    )
 
-    def __init__(self, max_line_bytes: int = 1 << 20, max_event_bytes: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        max_line_bytes: int = 1 << 20,
+        max_event_bytes: int = 4 << 20,
+        secret: str | None = None,
+    ) -> None:
         self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
+        self._secret = secret  # the API key: redacted from error messages
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self._args_seen: set[int] = set()  # tool call indexes that received arguments
         self._usage = UsageState()
@@ -216,7 +236,8 @@ class AnthropicStreamDecoder:
             if not isinstance(payload, dict):
                 continue
             if not name or name == "message":
-                name = payload.get("type") or ""
+                kind = payload.get("type")
+                name = kind if isinstance(kind, str) else ""
             self._dispatch(name, payload, out)
         return out
 
@@ -249,7 +270,7 @@ class AnthropicStreamDecoder:
             self._done = True
         elif name == "error":
             self._done = True
-            out.append(error_from_body(payload))
+            out.append(error_from_body(payload, secret=self._secret))
         # ping, signature/citations-only events and unknown events carry nothing.
 
     def _block_start(self, payload: dict[str, Any], out: list[Event]) -> None:
@@ -270,8 +291,13 @@ class AnthropicStreamDecoder:
             )
             preset = block.get("input")
             if isinstance(preset, dict) and preset:  # not sent by the API today, but valid
+                arguments = json_text(preset)
+                if arguments is None:
+                    self._done = True
+                    out.append(protocol_error("upstream tool input cannot be re-encoded"))
+                    return
                 self._args_seen.add(tool)
-                out.append(ToolCallDelta(tool, arguments=orjson.dumps(preset).decode()))
+                out.append(ToolCallDelta(tool, arguments=arguments))
         elif kind == "text":
             text = block.get("text")
             if isinstance(text, str) and text:

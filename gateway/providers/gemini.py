@@ -8,7 +8,6 @@ extra fields) are dropped with `drop_params`, else rejected (UnsupportedParams).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -303,7 +302,7 @@ class GeminiProvider:
         return UpstreamRequest("POST", url, dict(self._headers), orjson.dumps(body))
 
     def decoder(self) -> GeminiStreamDecoder:
-        return GeminiStreamDecoder()
+        return GeminiStreamDecoder(secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         try:
@@ -313,7 +312,7 @@ class GeminiProvider:
         if not isinstance(data, dict):
             return [protocol_error("upstream response is not a JSON object")]
         out: list[Event] = []
-        GeminiChunks().handle(data, out)
+        GeminiChunks(self.settings.api_key).handle(data, out)
         return out
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
@@ -327,12 +326,7 @@ class GeminiProvider:
             return UpstreamError(502, "upstream_bad_status", message, retryable=False)
         if not isinstance(data, dict) or not isinstance(data.get("error"), dict):
             data = {"error": {"message": f"upstream returned HTTP {status}"}}
-        error = error_from_body(data, status, lowered)
-        key = self.settings.api_key
-        if key and len(key) >= 8 and key in error.message:  # never echo the key back
-            message = error.message.replace(key, "***")
-            return dataclasses.replace(error, message=message)
-        return error
+        return error_from_body(data, status, lowered, secret=self.settings.api_key)
 
 
 def register_kinds(register: Callable[[str, Callable[[ProviderSettings], Any]], None]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from gateway.providers.common import clamp_delay, clean_message, json_text
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -82,37 +83,42 @@ def opens_circuit(status: int) -> bool:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a `retry-after` header: a number, or an HTTP date measured against the
-    response's `date` header (never the clock). Lower-case names."""
+    response's `date` header (never the clock). Lower-case names. Capped at a day
+    (common.MAX_RETRY_AFTER_S)."""
     try:
         seconds = float(headers["retry-after"])
     except (KeyError, ValueError):
         seconds = -1.0
     if math.isfinite(seconds) and seconds >= 0:
-        return seconds
+        return clamp_delay(seconds)
     try:
         until = email.utils.parsedate_to_datetime(headers["retry-after"])
         now = email.utils.parsedate_to_datetime(headers["date"])
-        return max(0.0, (until - now).total_seconds())
-    except (KeyError, TypeError, ValueError):
+        return clamp_delay(max(0.0, (until - now).total_seconds()))
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
 
 def parse_duration(value: Any) -> float | None:
-    """A protobuf Duration in JSON form ("34.4s") as seconds."""
-    if isinstance(value, str) and value.endswith("s"):
+    """A protobuf Duration in JSON form ("34.4s") as seconds, capped at a day
+    (common.MAX_RETRY_AFTER_S); None unless finite and >= 0 ("1e999s" is not a delay)."""
+    if isinstance(value, str) and value.endswith("s") and len(value) <= 64:
         try:
             seconds = float(value[:-1])
         except ValueError:
             return None
-        return seconds if seconds >= 0 else None
+        return clamp_delay(seconds)
     return None
 
 
 def error_from_body(
-    payload: Any, status: int | None = None, headers: Mapping[str, str] | None = None
+    payload: Any,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    secret: str | None = None,
 ) -> UpstreamError:
     """`{"error":{"code","message","status","details"}}` as an error event (`headers`:
-    lower-case names).
+    lower-case names; `secret`, the API key, is redacted from the message).
 
     An invalid API key arrives as 400 INVALID_ARGUMENT with reason
     API_KEY_INVALID; it is reported as a 401 (the deployment is misconfigured).
@@ -123,12 +129,14 @@ def error_from_body(
     rpc = error.get("status") if isinstance(error.get("status"), str) else None
     code = error.get("code")
     if status is None:
-        status = (
-            code if isinstance(code, int) and code >= 400 else STATUS_BY_RPC.get(rpc or "", 502)
-        )
+        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+            status = code
+        else:
+            status = STATUS_BY_RPC.get(rpc or "", 502)
     delay: float | None = None
     reasons: set[str] = set()
-    for detail in error.get("details") or ():
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
         if isinstance(detail, dict):
             if isinstance(detail.get("reason"), str):
                 reasons.add(detail["reason"])
@@ -140,11 +148,11 @@ def error_from_body(
         delay = retry_after(headers)
     message = error.get("message")
     if not isinstance(message, str) or not message:
-        message = f"upstream error: {rpc or status}"
+        message = f"upstream error: {(rpc or str(status))[:100]}"
     return UpstreamError(
         status=status,
         type=TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error"),
-        message=message[:MAX_MESSAGE_CHARS],
+        message=clean_message(message, secret, MAX_MESSAGE_CHARS),  # never echo the key back
         retryable=is_retryable(status),
         code=rpc,
         retry_after_s=delay,
@@ -163,9 +171,10 @@ def _int(value: Any) -> int:
 class GeminiChunks:
     """Turns GenerateContentResponse objects (stream chunks or a whole body) into events."""
 
-    __slots__ = ("_meta_sent", "_tools", "_usage", "failed", "finished")
+    __slots__ = ("_meta_sent", "_secret", "_tools", "_usage", "failed", "finished")
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str | None = None) -> None:
+        self._secret = secret  # the API key: redacted from error messages
         self._meta_sent = False
         self._tools = 0  # function calls seen so far (the next tool call index)
         self._usage: Usage | None = None
@@ -177,7 +186,7 @@ class GeminiChunks:
             return
         if "error" in chunk:
             self.failed = True
-            out.append(error_from_body(chunk))
+            out.append(error_from_body(chunk, secret=self._secret))
             return
         if not self._meta_sent:
             self._meta_sent = True
@@ -192,6 +201,8 @@ class GeminiChunks:
             for part in parts if isinstance(parts, list) else ():
                 if isinstance(part, dict):
                     self._part(part, chunk.get("responseId"), out)
+                    if self.failed:  # the error must stay the last event
+                        return
             reason = candidate.get("finishReason")
         self._usage_event(chunk.get("usageMetadata"), out)
         if isinstance(reason, str) and reason and reason != "FINISH_REASON_UNSPECIFIED":
@@ -217,7 +228,11 @@ class GeminiChunks:
                 prefix = f"call_{response_id}" if isinstance(response_id, str) else "call"
                 call_id = f"{prefix}_{index}"
             args = call.get("args")
-            arguments = orjson.dumps(args if isinstance(args, dict) else {}).decode()
+            arguments = json_text(args) if isinstance(args, dict) else "{}"
+            if arguments is None:
+                self.failed = True
+                out.append(protocol_error("upstream function call args cannot be re-encoded"))
+                return
             name = call.get("name")
             out.append(
                 ToolCallDelta(index, call_id, name if isinstance(name, str) else None, arguments)
@@ -245,6 +260,7 @@ class GeminiChunks:
             if isinstance(detail, str) and detail:
                 message += f": {detail}"
             code = reason.lower()
+            message = clean_message(message, self._secret, MAX_MESSAGE_CHARS)
             out.append(UpstreamError(502, "upstream_error", message, retryable=True, code=code))
         elif not self.finished:
             self.finished = True
@@ -261,9 +277,14 @@ class GeminiStreamDecoder:
 
     __slots__ = ("_chunks", "_closed", "_sse")
 
-    def __init__(self, max_line_bytes: int = 1 << 20, max_event_bytes: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        max_line_bytes: int = 1 << 20,
+        max_event_bytes: int = 4 << 20,
+        secret: str | None = None,
+    ) -> None:
         self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
-        self._chunks = GeminiChunks()
+        self._chunks = GeminiChunks(secret)  # `secret`, the API key, is redacted from errors
         self._closed = False
 
     def feed(self, data: bytes) -> list[Event]:

@@ -25,7 +25,9 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
+from gateway.providers.common import clean_message
 from gateway.providers.ollama_stream import (
+    MAX_MESSAGE_CHARS,
     OllamaLines,
     OllamaStreamDecoder,
     protocol_error,
@@ -258,7 +260,7 @@ class OllamaProvider:
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
 
     def decoder(self) -> OllamaStreamDecoder:
-        return OllamaStreamDecoder()
+        return OllamaStreamDecoder(secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         try:
@@ -268,7 +270,7 @@ class OllamaProvider:
         if not isinstance(data, dict):
             return [protocol_error("upstream response is not a JSON object")]
         out: list[Event] = []
-        OllamaLines().handle(data, out)
+        OllamaLines(self.settings.api_key).handle(data, out)
         return out
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
@@ -282,9 +284,7 @@ class OllamaProvider:
             error = error.get("message")
         if not isinstance(error, str) or not error:
             error = f"upstream returned HTTP {status}"
-        key = self.settings.api_key
-        if key and len(key) >= 8 and key in error:  # never echo the key back
-            error = error.replace(key, "***")
+        error = clean_message(error, self.settings.api_key, MAX_MESSAGE_CHARS)  # never echo the key
         return status_error(status, error, retry_after(lowered))
 
 

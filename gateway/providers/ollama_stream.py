@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from gateway.providers.common import clamp_delay, clean_message, json_text
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -51,18 +52,19 @@ def opens_circuit(status: int) -> bool:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a `retry-after` header: a number, or an HTTP date measured against the
-    response's `date` header (never the clock). Lower-case names."""
+    response's `date` header (never the clock). Lower-case names. Capped at a day
+    (common.MAX_RETRY_AFTER_S)."""
     try:
         seconds = float(headers["retry-after"])
     except (KeyError, ValueError):
         seconds = -1.0
     if math.isfinite(seconds) and seconds >= 0:
-        return seconds
+        return clamp_delay(seconds)
     try:
         until = email.utils.parsedate_to_datetime(headers["retry-after"])
         now = email.utils.parsedate_to_datetime(headers["date"])
-        return max(0.0, (until - now).total_seconds())
-    except (KeyError, TypeError, ValueError):
+        return clamp_delay(max(0.0, (until - now).total_seconds()))
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
 
@@ -92,9 +94,10 @@ def _int(value: Any) -> int:
 class OllamaLines:
     """Turns `/api/chat` response objects (stream lines or a whole body) into events."""
 
-    __slots__ = ("_meta_sent", "_stamp", "_tools", "done", "failed")
+    __slots__ = ("_meta_sent", "_secret", "_stamp", "_tools", "done", "failed")
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str | None = None) -> None:
+        self._secret = secret  # the API key: redacted from error messages
         self._meta_sent = False
         self._stamp = "0"  # made-up call ids must differ between turns of one conversation
         self._tools = 0  # tool calls seen so far (the next tool call index)
@@ -107,7 +110,10 @@ class OllamaLines:
         if "error" in line:
             self.failed = True
             error = line["error"]
+            if isinstance(error, dict):  # tolerate the OpenAI-style envelope from proxies
+                error = error.get("message")
             text = error if isinstance(error, str) and error else "upstream error"
+            text = clean_message(text, self._secret, MAX_MESSAGE_CHARS)
             out.append(UpstreamError(502, "upstream_error", text, retryable=True))
             return
         if not self._meta_sent:
@@ -125,9 +131,12 @@ class OllamaLines:
             content = message.get("content")
             if isinstance(content, str) and content:
                 out.append(TextDelta(content))
-            for call in message.get("tool_calls") or ():
+            calls = message.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
                 if isinstance(call, dict):
                     self._tool_call(call, out)
+                    if self.failed:  # the error must stay the last event
+                        return
         if line.get("done") is True:
             self.done = True
             out.append(
@@ -152,9 +161,13 @@ class OllamaLines:
             call_id = f"call_{self._stamp}_{index}"
         args = function.get("arguments")
         if isinstance(args, str):
-            arguments = args
+            arguments: str | None = args
         else:
-            arguments = orjson.dumps(args if isinstance(args, dict) else {}).decode()
+            arguments = json_text(args) if isinstance(args, dict) else "{}"
+        if arguments is None:
+            self.failed = True
+            out.append(protocol_error("upstream tool call arguments cannot be re-encoded"))
+            return
         name = function.get("name")
         out.append(
             ToolCallDelta(index, call_id, name if isinstance(name, str) else None, arguments)
@@ -166,9 +179,9 @@ class OllamaStreamDecoder:
 
     __slots__ = ("_closed", "_lines", "_ndjson")
 
-    def __init__(self, max_line_bytes: int = 1 << 20) -> None:
+    def __init__(self, max_line_bytes: int = 1 << 20, secret: str | None = None) -> None:
         self._ndjson = NDJSONDecoder(max_line_bytes)
-        self._lines = OllamaLines()
+        self._lines = OllamaLines(secret)  # `secret`, the API key, is redacted from errors
         self._closed = False
 
     def feed(self, data: bytes) -> list[Event]:

@@ -23,6 +23,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
+from gateway.providers.common import clamp_delay, clean_message
 from gateway.providers.openai_stream import (
     MAX_MESSAGE_CHARS,
     ChunkMapper,
@@ -34,7 +35,6 @@ from gateway.providers.openai_stream import (
     is_retryable,
     opens_circuit,
     protocol_error,
-    redact,
 )
 from gateway.providers.quirks import BUILTIN_QUIRKS, Quirks, with_options
 from gateway.request import ChatRequest
@@ -47,19 +47,19 @@ GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from `retry-after-ms`, `retry-after` (seconds), or `retry-after` as an
     HTTP date measured against the response's `date` header (adapters never read the clock).
-    `headers` must have lower-case names."""
+    `headers` must have lower-case names. Capped at a day (common.MAX_RETRY_AFTER_S)."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         try:
             seconds = float(headers[name]) * scale
         except (KeyError, ValueError):
             continue
         if math.isfinite(seconds) and seconds >= 0:
-            return seconds
+            return clamp_delay(seconds)
     try:
         until = email.utils.parsedate_to_datetime(headers["retry-after"])
         now = email.utils.parsedate_to_datetime(headers["date"])
-        return max(0.0, (until - now).total_seconds())
-    except (KeyError, TypeError, ValueError):  # absent, unparsable, or naive vs aware
+        return clamp_delay(max(0.0, (until - now).total_seconds()))
+    except (KeyError, TypeError, ValueError, OverflowError):  # absent, unparsable, naive/aware
         return None
 
 
@@ -136,9 +136,8 @@ class OpenAICompatProvider:
         if not isinstance(data.get("choices"), list) and error_info(data) is None:
             return [protocol_error("upstream response has no choices")]
         out: list[Event] = []
-        ChunkMapper(self.quirks).map(data, out, key="message")
-        key = self.settings.api_key
-        return [redact(e, key) if type(e) is UpstreamError else e for e in out]
+        ChunkMapper(self.quirks, self.settings.api_key).map(data, out, key="message")
+        return out
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         lowered = {name.lower(): value for name, value in headers.items()}
@@ -156,17 +155,16 @@ class OpenAICompatProvider:
         should_retry = lowered.get("x-should-retry", "").strip().lower()
         if should_retry in ("true", "false"):
             retryable = should_retry == "true"
-        error = UpstreamError(
+        return UpstreamError(
             status=reported,
             type=err_type,
-            message=message[:MAX_MESSAGE_CHARS],
+            message=clean_message(message, self.settings.api_key, MAX_MESSAGE_CHARS),
             retryable=retryable,
             code=info.code,
             param=info.param,
             retry_after_s=retry_after(lowered),
             opens_circuit=opens_circuit(status),
         )
-        return redact(error, self.settings.api_key)
 
 
 def openai_compatible(quirks: Quirks) -> Callable[[ProviderSettings], OpenAICompatProvider]:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.providers.common import clean_message, json_text
 from gateway.providers.quirks import Quirks
 from gateway.streaming.events import (
     Event,
@@ -124,9 +125,16 @@ def error_info(data: Any) -> ErrorInfo | None:
             for item in detail:
                 if isinstance(item, dict):
                     loc = item.get("loc")
-                    where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
-                    msg = str(item.get("msg") or "invalid value")
+                    # Only scalars: str() of deeply nested upstream JSON can exhaust the stack.
+                    where = (
+                        ".".join(str(p) for p in loc if isinstance(p, str | int | float))
+                        if isinstance(loc, list)
+                        else ""
+                    )
+                    msg = _str(item.get("msg")) or "invalid value"
                     parts.append(f"{where}: {msg}" if where else msg)
+                if sum(len(part) for part in parts) > MAX_MESSAGE_CHARS:
+                    break
             return ErrorInfo(message="; ".join(parts) or None)
         return ErrorInfo(message=_str(detail))
     else:
@@ -144,15 +152,15 @@ def is_quota(info: ErrorInfo) -> bool:
     return "insufficient_quota" in (info.type, info.code)
 
 
-def stream_error(info: ErrorInfo) -> UpstreamError:
-    """An error chunk inside a 200 stream (or a 200 body)."""
+def stream_error(info: ErrorInfo, secret: str | None = None) -> UpstreamError:
+    """An error chunk inside a 200 stream (or a 200 body); `secret` (the API key) is redacted."""
     status = info.status or STATUS_BY_TYPE.get(info.type or "") or 502
     err_type = info.type or TYPE_BY_STATUS.get(status, "upstream_error")
     message = info.message or f"upstream reported an error ({err_type})"
     return UpstreamError(
         status=status,
         type=err_type,
-        message=message[:MAX_MESSAGE_CHARS],
+        message=clean_message(message, secret, MAX_MESSAGE_CHARS),
         retryable=is_retryable(status) and not is_quota(info),
         code=info.code,
         param=info.param,
@@ -185,10 +193,20 @@ def _usage(usage: dict[str, Any]) -> Usage:
 class ChunkMapper:
     """Chunk (or whole-response) JSON objects -> events, with the state that spans chunks."""
 
-    __slots__ = ("_named", "_quirks", "_started", "_tool_ids", "failed", "finished", "meta_sent")
+    __slots__ = (
+        "_named",
+        "_quirks",
+        "_secret",
+        "_started",
+        "_tool_ids",
+        "failed",
+        "finished",
+        "meta_sent",
+    )
 
-    def __init__(self, quirks: Quirks) -> None:
+    def __init__(self, quirks: Quirks, secret: str | None = None) -> None:
         self._quirks = quirks
+        self._secret = secret  # the API key: redacted from error messages
         self._started: set[int] = set()  # tool call indexes whose first fragment was seen
         self._named: set[int] = set()  # tool call indexes whose name was emitted
         self._tool_ids: dict[str, int] = {}
@@ -200,7 +218,7 @@ class ChunkMapper:
         """Append the events of one chunk; `key` is "delta" (stream) or "message" (body)."""
         if chunk.get("error") is not None or chunk.get("object") == "error":
             self.failed = True
-            out.append(stream_error(error_info(chunk) or ErrorInfo()))
+            out.append(stream_error(error_info(chunk) or ErrorInfo(), self._secret))
             return
         if not self.meta_sent:
             model = _str(chunk.get("model"))
@@ -213,6 +231,8 @@ class ChunkMapper:
             delta = choice.get(key)
             if isinstance(delta, dict):
                 self._delta(delta, out)
+                if self.failed:  # the error must stay the last event
+                    return
             reason = _str(choice.get("finish_reason"))
             if reason == "error":  # Mistral
                 self.failed = True
@@ -286,7 +306,11 @@ class ChunkMapper:
             name = _str(function.get("name"))
             arguments = function.get("arguments")
             if isinstance(arguments, dict | list):
-                arguments = orjson.dumps(arguments).decode()
+                arguments = json_text(arguments)
+                if arguments is None:
+                    self.failed = True
+                    out.append(protocol_error("upstream tool call arguments cannot be re-encoded"))
+                    return
             elif not isinstance(arguments, str):
                 arguments = ""
             # The contract: id and name once per call, on its first fragment.
@@ -319,7 +343,7 @@ class OpenAIStreamDecoder:
     ) -> None:
         self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
         self._secret = secret  # redacted from error messages
-        self._mapper = ChunkMapper(quirks)
+        self._mapper = ChunkMapper(quirks, secret)
         self._done = False  # [DONE], an error, or a fatal decoding problem
         self._closed = False
 
@@ -370,10 +394,7 @@ class OpenAIStreamDecoder:
                 out += self._fail(truncated_error() if at_eof else protocol_error("invalid chunk"))
                 break
             self._mapper.map(chunk, out)
-            if self._mapper.failed:
+            if self._mapper.failed:  # its error (redacted by the mapper) is the last event
                 self._done = True
-                last = out[-1]
-                if type(last) is UpstreamError:
-                    out[-1] = redact(last, self._secret)
                 break
         return out

@@ -9,6 +9,8 @@ from aiohttp import web
 
 from gateway.streaming.events import UpstreamError
 
+MAX_RETRY_AFTER_S = 86400  # a longer (or non-finite) upstream delay is shown as one day
+
 
 class ApiError(Exception):
     """A client-visible error raised anywhere in a handler; the middleware renders it."""
@@ -60,8 +62,10 @@ def upstream_error_response(error: UpstreamError, headers: dict[str, str]) -> we
     if status == 529:
         status = 503
     out = dict(headers)
-    if error.retry_after_s is not None and error.retry_after_s > 0:
-        out["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
+    delay = error.retry_after_s
+    if isinstance(delay, int | float) and not math.isnan(delay) and delay > 0:
+        # math.ceil(inf) raises OverflowError: never let a bad upstream value make this a 500.
+        out["retry-after"] = str(max(1, math.ceil(min(delay, MAX_RETRY_AFTER_S))))
     if not error.retryable:
         out["x-should-retry"] = "false"
     type_ = error.type or ("server_error" if status >= 500 else "invalid_request_error")

@@ -15,7 +15,8 @@ Spec behaviour kept here:
   blank line dispatches nothing), and resets the event name either way;
 - ``id`` is ignored if it contains NUL; otherwise it becomes the last event id,
   which persists across events (``None`` until the first ``id`` field);
-- ``retry`` is honoured only if it is all ASCII digits;
+- ``retry`` is honoured only if it is all ASCII digits (and at most 18 significant
+  digits: an absurd value is ignored rather than converted);
 - at EOF an event without its closing blank line is discarded, unless
   ``close(flush_incomplete=True)`` is used (some upstreams, e.g. Gemini, end
   the body right after the last ``data:`` line).
@@ -32,6 +33,7 @@ __all__ = ["EventTooLarge", "LineTooLong", "SSEDecoder", "SSEEvent"]
 _BOM = b"\xef\xbb\xbf"
 _COLON = 0x3A
 _SPACE = 0x20
+_MAX_RETRY_DIGITS = 18  # past this a `retry` value (ms) is absurd; int() of 4300+ digits raises
 
 
 class EventTooLarge(ValueError):
@@ -163,5 +165,7 @@ class SSEDecoder:
                     self.last_event_id = value.decode("utf-8", "replace")
             elif field == b"retry":
                 if value.isdigit():  # bytes.isdigit: ASCII digits only, non-empty
-                    self._retry = self.reconnection_time = int(value)
+                    digits = value.lstrip(b"0") or b"0"
+                    if len(digits) <= _MAX_RETRY_DIGITS:
+                        self._retry = self.reconnection_time = int(digits)
         return events

@@ -38,19 +38,10 @@ MAX_ERROR_MESSAGE = 2000  # every adapter cuts upstream error messages to this
 
 # (kind, surface) -> violations that are known bugs in code this suite does not own.
 # Surfaces: "stream" (decoder feed/close), "response" (parse_response), "error" (parse_error).
+# Empty: every adapter bug found so far is fixed (test_known_bugs.py keeps a regression case).
 _RECURSION = "raises:recursion"  # orjson.dumps of upstream JSON nested > 254 levels
 _NOT_ITERABLE = "raises:not-iterable"  # `x.get(...) or ()` iterated when x is a number
-KNOWN: dict[tuple[str, str], frozenset[str]] = {
-    **{(kind, "stream"): frozenset({_RECURSION}) for kind in OPENAI_FAMILY},
-    **{(kind, "response"): frozenset({_RECURSION}) for kind in OPENAI_FAMILY},
-    ("anthropic", "stream"): frozenset({_RECURSION, "key-leak"}),
-    ("anthropic", "response"): frozenset({_RECURSION, _NOT_ITERABLE, "field-type", "key-leak"}),
-    ("gemini", "stream"): frozenset({_RECURSION, _NOT_ITERABLE, "key-leak", "retry-after"}),
-    ("gemini", "response"): frozenset({_RECURSION, _NOT_ITERABLE, "key-leak", "retry-after"}),
-    ("gemini", "error"): frozenset({_NOT_ITERABLE, "retry-after"}),
-    ("ollama", "stream"): frozenset({_RECURSION, _NOT_ITERABLE, "key-leak", "long-message"}),
-    ("ollama", "response"): frozenset({_RECURSION, _NOT_ITERABLE, "key-leak", "long-message"}),
-}
+KNOWN: dict[tuple[str, str], frozenset[str]] = {}
 
 
 def provider(kind: str, api_key: str | None = API_KEY) -> Provider:

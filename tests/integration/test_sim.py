@@ -544,3 +544,54 @@ async def test_same_seed_same_draws() -> None:
             seen.append(([r.planned_ttft_ms for r in cluster.log.records], texts))
     assert seen[0] == seen[1]
     assert len(set(seen[0][0])) == 3
+
+
+async def test_ttft_follows_the_clock_hour_and_the_region() -> None:
+    """`hourly_multipliers` read the cluster's (injectable) clock; `region_multipliers` the
+    cluster's current region, a request's x-sim-region header, or POST /_sim/region."""
+    hourly = [1.0] * 24
+    hourly[9] = 3.0
+    servers = {
+        "o": {
+            "kind": "openai",
+            "models": {
+                "m": {**FAST, "hourly_multipliers": hourly, "region_multipliers": {"apac": 2}},
+                "plain": FAST,
+            },
+        }
+    }
+    now = [8 * 3600.0 + 1800]  # 08:30 UTC, 1970-01-01
+    async with (
+        SimCluster(make_config(servers), clock=lambda: now[0]) as cluster,
+        aiohttp.ClientSession() as session,
+    ):
+        url = cluster.base_url("o") + "/chat/completions"
+
+        async def planned(model: str = "m", headers: Mapping[str, str] | None = None) -> float:
+            async with session.post(
+                url, json=openai_body(model), headers={**OPENAI_HEADERS, **(headers or {})}
+            ) as resp:
+                assert resp.status == 200
+                await resp.read()
+            record = cluster.log.records[-1]
+            assert record.planned_ttft_ms is not None
+            return record.planned_ttft_ms
+
+        assert await planned() == 5
+        assert cluster.log.records[-1].hour == 8 and cluster.log.records[-1].region is None
+        now[0] += 3600  # 09:30: peak
+        assert await planned() == 15
+        assert await planned("plain") == 5  # no tables: untouched, no hour/region recorded
+        assert cluster.log.records[-1].hour is None
+        cluster.region = "apac"
+        assert await planned() == 30
+        record = cluster.log.records[-1]
+        assert (record.hour, record.region, record.ttft_multiplier) == (9, "apac", 6.0)
+        assert await planned(headers={"x-sim-region": "eu"}) == 15  # the header wins
+        async with session.post(
+            cluster.base_url("o").removesuffix("/v1") + "/_sim/region", json={"region": None}
+        ) as resp:
+            assert resp.status == 200
+        assert cluster.region is None and await planned() == 15
+        cluster.configure("o", "m", hourly_multipliers=None)
+        assert await planned() == 5

@@ -5,13 +5,23 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.sim.config import SimConfigError, SimModelConfig, load_sim_config, parse_sim_config
-from gateway.sim.plan import degraded_config, draw_ttft, fake_arguments, plan_request, request_rng
+from gateway.sim.plan import (
+    degraded_config,
+    draw_ttft,
+    fake_arguments,
+    hour_of,
+    plan_request,
+    request_rng,
+    scaled_config,
+    ttft_multiplier,
+)
 from gateway.sim.server import default_demo_sim_config
 from gateway.sim.wire import ToolChoice, ToolSpec, WireRequest, split_text
 
@@ -314,3 +324,80 @@ def test_degraded_episodes_are_bursty_and_deterministic() -> None:
     assert 3 <= episodes and sum(states) / episodes > 2  # a few episodes, several requests each
     worse = degraded_config(cfg)
     assert worse.ttft_ms == 30 and worse.error_rate_503 == 1.0
+
+
+# --- hour-of-day and region multipliers ------------------------------------------------
+
+PEAK = [1.0] * 8 + [2.0] * 9 + [1.0] * 7  # 08-16 UTC twice as slow
+
+
+def test_hourly_and_region_multipliers_parse() -> None:
+    config, problems = parse_sim_config(
+        one_server(
+            {"fast": {"hourly_multipliers": PEAK, "region_multipliers": {"eu": 1, "us": 1.5}}}
+        )
+    )
+    assert problems == [] and config is not None
+    fast = config.servers["openai-sim"].models["fast"]
+    assert fast.hourly_multipliers == tuple(PEAK) and isinstance(fast.hourly_multipliers, tuple)
+    assert all(isinstance(x, float) for x in fast.hourly_multipliers)
+    assert fast.region_multipliers == {"eu": 1.0, "us": 1.5}
+    assert SimModelConfig().hourly_multipliers is None
+    assert SimModelConfig().region_multipliers is None
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ({"hourly_multipliers": [1.0] * 23}, "must be a list of 24 numbers > 0 (one per UTC hour)"),
+        ({"hourly_multipliers": [1.0] * 23 + [0]}, "must be a list of 24 numbers > 0"),
+        ({"hourly_multipliers": "peak"}, "must be a list of 24 numbers > 0"),
+        ({"region_multipliers": {"eu": -1}}, "must be a mapping of region name to a number > 0"),
+        ({"region_multipliers": [1.0]}, "must be a mapping of region name to a number > 0"),
+    ],
+)
+def test_multiplier_errors_carry_paths(model: dict[str, Any], expected: str) -> None:
+    (problem,) = problems_of(one_server({"fast": model}))
+    assert problem.startswith(P + next(iter(model)) + ": " + expected)
+
+
+def test_ttft_multiplier_follows_hour_and_region() -> None:
+    cfg = SimModelConfig(hourly_multipliers=tuple(PEAK), region_multipliers={"apac": 1.5})
+    assert hour_of(datetime(2025, 3, 4, 7, 59, tzinfo=UTC).timestamp()) == 7
+    assert hour_of(datetime(2025, 3, 4, 8, 0, tzinfo=UTC).timestamp()) == 8
+    assert ttft_multiplier(cfg, 7, None) == 1.0
+    assert ttft_multiplier(cfg, 8, None) == 2.0
+    assert ttft_multiplier(cfg, 8, "apac") == 3.0
+    assert ttft_multiplier(cfg, 3, "eu") == 1.0  # a region not in the table counts 1.0
+    assert ttft_multiplier(SimModelConfig(), 8, "apac") == 1.0
+    assert ttft_multiplier(cfg, None, "apac") == 1.5
+
+
+def test_scaled_config_keeps_the_shape_and_the_draws() -> None:
+    cfg = SimModelConfig(ttft_p50_ms=600, ttft_p95_ms=1000, straggler_fraction=0.2)
+    slow = scaled_config(cfg, 2.0)
+    assert (slow.ttft_p50_ms, slow.ttft_p95_ms) == (1200.0, 2000.0)
+    assert slow.sigma == pytest.approx(cfg.sigma) and scaled_config(cfg, 1.0) is cfg
+    plain = [plan_for(cfg, n) for n in range(30)]
+    scaled = [plan_for(slow, n) for n in range(30)]
+    for a, b in zip(plain, scaled, strict=True):  # same z, same stragglers: just x2
+        assert b.ttft_ms == pytest.approx(2 * a.ttft_ms) and a.straggler == b.straggler
+        assert a.reply == b.reply
+    assert scaled_config(SimModelConfig(ttft_ms=10), 1.5).ttft_ms == 15.0
+
+
+def test_reconfigure_checks_and_normalizes_multipliers() -> None:
+    from gateway.sim.app import reconfigure
+
+    config, _ = parse_sim_config(one_server({"fast": {}}))
+    assert config is not None
+    server = config.servers["openai-sim"]
+    reconfigure(server, "fast", {"hourly_multipliers": [1] * 24, "region_multipliers": {"eu": 2}})
+    fast = server.models["fast"]
+    assert fast.hourly_multipliers == (1.0,) * 24 and fast.region_multipliers == {"eu": 2.0}
+    with pytest.raises(ValueError, match="hourly_multipliers: must be a list of 24"):
+        reconfigure(server, "fast", {"hourly_multipliers": [1, 2]})
+    with pytest.raises(ValueError, match="region_multipliers: must be a mapping"):
+        reconfigure(server, "fast", {"region_multipliers": {"eu": 0}})
+    reconfigure(server, "fast", {"hourly_multipliers": None, "region_multipliers": None})
+    assert server.models["fast"] == SimModelConfig()
