@@ -199,6 +199,7 @@ class ChunkMapper:
         "_secret",
         "_started",
         "_tool_ids",
+        "_usage_paths",
         "failed",
         "finished",
         "meta_sent",
@@ -206,6 +207,7 @@ class ChunkMapper:
 
     def __init__(self, quirks: Quirks, secret: str | None = None) -> None:
         self._quirks = quirks
+        self._usage_paths = tuple(tuple(path.split(".")) for path in quirks.usage_fields)
         self._secret = secret  # the API key: redacted from error messages
         self._started: set[int] = set()  # tool call indexes whose first fragment was seen
         self._named: set[int] = set()  # tool call indexes whose name was emitted
@@ -242,9 +244,9 @@ class ChunkMapper:
             if reason is not None and not self.finished:
                 self.finished = True
                 out.append(Finish(FINISH_REASONS.get(reason, "stop")))
-        for path in self._quirks.usage_fields:
+        for path in self._usage_paths:
             usage: Any = chunk
-            for part in path.split("."):
+            for part in path:
                 usage = usage.get(part) if isinstance(usage, dict) else None
             if isinstance(usage, dict):
                 out.append(_usage(usage))
