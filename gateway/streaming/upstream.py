@@ -17,6 +17,7 @@ from gateway.providers.base import Provider, UpstreamRequest
 from gateway.streaming.events import Event, UpstreamError
 
 MAX_ERROR_BODY = 64 * 1024
+MAX_JSON_BODY = 16 * 1024 * 1024  # a non-streamed answer from a server that ignores stream
 
 
 class UpstreamPool:
@@ -116,6 +117,17 @@ async def stream_events(
         if response.status >= 300:
             body = await response.content.read(MAX_ERROR_BODY)
             yield [provider.parse_error(response.status, response.headers, body)]
+            return
+        if response.content_type == "application/json":
+            # Some servers ignore `stream: true` and answer with one JSON body.
+            body = await response.content.read(MAX_JSON_BODY + 1)
+            if len(body) > MAX_JSON_BODY:
+                yield [
+                    UpstreamError(502, "upstream_protocol_error", "upstream body too large", False)
+                ]
+                return
+            yield provider.parse_response(body)
+            clean = response.content.at_eof()
             return
         decoder = provider.decoder()
         try:
