@@ -112,3 +112,15 @@ def test_check_config_reports_unreachable_tiers(tmp_path: Any) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert check_config_main(str(path), out, err) == 1
     assert "routes.chat.tiers[1]: unreachable, tier 'all'" in err.getvalue()
+
+
+def test_example_config_is_valid() -> None:
+    from pathlib import Path
+
+    from gateway.config import load_config
+    from gateway.sim.config import load_sim_config
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "local.yaml"
+    config = load_config(path, env={})
+    assert set(config.routes) == {"chat", "hedged", "reliable"}
+    assert set(load_sim_config(path).servers) == {"openai-sim", "anthropic-sim", "gemini-sim"}
