@@ -21,6 +21,7 @@ from gateway.config.model import (
     Config,
     DeploymentConfig,
     GovernanceConfig,
+    KeyPolicyConfig,
     LatencyConfig,
     LimitsConfig,
     ListenConfig,
@@ -80,7 +81,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     deployments = {
         name: _deployment(name, r, providers, regions) for name, r in root.entries("deployments")
     }
-    governance = _governance(root.section("governance"))
+    governance = _governance(root.section("governance"), len(auth.keys), regions)
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
@@ -337,7 +338,7 @@ def _deployment(
     return out
 
 
-def _governance(r: Reader) -> GovernanceConfig:
+def _pii_actions(r: Reader) -> dict[str, str]:
     pii: dict[str, str] = {}
     for kind, action in r.string_map("pii").items():
         if kind not in PII_TYPES:
@@ -353,9 +354,30 @@ def _governance(r: Reader) -> GovernanceConfig:
             )
         else:
             pii[kind] = action
+    return pii
+
+
+def _governance(
+    r: Reader, key_count: int = 0, regions: Collection[str] | None = None
+) -> GovernanceConfig:
+    pii = _pii_actions(r)
     output = sections.output_filter(r.section("output"))
+    keys: dict[str, KeyPolicyConfig] = {}
+    for key_id, kr in r.entries("keys"):
+        known = [f"key-{i + 1}" for i in range(key_count)]
+        if key_id not in known:
+            kr.ctx.add(
+                kr.path,
+                f"unknown key id (auth.keys gives {', '.join(known) or 'none'})"
+                + suggest(key_id, known),
+            )
+        residency = kr.string_list("data_residency")
+        for i, region in enumerate(residency or ()):
+            _region_problem(kr, f"data_residency[{i}]", region, regions)
+        keys[key_id] = KeyPolicyConfig(pii=_pii_actions(kr), data_residency=residency)
+        kr.finish()
     r.finish()
-    return GovernanceConfig(pii=pii, output=output)
+    return GovernanceConfig(pii=pii, output=output, keys=keys)
 
 
 def _route_deployments(r: Reader, deployments: Collection[str]) -> tuple[str, ...] | None:

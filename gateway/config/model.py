@@ -175,9 +175,18 @@ class OutputFilterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyPolicyConfig:
+    """Per gateway key ("key-1" = the first of auth.keys): PII overrides and residency."""
+
+    pii: dict[str, str] = field(default_factory=dict)
+    data_residency: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GovernanceConfig:
     pii: dict[str, str] = field(default_factory=dict)  # type -> redact | block | local_only | allow
     output: OutputFilterConfig | None = None
+    keys: dict[str, KeyPolicyConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

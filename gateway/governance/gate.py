@@ -45,10 +45,21 @@ class Governance:
             self._residency[name] = route.data_residency
         self._default = base
         self._default_output = config.governance.output
+        self._keys = config.governance.keys
 
-    def decide(self, chat: ChatRequest, route: str) -> Decision:
+    def decide(self, chat: ChatRequest, route: str, key_id: str | None = None) -> Decision:
         policy = self._policies.get(route, self._default)
         residency = self._residency.get(route)
+        key_policy = self._keys.get(key_id) if key_id else None
+        if key_policy is not None:  # a key narrows the route: its actions win, regions intersect
+            policy = policy.override(key_policy.pii)
+            if key_policy.data_residency is not None:
+                allowed_regions = key_policy.data_residency
+                residency = tuple(
+                    r
+                    for r in (residency if residency is not None else allowed_regions)
+                    if r in allowed_regions
+                )
         audit: dict[str, object] = {}
         redactor: Redactor | None = None
         local_only = False

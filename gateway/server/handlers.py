@@ -117,7 +117,7 @@ def _govern(
     """PII policy and residency: block (400), redact, or restrict the candidates; one audit
     line per request that was touched (types and counts, never values)."""
     try:
-        decision = gateway.governance.decide(chat, route)
+        decision = gateway.governance.decide(chat, route, key_id)
     except PolicyRejected as exc:
         audit.info("governance", request_id=request_id, key=key_id, rule=exc.code, **exc.audit)
         gateway.metrics.governance.labels("block").inc()

@@ -137,3 +137,28 @@ async def test_output_filter_redacts_split_matches() -> None:
         text, finishes = streamed_text(raw)
         assert status == 200 and "bob@corp.example" not in text
         assert text.startswith("mail ") and text.endswith(" now") and finishes == ["stop"]
+
+
+async def test_key_policy_narrows_residency_and_pii() -> None:
+    servers = {"a": {"kind": "openai", "models": {"eu1": ECHO, "us1": ECHO}}}
+    deployments = {"eu1": {"region": "eu"}, "us1": {"region": "us"}}
+    routes = {"chat": {"strategy": "fallback", "deployments": ["us1", "eu1"]}}
+    governance = {"keys": {"key-2": {"data_residency": ["eu"], "pii": {"email": "block"}}}}
+    async with stack(
+        servers, routes, deployments, auth={"keys": ["k-one", "k-two"]}, governance=governance
+    ) as s:
+
+        async def ask(key: str, text: str) -> tuple[int, Any]:
+            body = {"model": "chat", "messages": [{"role": "user", "content": text}]}
+            headers = {"authorization": f"Bearer {key}"}
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                    f"{s.url}/v1/chat/completions", json=body, headers=headers
+                ) as r:
+                    return r.status, r.headers.get("x-gateway-deployment")
+
+        assert await ask("k-one", "hello") == (200, "us1")  # no key policy: config order
+        assert await ask("k-two", "hello") == (200, "eu1")  # residency: eu only
+        status, _ = await ask("k-two", f"mail {EMAIL}")
+        assert status == 400  # this key blocks e-mail addresses
+        assert await ask("k-one", f"mail {EMAIL}") == (200, "us1")

@@ -124,3 +124,17 @@ def test_example_config_is_valid() -> None:
     config = load_config(path, env={})
     assert set(config.routes) == {"chat", "hedged", "reliable"}
     assert set(load_sim_config(path).servers) == {"openai-sim", "anthropic-sim", "gemini-sim"}
+
+
+def test_key_policies_name_known_keys_only() -> None:
+    data = with_(
+        auth={"keys": ["a-key"]},
+        governance={
+            "keys": {"key-2": {"pii": {"email": "block"}}, "key-1": {"data_residency": ["mars"]}}
+        },
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, env={})
+    problems = "\n".join(info.value.problems)
+    assert "governance.keys.key-2: unknown key id (auth.keys gives key-1)" in problems
+    assert "governance.keys.key-1.data_residency[0]: unknown region 'mars'" in problems
