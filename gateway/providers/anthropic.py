@@ -31,7 +31,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import json_text
+from gateway.providers.common import checked_headers, json_text
 from gateway.request import ChatRequest
 from gateway.streaming.events import (
     Event,
@@ -68,21 +68,6 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
     if not sep or not head.startswith("data:") or not head.endswith(";base64"):
         return None
     return head[5:-7].split(";", 1)[0] or "application/octet-stream", data
-
-
-def checked_headers(settings: ProviderSettings, known: frozenset[str]) -> dict[str, str]:
-    """Validate the provider's options; return its extra `headers` (lower-case names)."""
-    where = f"provider {settings.name!r} (kind {settings.kind!r})"
-    for name in settings.options:
-        if name not in known:
-            names = ", ".join(sorted(known))
-            raise ValueError(f"{where}: unknown option {name!r} (known options: {names})")
-    extra = settings.options.get("headers") or {}
-    if not isinstance(extra, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
-    ):
-        raise ValueError(f"{where}: option 'headers' must map header names to strings")
-    return {name.lower(): value for name, value in extra.items()}
 
 
 class _Converter:

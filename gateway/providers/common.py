@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+from gateway.providers.base import ProviderSettings
 
 # The longest wait an upstream may ask for (retry-after, Gemini RetryInfo): one day.
 MAX_RETRY_AFTER_S = 86400.0
@@ -39,3 +42,18 @@ def clean_message(message: str, secret: str | None, limit: int = 2000) -> str:
     if secret and len(secret) >= 8 and secret in message:
         message = message.replace(secret, "***")
     return message[:limit]
+
+
+def checked_headers(settings: ProviderSettings, known: frozenset[str]) -> dict[str, str]:
+    """Validate the provider's options; return its extra `headers` (lower-case names)."""
+    where = f"provider {settings.name!r} (kind {settings.kind!r})"
+    for name in settings.options:
+        if name not in known:
+            names = ", ".join(sorted(known))
+            raise ValueError(f"{where}: unknown option {name!r} (known options: {names})")
+    extra = settings.options.get("headers") or {}
+    if not isinstance(extra, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
+    ):
+        raise ValueError(f"{where}: option 'headers' must map header names to strings")
+    return {name.lower(): value for name, value in extra.items()}

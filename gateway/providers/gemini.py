@@ -20,6 +20,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
+from gateway.providers.common import checked_headers
 from gateway.providers.gemini_stream import (
     GeminiChunks,
     GeminiStreamDecoder,
@@ -64,21 +65,6 @@ def guess_mime_type(url: str) -> str:
     path = url.split("?", 1)[0].split("#", 1)[0]
     extension = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
     return MIME_BY_EXTENSION.get(extension, "image/jpeg")
-
-
-def checked_headers(settings: ProviderSettings, known: frozenset[str]) -> dict[str, str]:
-    """Validate the provider's options; return its extra `headers` (lower-case names)."""
-    where = f"provider {settings.name!r} (kind {settings.kind!r})"
-    for name in settings.options:
-        if name not in known:
-            names = ", ".join(sorted(known))
-            raise ValueError(f"{where}: unknown option {name!r} (known options: {names})")
-    extra = settings.options.get("headers") or {}
-    if not isinstance(extra, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
-    ):
-        raise ValueError(f"{where}: option 'headers' must map header names to strings")
-    return {name.lower(): value for name, value in extra.items()}
 
 
 def _text_of(content: Any) -> str:

@@ -25,7 +25,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import clean_message
+from gateway.providers.common import checked_headers, clean_message
 from gateway.providers.ollama_stream import (
     MAX_MESSAGE_CHARS,
     OllamaLines,
@@ -53,21 +53,6 @@ NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {"n": (1,), "logprobs": (False,), "
 # Provider options: deployment defaults (see the module doc) and extra `headers`.
 PROVIDER_OPTIONS = frozenset({"headers", "keep_alive", "think_levels", *CONFIG_OPTIONS})
 THINK_LEVELS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
-
-
-def checked_headers(settings: ProviderSettings, known: frozenset[str]) -> dict[str, str]:
-    """Validate the provider's options; return its extra `headers` (lower-case names)."""
-    where = f"provider {settings.name!r} (kind {settings.kind!r})"
-    for name in settings.options:
-        if name not in known:
-            names = ", ".join(sorted(known))
-            raise ValueError(f"{where}: unknown option {name!r} (known options: {names})")
-    extra = settings.options.get("headers") or {}
-    if not isinstance(extra, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
-    ):
-        raise ValueError(f"{where}: option 'headers' must map header names to strings")
-    return {name.lower(): value for name, value in extra.items()}
 
 
 def _tool_call(call: Any, where: str, provider: str) -> dict[str, Any]:
