@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -57,3 +58,36 @@ def checked_headers(settings: ProviderSettings, known: frozenset[str]) -> dict[s
     ):
         raise ValueError(f"{where}: option 'headers' must map header names to strings")
     return {name.lower(): value for name, value in extra.items()}
+
+
+MAX_MESSAGE_CHARS = 2000  # upstream error messages are cut to this length
+
+
+def is_retryable(status: int) -> bool:
+    """Another attempt (elsewhere or later) may succeed: timeouts, conflicts, limits, 5xx."""
+    return status in (408, 409, 429) or status >= 500
+
+
+def opens_circuit(status: int) -> bool:
+    """The failure says something about the deployment (auth, quota, overload, a model that
+    is not there, a wrong base URL), not about the request."""
+    return status in (401, 402, 403, 404, 408, 429) or status >= 500 or status < 400
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds), or `retry-after` as an
+    HTTP date measured against the response's `date` header (adapters never read the clock).
+    `headers` must have lower-case names. Capped at a day (MAX_RETRY_AFTER_S)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers[name]) * scale
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return clamp_delay(seconds)
+    try:
+        until = email.utils.parsedate_to_datetime(headers["retry-after"])
+        now = email.utils.parsedate_to_datetime(headers["date"])
+        return clamp_delay(max(0.0, (until - now).total_seconds()))
+    except (KeyError, TypeError, ValueError, OverflowError):  # absent, unparsable, naive/aware
+        return None

@@ -6,14 +6,24 @@ object). The same chunk logic decodes a non-streaming generateContent body.
 
 from __future__ import annotations
 
-import email.utils
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from gateway.providers.common import (  # shared error semantics, re-exported
+    MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
+)
 from gateway.providers.common import clamp_delay, clean_message, json_text
+from gateway.providers.common import (
+    is_retryable as is_retryable,
+)
+from gateway.providers.common import (
+    opens_circuit as opens_circuit,
+)
+from gateway.providers.common import (
+    retry_after as retry_after,
+)
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -65,38 +75,6 @@ TYPE_BY_STATUS = {
     404: "not_found_error",
     429: "rate_limit_error",
 }
-
-
-MAX_MESSAGE_CHARS = 2000
-
-
-# Retry and circuit semantics are the same as the OpenAI-family adapter's (openai_compat.py).
-def is_retryable(status: int) -> bool:
-    """Another attempt (elsewhere or later) may succeed: timeouts, conflicts, limits, 5xx."""
-    return status in (408, 409, 429) or status >= 500
-
-
-def opens_circuit(status: int) -> bool:
-    """The failure says something about the deployment (auth, quota, overload), not the request."""
-    return status in (401, 402, 403, 404, 408, 429) or status >= 500 or status < 400
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a `retry-after` header: a number, or an HTTP date measured against the
-    response's `date` header (never the clock). Lower-case names. Capped at a day
-    (common.MAX_RETRY_AFTER_S)."""
-    try:
-        seconds = float(headers["retry-after"])
-    except (KeyError, ValueError):
-        seconds = -1.0
-    if math.isfinite(seconds) and seconds >= 0:
-        return clamp_delay(seconds)
-    try:
-        until = email.utils.parsedate_to_datetime(headers["retry-after"])
-        now = email.utils.parsedate_to_datetime(headers["date"])
-        return clamp_delay(max(0.0, (until - now).total_seconds()))
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
 
 
 def parse_duration(value: Any) -> float | None:

@@ -10,8 +10,6 @@ objects), so one code path serves all of them. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import email.utils
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,7 +21,8 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import clamp_delay, clean_message
+from gateway.providers.common import clean_message
+from gateway.providers.common import retry_after as retry_after
 from gateway.providers.openai_stream import (
     MAX_MESSAGE_CHARS,
     ChunkMapper,
@@ -42,25 +41,6 @@ from gateway.streaming.events import Event, UpstreamError
 
 # The body fields the gateway owns; the client's values never reach the upstream as-is.
 GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds), or `retry-after` as an
-    HTTP date measured against the response's `date` header (adapters never read the clock).
-    `headers` must have lower-case names. Capped at a day (common.MAX_RETRY_AFTER_S)."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            seconds = float(headers[name]) * scale
-        except (KeyError, ValueError):
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return clamp_delay(seconds)
-    try:
-        until = email.utils.parsedate_to_datetime(headers["retry-after"])
-        now = email.utils.parsedate_to_datetime(headers["date"])
-        return clamp_delay(max(0.0, (until - now).total_seconds()))
-    except (KeyError, TypeError, ValueError, OverflowError):  # absent, unparsable, naive/aware
-        return None
 
 
 class OpenAICompatProvider:

@@ -14,7 +14,16 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.providers.common import (  # shared error semantics, re-exported
+    MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
+)
 from gateway.providers.common import clean_message, json_text
+from gateway.providers.common import (
+    is_retryable as is_retryable,
+)
+from gateway.providers.common import (
+    opens_circuit as opens_circuit,
+)
 from gateway.providers.quirks import Quirks
 from gateway.streaming.events import (
     Event,
@@ -61,22 +70,11 @@ TYPE_BY_STATUS: dict[int, str] = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
-MAX_MESSAGE_CHARS = 2000  # upstream error messages are cut to this length
 
 
 def default_type(status: int) -> str:
     """The error type for a status when the body names none."""
     return TYPE_BY_STATUS.get(status, "api_error")
-
-
-def is_retryable(status: int) -> bool:
-    """Another attempt (elsewhere or later) may succeed: timeouts, conflicts, limits, 5xx."""
-    return status in (408, 409, 429) or status >= 500
-
-
-def opens_circuit(status: int) -> bool:
-    """The failure says something about the deployment (auth, quota, overload), not the request."""
-    return status in (401, 402, 403, 404, 408, 429) or status >= 500 or status < 400
 
 
 def protocol_error(message: str, retryable: bool = True) -> UpstreamError:
