@@ -246,6 +246,20 @@ async def list_models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
+async def retrieve_model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    if request.app[GATEWAY].routes.get(name) is None:
+        raise ApiError(
+            404,
+            f"The model '{name}' does not exist",
+            "invalid_request_error",
+            "model_not_found",
+            "model",
+        )
+    body = {"id": name, "object": "model", "created": 0, "owned_by": "race-gateway"}
+    return web.json_response(body, dumps=_dumps)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, dumps=_dumps)
 
@@ -253,6 +267,7 @@ async def healthz(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", retrieve_model)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/feedback", feedback.feedback)

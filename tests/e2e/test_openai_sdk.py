@@ -148,3 +148,12 @@ async def test_oversized_body_and_auth() -> None:
         assert info.value.status_code == 413
         ok = await client(s.url, "secret-key").chat.completions.create(model="m1", messages=MSG)
         assert ok.choices[0].message.content
+
+
+async def test_models_list_and_retrieve() -> None:
+    async with stack(SERVERS, {"chat": {"deployments": ["m1"]}}) as s:
+        models = [m.id async for m in client(s.url).models.list()]
+        assert models[0] == "chat" and "m1" in models
+        assert (await client(s.url).models.retrieve("chat")).id == "chat"
+        with pytest.raises(openai.NotFoundError):
+            await client(s.url).models.retrieve("nope")
