@@ -39,6 +39,7 @@ from gateway.server import handlers
 from gateway.server.keys import AUTH_KEYS, GATEWAY
 from gateway.server.limits import runner_kwargs
 from gateway.server.middlewares import auth_middleware, error_middleware, request_id_middleware
+from gateway.server.protocol import use_envelope_errors
 
 log = structlog.get_logger("gateway.server")
 
@@ -101,6 +102,7 @@ async def start_server(
         **runner_kwargs(gateway.config.limits),
     )
     await runner.setup()
+    use_envelope_errors(runner)
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_port=reuse_port or None)
     try:
         await site.start()

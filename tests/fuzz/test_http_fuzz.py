@@ -178,12 +178,11 @@ async def check_envelope(resp: aiohttp.ClientResponse, method: str) -> None:
     assert resp.status < 500, (resp.status, raw[:300])
     if resp.status < 400:
         return
-    if "x-request-id" not in resp.headers:  # aiohttp's own answer to a malformed head
+    if "x-request-id" not in resp.headers:  # rejected while reading the head
         assert resp.status == 400, (resp.status, raw[:300])
-        assert resp.headers.get("content-type", "").startswith("text/plain")
-        event("protocol-level 400 (plain text)")
-        return
-    event(f"app-level {resp.status}")
+        event("protocol-level 400")
+    else:
+        event(f"app-level {resp.status}")
     if method == "HEAD":
         return
     body = orjson.loads(raw)
