@@ -190,6 +190,8 @@ async def _stream(
             headers={**SSE_HEADERS, **_headers(request_id, outcome.deployment)}
         )
         await response.prepare(request)
+    else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
+        await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = transform(outcome.events) if transform else outcome.events
     await response.write(encoder.encode(events))
     failed = any(type(e) is UpstreamError for e in events)

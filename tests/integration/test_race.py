@@ -166,6 +166,7 @@ async def test_heartbeat_comments_before_a_late_winner() -> None:
         status, _, raw = await post(s.url, {**BODY, "model": "chat"})
         assert status == 200
         assert raw.startswith(b": keep-alive\n\n")
+        assert b": x-gateway-deployment slow\n\n" in raw
         assert raw.endswith(b"data: [DONE]\n\n")
         assert text_of(raw)
 
