@@ -20,8 +20,6 @@ from gateway.config.model import (
     AuthConfig,
     Config,
     DeploymentConfig,
-    GovernanceConfig,
-    KeyPolicyConfig,
     LatencyConfig,
     LimitsConfig,
     ListenConfig,
@@ -48,8 +46,6 @@ from gateway.config.validate import (
 
 __all__ = ["ConfigError", "ConfigFileError", "load_config", "parse_config"]
 
-PII_TYPES = ("email", "phone", "card", "iban", "national_id", "ip", "secret")
-PII_ACTIONS = ("redact", "block", "local_only", "allow")
 STATE_BACKENDS = ("memory", "redis")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LOG_FORMATS = ("auto", "json", "console")
@@ -81,7 +77,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     deployments = {
         name: _deployment(name, r, providers, regions) for name, r in root.entries("deployments")
     }
-    governance = _governance(root.section("governance"), len(auth.keys), regions)
+    governance = sections.governance(root.section("governance"), len(auth.keys), regions)
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
@@ -172,12 +168,6 @@ def _state(r: Reader) -> StateConfig:
     return out
 
 
-def _region_problem(r: Reader, key: str, region: str, regions: Collection[str] | None) -> None:
-    if regions is not None and region not in regions:
-        known = ", ".join(regions)
-        r.problem(key, f"unknown region {show(region)} (latency.regions: {known})")
-
-
 def _regions(r: Reader, default: tuple[str, ...]) -> tuple[str, ...] | None:
     if not r.has("regions"):
         r.raw("regions")
@@ -202,11 +192,11 @@ def _latency(r: Reader) -> tuple[LatencyConfig, tuple[str, ...] | None]:
     d = LatencyConfig()
     regions = _regions(r, d.regions)
     default_region = r.string("default_region", d.default_region)
-    _region_problem(r, "default_region", default_region, regions)
+    sections.region_problem(r, "default_region", default_region, regions)
     country_regions: dict[str, str] = {}
     for country, region in r.string_map("country_regions").items():
         country_regions[country.upper()] = region
-        _region_problem(r, f"country_regions.{country}", region, regions)
+        sections.region_problem(r, f"country_regions.{country}", region, regions)
     pw = r.section("prewarm")
     prewarm = PrewarmConfig(
         enabled=pw.boolean("enabled", d.prewarm.enabled),
@@ -315,7 +305,7 @@ def _deployment(
     pi.finish()
     region = r.optional_string("region")
     if region is not None:
-        _region_problem(r, "region", region, regions)
+        sections.region_problem(r, "region", region, regions)
     out = DeploymentConfig(
         name=name,
         provider=provider,
@@ -336,48 +326,6 @@ def _deployment(
     )
     r.finish()
     return out
-
-
-def _pii_actions(r: Reader) -> dict[str, str]:
-    pii: dict[str, str] = {}
-    for kind, action in r.string_map("pii").items():
-        if kind not in PII_TYPES:
-            r.problem(
-                f"pii.{kind}",
-                f"unknown PII type (known: {', '.join(PII_TYPES)})" + suggest(kind, PII_TYPES),
-            )
-        elif action not in PII_ACTIONS:
-            r.problem(
-                f"pii.{kind}",
-                f"must be one of {', '.join(PII_ACTIONS)}, got {show(action)}"
-                + suggest(action, PII_ACTIONS),
-            )
-        else:
-            pii[kind] = action
-    return pii
-
-
-def _governance(
-    r: Reader, key_count: int = 0, regions: Collection[str] | None = None
-) -> GovernanceConfig:
-    pii = _pii_actions(r)
-    output = sections.output_filter(r.section("output"))
-    keys: dict[str, KeyPolicyConfig] = {}
-    for key_id, kr in r.entries("keys"):
-        known = [f"key-{i + 1}" for i in range(key_count)]
-        if key_id not in known:
-            kr.ctx.add(
-                kr.path,
-                f"unknown key id (auth.keys gives {', '.join(known) or 'none'})"
-                + suggest(key_id, known),
-            )
-        residency = kr.string_list("data_residency")
-        for i, region in enumerate(residency or ()):
-            _region_problem(kr, f"data_residency[{i}]", region, regions)
-        keys[key_id] = KeyPolicyConfig(pii=_pii_actions(kr), data_residency=residency)
-        kr.finish()
-    r.finish()
-    return GovernanceConfig(pii=pii, output=output, keys=keys)
 
 
 def _route_deployments(r: Reader, deployments: Collection[str]) -> tuple[str, ...] | None:
@@ -430,11 +378,11 @@ def _route(
         if not residency:
             r.problem("data_residency", "must list at least one region (omit it to allow all)")
         for i, region in enumerate(residency):
-            _region_problem(r, f"data_residency[{i}]", region, regions)
+            sections.region_problem(r, f"data_residency[{i}]", region, regions)
     raw_governance = r.raw("governance")
     governance = None
     if raw_governance is not MISSING and raw_governance is not None:
-        governance = _governance(Reader(r.ctx, r.at("governance"), raw_governance))
+        governance = sections.governance(Reader(r.ctx, r.at("governance"), raw_governance))
     out = RouteConfig(
         name=name,
         deployments=members or (),

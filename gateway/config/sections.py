@@ -8,7 +8,9 @@ from typing import Any, cast
 
 from gateway.config.model import (
     STRATEGIES,
+    GovernanceConfig,
     HealthConfig,
+    KeyPolicyConfig,
     OutputFilterConfig,
     RoutingConfig,
     Strategy,
@@ -17,6 +19,8 @@ from gateway.config.model import (
 from gateway.config.validate import MISSING, Reader, kind_of, show, suggest
 
 DETECTOR_TYPES = ("email", "phone", "card", "iban", "national_id", "ip", "secret")
+PII_TYPES = DETECTOR_TYPES
+PII_ACTIONS = ("redact", "block", "local_only", "allow")
 
 
 def optional_int(r: Reader, key: str, lo: int = 1) -> int | None:
@@ -138,3 +142,51 @@ def tiers(r: Reader, deployments: Collection[str]) -> tuple[TierConfig, ...]:
         t.finish()
         out.append(tier)
     return tuple(out)
+
+
+def region_problem(r: Reader, key: str, region: str, regions: Collection[str] | None) -> None:
+    if regions is not None and region not in regions:
+        known = ", ".join(regions)
+        r.problem(key, f"unknown region {show(region)} (latency.regions: {known})")
+
+
+def pii_actions(r: Reader) -> dict[str, str]:
+    pii: dict[str, str] = {}
+    for kind, action in r.string_map("pii").items():
+        if kind not in PII_TYPES:
+            r.problem(
+                f"pii.{kind}",
+                f"unknown PII type (known: {', '.join(PII_TYPES)})" + suggest(kind, PII_TYPES),
+            )
+        elif action not in PII_ACTIONS:
+            r.problem(
+                f"pii.{kind}",
+                f"must be one of {', '.join(PII_ACTIONS)}, got {show(action)}"
+                + suggest(action, PII_ACTIONS),
+            )
+        else:
+            pii[kind] = action
+    return pii
+
+
+def governance(
+    r: Reader, key_count: int = 0, regions: Collection[str] | None = None
+) -> GovernanceConfig:
+    pii = pii_actions(r)
+    output = output_filter(r.section("output"))
+    keys: dict[str, KeyPolicyConfig] = {}
+    for key_id, kr in r.entries("keys"):
+        known = [f"key-{i + 1}" for i in range(key_count)]
+        if key_id not in known:
+            kr.ctx.add(
+                kr.path,
+                f"unknown key id (auth.keys gives {', '.join(known) or 'none'})"
+                + suggest(key_id, known),
+            )
+        residency = kr.string_list("data_residency")
+        for i, region in enumerate(residency or ()):
+            region_problem(kr, f"data_residency[{i}]", region, regions)
+        keys[key_id] = KeyPolicyConfig(pii=pii_actions(kr), data_residency=residency)
+        kr.finish()
+    r.finish()
+    return GovernanceConfig(pii=pii, output=output, keys=keys)

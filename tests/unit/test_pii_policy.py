@@ -143,8 +143,8 @@ def test_every_text_of_a_request_is_walked_and_images_are_not() -> None:
 
 
 def test_pii_types_match_the_config_loader() -> None:
-    from gateway.config.loader import PII_ACTIONS as LOADER_ACTIONS
-    from gateway.config.loader import PII_TYPES as LOADER_TYPES
+    from gateway.config.sections import PII_ACTIONS as LOADER_ACTIONS
+    from gateway.config.sections import PII_TYPES as LOADER_TYPES
 
     assert tuple(LOADER_TYPES) == PII_TYPES
     assert tuple(LOADER_ACTIONS) == PII_ACTIONS
