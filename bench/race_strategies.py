@@ -45,8 +45,7 @@ import gc
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,16 @@ from bench.race_report import (
     shapes_table,
     triple,
 )
-from bench.shapes import Shape, fit, hedge_survival, race_survival, survival_quantile
+from bench.race_setup import (
+    TARGETS,
+    TOKENS,
+    Strategy,
+    gateway_data,
+    route_name,
+    sim_data,
+    strategies,
+)
+from bench.shapes import Shape, fit, survival_quantile
 from gateway.config import parse_config
 from gateway.latency.clock import hour_of
 from gateway.loadtest import LoadResult, plot_ttft_cdf, run_load
@@ -78,133 +86,6 @@ from gateway.sim.log import SimRecord
 from gateway.sim.server import SimCluster
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SEED = 2024
-TOKENS, ITL_MS = 8, 15.0
-TARGETS = {  # deployment: (p50, p95, p99 ms, straggler share)
-    "A": (540.0, 840.0, 4500.0, 0.03),
-    "B": (480.0, 780.0, 1300.0, 0.02),
-    "C": (520.0, 820.0, 2000.0, 0.025),
-}
-
-
-Survival = Callable[[float], float]
-
-
-@dataclass(frozen=True, slots=True)
-class Strategy:
-    key: str  # single | fallback | hedge | hedge_profile | race2 | race3
-    name: str
-    route: dict[str, Any]
-    ideal: Callable[[dict[str, Shape]], Survival]  # analytic TTFT of the intended plan
-
-
-def strategies(hedge_delay_ms: float) -> list[Strategy]:
-    common = {"max_extra_load": 5.0, "heartbeat_after_s": 30.0}
-    order = ["B", "C", "A"]  # race/hedge: the planner re-orders by predicted TTFT anyway
-    d = hedge_delay_ms
-    return [
-        Strategy(
-            "single",
-            "single B",
-            {"strategy": "fallback", "deployments": ["B"], **common},
-            lambda sh: race_survival(sh["B"]),
-        ),
-        Strategy(
-            "fallback",
-            "fallback B,A,C",
-            {"strategy": "fallback", "deployments": ["B", "A", "C"], **common},
-            lambda sh: race_survival(sh["B"]),  # nothing fails here: always B
-        ),
-        Strategy(
-            "hedge",
-            f"hedge at B's p90, fixed {d:.0f} ms",
-            {
-                "strategy": "hedge",
-                "k": 2,
-                "hedge_delay_ms": d,
-                "hedge_min_ms": d,  # pins the delay: the profile cannot move it
-                "hedge_max_ms": d,
-                "deployments": order,
-                **common,
-            },
-            lambda sh: hedge_survival(sh["B"], sh["C"], d),
-        ),
-        Strategy(
-            "hedge_profile",
-            "hedge at p90 from profiles",
-            {
-                "strategy": "hedge",
-                "k": 2,
-                "hedge_delay_ms": d,  # until the profile has enough samples
-                "hedge_quantile": 0.9,
-                "deployments": order,
-                **common,
-            },
-            lambda sh: hedge_survival(sh["B"], sh["C"], d),
-        ),
-        Strategy(
-            "race2",
-            "race k=2",
-            {"strategy": "race", "k": 2, "deployments": order, **common},
-            lambda sh: race_survival(sh["B"], sh["C"]),
-        ),
-        Strategy(
-            "race3",
-            "race k=3",
-            {"strategy": "race", "k": 3, "deployments": order, **common},
-            lambda sh: race_survival(sh["B"], sh["C"], sh["A"]),
-        ),
-    ]
-
-
-def route_name(strategy: Strategy) -> str:
-    return "r-" + strategy.key.replace("_", "-")
-
-
-def sim_data(shapes: dict[str, Shape]) -> dict[str, Any]:
-    return {
-        "seed": SEED,
-        "servers": {
-            f"sim-{name.lower()}": {
-                "kind": "openai",
-                "models": {
-                    f"model-{name.lower()}": {
-                        **shape.sim_keys(),
-                        "itl_ms": ITL_MS,
-                        "tokens": TOKENS,
-                    }
-                },
-            }
-            for name, shape in shapes.items()
-        },
-    }
-
-
-def gateway_data(cluster: SimCluster, plan: list[Strategy]) -> dict[str, Any]:
-    providers = {
-        name: {
-            "kind": "openai",
-            "base_url": cluster.base_url(name),
-            "api_key": "sim-key",
-            "max_connections": 512,
-        }
-        for name in cluster.servers
-    }
-    deployments = {  # priors: what an operator would configure from published figures
-        name: {
-            "provider": f"sim-{name.lower()}",
-            "model": f"model-{name.lower()}",
-            "prior": {"ttft_p50_ms": p50, "ttft_p95_ms": p95},
-        }
-        for name, (p50, p95, _, _) in TARGETS.items()
-    }
-    routes = {route_name(s): s.route for s in plan}
-    return {
-        "logging": {"level": "warning"},
-        "providers": providers,
-        "deployments": deployments,
-        "routes": routes,
-    }
 
 
 async def metric_sum(http: aiohttp.ClientSession, url: str, name: str) -> float:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from gateway.config.model import Config
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.store import CounterStore, MemoryStore, RedisStore
-from gateway.routing.feedback import FeedbackStore, MemoryFeedbackStore, RedisFeedbackStore
+from gateway.routing.feedback import FeedbackStore, MemoryFeedbackStore
+from gateway.routing.feedback_redis import RedisFeedbackStore
 from gateway.routing.health import HealthRegistry
 from gateway.routing.ratelimit import (
     Limit,

@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.config.model import DeploymentConfig, PriceConfig
-from gateway.routing.feedback import RedisFeedbackStore
+from gateway.routing.feedback_redis import RedisFeedbackStore
 from gateway.routing.redisconn import connect
 from gateway.routing.weights import DeploymentStats, RatingsSource, StatsSource, WeightWorker
 

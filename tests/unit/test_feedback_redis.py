@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis.asyncio import Redis
 
-from gateway.routing.feedback import RedisFeedbackStore
+from gateway.routing.feedback_redis import RedisFeedbackStore
 from gateway.routing.redisconn import connect
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")

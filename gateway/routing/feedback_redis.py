@@ -1,0 +1,273 @@
+"""The Redis-backed feedback store: served-request records and decayed ratings shared by
+every gateway instance (see gateway.routing.feedback for the model)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from gateway.routing.feedback import (
+    DEFAULT_HALF_LIFE_S,
+    DEFAULT_TTL_S,
+    MAX_REQUESTS,
+    DecayedSum,
+    Served,
+    _remember_record,
+    _RequestMemory,
+)
+from gateway.routing.redisconn import Outage, connect, log
+from gateway.streaming.accounting import RaceRecord
+
+_ADD_RATINGS = """
+local h = tonumber(ARGV[1])
+local function decay(age)
+  if h <= 0 then return 1 end
+  return 2 ^ (-age / h)
+end
+for i = 3, #ARGV, 3 do
+  local d = ARGV[i]
+  local r = tonumber(ARGV[i + 1])
+  local at = tonumber(ARGV[i + 2])
+  local v = redis.call('HMGET', KEYS[1], d .. '|s', d .. '|n', d .. '|t')
+  local s = (v[1] and tonumber(v[1])) or 0
+  local n = (v[2] and tonumber(v[2])) or 0
+  local t = (v[3] and tonumber(v[3])) or at
+  if at >= t then
+    local f = decay(at - t)
+    s = s * f + r
+    n = n * f + 1
+    t = at
+  else
+    local f = decay(t - at)
+    s = s + r * f
+    n = n + f
+  end
+  redis.call('HSET', KEYS[1], d .. '|s', string.format('%.17g', s),
+    d .. '|n', string.format('%.17g', n), d .. '|t', string.format('%.17g', t))
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rating:
+    deployment: str
+    rating: float
+    at: float
+
+
+class RedisFeedbackStore:
+    """Request ids and ratings shared across instances (see the module doc)."""
+
+    def __init__(
+        self,
+        redis: Redis | str,
+        *,
+        prefix: str = "rg",
+        ttl_s: int = DEFAULT_TTL_S,
+        ratings_ttl_s: int = 30 * 86_400,
+        max_requests: int = MAX_REQUESTS,
+        max_pending: int = 10_000,
+        half_life_s: float = DEFAULT_HALF_LIFE_S,
+        flush_interval_s: float = 0.2,
+        refresh_s: float = 1.0,
+        op_timeout_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._owns_client = isinstance(redis, str)
+        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.ratings_ttl_s = ratings_ttl_s
+        self.max_pending = max(max_pending, 1)
+        self.half_life_s = half_life_s
+        self.flush_interval_s = flush_interval_s
+        self.refresh_s = refresh_s
+        self.op_timeout_s = op_timeout_s
+        self._clock = clock
+        self._wall = wall_clock
+        self._requests = _RequestMemory(max_requests)
+        self._pending_requests: OrderedDict[str, Served] = OrderedDict()
+        self._pending_ratings: list[_Rating] = []
+        self._inflight_ratings: list[_Rating] = []
+        self._snapshot: dict[str, DecayedSum] = {}
+        self._refreshed_at: float | None = None
+        self._script = self._redis.register_script(_ADD_RATINGS)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.outage = Outage("feedback")
+
+    @property
+    def degraded(self) -> bool:
+        return self.outage.degraded
+
+    def request_key(self, request_id: str) -> str:
+        return f"{self.prefix}:fb:req:{request_id}"
+
+    @property
+    def ratings_key(self) -> str:
+        return f"{self.prefix}:fb:ratings"
+
+    # -- request path (no awaits) -------------------------------------------
+
+    def remember(self, request_id: str, deployment: str, route: str = "") -> None:
+        served = Served(deployment, route)
+        self._requests.put(request_id, served)
+        self._pending_requests[request_id] = served
+        while len(self._pending_requests) > self.max_pending:
+            self._pending_requests.popitem(last=False)
+
+    def on_race_end(self, record: RaceRecord) -> None:
+        _remember_record(self, record)
+
+    # -- feedback endpoint --------------------------------------------------
+
+    async def lookup(self, request_id: str) -> Served | None:
+        """Where `request_id` was served: local memory first, then Redis (bounded wait)."""
+        served = self._requests.get(request_id)
+        if served is not None:
+            return served
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                raw = await self._redis.get(self.request_key(request_id))
+        except Exception as exc:
+            self.outage.failed("lookup", exc)
+            return None
+        self.outage.ok("lookup")
+        if raw is None:
+            return None
+        try:
+            data = orjson.loads(raw)
+            served = Served(str(data["d"]), str(data.get("r", "")))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            log.warning("bad feedback request entry ignored", key=self.request_key(request_id))
+            return None
+        self._requests.put(request_id, served)
+        return served
+
+    async def rate(self, request_id: str, rating: float) -> str | None:
+        served = await self.lookup(request_id)
+        if served is None:
+            return None
+        self._pending_ratings.append(_Rating(served.deployment, float(rating), self._wall()))
+        if len(self._pending_ratings) > self.max_pending:
+            del self._pending_ratings[: len(self._pending_ratings) - self.max_pending]
+        self._wake.set()
+        return served.deployment
+
+    def ratings(self) -> dict[str, tuple[float, float]]:
+        merged = {name: DecayedSum(d.s, d.n, d.t) for name, d in self._snapshot.items()}
+        for item in (*self._inflight_ratings, *self._pending_ratings):
+            merged.setdefault(item.deployment, DecayedSum()).add(
+                item.rating, item.at, self.half_life_s
+            )
+        now = self._wall()
+        return {name: d.at(now, self.half_life_s) for name, d in merged.items()}
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="feedback-flush")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            if self._pending_requests or self._pending_ratings:
+                await self.flush()  # best effort, bounded by op_timeout_s
+        if self._owns_client:
+            await self._redis.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_interval_s):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write pending request ids and ratings, refresh the ratings snapshot if due."""
+        requests, self._pending_requests = self._pending_requests, OrderedDict()
+        ratings, self._pending_ratings = self._pending_ratings, []
+        self._inflight_ratings = ratings
+        now = self._clock()
+        refresh = (
+            bool(ratings)
+            or self._refreshed_at is None
+            or now - self._refreshed_at >= self.refresh_s
+        )
+        if not requests and not refresh:
+            self._inflight_ratings = []
+            return
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                pipe = self._redis.pipeline(transaction=False)
+                for request_id, served in requests.items():
+                    value = orjson.dumps({"d": served.deployment, "r": served.route})
+                    pipe.set(self.request_key(request_id), value, ex=self.ttl_s)
+                if ratings:
+                    args: list[str | float] = [self.half_life_s, self.ratings_ttl_s]
+                    for item in ratings:
+                        args += [item.deployment, repr(item.rating), repr(item.at)]
+                    await self._script(keys=[self.ratings_key], args=args, client=pipe)
+                if refresh:
+                    pipe.hgetall(self.ratings_key)
+                results = await pipe.execute()
+        except asyncio.CancelledError:
+            self._restore(requests, ratings)
+            raise
+        except Exception as exc:
+            self._restore(requests, ratings)
+            self.outage.failed("flush", exc)
+            return
+        finally:
+            self._inflight_ratings = []
+        self.outage.ok("flush")
+        if refresh:
+            self._snapshot = _parse_ratings(results[-1])
+            self._refreshed_at = now
+
+    def _restore(self, requests: Mapping[str, Served], ratings: list[_Rating]) -> None:
+        for request_id, served in requests.items():
+            self._pending_requests.setdefault(request_id, served)
+        while len(self._pending_requests) > self.max_pending:
+            self._pending_requests.popitem(last=False)
+        self._pending_ratings = [*ratings, *self._pending_ratings][-self.max_pending :]
+
+
+def _parse_ratings(raw: Mapping[bytes | str, bytes | str]) -> dict[str, DecayedSum]:
+    out: dict[str, DecayedSum] = {}
+    for key, value in raw.items():
+        field = key.decode() if isinstance(key, bytes) else key
+        name, sep, part = field.rpartition("|")
+        if not sep or part not in ("s", "n", "t"):
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        decayed = out.setdefault(name, DecayedSum())
+        if part == "s":
+            decayed.s = number
+        elif part == "n":
+            decayed.n = number
+        else:
+            decayed.t = number
+    return {name: d for name, d in out.items() if d.t is not None}
