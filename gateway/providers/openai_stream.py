@@ -9,7 +9,6 @@ OpenAI-compatible server; what differs is data (`quirks.Quirks`).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import orjson
@@ -164,13 +163,6 @@ def stream_error(info: ErrorInfo, secret: str | None = None) -> UpstreamError:
         param=info.param,
         opens_circuit=opens_circuit(status),
     )
-
-
-def redact(error: UpstreamError, secret: str | None) -> UpstreamError:
-    """Some upstreams echo the key they were sent ("Incorrect API key provided: sk-…")."""
-    if secret and len(secret) >= 8 and secret in error.message:
-        return dataclasses.replace(error, message=error.message.replace(secret, "***"))
-    return error
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
