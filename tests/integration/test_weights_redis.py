@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -18,10 +16,9 @@ from redis.asyncio import Redis
 
 from gateway.config.model import DeploymentConfig, PriceConfig
 from gateway.routing.feedback_redis import RedisFeedbackStore
-from gateway.routing.redisconn import connect
 from gateway.routing.weights import DeploymentStats, RatingsSource, StatsSource, WeightWorker
+from tests.redis_support import eventually, redis_with_prefix
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 DEPLOYMENTS = {
     "cheap": DeploymentConfig("cheap", "p", "m", price=PriceConfig(0.15, 0.6)),
     "premium": DeploymentConfig("premium", "p", "m", price=PriceConfig(2.5, 10.0)),
@@ -34,29 +31,8 @@ STATS = {
 
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
-    client = connect(REDIS_URL)
-    try:
-        async with asyncio.timeout(2):
-            await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc!r}")
-    prefix = f"test-w-{uuid.uuid4().hex[:12]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-
-
-async def eventually(check: Callable[[], object], within_s: float = 3.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within_s}s")
-        await asyncio.sleep(0.02)
+    async with redis_with_prefix("w") as client_prefix:
+        yield client_prefix
 
 
 def worker(

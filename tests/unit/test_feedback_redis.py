@@ -7,47 +7,23 @@ unreachable. Each test uses its own key prefix and deletes only its keys.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from gateway.routing.feedback_redis import RedisFeedbackStore
-from gateway.routing.redisconn import connect
+from tests.redis_support import REDIS_URL, eventually, redis_with_prefix
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 UNREACHABLE = "redis://127.0.0.1:1/0"
 DAY = 86_400.0
 
 
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
-    client = connect(REDIS_URL)
-    try:
-        async with asyncio.timeout(2):
-            await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc!r}")
-    prefix = f"test-fb-{uuid.uuid4().hex[:12]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-
-
-async def eventually(check: Callable[[], object], within_s: float = 3.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within_s}s")
-        await asyncio.sleep(0.02)
+    async with redis_with_prefix("fb") as client_prefix:
+        yield client_prefix
 
 
 def store(prefix: str) -> RedisFeedbackStore:

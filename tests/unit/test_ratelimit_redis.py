@@ -7,37 +7,21 @@ unreachable. Each test uses its own key prefix and deletes only its keys.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from gateway.routing.ratelimit import Limit, RedisRateLimiter, key_limit
-from gateway.routing.redisconn import connect
+from tests.redis_support import REDIS_URL, redis_with_prefix
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 NOW = 1_700_000_040.0  # the start of a window: nothing rolls over during a test
 
 
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
-    client = connect(REDIS_URL)
-    try:
-        async with asyncio.timeout(2):
-            await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc!r}")
-    prefix = f"test-rl-{uuid.uuid4().hex[:12]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    async with redis_with_prefix("rl") as client_prefix:
+        yield client_prefix
 
 
 async def test_exact_across_two_instances_under_concurrency(

@@ -7,19 +7,16 @@ unreachable. Each test uses its own key prefix and deletes only its keys.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
 
-from gateway.routing.redisconn import connect
 from gateway.routing.spend import RedisSpendTracker
+from tests.redis_support import REDIS_URL, redis_with_prefix
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 UNREACHABLE = "redis://127.0.0.1:1/0"
 NOON = datetime(2024, 3, 9, 12, 0, 0, tzinfo=UTC).timestamp()
 BEFORE_MIDNIGHT = datetime(2024, 3, 9, 23, 59, 59, tzinfo=UTC).timestamp()
@@ -27,21 +24,8 @@ BEFORE_MIDNIGHT = datetime(2024, 3, 9, 23, 59, 59, tzinfo=UTC).timestamp()
 
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
-    client = connect(REDIS_URL)
-    try:
-        async with asyncio.timeout(2):
-            await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc!r}")
-    prefix = f"test-sp-{uuid.uuid4().hex[:12]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    async with redis_with_prefix("sp") as client_prefix:
+        yield client_prefix
 
 
 async def test_two_trackers_sum_exactly(redis_prefix: tuple[Redis, str]) -> None:
