@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from gateway.latency.clock import hour_of
+from gateway.tasks import cancel_and_wait
 
 log = structlog.get_logger("gateway.prewarm")
 
@@ -99,11 +100,4 @@ class PreWarmer:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # we are being cancelled ourselves: never swallow it
+        await cancel_and_wait(task)

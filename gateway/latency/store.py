@@ -31,6 +31,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from gateway.tasks import cancel_and_wait
+
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
@@ -183,14 +185,7 @@ class RedisStore:
     async def close(self) -> None:
         """Stop the background task, flush what is buffered (best effort), drop the pool."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
         client = self._client
         if client is None:
             return

@@ -24,6 +24,7 @@ from gateway.routing.feedback import (
 )
 from gateway.routing.redisconn import Outage, connect, log
 from gateway.streaming.accounting import RaceRecord
+from gateway.tasks import cancel_and_wait
 
 _ADD_RATINGS = """
 local h = tonumber(ARGV[1])
@@ -181,14 +182,8 @@ class RedisFeedbackStore:
 
     async def close(self) -> None:
         task, self._task = self._task, None
+        await cancel_and_wait(task)
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
             if self._pending_requests or self._pending_ratings:
                 await self.flush()  # best effort, bounded by op_timeout_s
         if self._owns_client:

@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 
 from gateway.routing.health import HealthRegistry, Outcome, StateChange
 from gateway.routing.redisconn import Outage, connect, log
+from gateway.tasks import cancel_and_wait
 
 PUBLISHED_STATES = frozenset({"open", "cooling", "closed"})
 
@@ -111,15 +112,7 @@ class SharedHealth:
         self.registry.remove_listener(self._on_change)
         self.registry.remove_outcome_listener(self._on_outcome)
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(*tasks)
         if tasks and (self._changes or self._pending):
             await self._flush()  # best effort: the last changes (bounded by op_timeout_s)
         if self._owns_client:

@@ -42,6 +42,7 @@ from redis.asyncio import Redis
 
 from gateway.routing.redisconn import Outage, connect
 from gateway.streaming.accounting import RaceRecord
+from gateway.tasks import cancel_and_wait
 
 SPEND_TTL_S = 2 * 86_400
 
@@ -252,14 +253,8 @@ class RedisSpendTracker:
 
     async def close(self) -> None:
         task, self._task = self._task, None
+        await cancel_and_wait(task)
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
             with contextlib.suppress(Exception):
                 await self.flush()  # best effort: the last adds (bounded by op_timeout_s)
         if self._owns_client:

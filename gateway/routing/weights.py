@@ -51,6 +51,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 
 from gateway.routing.redisconn import Outage, connect, log
+from gateway.tasks import cancel_and_wait
 
 META_VERSION = "@version"
 META_AT = "@at"
@@ -399,14 +400,7 @@ class WeightWorker:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
         if self._owns_client and self._redis is not None:
             await self._redis.aclose()
 
