@@ -31,7 +31,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import checked_headers, json_text
+from gateway.providers.common import checked_headers, json_object, json_text
 from gateway.request import ChatRequest
 from gateway.streaming.events import (
     Event,
@@ -318,12 +318,9 @@ class AnthropicProvider:
         return AnthropicStreamDecoder(secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return [protocol_error("upstream response is not valid JSON")]
-        if not isinstance(data, dict):
-            return [protocol_error("upstream response is not a JSON object")]
+        data = json_object(body)
+        if isinstance(data, UpstreamError):
+            return [data]
         if data.get("type") == "error":
             return [error_from_body(data, secret=self.settings.api_key)]
         content = data.get("content")

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.common import (  # shared error semantics, re-exported
+from gateway.providers.common import (
     MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
 )
 from gateway.providers.common import clean_message, json_text
@@ -20,6 +20,9 @@ from gateway.providers.common import (
 )
 from gateway.providers.common import (
     opens_circuit as opens_circuit,
+)
+from gateway.providers.common import (  # shared error semantics, re-exported
+    protocol_error as protocol_error,
 )
 from gateway.providers.common import (
     retry_after as retry_after,
@@ -93,10 +96,6 @@ def error_from_body(
     if status is None:
         status = STATUS_BY_TYPE.get(err_type, 502)
     return status_error(status, err_type, clean_message(message, secret, MAX_MESSAGE_CHARS))
-
-
-def protocol_error(message: str) -> UpstreamError:
-    return UpstreamError(502, "upstream_protocol_error", message, retryable=True)
 
 
 def truncated_error() -> UpstreamError:

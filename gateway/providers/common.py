@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import ProviderSettings
+from gateway.streaming.events import UpstreamError
 
 # The longest wait an upstream may ask for (retry-after, Gemini RetryInfo): one day.
 MAX_RETRY_AFTER_S = 86400.0
@@ -91,3 +92,19 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return clamp_delay(max(0.0, (until - now).total_seconds()))
     except (KeyError, TypeError, ValueError, OverflowError):  # absent, unparsable, naive/aware
         return None
+
+
+def protocol_error(message: str, retryable: bool = True) -> UpstreamError:
+    """The upstream broke its own protocol (bad JSON, impossible shapes, cut frames)."""
+    return UpstreamError(502, "upstream_protocol_error", message, retryable)
+
+
+def json_object(body: bytes) -> dict[str, Any] | UpstreamError:
+    """A whole response body as a JSON object, or the protocol error saying why not."""
+    try:
+        data = orjson.loads(body)  # leading blank lines (DeepSeek) are JSON whitespace
+    except orjson.JSONDecodeError:
+        return protocol_error("upstream response is not valid JSON")
+    if not isinstance(data, dict):
+        return protocol_error("upstream response is not a JSON object")
+    return data

@@ -20,12 +20,11 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import checked_headers
+from gateway.providers.common import checked_headers, json_object
 from gateway.providers.gemini_stream import (
     GeminiChunks,
     GeminiStreamDecoder,
     error_from_body,
-    protocol_error,
 )
 from gateway.request import ChatRequest
 from gateway.streaming.events import Event, UpstreamError
@@ -291,12 +290,9 @@ class GeminiProvider:
         return GeminiStreamDecoder(secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return [protocol_error("upstream response is not valid JSON")]
-        if not isinstance(data, dict):
-            return [protocol_error("upstream response is not a JSON object")]
+        data = json_object(body)
+        if isinstance(data, UpstreamError):
+            return [data]
         out: list[Event] = []
         GeminiChunks(self.settings.api_key).handle(data, out)
         return out

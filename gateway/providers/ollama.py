@@ -25,12 +25,11 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import checked_headers, clean_message
+from gateway.providers.common import checked_headers, clean_message, json_object
 from gateway.providers.ollama_stream import (
     MAX_MESSAGE_CHARS,
     OllamaLines,
     OllamaStreamDecoder,
-    protocol_error,
     retry_after,
     status_error,
 )
@@ -248,12 +247,9 @@ class OllamaProvider:
         return OllamaStreamDecoder(secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return [protocol_error("upstream response is not valid JSON")]
-        if not isinstance(data, dict):
-            return [protocol_error("upstream response is not a JSON object")]
+        data = json_object(body)
+        if isinstance(data, UpstreamError):
+            return [data]
         out: list[Event] = []
         OllamaLines(self.settings.api_key).handle(data, out)
         return out

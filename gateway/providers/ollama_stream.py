@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.common import (  # shared error semantics, re-exported
+from gateway.providers.common import (
     MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
 )
 from gateway.providers.common import clean_message, json_text
@@ -20,6 +20,9 @@ from gateway.providers.common import (
 )
 from gateway.providers.common import (
     opens_circuit as opens_circuit,
+)
+from gateway.providers.common import (  # shared error semantics, re-exported
+    protocol_error as protocol_error,
 )
 from gateway.providers.common import (
     retry_after as retry_after,
@@ -58,10 +61,6 @@ def status_error(status: int, message: str, retry_after_s: float | None = None) 
         retry_after_s=retry_after_s,
         opens_circuit=opens_circuit(status),
     )
-
-
-def protocol_error(message: str) -> UpstreamError:
-    return UpstreamError(502, "upstream_protocol_error", message, retryable=True)
 
 
 def _int(value: Any) -> int:

@@ -21,7 +21,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import clean_message
+from gateway.providers.common import clean_message, json_object
 from gateway.providers.common import retry_after as retry_after
 from gateway.providers.openai_stream import (
     MAX_MESSAGE_CHARS,
@@ -107,12 +107,9 @@ class OpenAICompatProvider:
         return OpenAIStreamDecoder(self.quirks, self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
-        try:
-            data = orjson.loads(body)  # leading blank lines (DeepSeek) are JSON whitespace
-        except orjson.JSONDecodeError:
-            return [protocol_error("upstream response is not valid JSON")]
-        if not isinstance(data, dict):
-            return [protocol_error("upstream response is not a JSON object")]
+        data = json_object(body)
+        if isinstance(data, UpstreamError):
+            return [data]
         if not isinstance(data.get("choices"), list) and error_info(data) is None:
             return [protocol_error("upstream response has no choices")]
         out: list[Event] = []

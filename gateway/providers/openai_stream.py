@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from gateway.providers.common import (  # shared error semantics, re-exported
+from gateway.providers.common import (
     MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
 )
 from gateway.providers.common import clean_message, json_text
@@ -22,6 +22,9 @@ from gateway.providers.common import (
 )
 from gateway.providers.common import (
     opens_circuit as opens_circuit,
+)
+from gateway.providers.common import (  # shared error semantics, re-exported
+    protocol_error as protocol_error,
 )
 from gateway.providers.quirks import Quirks
 from gateway.streaming.events import (
@@ -74,10 +77,6 @@ TYPE_BY_STATUS: dict[int, str] = {
 def default_type(status: int) -> str:
     """The error type for a status when the body names none."""
     return TYPE_BY_STATUS.get(status, "api_error")
-
-
-def protocol_error(message: str, retryable: bool = True) -> UpstreamError:
-    return UpstreamError(502, "upstream_protocol_error", message, retryable)
 
 
 def truncated_error() -> UpstreamError:
