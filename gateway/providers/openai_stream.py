@@ -26,6 +26,7 @@ from gateway.providers.common import (
 from gateway.providers.common import (  # shared error semantics, re-exported
     protocol_error as protocol_error,
 )
+from gateway.providers.openai_reframe import TextChunkShortcut
 from gateway.providers.quirks import Quirks
 from gateway.streaming.events import (
     Event,
@@ -323,7 +324,7 @@ class OpenAIStreamDecoder:
     """Feed Chat Completions SSE bytes, get events. Ends at `data: [DONE]`; a stream that
     ends before `[DONE]` is complete only if a finish reason was seen."""
 
-    __slots__ = ("_closed", "_done", "_mapper", "_secret", "_sse")
+    __slots__ = ("_closed", "_done", "_mapper", "_secret", "_shortcut", "_sse")
 
     def __init__(
         self,
@@ -335,6 +336,7 @@ class OpenAIStreamDecoder:
         self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
         self._secret = secret  # redacted from error messages
         self._mapper = ChunkMapper(quirks, secret)
+        self._shortcut = TextChunkShortcut()
         self._done = False  # [DONE], an error, or a fatal decoding problem
         self._closed = False
 
@@ -374,6 +376,11 @@ class OpenAIStreamDecoder:
             if data == "[DONE]" or (len(data) < 16 and data.strip() == "[DONE]"):
                 self._done = True
                 break
+            plain = self._shortcut.match(data)
+            if plain is not False:
+                if plain is not True:
+                    out.append(plain)
+                continue
             if not data or data.isspace():
                 continue
             try:
@@ -384,8 +391,10 @@ class OpenAIStreamDecoder:
                 # At EOF an unparsable last event is a cut-off line, not a bad upstream.
                 out += self._fail(truncated_error() if at_eof else protocol_error("invalid chunk"))
                 break
+            before = len(out)
             self._mapper.map(chunk, out)
             if self._mapper.failed:  # its error (redacted by the mapper) is the last event
                 self._done = True
                 break
+            self._shortcut.learn(data, chunk, out[before:])
         return out

@@ -33,6 +33,13 @@ SSE_HEADERS = {
 }
 
 
+class SSEResponse(web.StreamResponse):
+    """Headers leave with the first body bytes: one write and one packet, not two, on the
+    path of the first token."""
+
+    _send_headers_immediately = False
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     started = time.monotonic()
@@ -175,7 +182,7 @@ async def _stream(
         if outcome is not HEARTBEAT:
             break
         if response is None:  # no winner yet: commit to 200 and keep the connection alive
-            response = web.StreamResponse(headers={**SSE_HEADERS, **_headers(request_id, None)})
+            response = SSEResponse(headers={**SSE_HEADERS, **_headers(request_id, None)})
             await response.prepare(request)
         await response.write(HEARTBEAT_BYTES)
     if isinstance(outcome, AllFailed):
@@ -186,9 +193,7 @@ async def _stream(
     assert isinstance(outcome, Winner)
     request.app[GATEWAY].note_version(outcome.deployment, outcome.events)
     if response is None:
-        response = web.StreamResponse(
-            headers={**SSE_HEADERS, **_headers(request_id, outcome.deployment)}
-        )
+        response = SSEResponse(headers={**SSE_HEADERS, **_headers(request_id, outcome.deployment)})
         await response.prepare(request)
     else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")

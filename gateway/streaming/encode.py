@@ -1,7 +1,8 @@
 """Events -> OpenAI Chat Completions output: SSE chunks (streaming) or one JSON body.
 
 The SSE encoder pre-renders the constant part of every chunk once per request,
-so a text chunk costs one orjson.dumps of its delta and a few bytes joins.
+so a text chunk costs one orjson.dumps of its delta and a few bytes joins; text cut
+from an OpenAI-shaped upstream chunk (`TextDelta.raw`) is not even re-encoded.
 """
 
 from __future__ import annotations
@@ -100,14 +101,14 @@ class ChunkEncoder:
         out: list[bytes] = []
         if not self._role_sent:
             out.append(self.start())
-        text: list[str] = []  # consecutive text deltas in one batch become one chunk
+        text: list[TextDelta] = []  # consecutive text deltas in one batch become one chunk
         for event in events:
             kind = type(event)
             if kind is TextDelta:
-                text.append(event.text)  # type: ignore[union-attr]
+                text.append(event)  # type: ignore[arg-type]
                 continue
             if text:
-                out.append(self._chunk({"content": "".join(text)}))
+                out.append(self._text(text))
                 text = []
             if kind is ReasoningDelta:
                 out.append(self._chunk({"reasoning_content": event.text}))  # type: ignore[union-attr]
@@ -121,8 +122,17 @@ class ChunkEncoder:
                 out.append(self.error(event))  # type: ignore[arg-type]
                 return b"".join(out)
         if text:
-            out.append(self._chunk({"content": "".join(text)}))
+            out.append(self._text(text))
         return b"".join(out)
+
+    def _text(self, run: list[TextDelta]) -> bytes:
+        """One chunk for consecutive text deltas; bodies cut from OpenAI-shaped upstream
+        chunks are already JSON-escaped, so they are framed as they are."""
+        raws = [event.raw for event in run]
+        if None in raws:
+            return self._chunk({"content": "".join(event.text for event in run)})
+        body = raws[0] if len(raws) == 1 else "".join(raws)  # type: ignore[arg-type]
+        return self._head + b'{"content":"' + body.encode() + b'"}' + self._tail  # type: ignore[union-attr]
 
     def _tool_delta(self, event: ToolCallDelta) -> dict[str, Any]:
         if event.index in self._seen_tools:

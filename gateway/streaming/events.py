@@ -6,7 +6,7 @@ reasoning, or tool-call data). The race is decided on tokens only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -14,7 +14,11 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    """Output text. `raw`, when set, is the same text as a JSON string body (escaped,
+    without quotes) cut from an OpenAI-shaped upstream chunk: re-framed, not re-encoded."""
+
     text: str
+    raw: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
