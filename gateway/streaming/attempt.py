@@ -1,10 +1,13 @@
-"""Pumping one attempt's event batches into the race queue, with its two deadlines.
+"""One attempt's event batches: pumped into the race queue until the race is decided,
+then, for the winner, read directly by the request's own task.
 
-Before the first token the attempt has `ttft_timeout_s` in all. After it, an
-idle watchdog fails the stream when the upstream sends nothing for
-`idle_timeout_s`; time spent waiting for a slow client (a full queue) does not
-count. The watchdog is one timer per idle period, not per chunk: the hot path
-only stamps the time of the last batch.
+Before the first token the attempt has `ttft_timeout_s` in all. Its first-token
+batch goes to the race, and the pump waits for the verdict: the winner's stream
+is handed over (`HANDED_OVER`), so every later chunk costs one task step, not a
+queue hop between two tasks. After the first token an idle watchdog fails the
+stream when the upstream sends nothing for `idle_timeout_s`; time spent waiting
+for a slow client does not count. The watchdog is one timer per idle period, not
+per chunk: the hot path only stamps the time of the last batch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,19 @@ from typing import Any
 
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.events import Event, UpstreamError, is_token
+
+HANDED_OVER = UpstreamError(0, "handed_over", "the race reads this stream itself", False)
+
+
+def stalled(idle_timeout_s: float) -> UpstreamError:
+    message = f"upstream stalled for more than {idle_timeout_s:g}s"
+    return UpstreamError(504, "upstream_timeout", message, True)
+
+
+def stream_failed(exc: Exception) -> UpstreamError:
+    """A decoder or transport bug must end the attempt, not hang the race."""
+    message = f"upstream stream failed: {type(exc).__name__}"
+    return UpstreamError(502, "upstream_protocol_error", message, True)
 
 
 class _IdleWatchdog:
@@ -50,8 +66,13 @@ async def pump(
     started_at: float,
     ttft_timeout_s: float,
     idle_timeout_s: float,
+    verdict: asyncio.Future[bool] | None = None,
 ) -> UpstreamError | None:
-    """Forward `stream`'s batches as `(key, batch)`; the error that ended it, or None."""
+    """Forward `stream`'s batches as `(key, batch)`; the error that ended it, or None.
+
+    After the first-token batch, waits for `verdict` if given: True (this attempt won)
+    returns HANDED_OVER and leaves the stream to the race.
+    """
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(ttft_timeout_s):
@@ -73,6 +94,8 @@ async def pump(
         message = f"no first token within {ttft_timeout_s:g}s"
         return UpstreamError(504, "upstream_timeout", message, True)
     await queue.put((key, batch))  # the first token's batch, outside any deadline
+    if verdict is not None and await verdict:
+        return HANDED_OVER
     task = asyncio.current_task()
     base = task.cancelling() if task is not None else 0
     watchdog = _IdleWatchdog(loop, idle_timeout_s)
@@ -84,9 +107,50 @@ async def pump(
             watchdog.last = loop.time()
     except asyncio.CancelledError:
         if watchdog.fired and task is not None and task.uncancel() <= base:
-            message = f"upstream stalled for more than {idle_timeout_s:g}s"
-            return UpstreamError(504, "upstream_timeout", message, True)
+            return stalled(idle_timeout_s)
         raise
     finally:
         watchdog.cancel()
     return None
+
+
+class DirectReader:
+    """The winner's stream, read by the task that writes to the client.
+
+    `read()` is awaited from that task only; its watchdog cancels that task when the
+    upstream is idle too long, and turns the cancellation into an error batch.
+    """
+
+    __slots__ = ("_base", "_idle_s", "_loop", "_stream", "_task", "_watchdog")
+
+    def __init__(self, stream: AsyncGenerator[list[Event], None], idle_timeout_s: float) -> None:
+        self._stream = stream
+        self._idle_s = idle_timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._base = self._task.cancelling() if self._task is not None else 0
+        self._watchdog = _IdleWatchdog(self._loop, idle_timeout_s)
+        self._watchdog.waiting = True  # until read() is awaited, the pace is the client's
+
+    async def read(self) -> list[Event] | None:
+        """The next batch; None at the clean end; an error batch ends the stream."""
+        watchdog = self._watchdog
+        watchdog.last = self._loop.time()
+        watchdog.waiting = False
+        try:
+            return await anext(self._stream)
+        except StopAsyncIteration:
+            return None
+        except asyncio.CancelledError:
+            task = self._task
+            if watchdog.fired and task is not None and task.uncancel() <= self._base:
+                return [stalled(self._idle_s)]
+            raise
+        except Exception as exc:
+            return [stream_failed(exc)]
+        finally:
+            watchdog.waiting = True
+
+    async def aclose(self) -> None:
+        self._watchdog.cancel()
+        await self._stream.aclose()

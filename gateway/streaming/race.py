@@ -12,14 +12,14 @@ import asyncio
 import random
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
-from gateway.streaming.attempt import pump
+from gateway.streaming.attempt import HANDED_OVER, DirectReader, pump, stream_failed
 from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
 from gateway.streaming.policy import LoadBudget, choose_error
 
 MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
-MAX_JOINED_EVENTS = 256  # events joined into one write after the winner
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,17 @@ class _End:
 
 
 class _Attempt:
-    __slots__ = ("candidate", "done", "pending", "record", "started_at", "task")
+    __slots__ = (
+        "candidate",
+        "done",
+        "handed_over",
+        "pending",
+        "record",
+        "started_at",
+        "stream",
+        "task",
+        "verdict",
+    )
 
     def __init__(self, candidate: Candidate, record: AttemptRecord, started_at: float) -> None:
         self.candidate = candidate
@@ -80,6 +90,9 @@ class _Attempt:
         self.pending: list[Event] = []
         self.done = False
         self.task: asyncio.Task[None] | None = None
+        self.stream: AsyncGenerator[list[Event], None] | None = None
+        self.verdict: asyncio.Future[bool] | None = None  # resolved True: hand the stream over
+        self.handed_over = False  # the race reads the stream itself (DirectReader)
 
 
 class Race:
@@ -109,7 +122,7 @@ class Race:
         self._errors: list[tuple[str, UpstreamError]] = []
         self._winner: _Attempt | None = None
         self._stream_done = False
-        self._held_end: _End | None = None
+        self._reader: DirectReader | None = None  # the winner's stream, once handed over
         self._closed = False
         self._next_hedge_at: float | None = None
         self._heartbeat_at = self._t0 + plan.heartbeat_after_s if plan.heartbeat_after_s else None
@@ -166,7 +179,8 @@ class Race:
 
     async def _run(self, attempt: _Attempt) -> None:
         candidate = attempt.candidate
-        stream = self._opener(candidate)
+        stream = attempt.stream = self._opener(candidate)
+        attempt.verdict = self._loop.create_future()
         try:
             error = await pump(
                 stream,
@@ -176,17 +190,15 @@ class Race:
                 attempt.started_at,
                 candidate.ttft_timeout_s,
                 candidate.idle_timeout_s,
+                attempt.verdict,
             )
-        except Exception as exc:  # a decoder or transport bug must not hang the race
-            error = UpstreamError(
-                502,
-                "upstream_protocol_error",
-                f"upstream stream failed: {type(exc).__name__}",
-                True,
-            )
+        except Exception as exc:
+            error = stream_failed(exc)
         finally:
-            await stream.aclose()
-        await self._queue.put((attempt, _End(error)))
+            if not attempt.handed_over:
+                await stream.aclose()
+        if error is not HANDED_OVER:
+            await self._queue.put((attempt, _End(error)))
 
     # -- before the winner -------------------------------------------------
 
@@ -231,7 +243,7 @@ class Race:
                     self._fail(attempt, event)
                     break
                 if is_token(event):
-                    return self._declare(attempt, attempt.pending + item)
+                    return self._declare(attempt, attempt.pending + item, live=True)
             else:
                 attempt.pending.extend(item)
                 del attempt.pending[:-MAX_PENDING_EVENTS]
@@ -264,7 +276,8 @@ class Race:
             attempt.task.cancel()  # closes its upstream connection
         self._start_next(speculative=False)  # a failure before the first token is invisible
 
-    def _declare(self, attempt: _Attempt, events: list[Event]) -> Winner:
+    def _declare(self, attempt: _Attempt, events: list[Event], live: bool = False) -> Winner:
+        """`live`: the attempt's pump is waiting for its verdict after the first token."""
         now = self._loop.time()
         self._winner = attempt
         self._next_hedge_at = None
@@ -289,6 +302,9 @@ class Race:
                 break
             elif is_token(event):
                 record.tokens += 1
+        if live and not self._stream_done and attempt.verdict is not None:
+            attempt.handed_over = True
+            attempt.verdict.set_result(True)
         for other in self._attempts:
             if other is not attempt and not other.done:
                 self._cancel(other, now)
@@ -317,43 +333,25 @@ class Race:
     async def next_batch(self) -> list[Event] | None:
         """The winner's next events; None at its clean end. An UpstreamError ends the stream.
 
-        Batches that are already queued are joined, so the caller writes once for
-        chunks that arrived together.
+        The winner's stream was handed over at its first token, so this reads it in the
+        caller's task; chunks that arrived together come out as one batch (one write).
         """
         winner = self._winner
         if winner is None or self._stream_done:
             return None
-        if self._held_end is not None:
-            return self._end(winner, self._held_end)
-        out: list[Event] | None = None
-        queue = self._queue
-        while True:
-            if out is None:
-                attempt, item = await queue.get()
-            elif queue.empty() or len(out) >= MAX_JOINED_EVENTS:
-                return out
-            else:
-                attempt, item = queue.get_nowait()
-            if attempt is not winner:
-                continue
-            if type(item) is _End:
-                if out is not None:
-                    self._held_end = item
-                    return out
-                return self._end(winner, item)
-            assert isinstance(item, list)
-            events = self._account(winner, item)
-            out = events if out is None else out + events
-            if self._stream_done:
-                return out
-
-    def _end(self, winner: _Attempt, end: _End) -> list[Event] | None:
-        self._stream_done = True
-        winner.done = True
-        if end.error is not None:
-            winner.record.error = end.error
-            return [end.error]
-        return None
+        reader = self._reader
+        if reader is None:
+            assert winner.handed_over and winner.stream is not None
+            reader = self._reader = DirectReader(winner.stream, winner.candidate.idle_timeout_s)
+        batch = await reader.read()
+        if batch is None:  # the clean end
+            self._stream_done = True
+            winner.done = True
+            return None
+        events = self._account(winner, batch)
+        if self._stream_done:  # a mid-stream error: drop the upstream connection at once
+            await reader.aclose()
+        return events
 
     def _account(self, winner: _Attempt, batch: list[Event]) -> list[Event]:
         record = winner.record
@@ -365,8 +363,6 @@ class Race:
                 record.error = event  # type: ignore[assignment]
                 self._stream_done = True
                 winner.done = True
-                if winner.task is not None:
-                    winner.task.cancel()
                 return batch[: i + 1]
             elif is_token(event):
                 record.tokens += 1
@@ -401,9 +397,13 @@ class Race:
                 record.stream_outcome = "client_cancelled"
         elif client_gone:
             record.stream_outcome = "client_cancelled"
+        closing: list[Any] = list(tasks)
+        winner = self._winner
+        if winner is not None and winner.handed_over and winner.stream is not None:
+            closing.append(self._reader.aclose() if self._reader else winner.stream.aclose())
         try:
-            if tasks:
-                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+            if closing:
+                await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
         finally:
             if self._observer is not None:
                 self._observer.on_race_end(record)

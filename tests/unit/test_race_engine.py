@@ -136,7 +136,7 @@ async def test_race_starts_k_at_once_and_first_token_wins_over_earlier_non_token
     ups["b"].send(TextDelta("lo"))
     ups["b"].send(Finish("stop"), Usage(prompt=7, completion=2))
     ups["b"].end()
-    assert await drain(race) == [[TextDelta("lo"), Finish("stop"), Usage(prompt=7, completion=2)]]
+    assert await drain(race) == [[TextDelta("lo")], [Finish("stop"), Usage(prompt=7, completion=2)]]
     assert await race.next_batch() is None  # stays ended
     record = await race.aclose()
     assert record.stream_outcome == "completed"
@@ -162,7 +162,7 @@ async def test_losers_late_items_never_leak_into_the_stream() -> None:
     ups["a"].send(TextDelta("a3"), Finish("stop"))
     ups["a"].end()
     batches = await drain(race)
-    assert batches == [[TextDelta("a2"), TextDelta("a3"), Finish("stop")]]  # queued batches join
+    assert batches == [[TextDelta("a2")], [TextDelta("a3"), Finish("stop")]]
     record = await race.aclose()
     assert record.stream_outcome == "completed"
     assert attempt(race, "b").outcome == "cancelled"
@@ -387,6 +387,63 @@ async def test_mid_stream_error_truncates_the_batch_and_ends_the_stream() -> Non
     assert record.attempts[0].error == error
     assert record.attempts[0].outcome == "won"
     assert observer.records == [record]
+    assert only_test_task_left()
+
+
+async def test_the_winners_stream_is_handed_over_to_the_reading_task() -> None:
+    """After the first token no attempt task is left: the caller reads the stream itself,
+    so a chunk costs one task step instead of a queue hop between two tasks."""
+    ups = FakeUpstreams("a", "b")
+    race = make_race(ups)
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["a"].send(TextDelta("one"))
+    assert isinstance(await first, Winner)
+    await settle()
+    assert only_test_task_left()  # the winner's pump returned, the loser was cancelled
+    ups["a"].send(TextDelta("two"))
+    ups["a"].end()
+    assert await drain(race) == [[TextDelta("two")]]
+    record = await race.aclose()
+    assert record.stream_outcome == "completed"
+    assert record.attempts[0].tokens == 2
+    assert ups.unclosed() == []
+
+
+async def test_winner_idle_after_its_first_token_is_a_stall_error() -> None:
+    ups = FakeUpstreams("a")
+    race = make_race(ups, k=1, candidates=[Candidate("a", idle_timeout_s=0.02)])
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["a"].send(TextDelta("one"))
+    assert isinstance(await first, Winner)
+    ups["a"].hang()
+    batch = await race.next_batch()
+    assert batch is not None and type(batch[-1]) is UpstreamError
+    assert batch[-1].status == 504 and "stalled" in batch[-1].message
+    assert await race.next_batch() is None
+    assert ups["a"].finished  # the stalled upstream is dropped
+    record = await race.aclose()
+    assert record.stream_outcome == "failed"
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    assert only_test_task_left()
+
+
+async def test_winner_reading_cancelled_by_the_client_closes_the_upstream() -> None:
+    ups = FakeUpstreams("a")
+    race = make_race(ups, k=1, candidates=[Candidate("a")])
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["a"].send(TextDelta("one"))
+    assert isinstance(await first, Winner)
+    reading = asyncio.create_task(race.next_batch())
+    await settle()
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    record = await race.aclose(client_gone=True)
+    assert record.stream_outcome == "client_cancelled"
+    assert ups.unclosed() == []
     assert only_test_task_left()
 
 
