@@ -22,3 +22,19 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+
+
+def reraise_if_cancelled(exc: BaseException) -> None:
+    """Raise CancelledError (from `exc`) when the current task is being cancelled.
+
+    Some clients turn the CancelledError delivered during a command into their own
+    error (redis-py: "Connection closed by server."). An `except Exception` around
+    such a call would swallow the cancellation, and a background loop would never
+    stop; call this first in those handlers.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: nothing can be cancelling
+        return
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from exc

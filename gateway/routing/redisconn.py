@@ -15,6 +15,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from gateway.tasks import reraise_if_cancelled
+
 log = structlog.get_logger("gateway.routing")
 
 CONNECT_TIMEOUT_S = 0.5
@@ -50,6 +52,9 @@ class Outage:
         return bool(self._failing)
 
     def failed(self, component: str, exc: BaseException) -> None:
+        """Note a failed Redis call; a cancellation the client disguised as an error is
+        re-raised, not taken for an outage."""
+        reraise_if_cancelled(exc)
         if not self._failing:
             self.outages += 1
             log.warning(

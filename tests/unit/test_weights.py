@@ -188,3 +188,40 @@ async def test_redis_unreachable_computes_locally_and_is_degraded() -> None:
         assert worker.computations == 2
     finally:
         await worker.close()
+
+
+class CancelDisguisingRedis:
+    """Like redis-py when its command is cancelled: raises ConnectionError instead."""
+
+    def __init__(self) -> None:
+        self.blocked = asyncio.Event()
+
+    async def set(self, *args: Any, **kwargs: Any) -> bool:
+        self.blocked.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("Connection closed by server.") from None
+        return False
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_close_stops_a_worker_whose_redis_call_disguises_the_cancellation() -> None:
+    """A cancellation turned into ConnectionError must not pass for an outage: the loop
+    would carry on and close() would wait for it forever."""
+    fake = CancelDisguisingRedis()
+    worker = WeightWorker(
+        two(),
+        stats=lambda: {},
+        ratings=dict,
+        interval_s=60,
+        redis=fake,
+        poll_s=0.01,  # type: ignore[arg-type]
+    )
+    await worker.start()
+    await asyncio.wait_for(fake.blocked.wait(), 5)
+    async with asyncio.timeout(5):
+        await worker.close()
+    assert not worker.outage.degraded
