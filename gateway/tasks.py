@@ -24,17 +24,17 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
                 raise
 
 
-def reraise_if_cancelled(exc: BaseException) -> None:
-    """Raise CancelledError (from `exc`) when the current task is being cancelled.
+def raise_if_cancelling(cause: BaseException | None = None) -> None:
+    """Raise CancelledError when the current task has been asked to cancel.
 
-    Some clients turn the CancelledError delivered during a command into their own
-    error (redis-py: "Connection closed by server."). An `except Exception` around
-    such a call would swallow the cancellation, and a background loop would never
-    stop; call this first in those handlers.
+    Some clients swallow the CancelledError delivered during a command (redis-py
+    returns normally, or raises its own ConnectionError: "Connection closed by
+    server."). A background loop would then carry on, and whoever waits for it to
+    stop would wait forever: call this after such calls and in their error handlers.
     """
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no running loop: nothing can be cancelling
         return
     if task is not None and task.cancelling():
-        raise asyncio.CancelledError() from exc
+        raise asyncio.CancelledError() from cause

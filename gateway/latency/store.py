@@ -31,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.tasks import cancel_and_wait, reraise_if_cancelled
+from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
@@ -217,8 +217,9 @@ class RedisStore:
                         await self._refresh()
                         next_refresh = loop.time() + self._refresh_interval
             except Exception as exc:  # never let the loop die; Redis errors are handled inside
-                reraise_if_cancelled(exc)
+                raise_if_cancelling(exc)
                 self._log.error("latency_store_loop_error", error=repr(exc))
+            raise_if_cancelling()  # redis-py may have swallowed a cancellation
 
     # -- background I/O --------------------------------------------------------
 
@@ -277,7 +278,7 @@ class RedisStore:
         self._available()
 
     def _unavailable(self, op: str, exc: BaseException) -> None:
-        reraise_if_cancelled(exc)  # redis-py may turn a cancellation into ConnectionError
+        raise_if_cancelling(exc)  # redis-py may turn a cancellation into ConnectionError
         if self._healthy:
             self._healthy = False
             self.outages += 1

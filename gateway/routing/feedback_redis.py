@@ -24,7 +24,7 @@ from gateway.routing.feedback import (
 )
 from gateway.routing.redisconn import Outage, connect, log
 from gateway.streaming.accounting import RaceRecord
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 _ADD_RATINGS = """
 local h = tonumber(ARGV[1])
@@ -196,6 +196,7 @@ class RedisFeedbackStore:
                     await self._wake.wait()
             self._wake.clear()
             await self.flush()
+            raise_if_cancelling()  # redis-py may have swallowed a cancellation
 
     async def flush(self) -> None:
         """Write pending request ids and ratings, refresh the ratings snapshot if due."""

@@ -35,6 +35,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from gateway.routing.redisconn import Outage, connect
+from gateway.tasks import raise_if_cancelling
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,7 @@ class RedisRateLimiter:
         except Exception as exc:  # fail open: a limiter outage must not fail requests
             self.outage.failed("check_and_take", exc)
             return _decision(True, limit, 0, 0, reset_s, degraded=True)
+        raise_if_cancelling()  # the client went away while redis-py swallowed the cancellation
         self.outage.ok("check_and_take")
         return _decision(bool(admitted), limit, int(used_r), int(used_t), reset_s)
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.tasks import reraise_if_cancelled
+from gateway.tasks import raise_if_cancelling
 
 log = structlog.get_logger("gateway.routing")
 
@@ -54,7 +54,7 @@ class Outage:
     def failed(self, component: str, exc: BaseException) -> None:
         """Note a failed Redis call; a cancellation the client disguised as an error is
         re-raised, not taken for an outage."""
-        reraise_if_cancelled(exc)
+        raise_if_cancelling(exc)
         if not self._failing:
             self.outages += 1
             log.warning(

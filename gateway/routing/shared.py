@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 
 from gateway.routing.health import HealthRegistry, Outcome, StateChange
 from gateway.routing.redisconn import Outage, connect, log
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 PUBLISHED_STATES = frozenset({"open", "cooling", "closed"})
 
@@ -145,6 +145,7 @@ class SharedHealth:
                 pass
             self._wake.clear()
             await self._flush()
+            raise_if_cancelling()  # redis-py may have swallowed a cancellation
 
     async def _flush(self) -> None:
         changes, self._changes = self._changes, {}
@@ -238,6 +239,7 @@ class SharedHealth:
                 backoff = 0.1
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    raise_if_cancelling()
                     if message is not None and message.get("type") == "message":
                         self._apply(message["data"], from_hash=False)
             except Exception as exc:
@@ -246,6 +248,7 @@ class SharedHealth:
                 self.subscribed = False
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+            raise_if_cancelling()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.reconnect_max_s)
 

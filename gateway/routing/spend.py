@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 
 from gateway.routing.redisconn import Outage, connect
 from gateway.streaming.accounting import RaceRecord
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 SPEND_TTL_S = 2 * 86_400
 
@@ -246,6 +246,7 @@ class RedisSpendTracker:
         while True:
             await asyncio.sleep(self.flush_interval_s)
             await self.flush()
+            raise_if_cancelling()  # redis-py may have swallowed a cancellation
 
     async def start(self) -> None:
         if self._task is None:

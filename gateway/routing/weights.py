@@ -51,7 +51,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 
 from gateway.routing.redisconn import Outage, connect, log
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 META_VERSION = "@version"
 META_AT = "@at"
@@ -408,4 +408,5 @@ class WeightWorker:
         sleep_s = self.poll_s if self._redis is not None else self.interval_s
         while True:
             await self.tick()
+            raise_if_cancelling()  # redis-py may have swallowed a cancellation
             await asyncio.sleep(sleep_s)

@@ -190,10 +190,12 @@ async def test_redis_unreachable_computes_locally_and_is_degraded() -> None:
         await worker.close()
 
 
-class CancelDisguisingRedis:
-    """Like redis-py when its command is cancelled: raises ConnectionError instead."""
+class CancelSwallowingRedis:
+    """Like redis-py when its command is cancelled: raises ConnectionError instead, or
+    returns as if nothing happened."""
 
-    def __init__(self) -> None:
+    def __init__(self, disguise: bool) -> None:
+        self.disguise = disguise
         self.blocked = asyncio.Event()
 
     async def set(self, *args: Any, **kwargs: Any) -> bool:
@@ -201,17 +203,24 @@ class CancelDisguisingRedis:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            raise ConnectionError("Connection closed by server.") from None
+            if self.disguise:
+                raise ConnectionError("Connection closed by server.") from None
         return False
+
+    async def hgetall(self, key: str) -> dict[bytes, bytes]:
+        return {}
 
     async def aclose(self) -> None:
         return None
 
 
-async def test_close_stops_a_worker_whose_redis_call_disguises_the_cancellation() -> None:
-    """A cancellation turned into ConnectionError must not pass for an outage: the loop
-    would carry on and close() would wait for it forever."""
-    fake = CancelDisguisingRedis()
+@pytest.mark.parametrize("disguise", [True, False])
+async def test_close_stops_a_worker_whose_redis_call_swallows_the_cancellation(
+    disguise: bool,
+) -> None:
+    """A cancellation turned into ConnectionError (or swallowed) must not pass for an
+    outage or a normal return: the loop would carry on and close() would wait forever."""
+    fake = CancelSwallowingRedis(disguise)
     worker = WeightWorker(
         two(),
         stats=lambda: {},
