@@ -39,7 +39,7 @@ from gateway.streaming.events import (
     UpstreamError,
     Usage,
 )
-from gateway.streaming.sse import SSEDecoder, SSEEvent
+from gateway.streaming.sse import SSEDecoder
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -344,10 +344,10 @@ class OpenAIStreamDecoder:
         if self._done:
             return []
         try:
-            events = self._sse.feed(data)
+            payloads = self._sse.feed_data(data)
         except ValueError as exc:  # LineTooLong / EventTooLarge
             return self._fail(protocol_error(str(exc), retryable=False))
-        return self._handle(events, at_eof=False) if events else []
+        return self._handle(payloads, at_eof=False) if payloads else []
 
     def close(self) -> list[Event]:
         if self._closed:
@@ -356,7 +356,8 @@ class OpenAIStreamDecoder:
         out: list[Event] = []
         if not self._done:
             try:  # an upstream may omit the blank line after its last event
-                out = self._handle(self._sse.close(flush_incomplete=True), at_eof=True)
+                tail = self._sse.close(flush_incomplete=True)
+                out = self._handle([event.data for event in tail], at_eof=True)
             except ValueError as exc:
                 return self._fail(protocol_error(str(exc), retryable=False))
         if not self._done:
@@ -369,10 +370,9 @@ class OpenAIStreamDecoder:
         self._done = True
         return [] if self._mapper.finished else [error]
 
-    def _handle(self, sse_events: list[SSEEvent], at_eof: bool) -> list[Event]:
+    def _handle(self, payloads: list[str], at_eof: bool) -> list[Event]:
         out: list[Event] = []
-        for sse in sse_events:
-            data = sse.data
+        for data in payloads:
             if data == "[DONE]" or (len(data) < 16 and data.strip() == "[DONE]"):
                 self._done = True
                 break

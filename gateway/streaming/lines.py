@@ -56,6 +56,11 @@ class LineSplitter:
         """Bytes held for the current unterminated line."""
         return self._pending_len
 
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered, and no line ending split across chunks pending."""
+        return not self._pending and not self._skip_lf and not self._closed
+
     def feed(self, data: bytes) -> list[bytes]:
         """Buffer `data` and return the lines it completes, without terminators."""
         if self._closed:

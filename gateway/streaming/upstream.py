@@ -130,8 +130,9 @@ async def stream_events(
             clean = response.content.at_eof()
             return
         decoder = provider.decoder()
+        content = response.content
         try:
-            async for data in response.content.iter_any():
+            while data := await content.readany():  # b"" at the end of the body
                 events = decoder.feed(data)
                 if events:
                     yield events

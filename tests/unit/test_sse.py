@@ -410,3 +410,36 @@ def test_matches_reference_algorithm(data: bytes, points: list[int]) -> None:
     expected = reference_decode(data)
     assert decode([data]) == expected
     assert decode(split_at(data, points)) == expected
+
+
+data_events = st.lists(
+    st.sampled_from(
+        [b"data: {\"a\":1}\n\n", b"data: x\n\n", b"data:  two spaces\n\n", b"data: \xc3\xa9\n\n",
+         b"data: \xff\n\n", b"data: [DONE]\n\n", b"data: a\ndata: b\n\n", b": comment\n\n",
+         b"event: e\ndata: y\n\n", b"data: crlf\r\n\r\n", b"\n", b"data: z\n", b"id: 7\n"]
+    ),
+    max_size=8,
+).map(b"".join)  # fmt: skip
+
+
+@given(
+    data=data_events | sse_noise,
+    points=st.lists(st.integers(min_value=0), max_size=10),
+    flush=st.booleans(),
+)
+def test_feed_data_is_the_data_of_feed(data: bytes, points: list[int], flush: bool) -> None:
+    """The shortcut for whole `data:` events gives what the line-by-line decoder gives."""
+    for chunks in ([data], split_at(data, points)):
+        slow, fast = SSEDecoder(), SSEDecoder()
+        expected = [e.data for chunk in chunks for e in slow.feed(chunk)]
+        got = [d for chunk in chunks for d in fast.feed_data(chunk)]
+        assert got == expected
+        tail = [e.data for e in fast.close(flush_incomplete=flush)]
+        assert tail == [e.data for e in slow.close(flush_incomplete=flush)]
+
+
+def test_feed_data_limits_hold_on_the_shortcut() -> None:
+    with pytest.raises(EventTooLarge):
+        SSEDecoder(max_event_bytes=8).feed_data(b"data: 0123456789\n\n")
+    with pytest.raises(LineTooLong):
+        SSEDecoder(max_line_bytes=8).feed_data(b"data: 0123456789\n\n")
