@@ -33,8 +33,9 @@ from gateway.routing.table import ResolvedRoute, RouteTable
 from gateway.state import SharedState
 from gateway.streaming.accounting import RaceRecord
 from gateway.streaming.events import Event, ResponseMeta, UpstreamError
+from gateway.streaming.plan import Candidate, RacePlan
 from gateway.streaming.policy import LoadBudget
-from gateway.streaming.race import Candidate, Race, RacePlan
+from gateway.streaming.race import Race
 from gateway.streaming.upstream import UpstreamPool, stream_events
 
 log = structlog.get_logger("gateway")

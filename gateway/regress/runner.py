@@ -28,7 +28,7 @@ from gateway.request import ChatRequest
 from gateway.routing.table import ResolvedRoute, RouteTable
 from gateway.runtime import Gateway, RequestRejected
 from gateway.streaming.encode import ResponseAssembler
-from gateway.streaming.race import HEARTBEAT, AllFailed, Winner
+from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
 
 
 @dataclass(frozen=True, slots=True)

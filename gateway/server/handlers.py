@@ -21,7 +21,8 @@ from gateway.server.parse import parse_chat_request
 from gateway.streaming.encode import HEARTBEAT as HEARTBEAT_BYTES
 from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
 from gateway.streaming.events import UpstreamError
-from gateway.streaming.race import HEARTBEAT, AllFailed, Race, Winner
+from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
+from gateway.streaming.race import Race
 
 log = structlog.get_logger("gateway.access")
 audit = structlog.get_logger("gateway.audit")

@@ -10,59 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
 from gateway.streaming.attempt import HANDED_OVER, DirectReader, pump, stream_failed
 from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
+from gateway.streaming.plan import (
+    HEARTBEAT,
+    AllFailed,
+    Candidate,
+    Heartbeat,
+    Opener,
+    RacePlan,
+    Winner,
+    ordered_candidates,
+)
 from gateway.streaming.policy import LoadBudget, choose_error
 
 MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    name: str
-    ttft_timeout_s: float = 10.0
-    idle_timeout_s: float = 30.0
-    hedge_delay_s: float = 0.6
-    weight: float = 1.0
-    price_input: float = 0.0
-    price_output: float = 0.0
-
-
-@dataclass(slots=True)
-class RacePlan:
-    request_id: str
-    route: str
-    strategy: str
-    candidates: list[Candidate]
-    k: int = 2
-    heartbeat_after_s: float | None = None
-    prompt_estimate: int = 0
-    region: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Winner:
-    deployment: str
-    events: list[Event]
-
-
-@dataclass(frozen=True, slots=True)
-class AllFailed:
-    error: UpstreamError
-    errors: list[tuple[str, UpstreamError]] = field(default_factory=list)
-
-
-class Heartbeat:
-    """No winner yet after the heartbeat delay: keep the client connection alive."""
-
-
-HEARTBEAT = Heartbeat()
-Opener = Callable[[Candidate], AsyncGenerator[list[Event], None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +83,7 @@ class Race:
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
         self._queue: asyncio.Queue[tuple[_Attempt, list[Event] | _End]] = asyncio.Queue(queue_size)
-        self._order = _ordered(plan, rng or random.Random())
+        self._order = ordered_candidates(plan, rng or random.Random())
         self._next = 0
         self._attempts: list[_Attempt] = []
         self._errors: list[tuple[str, UpstreamError]] = []
@@ -408,13 +375,3 @@ class Race:
             if self._observer is not None:
                 self._observer.on_race_end(record)
         return record
-
-
-def _ordered(plan: RacePlan, rng: random.Random) -> list[Candidate]:
-    candidates = list(plan.candidates)
-    if plan.strategy == "weighted" and len(candidates) > 1:
-        weights = [max(c.weight, 0.0) for c in candidates]
-        if sum(weights) > 0:
-            first = rng.choices(range(len(candidates)), weights=weights)[0]
-            candidates.insert(0, candidates.pop(first))
-    return candidates

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from gateway.streaming.accounting import RaceRecord
 from gateway.streaming.events import Event, UpstreamError
-from gateway.streaming.race import Candidate
+from gateway.streaming.plan import Candidate
 
 Command = tuple[str, object]
 

@@ -28,8 +28,9 @@ from gateway.streaming.events import (
     Usage,
     is_token,
 )
+from gateway.streaming.plan import HEARTBEAT, AllFailed, Candidate, RacePlan, Winner
 from gateway.streaming.policy import LoadBudget, choose_error
-from gateway.streaming.race import HEARTBEAT, AllFailed, Candidate, Race, RacePlan, Winner
+from gateway.streaming.race import Race
 from tests.unit.fake_attempts import FakeClock, FakeUpstreams, RecordingObserver, settle, wait_set
 
 HUGE = 1000.0  # seconds: a timer that never fires during a test
