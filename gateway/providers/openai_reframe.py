@@ -1,13 +1,15 @@
 """The shortcut for plain text chunks of an OpenAI-shaped stream: no JSON parse in, none out.
 
-Nearly every chunk of a streamed answer is the same bytes except for its text:
-`{"id":…,"model":…,"choices":[{"index":0,"delta":{"content":"` + text + `"},…}`.
-Once one such chunk has been fully parsed, its bytes up to the text (the *head*) are
-remembered. A later chunk that starts with that exact head and ends in one of the
-few known tails is a text delta whose JSON-escaped body is cut out as it is: it
-becomes a `TextDelta` carrying that body (`raw`), which the encoder re-frames
-without decoding or re-encoding it. Anything else takes the full parse, so the
-shortcut can only ever produce what the parse would have.
+Nearly every chunk of a streamed answer is the same bytes up to its delta object:
+`{"id":…,"model":…,"choices":[{"index":0,"delta":{` (the *head*), then
+`"content":"` + text + `"},"logprobs":null,"finish_reason":null}]}`. Once one
+chunk has been fully parsed, its head is remembered (usually from the role chunk, so
+that even the first token skips the parse). A later chunk that starts with that
+exact head, holds only text in its delta and ends in one of the few known tails is
+cut with a regular expression: it becomes a `TextDelta` carrying its JSON-escaped
+body (`raw`), which the encoder re-frames without decoding or re-encoding it.
+Anything else takes the full parse, so the shortcut only ever produces what the
+parse would have.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ import orjson
 
 from gateway.streaming.events import Event, ResponseMeta, TextDelta
 
-# The escaped string body (no raw control characters, no unescaped quote), then what
-# may follow the text of a plain text chunk: the end of the delta and the choice
-# (logprobs null, no finish reason), and only null usage or OpenAI's padding field.
-_TEXT_TAIL = re.compile(
-    r'((?:[^"\\\x00-\x1f]|\\.)*)"\},(?:"logprobs":null,)?"finish_reason":null\}\]'
+# After the head: the text (an optional assistant role first), as an escaped string body
+# (no raw control characters, no unescaped quote); then the end of the delta and of
+# the choice (logprobs null, no finish reason), and only null usage or OpenAI's
+# padding field after the choices.
+_TEXT_CHUNK = re.compile(
+    r'(?:"role":"assistant",)?"content":"((?:[^"\\\x00-\x1f]|\\.)*)"\},'
+    r'(?:"logprobs":null,)?"finish_reason":null\}\]'
     r'(?:,"usage":null)?(?:,"obfuscation":"[A-Za-z0-9+/=_-]*")?\}'
 )
 _DELTA = '"delta":{'
-_CONTENT = '"content":"'
+_PROBE = '"content":"x"},"finish_reason":null}]}'  # closes a head into a whole chunk
 _CHOICE_KEYS = frozenset(("index", "delta", "logprobs", "finish_reason"))
 
 
@@ -43,7 +47,7 @@ def text_delta(body: str) -> TextDelta | None:
 
 
 class TextChunkShortcut:
-    """Learns the head of a stream's plain text chunks and cuts the text out of later ones."""
+    """Learns the head of a stream's chunks and cuts the text out of plain text chunks."""
 
     __slots__ = ("_head",)
 
@@ -56,7 +60,7 @@ class TextChunkShortcut:
         head = self._head
         if head is None or not data.startswith(head):
             return False
-        found = _TEXT_TAIL.fullmatch(data, len(head))
+        found = _TEXT_CHUNK.fullmatch(data, len(head))
         if found is None:
             return False
         body = found.group(1)
@@ -65,28 +69,43 @@ class TextChunkShortcut:
         return text_delta(body) or False
 
     def learn(self, data: str, chunk: dict[str, Any], events: list[Event]) -> None:
-        """Remember the head of `data` if the parsed `chunk` is a plain text chunk whose
-        only events (`events`, what the full parse made of it) the shortcut reproduces."""
-        if self._head is not None or not _plain_text(chunk):
+        """Remember the head of `data`, the raw text of the parsed `chunk`, if a plain text
+        chunk with the same head would parse to just its text.
+
+        `events` is what the full parse made of the chunk: a head that carried an error,
+        usage or a finish reason would carry it again, so such a chunk teaches nothing.
+        """
+        if self._head is not None or not _one_open_choice(chunk):
             return
-        texts = [event for event in events if type(event) is TextDelta]
-        if len(texts) != 1 or any(type(e) not in (TextDelta, ResponseMeta) for e in events):
+        if any(type(event) not in _QUIET for event in events):
             return
-        start = data.find(_DELTA)
-        at = data.find(_CONTENT, start) if start >= 0 else -1
+        at = data.find(_DELTA)
         if at < 0:
             return
-        head = data[: at + len(_CONTENT)]
-        found = _TEXT_TAIL.fullmatch(data, len(head))
-        if found is None:
+        head = data[: at + len(_DELTA)]
+        # The head must close into exactly one plain text chunk with the same top level.
+        try:
+            probe = orjson.loads(head + _PROBE)
+        except orjson.JSONDecodeError:
             return
-        event = text_delta(found.group(1))
-        if event is not None and event.text == texts[0].text:
-            self._head = head
+        if not isinstance(probe, dict) or not _one_open_choice(probe):
+            return
+        if probe["choices"][0]["delta"] != {"content": "x"}:
+            return
+        if any(
+            key not in chunk or chunk[key] != value
+            for key, value in probe.items()
+            if key != "choices"
+        ):
+            return
+        self._head = head
 
 
-def _plain_text(chunk: dict[str, Any]) -> bool:
-    """One choice whose delta is only text (and the assistant role), no finish, no usage."""
+_QUIET = (ResponseMeta, TextDelta)  # what a head may have produced (meta: once per stream)
+
+
+def _one_open_choice(chunk: dict[str, Any]) -> bool:
+    """One choice, at index 0, with a delta object, no finish reason, no logprobs, no usage."""
     if chunk.get("usage") is not None or "error" in chunk:
         return False
     choices = chunk.get("choices")
@@ -97,11 +116,4 @@ def _plain_text(chunk: dict[str, Any]) -> bool:
         return False
     if choice.get("index") != 0 or choice.get("finish_reason") is not None:
         return False
-    if choice.get("logprobs") is not None:
-        return False
-    delta = choice.get("delta")
-    if not isinstance(delta, dict) or not isinstance(delta.get("content"), str):
-        return False
-    return all(
-        key == "content" or (key == "role" and value == "assistant") for key, value in delta.items()
-    )
+    return choice.get("logprobs") is None and isinstance(choice.get("delta"), dict)

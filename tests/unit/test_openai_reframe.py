@@ -74,9 +74,8 @@ def test_plain_text_chunks_take_the_shortcut_and_decode_alike() -> None:
     assert fast == decode(_full_parse(), body)
     texts = [e for e in fast if type(e) is TextDelta]
     assert [t.text for t in texts] == ["Hello", ", ", 'say "hi"\\n', "caf\u00e9 \u2603"]
-    # the first text chunk teaches the head; the rest are cut out as escaped bodies
-    assert texts[0].raw is None
-    assert [t.raw for t in texts[1:]] == [", ", 'say \\"hi\\"\\\\n', "caf\u00e9 \u2603"]
+    # the role chunk teaches the head: even the first token is cut out as an escaped body
+    assert [t.raw for t in texts] == ["Hello", ", ", 'say \\"hi\\"\\\\n', "caf\u00e9 \u2603"]
     assert fast[-1] == Finish("stop")
 
 
@@ -95,11 +94,35 @@ def test_same_head_but_more_than_text_falls_back_to_the_full_parse() -> None:
     assert any(type(e) is ToolCallDelta for e in fast)
 
 
+def test_a_head_cut_at_the_wrong_delta_teaches_nothing() -> None:
+    """A top-level `delta` object before the choices is not the choice's delta: the head
+    is only learned when it closes into a valid chunk, so a broken chunk that happens to
+    start with that text is still refused."""
+    first = orjson.dumps({"delta": {"k": 1}, **chunk({"content": "a"})})
+    broken = b'{"delta":{"content":"b"},"finish_reason":null}]}'
+    body = sse(first, broken, b"[DONE]")
+    fast = decode(OpenAIStreamDecoder(QUIRKS), body)
+    assert fast == decode(_full_parse(), body)
+    assert fast[-1].type == "upstream_protocol_error"  # type: ignore[union-attr]
+
+
+def test_a_first_chunk_with_usage_or_a_finish_teaches_nothing() -> None:
+    for first in (
+        chunk({"content": "a"}, usage={"prompt_tokens": 1, "completion_tokens": 1}),
+        chunk({"content": "a"}, "stop"),
+    ):
+        body = sse(first, chunk({"content": "b"}), b"[DONE]")
+        events = decode(OpenAIStreamDecoder(QUIRKS), body)
+        assert events == decode(_full_parse(), body)
+        assert [e.raw for e in events if type(e) is TextDelta] == [None, None]
+
+
 def test_a_different_head_is_parsed_in_full() -> None:
     first = chunk({"content": "a"})
     renamed = {**chunk({"content": "b"}), "model": "other-model"}
     body = sse(first, renamed, b"[DONE]")
     events = decode(OpenAIStreamDecoder(QUIRKS), body)
+    assert events == decode(_full_parse(), body)
     assert [e.raw for e in events if type(e) is TextDelta] == [None, None]
 
 
