@@ -192,7 +192,6 @@ async def _stream(
         await response.write(encoder.error(outcome.error))
         return response
     assert isinstance(outcome, Winner)
-    request.app[GATEWAY].note_version(outcome.deployment, outcome.events)
     if response is None:
         response = SSEResponse(headers={**SSE_HEADERS, **_headers(request_id, outcome.deployment)})
         await response.prepare(request)
@@ -200,6 +199,7 @@ async def _stream(
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = transform(outcome.events) if transform else outcome.events
     await response.write(encoder.encode(events))
+    request.app[GATEWAY].note_version(outcome.deployment, outcome.events)  # after the token
     failed = any(type(e) is UpstreamError for e in events)
     while not failed and not (transform and transform.stopped):
         batch = await race.next_batch()

@@ -85,8 +85,14 @@ async def read_body(request: web.BaseRequest, limit: int, timeout_s: float) -> b
     chunks: list[bytes] = []
     size = 0
     try:
+        content = request.content
+        if content.is_eof():  # the whole body came with the headers: no timer, no wait
+            chunk = content.read_nowait()
+            if len(chunk) > limit:
+                raise _too_large(limit)
+            return chunk
         async with asyncio.timeout(timeout_s):
-            while chunk := await request.content.readany():
+            while chunk := await content.readany():
                 size += len(chunk)
                 if size > limit:
                     raise _too_large(limit)
