@@ -49,10 +49,11 @@ def text_delta(body: str) -> TextDelta | None:
 class TextChunkShortcut:
     """Learns the head of a stream's chunks and cuts the text out of plain text chunks."""
 
-    __slots__ = ("_head",)
+    __slots__ = ("_head", "_probes_left")
 
     def __init__(self) -> None:
         self._head: str | None = None
+        self._probes_left = 4  # a stream whose heads never close into a chunk stops paying
 
     def match(self, data: str) -> TextDelta | bool:
         """A TextDelta for a plain text chunk, True for one with empty text (no event),
@@ -83,6 +84,9 @@ class TextChunkShortcut:
         if at < 0:
             return
         head = data[: at + len(_DELTA)]
+        if self._probes_left <= 0:
+            return
+        self._probes_left -= 1
         # The head must close into exactly one plain text chunk with the same top level.
         try:
             probe = orjson.loads(head + _PROBE)

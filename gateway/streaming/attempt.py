@@ -19,7 +19,12 @@ from typing import Any
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.events import Event, UpstreamError, is_token
 
-HANDED_OVER = UpstreamError(0, "handed_over", "the race reads this stream itself", False)
+
+class HandedOver:
+    """What `pump` returns when its attempt won: the race now reads the stream itself."""
+
+
+HANDED_OVER = HandedOver()
 
 
 def stalled(idle_timeout_s: float) -> UpstreamError:
@@ -67,7 +72,7 @@ async def pump(
     ttft_timeout_s: float,
     idle_timeout_s: float,
     verdict: asyncio.Future[bool] | None = None,
-) -> UpstreamError | None:
+) -> UpstreamError | HandedOver | None:
     """Forward `stream`'s batches as `(key, batch)`; the error that ended it, or None.
 
     After the first-token batch, waits for `verdict` if given: True (this attempt won)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
-from gateway.streaming.attempt import HANDED_OVER, DirectReader, pump, stream_failed
+from gateway.streaming.attempt import DirectReader, HandedOver, pump, stream_failed
 from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
@@ -164,7 +164,7 @@ class Race:
         finally:
             if not attempt.handed_over:
                 await stream.aclose()
-        if error is not HANDED_OVER:
+        if not isinstance(error, HandedOver):
             await self._queue.put((attempt, _End(error)))
 
     # -- before the winner -------------------------------------------------

@@ -106,6 +106,16 @@ def test_a_head_cut_at_the_wrong_delta_teaches_nothing() -> None:
     assert fast[-1].type == "upstream_protocol_error"  # type: ignore[union-attr]
 
 
+def test_a_stream_whose_head_never_closes_stops_probing() -> None:
+    shortcut = TextChunkShortcut()
+    odd = {"delta": {"k": 1}, **chunk({"content": "a"})}
+    data = orjson.dumps(odd).decode()
+    for _ in range(10):
+        shortcut.learn(data, odd, [TextDelta("a")])
+    assert shortcut._probes_left == 0
+    assert shortcut.match(data) is False
+
+
 def test_a_first_chunk_with_usage_or_a_finish_teaches_nothing() -> None:
     for first in (
         chunk({"content": "a"}, usage={"prompt_tokens": 1, "completion_tokens": 1}),
