@@ -58,6 +58,8 @@ class ChunkEncoder:
         "_seen_tools",
         "_tail",
         "_tail_open",
+        "_text_head",
+        "_text_tail",
         "_usage",
         "_usage_head",
         "tool_call_prefix",
@@ -75,6 +77,8 @@ class ChunkEncoder:
         usage_tail = b',"usage":null' if include_usage else b""
         self._tail = b',"logprobs":null,"finish_reason":null}]' + usage_tail + b"}\n\n"
         self._tail_open = b',"logprobs":null,"finish_reason":'
+        self._text_head = self._head + b'{"content":"'  # around an already escaped body
+        self._text_tail = b'"}' + self._tail
         self._usage_head = (
             b"data: " + ident + b',"model":' + model_json + b',"system_fingerprint":null,'
             b'"choices":[],"usage":'
@@ -132,7 +136,7 @@ class ChunkEncoder:
         if None in raws:
             return self._chunk({"content": "".join(event.text for event in run)})
         body = raws[0] if len(raws) == 1 else "".join(raws)  # type: ignore[arg-type]
-        return self._head + b'{"content":"' + body.encode() + b'"}' + self._tail  # type: ignore[union-attr]
+        return self._text_head + body.encode() + self._text_tail  # type: ignore[union-attr]
 
     def _tool_delta(self, event: ToolCallDelta) -> dict[str, Any]:
         if event.index in self._seen_tools:
