@@ -3,11 +3,11 @@ then, for the winner, read directly by the request's own task.
 
 Before the first token the attempt has `ttft_timeout_s` in all. Its first-token
 batch goes to the race, and the pump waits for the verdict: the winner's stream
-is handed over (`HANDED_OVER`), so every later chunk costs one task step, not a
-queue hop between two tasks. After the first token an idle watchdog fails the
-stream when the upstream sends nothing for `idle_timeout_s`; time spent waiting
-for a slow client does not count. The watchdog is one timer per idle period, not
-per chunk: the hot path only stamps the time of the last batch.
+is handed over (`HANDED_OVER`) to a `DirectReader`, so every later chunk costs
+one task step, not a queue hop between two tasks. The reader's idle watchdog
+fails the stream when the upstream sends nothing for `idle_timeout_s`; time spent
+waiting for a slow client does not count. The watchdog is one timer per idle
+period, not per chunk: the hot path only stamps the time of the last batch.
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ async def pump(
     record: AttemptRecord,
     started_at: float,
     ttft_timeout_s: float,
-    idle_timeout_s: float,
-    verdict: asyncio.Future[bool] | None = None,
+    verdict: asyncio.Future[bool],
 ) -> UpstreamError | HandedOver | None:
-    """Forward `stream`'s batches as `(key, batch)`; the error that ended it, or None.
+    """Forward `stream`'s batches as `(key, batch)` up to its first token; the error that
+    ended it before, or None for a clean end without a token.
 
-    After the first-token batch, waits for `verdict` if given: True (this attempt won)
-    returns HANDED_OVER and leaves the stream to the race.
+    After the first-token batch, waits for `verdict`: the winner's is resolved and the
+    stream is left to the race (HANDED_OVER); a loser is cancelled while it waits.
     """
     loop = asyncio.get_running_loop()
     try:
@@ -99,24 +99,8 @@ async def pump(
         message = f"no first token within {ttft_timeout_s:g}s"
         return UpstreamError(504, "upstream_timeout", message, True)
     await queue.put((key, batch))  # the first token's batch, outside any deadline
-    if verdict is not None and await verdict:
-        return HANDED_OVER
-    task = asyncio.current_task()
-    base = task.cancelling() if task is not None else 0
-    watchdog = _IdleWatchdog(loop, idle_timeout_s)
-    try:
-        async for batch in stream:
-            watchdog.waiting = True
-            await queue.put((key, batch))
-            watchdog.waiting = False
-            watchdog.last = loop.time()
-    except asyncio.CancelledError:
-        if watchdog.fired and task is not None and task.uncancel() <= base:
-            return stalled(idle_timeout_s)
-        raise
-    finally:
-        watchdog.cancel()
-    return None
+    await verdict
+    return HANDED_OVER
 
 
 class DirectReader:

@@ -147,7 +147,7 @@ class Race:
     async def _run(self, attempt: _Attempt) -> None:
         candidate = attempt.candidate
         stream = attempt.stream = self._opener(candidate)
-        attempt.verdict = self._loop.create_future()
+        verdict = attempt.verdict = self._loop.create_future()
         try:
             error = await pump(
                 stream,
@@ -156,8 +156,7 @@ class Race:
                 attempt.record,
                 attempt.started_at,
                 candidate.ttft_timeout_s,
-                candidate.idle_timeout_s,
-                attempt.verdict,
+                verdict,
             )
         except Exception as exc:
             error = stream_failed(exc)
