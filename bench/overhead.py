@@ -30,7 +30,6 @@ measured too.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 import yaml
 
 from bench.procs import Child, Children, cpu_seconds, free_port, machine_busy_seconds
@@ -299,15 +299,6 @@ async def bench(args: argparse.Namespace, targets: list[Target], sim_pid: int) -
     return {"markdown": markdown, "rows": rows, "cases": [asdict(c) for c in cases]}
 
 
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -347,7 +338,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 Target(args.compare_name, args.compare, args.compare_pid, args.compare_key)
             )
         started = time.monotonic()
-        out = _run(bench(args, targets, sim.pid))
+        out = uvloop.run(bench(args, targets, sim.pid))
         took = time.monotonic() - started
     env = (
         f"{platform.python_implementation()} {platform.python_version()}, "

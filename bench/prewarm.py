@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 
 from gateway.config import parse_config
 from gateway.loadtest import make_session, run_load
@@ -277,18 +278,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        out = _run(bench(args))
+        out = uvloop.run(bench(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 
 from bench.procs import machine_busy_seconds
 from bench.race_report import (
@@ -292,14 +293,6 @@ async def bench(requests: int, rate: float) -> dict[str, Any]:
     }
 
 
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.race_strategies", description=__doc__)
     parser.add_argument("--requests", type=int, default=1000, help="per strategy")
@@ -309,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     requests = 200 if args.quick else args.requests
     try:
-        out = _run(bench(requests, args.rate))
+        out = uvloop.run(bench(requests, args.rate))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -68,6 +68,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import uvloop
 
 from gateway.config import parse_config
 from gateway.loadtest.report import to_json_bytes
@@ -109,14 +110,6 @@ WORDS = (
     "meeting schedule report quarter revenue contract renewal update request issue problem "
     "theorem proof lemma graph vertex edge matrix vector integral bound constraint optimal"
 ).split()
-
-
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 class Collector:
@@ -731,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        out = _run(bench(args))
+        out = uvloop.run(bench(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

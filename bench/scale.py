@@ -58,6 +58,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import uvloop
 import yaml
 
 from bench.procs import Child, Children, cpu_seconds, free_port
@@ -435,15 +436,6 @@ def table(rows: list[PhaseResult], asked: list[int]) -> str:
     return "\n".join(lines)
 
 
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small N, short streams")
@@ -521,7 +513,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 f"gateway pid {gw.pid}, simulator pid {sim.pid}",
                 file=sys.stderr,
             )
-            result = _run(run_phase(url, gw.pid, sim.pid, n, s))
+            result = uvloop.run(run_phase(url, gw.pid, sim.pid, n, s))
             rows.append(result)
             print(
                 f"  {result.kib_per_stream:.1f} KiB/stream, errors {result.error_count}, "
