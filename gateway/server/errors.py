@@ -7,30 +7,13 @@ import math
 import orjson
 from aiohttp import web
 
+from gateway.rejection import Rejected
 from gateway.streaming.events import UpstreamError
 
 MAX_RETRY_AFTER_S = 86400  # a longer (or non-finite) upstream delay is shown as one day
 
 
-class ApiError(Exception):
-    """A client-visible error raised anywhere in a handler; the middleware renders it."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type_: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type_
-        self.code = code
-        self.param = param
-        self.headers = headers or {}
+ApiError = Rejected  # the name the server layer has always used
 
 
 def error_response(
