@@ -1,6 +1,5 @@
 """Gateway configuration: typed model, YAML loader and validation."""
 
-from gateway.config.check import check_config_main, summarize
 from gateway.config.loader import load_config, parse_config
 from gateway.config.model import (
     STRATEGIES,
@@ -22,6 +21,7 @@ from gateway.config.model import (
     StateConfig,
     Strategy,
 )
+from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "Secret",
     "StateConfig",
     "Strategy",
-    "check_config_main",
     "load_config",
     "parse_config",
     "summarize",
