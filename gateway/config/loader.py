@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Collection, Mapping
 from typing import Any, cast
@@ -42,7 +43,6 @@ from gateway.config.validate import (
     show,
     suggest,
 )
-from gateway.providers.registry import kinds as provider_kinds  # plugins' kinds too
 
 __all__ = ["ConfigError", "ConfigFileError", "load_config", "parse_config"]
 
@@ -228,6 +228,18 @@ def _logging(r: Reader) -> LoggingConfig:
     return out
 
 
+def _known_kinds() -> list[str] | None:
+    """Registered provider kinds, or None while the registry is not importable."""
+    try:
+        registry = importlib.import_module("gateway.providers.registry")
+    except ImportError:
+        return None
+    kinds = getattr(registry, "kinds", None)
+    if not callable(kinds):
+        return None
+    return sorted(str(k) for k in kinds())
+
+
 def _base_url(r: Reader) -> str:
     url = r.required_string("base_url", "an http:// or https:// URL")
     if not url:
@@ -247,8 +259,8 @@ def _base_url(r: Reader) -> str:
 def _provider(name: str, r: Reader) -> ProviderConfig:
     d = ProviderConfig(name=name, kind="", base_url="")
     kind = r.required_string("kind", "a provider kind such as openai or anthropic")
-    known = provider_kinds() if kind else []
-    if kind and kind not in known:
+    known = _known_kinds() if kind else None
+    if known is not None and kind not in known:
         r.problem(
             "kind",
             f"unknown provider kind {show(kind)} (known: {', '.join(known)})"

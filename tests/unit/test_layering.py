@@ -85,6 +85,8 @@ LAYERS: tuple[Layer, ...] = (
     Layer("foundation", FOUNDATION, ()),
     Layer("codec", CODEC, MODELS, pure=True),
     Layer("providers", ("gateway.providers",), ("gateway.request", *CODEC), pure=True),
+    # config asks the provider registry for the valid kinds (plugins included); it imports
+    # it by name (`importlib`), so that config tests can swap the registry out
     Layer("config", ("gateway.config",), ("gateway.providers.registry",)),
     Layer(
         "doors",
