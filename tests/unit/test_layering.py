@@ -21,8 +21,9 @@ always import its own layer. Layers are listed bottom up:
 - entry points (`__main__`, cli, demo, check_config): the only importers of server.
 
 Pure layers (providers, codec, doors, governance) also import no I/O library and no
-clock. How imports are found (function-level, `TYPE_CHECKING`, `importlib` with a literal
-name) is in `import_graph.py`.
+clock, and only the seam imports aiohttp modules other than `aiohttp` and `aiohttp.web`.
+How imports are found (function-level, `TYPE_CHECKING`, `importlib` with a literal name)
+is in `import_graph.py`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ CODEC = (
     "gateway.streaming.adapter",
 )
 COMPAT = "gateway.compat_aiohttp"
+SEAM = "aiohttp seam"
+AIOHTTP_PUBLIC = ("aiohttp", "aiohttp.web")  # any other aiohttp module is an internal
 DOMAIN = (  # what the core and the applications above it build on
     *FOUNDATION,
     "gateway.config",
@@ -94,7 +97,7 @@ LAYERS: tuple[Layer, ...] = (
         (*MODELS, "gateway.streaming.events", "gateway.config.model"),
         pure=True,
     ),
-    Layer("aiohttp seam", (COMPAT,), ()),
+    Layer(SEAM, (COMPAT,), ()),
     Layer("streaming", ("gateway.streaming",), (*FOUNDATION, *CODEC, COMPAT)),
     Layer(
         "governance", ("gateway.governance",), (*FOUNDATION, *CODEC, "gateway.config"), pure=True
@@ -166,6 +169,11 @@ def violations(
                 problems.append(
                     f"{imp.importer} imports {imp.target} (line {imp.line}): {own.name} is pure"
                     f" (no I/O, no clock) and may not import {', '.join(IO_MODULES)}"
+                )
+            elif top == "aiohttp" and imp.target not in AIOHTTP_PUBLIC and own.name != SEAM:
+                problems.append(
+                    f"{imp.importer} imports {imp.target} (line {imp.line}): aiohttp's"
+                    " internals are reached only through gateway/compat_aiohttp.py"
                 )
             continue
         if layer_of(imp.target, layers) is own:
@@ -357,6 +365,19 @@ def test_a_pure_layer_importing_io_fails(tmp_path: Path) -> None:
     assert [p.split(":")[0] for p in problems] == [
         "gateway.providers.x imports asyncio (line 2)",
         "gateway.providers.x imports time (line 3)",
+    ]
+
+
+def test_aiohttp_internals_only_in_the_seam(tmp_path: Path) -> None:
+    files = {
+        "compat_aiohttp.py": "from aiohttp.web_protocol import RequestHandler\n",
+        "server/app.py": "import aiohttp\nfrom aiohttp import web\n",
+        "server/protocol.py": "def f():\n    from aiohttp.web_protocol import RequestHandler\n",
+    }
+    problems = _check(tmp_path, files)
+    assert problems == [
+        "gateway.server.protocol imports aiohttp.web_protocol (line 2): aiohttp's internals"
+        " are reached only through gateway/compat_aiohttp.py"
     ]
 
 
