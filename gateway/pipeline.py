@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -24,20 +25,21 @@ from gateway.config.model import Config, DeploymentConfig
 from gateway.governance.gate import Decision, Governance, OutputTransform, PolicyRejected
 from gateway.latency.prewarm import PreWarmer
 from gateway.metrics import GatewayMetrics
+from gateway.providers.base import UpstreamRequest
 from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
 from gateway.request import ChatRequest
 from gateway.routing.health import HealthRegistry
-from gateway.routing.planner import CandidatePlanner, NoCandidates
+from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
 from gateway.routing.table import ResolvedRoute, RouteTable
 from gateway.sinks import emit
 from gateway.streaming.events import Event, ResponseMeta
-from gateway.streaming.plan import AllFailed, Heartbeat, RacePlan, Winner
+from gateway.streaming.plan import AllFailed, Heartbeat, Opener, RacePlan, Winner
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Race
-from gateway.upstreams import Upstreams
+from gateway.upstreams import Built
 
 audit = structlog.get_logger("gateway.audit")
 
@@ -51,6 +53,21 @@ class Caller:
     key_id: str = "anonymous"
     headers: Mapping[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+
+
+class UpstreamBuilder(Protocol):
+    """Builds a plan's upstream requests and the race's opener (`upstreams.Upstreams`;
+    tests give fakes, so a pipeline rule is tested with no sockets)."""
+
+    def build(self, chat: ChatRequest, plan: Plan) -> Built: ...
+
+    def opener(
+        self,
+        requests: dict[str, UpstreamRequest],
+        token_estimate: int,
+        limiter: RateLimiter,
+        health: HealthRegistry,
+    ) -> Opener: ...
 
 
 class Answer:
@@ -150,7 +167,7 @@ class Pipeline:
         regions: RegionResolver,
         governance: Governance,
         planner: CandidatePlanner,
-        upstreams: Upstreams,
+        upstreams: UpstreamBuilder,
         limiter: RateLimiter,
         health: HealthRegistry,
         budgets: Mapping[str, LoadBudget],

@@ -2,7 +2,6 @@
 
 from gateway.config.loader import load_config, parse_config
 from gateway.config.model import (
-    STRATEGIES,
     AdminConfig,
     AuthConfig,
     Config,
@@ -19,10 +18,10 @@ from gateway.config.model import (
     RouteConfig,
     Secret,
     StateConfig,
-    Strategy,
 )
 from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
+from gateway.strategy import STRATEGIES, Strategy
 
 __all__ = [
     "STRATEGIES",
