@@ -4,7 +4,7 @@ The rule (DESIGN.md, the package docstrings, issue 14) written as a table: each 
 names the modules it holds and the modules outside itself it may import; a module may
 always import its own layer. Layers are listed bottom up:
 
-- foundation: request and refusal types, background tasks, logging setup;
+- foundation: request, refusal and strategy types, background tasks, logging setup;
 - codec: streaming's pure wire half (events, line framing, SSE / NDJSON decoders, the
   chat encoders, the adapter contract of `streaming/adapter.py`);
 - providers: pure adapters, one per wire protocol; they see requests and the codec only
@@ -48,8 +48,8 @@ class Layer:
     pure: bool = False  # no I/O library, no clock
 
 
-FOUNDATION = ("gateway.request", "gateway.rejection", "gateway.tasks", "gateway.logs")
-MODELS = ("gateway.request", "gateway.rejection")
+MODELS = ("gateway.request", "gateway.rejection", "gateway.strategy")  # shared vocabulary
+FOUNDATION = (*MODELS, "gateway.tasks", "gateway.logs")
 CODEC = (
     "gateway.streaming.events",
     "gateway.streaming.lines",
@@ -90,7 +90,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("providers", ("gateway.providers",), ("gateway.request", *CODEC), pure=True),
     # config asks the provider registry for the valid kinds (plugins included); it imports
     # it by name (`importlib`), so that config tests can swap the registry out
-    Layer("config", ("gateway.config",), ("gateway.providers.registry",)),
+    Layer("config", ("gateway.config",), (*MODELS, "gateway.providers.registry")),
     Layer(
         "doors",
         ("gateway.doors",),
