@@ -1,4 +1,5 @@
-"""Request id, authentication and error rendering. Every error leaves as an OpenAI envelope."""
+"""Request id, error rendering, JSON-only POST bodies and authentication. Every error leaves
+as an OpenAI envelope."""
 
 from __future__ import annotations
 
@@ -62,6 +63,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             None,
             {"x-request-id": rid},
         )
+
+
+@web.middleware
+async def json_body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A POST to /v1/ must say `Content-Type: application/json` (parameters allowed), before
+    anything is parsed or routed. A browser sends a `text/plain` or form body cross-site
+    without a preflight; refusing it means no page can spend a race the user never asked for.
+    The official SDKs always send application/json."""
+    if request.method == "POST" and request.path.startswith("/v1/"):
+        given = request.headers.get("Content-Type", "")
+        if given.partition(";")[0].strip().lower() != "application/json":
+            got = f"got {given[:100]!r}" if given else "none was sent"
+            raise ApiError(
+                415,
+                f"Content-Type must be application/json, {got}",
+                "invalid_request_error",
+                "unsupported_media_type",
+            )
+    return await handler(request)
 
 
 def _bearer(request: web.Request) -> str | None:
