@@ -10,6 +10,7 @@ import pytest
 
 from gateway.config import ConfigError, CorsConfig, parse_config
 from gateway.config.check import check_config_main
+from gateway.demo import banner, demo_config
 from gateway.server.cors import HeaderPolicy, OriginPolicy
 
 
@@ -142,3 +143,15 @@ def test_header_rules_grant_names_one_by_one() -> None:
     )
     assert policy.granted("") == ""
     assert HeaderPolicy(["*"]).granted("authorization, x-anything") == ("authorization, x-anything")
+
+
+def test_demo_allows_local_dev_servers_and_says_so() -> None:
+    from gateway.sim.server import default_demo_sim_config
+
+    sim = default_demo_sim_config()
+    config = demo_config(sim, {name: "http://127.0.0.1:1" for name in sim.servers}, 8080)
+    policy = OriginPolicy(config.cors.allow_origins)
+    assert policy.allows("http://localhost:5173") and policy.allows("http://127.0.0.1:3000")
+    assert not policy.allows("https://evil.example")
+    assert "CORS is on" in banner("http://127.0.0.1:8080")
+    assert "http://localhost:*" in banner("http://127.0.0.1:8080")
