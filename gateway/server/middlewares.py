@@ -84,13 +84,23 @@ async def json_body_middleware(request: web.Request, handler: Handler) -> web.St
         given = request.headers.get("Content-Type", "")
         if given.partition(";")[0].strip().lower() != "application/json":
             got = f"got {given[:100]!r}" if given else "none was sent"
-            raise ApiError(
+            exc = ApiError(
                 415,
                 f"Content-Type must be application/json, {got}",
                 "invalid_request_error",
                 "unsupported_media_type",
             )
+            _record_refusal(request, exc)
+            raise exc
     return await handler(request)
+
+
+def _record_refusal(request: web.Request, exc: ApiError) -> None:
+    """A model request refused before its door (no key, not JSON) is recorded like any other."""
+    door = DOOR_PATHS.get(request.path)
+    if door is not None:
+        caller = Caller(request[REQUEST_ID], "anonymous", request.headers)
+        request.app[GATEWAY].pipeline.refuse(caller, door, None, exc)
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -118,9 +128,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 "invalid_request_error",
                 "invalid_api_key",
             )
-            door = DOOR_PATHS.get(request.path)
-            if door is not None:  # a refused model request is recorded like any other
-                caller = Caller(request[REQUEST_ID], "anonymous", request.headers)
-                request.app[GATEWAY].pipeline.refuse(caller, door, None, exc)
+            _record_refusal(request, exc)
             raise exc
     return await handler(request)

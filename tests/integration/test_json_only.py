@@ -47,6 +47,8 @@ async def test_non_json_post_is_refused_before_anything_runs(content_type: str |
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert "application/json" in body["error"]["message"]
     assert s.log.records == [], "a refused request never reaches an upstream"
+    metrics = s.gateway.metrics.render().decode()
+    assert 'rejected_requests_total{door="chat",reason="unsupported_media_type"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(
