@@ -103,6 +103,10 @@ class CorsPolicy:
         granted = self.headers.granted(request.headers.get("Access-Control-Request-Headers", ""))
         if granted:
             headers["Access-Control-Allow-Headers"] = granted
+        if request.headers.get("Access-Control-Request-Private-Network") == "true":
+            # Chromium's Private Network Access: a page on a public site calling a gateway on
+            # localhost or a LAN address; the origin is allowed, so is that.
+            headers["Access-Control-Allow-Private-Network"] = "true"
         response = web.Response(status=204, headers=headers)
         _add_vary(response, PREFLIGHT_VARY)
         return response

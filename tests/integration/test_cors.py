@@ -78,6 +78,18 @@ async def test_preflight_is_answered_before_authentication_on_every_v1_path() ->
             )
             assert headers["access-control-max-age"] == "600"
             assert {"origin", "access-control-request-headers"} <= vary(headers)
+            assert "access-control-allow-private-network" not in headers
+        async with http.options(
+            s.url + CHAT,
+            headers={
+                "origin": "https://chat.example.com",
+                "access-control-request-method": "POST",
+                "access-control-request-private-network": "true",
+            },
+        ) as resp:
+            assert resp.status == 204
+            assert resp.headers["access-control-allow-private-network"] == "true"
+            assert "access-control-allow-headers" not in resp.headers  # none asked for
     assert s.log.records == []
 
 
