@@ -106,7 +106,9 @@ class EmbedRequest:
         return [] if self.tokenized else self.inputs  # type: ignore[return-value]
 
     def estimated_prompt_tokens(self) -> int:
-        """Exact for token arrays; ~4 characters per token of text otherwise."""
-        if self.tokenized:
-            return sum(len(tokens) for tokens in self.inputs)
-        return sum(max(1, len(text) // 4) for text in self.inputs)
+        return estimate_input_tokens(self.inputs)
+
+
+def estimate_input_tokens(inputs: list[str] | list[list[int]]) -> int:
+    """Embedding inputs' tokens: exact for token arrays, ~4 characters a token for text."""
+    return sum(len(item) if isinstance(item, list) else max(1, len(item) // 4) for item in inputs)

@@ -5,11 +5,11 @@ No adapter opens a socket, sleeps, or reads the clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.request import ChatRequest
+from gateway.request import ChatRequest, EmbedRequest
 from gateway.streaming.events import Event, UpstreamError
 
 
@@ -40,6 +40,7 @@ class TargetModel:
     drop_params: bool = False
     max_tokens_default: int = 4096
     options: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int | None = None  # embedding inputs per upstream call (None: the adapter's)
 
 
 class UnsupportedParams(ValueError):
@@ -84,3 +85,30 @@ class Provider(Protocol):
     def warmup_request(self) -> UpstreamRequest | None:
         """A cheap GET that opens a keep-alive connection (never HEAD); None: cannot warm."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class OneShotCall:
+    """Plain (non-streaming) upstream requests whose JSON answers together make one answer:
+    an embeddings request split into the provider's batch size.
+
+    `parse(i, body)` reads the 2xx body of request i into a part, or the UpstreamError saying
+    why it cannot; `merge(parts)` joins every part, in request order, into the answer's events.
+    """
+
+    requests: tuple[UpstreamRequest, ...]
+    parse: Callable[[int, bytes], Any]
+    merge: Callable[[list[Any]], list[Event]]
+
+
+class EmbeddingProvider(Provider, Protocol):
+    """A provider that also embeds. Adapters without an embeddings API (Anthropic) do not
+    have `build_embed_call`; `can_embed` tells them apart."""
+
+    def build_embed_call(self, request: EmbedRequest, target: TargetModel) -> OneShotCall:
+        """The upstream calls for `request`, split into batches. Raises UnsupportedParams."""
+        ...
+
+
+def can_embed(provider: object) -> bool:
+    return callable(getattr(provider, "build_embed_call", None))
