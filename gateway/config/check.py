@@ -23,7 +23,7 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
         for problem in e.problems:
             print(f"  {problem}", file=err)
         return 1
-    problems = route_tier_problems(config)
+    problems = route_tier_problems(config) + embedding_problems(config)
     if problems:
         print(f"config {path} has {len(problems)} problem(s):", file=err)
         for problem in problems:
@@ -42,6 +42,31 @@ def route_tier_problems(config: Config) -> list[str]:
     for name, route in config.routes.items():
         if route.tiers:
             problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
+    return problems
+
+
+def embedding_problems(config: Config) -> list[str]:
+    """Embedding deployments on a provider whose adapter cannot embed (Anthropic)."""
+    from gateway.providers.base import ProviderSettings, can_embed
+    from gateway.providers.registry import create
+
+    problems: list[str] = []
+    verdicts: dict[str, bool] = {}
+    for name, dep in config.deployments.items():
+        provider = config.providers.get(dep.provider)
+        if dep.type != "embedding" or provider is None:
+            continue
+        if dep.provider not in verdicts:
+            settings = ProviderSettings(dep.provider, provider.kind, provider.base_url)
+            try:
+                verdicts[dep.provider] = can_embed(create(settings))
+            except (KeyError, ValueError):  # unknown kind or bad options: reported by the loader
+                verdicts[dep.provider] = True
+        if not verdicts[dep.provider]:
+            problems.append(
+                f"deployments.{name}.type: provider {dep.provider!r} (kind {provider.kind!r}) "
+                "has no embeddings API"
+            )
     return problems
 
 
