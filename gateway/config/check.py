@@ -47,6 +47,8 @@ def route_tier_problems(config: Config) -> list[str]:
 
 def embedding_problems(config: Config) -> list[str]:
     """Embedding deployments on a provider whose adapter cannot embed (Anthropic)."""
+    if not any(dep.type == "embedding" for dep in config.deployments.values()):
+        return []
     from gateway.providers.base import ProviderSettings, can_embed
     from gateway.providers.registry import create
 
@@ -91,6 +93,9 @@ def summarize(config: Config) -> str:
         if route.strategy in ("race", "hedge"):
             how += f" k={route.k}"
         line = f"  route {route.name}: {how} -> {', '.join(route.deployments)}"
+        first = config.deployments.get(route.deployments[0]) if route.deployments else None
+        if first is not None and first.type == "embedding":
+            line += " [embeddings]"
         if route.data_residency is not None:
             line += f" (residency: {', '.join(route.data_residency)})"
         lines.append(line)

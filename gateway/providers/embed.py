@@ -23,6 +23,7 @@ from gateway.request import EmbedRequest
 from gateway.streaming.events import Embeddings, Event, ResponseMeta, UpstreamError, Usage
 
 _SWAP = sys.byteorder == "big"  # base64 vectors are little-endian float32
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +58,10 @@ def checked_vector(value: Any) -> list[float] | None:
     if not isinstance(value, list) or not value:
         return None
     try:
-        array("f", value)
+        array("f", value)  # numbers only (array stores a too-large one as inf, so:)
     except (TypeError, OverflowError):
         return None
-    return value
+    return value if -FLOAT32_MAX <= min(value) and max(value) <= FLOAT32_MAX else None
 
 
 def decoded_vector(text: str) -> list[float] | None:
