@@ -3,7 +3,6 @@
 from gateway.config.check import check_config_main, summarize
 from gateway.config.loader import load_config, parse_config
 from gateway.config.model import (
-    STRATEGIES,
     AdminConfig,
     AuthConfig,
     Config,
@@ -20,9 +19,9 @@ from gateway.config.model import (
     RouteConfig,
     Secret,
     StateConfig,
-    Strategy,
 )
 from gateway.config.validate import ConfigError, ConfigFileError
+from gateway.strategy import STRATEGIES, Strategy
 
 __all__ = [
     "STRATEGIES",

@@ -17,7 +17,6 @@ from gateway.config import sections
 from gateway.config.model import (
     DEPLOYMENT_TYPES,
     EMBEDDING_STRATEGIES,
-    STRATEGIES,
     AdminConfig,
     AuthConfig,
     Config,
@@ -32,7 +31,6 @@ from gateway.config.model import (
     ProviderConfig,
     RouteConfig,
     StateConfig,
-    Strategy,
 )
 from gateway.config.validate import (
     MISSING,
@@ -45,6 +43,7 @@ from gateway.config.validate import (
     show,
     suggest,
 )
+from gateway.strategy import STRATEGIES, Strategy
 
 __all__ = ["ConfigError", "ConfigFileError", "load_config", "parse_config"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Strategy = Literal["race", "hedge", "fallback", "weighted"]
-STRATEGIES: tuple[str, ...] = ("race", "hedge", "fallback", "weighted")
+from gateway.strategy import Strategy
+
 # What a deployment serves; a route serves one type. Embeddings arrive whole, so their
 # routes use fallback or weighted: there is no first token to race or hedge on.
 DeploymentType = Literal["chat", "embedding"]

@@ -296,7 +296,7 @@ class GeminiProvider:
         )
 
     def decoder(self) -> GeminiStreamDecoder:
-        return GeminiStreamDecoder(secret=self.settings.api_key)
+        return GeminiStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         data = json_object(body)

@@ -252,7 +252,7 @@ class OllamaProvider:
         return build_embed_call(request, target, url, self._headers, self.settings.name, keep_alive)
 
     def decoder(self) -> OllamaStreamDecoder:
-        return OllamaStreamDecoder(secret=self.settings.api_key)
+        return OllamaStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         data = json_object(body)
