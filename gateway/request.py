@@ -96,6 +96,15 @@ class EmbedRequest:
     user: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    # Read by the pipeline as it reads a ChatRequest: an embeddings answer arrives whole.
+    @property
+    def stream(self) -> bool:
+        return False
+
+    @property
+    def max_tokens(self) -> int | None:
+        return None
+
     @property
     def tokenized(self) -> bool:
         """The inputs are token arrays, not texts."""
@@ -107,6 +116,9 @@ class EmbedRequest:
 
     def estimated_prompt_tokens(self) -> int:
         return estimate_input_tokens(self.inputs)
+
+
+AnyRequest = ChatRequest | EmbedRequest  # what a front door hands to the pipeline
 
 
 def estimate_input_tokens(inputs: list[str] | list[list[int]]) -> int:

@@ -29,6 +29,10 @@ class Decision:
     transform: OutputTransform | None = None
     audit: dict[str, object] | None = None  # set when the request was redacted or restricted
 
+    @property
+    def request(self) -> ChatRequest:
+        return self.chat
+
 
 @dataclass(slots=True)
 class EmbedDecision:
@@ -37,6 +41,7 @@ class EmbedDecision:
     request: EmbedRequest
     allowed: Callable[[DeploymentConfig], bool] | None = None
     audit: dict[str, object] | None = None
+    transform: None = None
 
 
 class Governance:
