@@ -86,7 +86,7 @@ Or with the official OpenAI SDK (pip install openai):
 
 Embeddings (deterministic vectors per input):
 
-  curl {url}/v1/embeddings -H 'Content-Type: application/json' \
+  curl {url}/v1/embeddings -H 'Content-Type: application/json' \\
     -d '{{"model": "embeddings", "input": ["Hello!", "Bonjour !"], "dimensions": 8}}'
 
 Routes: chat (race k=2), hedged (hedge), reliable (fallback), embeddings (fallback).

@@ -172,3 +172,13 @@ async def test_models_list_the_type_of_each_route() -> None:
         assert listed["m1"] == "chat"
         models = await client(s.url).models.list()
         assert {m.id for m in models.data} >= {"vectors", "weighted", "te", "m1"}
+
+
+async def test_failures_trip_the_breaker_like_chat() -> None:
+    async with embedding_stack(health={"window": 4, "min_requests": 2}) as s:
+        sdk = client(s.url)
+        for _ in range(4):
+            await sdk.embeddings.create(model="vectors", input="x")
+        down = s.records("down")
+        assert 2 <= len(down) < 4, "the open breaker keeps the failing deployment out"
+        assert len(s.records("te")) == 4

@@ -72,3 +72,20 @@ def test_ollama_wire_and_its_usage() -> None:
     body = orjson.loads(render_ollama(req, [[1.0], [2.0]], "n"))
     assert body["embeddings"] == [[1.0], [2.0]] and body["prompt_eval_count"] == 3
     assert isinstance(parse_ollama(orjson.dumps({"model": "n", "input": [1]})), tuple)
+
+
+def test_the_demo_has_an_embeddings_route_over_every_embedding_kind() -> None:
+    from gateway.demo import banner, demo_config
+    from gateway.sim.server import default_demo_sim_config
+
+    sim = default_demo_sim_config()
+    config = demo_config(sim, {name: "http://127.0.0.1:1" for name in sim.servers}, 0)
+    route = config.routes["embeddings"]
+    assert route.strategy == "fallback"
+    kinds = {config.providers[config.deployments[d].provider].kind for d in route.deployments}
+    assert kinds == {"openai", "gemini", "ollama"}
+    assert all(config.deployments[d].type == "embedding" for d in route.deployments)
+    assert "embedding" not in {
+        config.deployments[d].type for d in config.routes["chat"].deployments
+    }
+    assert "/v1/embeddings" in banner("http://127.0.0.1:8080")
