@@ -11,6 +11,12 @@ from typing import Any, Literal
 
 from gateway.strategy import Strategy
 
+# What a deployment serves; a route serves one type. Embeddings arrive whole, so their
+# routes use fallback or weighted: there is no first token to race or hedge on.
+DeploymentType = Literal["chat", "embedding"]
+DEPLOYMENT_TYPES: tuple[str, ...] = ("chat", "embedding")
+EMBEDDING_STRATEGIES: tuple[str, ...] = ("fallback", "weighted")
+
 
 class Secret:
     """A resolved secret. str() and repr() never show the value."""
@@ -59,6 +65,7 @@ class LimitsConfig:
     max_json_depth: int = 64
     max_sse_line_bytes: int = 1024 * 1024
     stream_buffer_events: int = 256  # per-request bound on buffered event batches
+    max_embedding_inputs: int = 2048  # inputs of one embeddings request (OpenAI's limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,8 @@ class DeploymentConfig:
     rpm: int | None = None  # upstream requests per minute (shared across instances)
     tpm: int | None = None  # upstream tokens per minute (estimated prompt + max tokens)
     options: dict[str, Any] = field(default_factory=dict)
+    type: DeploymentType = "chat"
+    batch_size: int | None = None  # embedding inputs per upstream call (None: the adapter's)
 
 
 @dataclass(frozen=True, slots=True)

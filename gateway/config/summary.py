@@ -26,6 +26,9 @@ def summarize(config: Config) -> str:
         if route.strategy in ("race", "hedge"):
             how += f" k={route.k}"
         line = f"  route {route.name}: {how} -> {', '.join(route.deployments)}"
+        first = config.deployments.get(route.deployments[0]) if route.deployments else None
+        if first is not None and first.type == "embedding":
+            line += " [embeddings]"
         if route.data_residency is not None:
             line += f" (residency: {', '.join(route.data_residency)})"
         lines.append(line)
