@@ -81,6 +81,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
+    responses = sections.responses(root.section("responses"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -105,6 +106,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         governance=governance,
         health=health,
         routing=routing,
+        responses=responses,
         sim=sim,
     )
 

@@ -207,6 +207,14 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """The Responses door's stored responses (`store: true`, `previous_response_id`)."""
+
+    store_ttl_s: float = 3600.0
+    max_stored: int = 10_000  # memory backend only: the oldest records go first
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
     level: str = "info"
@@ -227,4 +235,5 @@ class Config:
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config

@@ -1,4 +1,5 @@
-"""Config sections added after the first release: health, routing, tiers, output filtering."""
+"""Config sections added after the first release: health, routing, tiers, output filtering,
+the Responses door's store."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gateway.config.model import (
     HealthConfig,
     KeyPolicyConfig,
     OutputFilterConfig,
+    ResponsesConfig,
     RoutingConfig,
     Strategy,
     TierConfig,
@@ -63,6 +65,16 @@ def routing(r: Reader) -> RoutingConfig:
         key_rpm=optional_int(r, "key_rpm"),
         key_tpm=optional_int(r, "key_tpm"),
         key_daily_budget_usd=optional_number(r, "key_daily_budget_usd"),
+    )
+    r.finish()
+    return out
+
+
+def responses(r: Reader) -> ResponsesConfig:
+    d = ResponsesConfig()
+    out = ResponsesConfig(
+        store_ttl_s=r.number("store_ttl_s", d.store_ttl_s, lo=0, lo_open=True),
+        max_stored=r.integer("max_stored", d.max_stored, lo=1),
     )
     r.finish()
     return out

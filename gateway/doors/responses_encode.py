@@ -213,14 +213,15 @@ class ResponsesStreamEncoder:
             item.as_dict(open_status) if isinstance(item, _Item) else item for item in self._output
         ]
 
-    def _add(self, kind: str, prefix: str) -> tuple[_Item, bytes]:
+    def _add(
+        self, kind: str, prefix: str, call_id: str = "", name: str = ""
+    ) -> tuple[_Item, bytes]:
         index = len(self._output)
         item = _Item(kind, f"{prefix}_{self._suffix}_{index}", index)
+        item.call_id, item.name = call_id, name
         self._output.append(item)
-        return item, self._event(
-            "response.output_item.added",
-            {"output_index": index, "item": item.as_dict("in_progress")},
-        )
+        added = {"output_index": index, "item": item.as_dict("in_progress")}
+        return item, self._event("response.output_item.added", added)
 
     def _switch_to(self, kind: str) -> tuple[_Item, bytes]:
         """The open content item of `kind`, opening it (and closing another) if needed."""
@@ -278,9 +279,8 @@ class ResponsesStreamEncoder:
         if item is None:
             if self._content is not None:
                 out = self._close(self._content, "completed")
-            item, added = self._add("function_call", "fc")
-            item.call_id = event.id or f"call_{self._suffix}_{event.index}"
-            item.name = event.name or ""
+            call_id = event.id or f"call_{self._suffix}_{event.index}"
+            item, added = self._add("function_call", "fc", call_id, event.name or "")
             self._tools[event.index] = item
             out += added
         if not event.arguments:
