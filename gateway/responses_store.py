@@ -45,7 +45,7 @@ class StoredResponse:
         )
 
     @classmethod
-    def loads(cls, raw: bytes) -> StoredResponse:
+    def loads(cls, raw: bytes | str) -> StoredResponse:
         data = orjson.loads(raw)
         return cls(data["owner"], data["response"], data["conversation"])
 
