@@ -61,11 +61,13 @@ class _Item:
     def text(self) -> str:
         return "".join(self.pieces)
 
-    def as_dict(self, status: str) -> dict[str, Any]:
+    def as_dict(self, status: str, opening: bool = False) -> dict[str, Any]:
+        """The item as the Response shows it; `opening`: as output_item.added shows it,
+        before its content part is added."""
         if self.kind == "message":
-            return message_item(self.id, status, self.text())
+            return message_item(self.id, status, None if opening else self.text())
         if self.kind == "reasoning":
-            return reasoning_item(self.id, status, self.text())
+            return reasoning_item(self.id, status, None if opening else self.text())
         return function_call_item(self.id, status, self.call_id, self.name, self.text())
 
 
@@ -220,7 +222,7 @@ class ResponsesStreamEncoder:
         item = _Item(kind, f"{prefix}_{self._suffix}_{index}", index)
         item.call_id, item.name = call_id, name
         self._output.append(item)
-        added = {"output_index": index, "item": item.as_dict("in_progress")}
+        added = {"output_index": index, "item": item.as_dict("in_progress", opening=True)}
         return item, self._event("response.output_item.added", added)
 
     def _switch_to(self, kind: str) -> tuple[_Item, bytes]:

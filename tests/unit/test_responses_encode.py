@@ -55,9 +55,17 @@ def frames(data: bytes) -> list[Any]:
 
 
 def sdk_accepts(events: list[Any]) -> ResponseStreamState[Any]:
+    """Run the events through the state machine of `responses.stream()`; the text it
+    accumulates per item must be the text each item ends with."""
     state: ResponseStreamState[Any] = ResponseStreamState(input_tools=TOOLS, text_format=omit)
+    snapshots: dict[str, str] = {}
     for event in events:
-        state.handle_event(event)
+        for seen in state.handle_event(event):
+            if seen.type == "response.output_text.delta":
+                snapshots[seen.item_id] = seen.snapshot
+    for event in events:
+        if event.type == "response.output_text.done":
+            assert snapshots.get(event.item_id, "") == event.text
     return state
 
 
@@ -207,6 +215,7 @@ def test_text_stream_shape() -> None:
         "response.output_item.done",
         "response.completed",
     ]
+    assert events[2].item.content == []  # the part comes with content_part.added
     completed = events[-1].response
     assert completed.output_text == "Hello" and completed.instructions == "be brief"
     assert completed.usage.total_tokens == 5
