@@ -212,6 +212,7 @@ class ResponsesConfig:
 
     store_ttl_s: float = 3600.0
     max_stored: int = 10_000  # memory backend only: the oldest records go first
+    store_by_default: bool = False  # when a request has no `store` (the real API: true)
 
 
 @dataclass(frozen=True, slots=True)

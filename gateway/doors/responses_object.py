@@ -69,7 +69,7 @@ def response_object(
         "parallel_tool_calls": ctx.parallel_tool_calls,
         "previous_response_id": ctx.previous_response_id,
         "reasoning": {"effort": ctx.reasoning_effort, "summary": None},
-        "store": ctx.store,
+        "store": bool(ctx.store),
         "temperature": ctx.temperature,
         "text": {"format": ctx.text_format},
         "tool_choice": ctx.tool_choice,

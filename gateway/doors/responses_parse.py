@@ -25,6 +25,7 @@ from gateway.doors.bounds import (
     load_body,
     model_name,
 )
+from gateway.rejection import Rejected
 from gateway.request import ChatRequest
 
 # Accepted and not forwarded: no chat upstream has them, or they only matter for
@@ -93,13 +94,20 @@ class ResponsesContext:
     reasoning_effort: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
-    store: bool = False
+    store: bool | None = None  # None: not sent (the door's configured default applies)
     previous_response_id: str | None = None
+    references: list[str] = field(default_factory=list)  # item_reference ids to resolve
 
 
 def parse_responses_request(
-    raw: bytes, headers: Mapping[str, str], limits: LimitsConfig
+    raw: bytes,
+    headers: Mapping[str, str],
+    limits: LimitsConfig,
+    items: Mapping[str, dict[str, Any]] | None = None,
 ) -> tuple[ChatRequest, ResponsesContext]:
+    """`items`: the output items that `item_reference`s name, by id. Without them the
+    ids are collected in `ResponsesContext.references` (for the caller to look up and
+    parse again with them) and the references are left out of the messages."""
     body = load_body(raw, limits)
     for key in body:
         if key in REFUSED_FIELDS and body[key] is not None:
@@ -116,9 +124,11 @@ def parse_responses_request(
         )
     ctx = ResponsesContext()
     ctx.instructions = _optional(body, "instructions", str, "a string")
-    ctx.input_messages = InputReader(limits).messages(body.get("input"))
+    reader = InputReader(limits, items)
+    ctx.input_messages = reader.messages(body.get("input"))
+    ctx.references = reader.references
     stream = bool(_optional(body, "stream", bool, "a boolean"))
-    ctx.store = bool(_optional(body, "store", bool, "a boolean"))
+    ctx.store = _optional(body, "store", bool, "a boolean")
     ctx.previous_response_id = _response_id(body.get("previous_response_id"))
     params: dict[str, Any] = {}
     _sampling(body, ctx, params)
@@ -355,9 +365,13 @@ class InputReader:
     message before them (one assistant turn with several tool calls, as every provider
     expects); reasoning items are dropped (no chat upstream takes them back)."""
 
-    def __init__(self, limits: LimitsConfig) -> None:
+    def __init__(
+        self, limits: LimitsConfig, items: Mapping[str, dict[str, Any]] | None = None
+    ) -> None:
         self.limits = limits
         self.depth = depth_limit(limits)
+        self.items = items
+        self.references: list[str] = []
         self.out: list[dict[str, Any]] = []
 
     def messages(self, value: Any) -> list[dict[str, Any]]:
@@ -392,12 +406,7 @@ class InputReader:
         elif kind == "reasoning":
             return
         elif kind == "item_reference":
-            raise bad(
-                f"'{at}': item_reference is not supported; send the item itself, or "
-                "previous_response_id to continue a stored response",
-                f"{at}.type",
-                "unsupported_value",
-            )
+            self._reference(item, at)
         elif isinstance(kind, str):
             raise bad(
                 f"'{at}.type' is '{kind}': the gateway takes message, function_call, "
@@ -407,6 +416,31 @@ class InputReader:
             )
         else:
             raise bad(f"'{at}' must have a 'type' (or a 'role' for a message)", at)
+
+    def _reference(self, item: dict[str, Any], at: str) -> None:
+        """An earlier output item by id (the Vercel AI SDK sends these for assistant turns
+        unless its `store` option is false): mapped as if it had been sent inline."""
+        ref = item.get("id")
+        if not isinstance(ref, str) or not ref:
+            raise bad(f"'{at}.id' must name an output item", f"{at}.id")
+        if ref.startswith("rs_"):
+            return  # a reasoning item: dropped like one sent inline
+        if self.items is None:
+            self.references.append(ref)
+            return
+        target = self.items.get(ref)
+        if target is None or target.get("type") not in ("message", "function_call"):
+            raise Rejected(
+                404,
+                f"Item with id '{ref[:64]}' not found: an item_reference needs the response "
+                "that made it stored (store: true, or responses.store_by_default in the "
+                "gateway's config); or send the item itself (Vercel AI SDK: "
+                "providerOptions.openai.store = false)",
+                "invalid_request_error",
+                "item_not_found",
+                f"{at}.id",
+            )
+        self._item(target, at)
 
     def _message(self, item: dict[str, Any], at: str) -> None:
         role = item.get("role")

@@ -3,10 +3,12 @@ pipeline as chat, plus `GET` / `DELETE /v1/responses/{id}` for stored responses.
 
 Stateless by default: a response is stored only when the client sends `store: true` (the
 real API's default is true; a gateway that kept every conversation unasked would be a
-surprise). `previous_response_id` prepends the stored conversation of that response; an
-unknown, expired or another key's id is a 404. A stream's closing event leaves only after
-the response is stored, so a client that starts the next turn on `response.completed`
-always finds it.
+surprise), or when it sends no `store` and `responses.store_by_default` is on.
+`previous_response_id` prepends the stored conversation of that response, and an
+`item_reference` stands for an output item of a stored response (its id names the
+response); an unknown, expired or another key's id is a 404. A stream's closing event
+leaves only after the response is stored, so a client that starts the next turn on
+`response.completed` always finds it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from gateway.server.limits import body_timeout_s, read_body
 from gateway.streaming.events import Event, UpstreamError
 
 log = structlog.get_logger("gateway.responses")
+MAX_REFERENCED_RESPONSES = 64  # store reads one request may cause through item_reference
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -55,7 +58,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     limits = gateway.config.limits
 
     async def keep(response: dict[str, Any]) -> None:
-        if ctx.store:
+        if response["store"]:
             await _store(store, request[KEY_ID], response, history, ctx, limits)
 
     if chat.stream:
@@ -153,9 +156,14 @@ async def _open(
         raw = await read_body(request, limits.max_body_bytes, body_timeout_s(limits))
         chat, ctx = parse_responses_request(raw, request.headers, limits)
         model = chat.model
+        store = gateway.state.responses
+        if ctx.references:  # parse again with the items they name
+            items = await _referenced_items(store, ctx.references, request[KEY_ID])
+            chat, ctx = parse_responses_request(raw, request.headers, limits, items)
+        if ctx.store is None:
+            ctx.store = gateway.config.responses.store_by_default
         history: list[dict[str, Any]] = []
         if ctx.previous_response_id is not None:
-            store = gateway.state.responses
             previous = await _load(store, request, None, ctx.previous_response_id)
             history = previous.conversation
             chat = with_history(chat, ctx, history, limits)
@@ -163,6 +171,23 @@ async def _open(
         gateway.pipeline.refuse(caller, "responses", model, exc)
         raise
     return chat, ctx, history, await gateway.pipeline.open(chat, caller, "responses")
+
+
+async def _referenced_items(
+    store: ResponseStore, references: list[str], owner: str
+) -> dict[str, dict[str, Any]]:
+    """The output items of the stored responses that `references` point into. Item ids
+    are `<kind>_<response id without resp_>_<output index>`, so each names its response."""
+    items: dict[str, dict[str, Any]] = {}
+    wanted = {"resp_" + ref.split("_", 1)[-1].rpartition("_")[0] for ref in references}
+    for response_id in sorted(wanted)[:MAX_REFERENCED_RESPONSES]:
+        try:
+            record = await store.get(response_id, owner)
+        except StoreUnavailable as exc:
+            raise _unavailable(exc) from None
+        if record is not None:
+            items.update((item["id"], item) for item in record.response["output"])
+    return items
 
 
 async def _load(

@@ -246,3 +246,33 @@ async def test_midstream_failure_is_response_failed() -> None:
         assert types[:2] == ["response.created", "response.in_progress"]
         assert "response.output_text.delta" in types
         assert types[-2:] == ["error", "response.failed"]
+
+
+async def test_item_references_resolve_against_stored_responses() -> None:
+    """What the Vercel AI SDK sends by default: no `store`, earlier assistant turns as
+    item_reference. With responses.store_by_default the references resolve."""
+    async with stack(SERVERS, responses={"store_by_default": True}) as s:
+        oa = client(s.url)
+        first = await oa.responses.create(model="m", input="hi")
+        assert first.model_dump()["store"] is True
+        said = first.output[0].id
+        follow = [{"role": "user", "content": "hi"}, {"type": "item_reference", "id": said}]
+        follow.append({"role": "user", "content": "more"})
+        with_ref = await oa.responses.create(model="m", input=follow)  # type: ignore[arg-type]
+        without = await oa.responses.create(model="m", input=[follow[0], follow[2]])  # type: ignore[arg-type]
+        assert with_ref.usage is not None and without.usage is not None
+        assert with_ref.usage.input_tokens > without.usage.input_tokens  # the text came along
+
+
+async def test_item_reference_without_a_stored_response_is_a_404() -> None:
+    async with stack(SERVERS) as s:
+        oa = client(s.url)
+        first = await oa.responses.create(model="m", input="hi")  # stateless by default
+        follow = [
+            {"type": "item_reference", "id": first.output[0].id},
+            {"role": "user", "content": "x"},
+        ]
+        with pytest.raises(openai.NotFoundError) as info:
+            await oa.responses.create(model="m", input=follow)  # type: ignore[arg-type]
+        assert info.value.body["code"] == "item_not_found"  # type: ignore[index]
+        assert info.value.body["param"] == "input[0].id"  # type: ignore[index]

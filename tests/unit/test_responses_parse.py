@@ -37,7 +37,7 @@ def test_string_input_and_instructions() -> None:
         {"role": "user", "content": "hi"},
     ]
     assert ctx.input_messages == [{"role": "user", "content": "hi"}]  # no instructions
-    assert not ctx.store and chat.params == {}
+    assert ctx.store is None and chat.params == {}  # not sent: the door's default applies
 
 
 def test_message_items_with_parts_and_roles() -> None:
@@ -185,7 +185,8 @@ def test_params_map_to_chat() -> None:
         },
     }
     assert chat.extra == {}  # nothing Responses-only reaches a chat upstream
-    assert ctx.store and ctx.previous_response_id == "resp_1" and ctx.metadata == {"a": "b"}
+    assert ctx.store is True and ctx.previous_response_id == "resp_1"
+    assert ctx.metadata == {"a": "b"}
     assert ctx.tools[0]["name"] == "get_weather" and ctx.tool_choice["type"] == "function"
 
 
@@ -199,6 +200,35 @@ def test_json_object_and_plain_text_formats() -> None:
 def test_parallel_tool_calls_without_tools_is_not_forwarded() -> None:
     chat, ctx = parse(parallel_tool_calls=False)
     assert "parallel_tool_calls" not in chat.params and ctx.parallel_tool_calls is False
+
+
+def test_item_references_are_collected_then_resolved() -> None:
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "hi"},
+            {"type": "item_reference", "id": "rs_abc_0"},
+            {"type": "item_reference", "id": "msg_abc_1"},
+            {"role": "user", "content": "and?"},
+        ],
+    }
+    raw = orjson.dumps(body)
+    chat, ctx = parse_responses_request(raw, {}, LIMITS)
+    assert ctx.references == ["msg_abc_1"]  # reasoning references are dropped, not looked up
+    assert [m["content"] for m in chat.messages] == ["hi", "and?"]
+    said = {
+        "id": "msg_abc_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "hello", "annotations": []}],
+    }
+    chat, ctx = parse_responses_request(raw, {}, LIMITS, {"msg_abc_1": said})
+    assert [m["content"] for m in chat.messages] == ["hi", "hello", "and?"]
+    with pytest.raises(Rejected) as info:
+        parse_responses_request(raw, {}, LIMITS, {})
+    assert info.value.status == 404 and info.value.param == "input[2].id"
+    assert info.value.code == "item_not_found" and "store" in info.value.message
 
 
 def test_history_goes_between_instructions_and_input() -> None:
@@ -234,7 +264,7 @@ def test_history_goes_between_instructions_and_input() -> None:
         ({"input": 5}, "input"),
         ({"input": []}, "input"),
         ({"input": [{"type": "web_search_call", "id": "ws"}]}, "input[0].type"),
-        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+        ({"input": [{"type": "item_reference"}]}, "input[0].id"),
         ({"input": [{"foo": 1}]}, "input[0]"),
         ({"input": ["hi"]}, "input[0]"),
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from gateway.config import ConfigError, parse_config
 from gateway.responses_store import (
     MemoryResponseStore,
     RedisResponseStore,
@@ -113,3 +114,17 @@ async def test_redis_outage_is_an_error_not_a_miss() -> None:
             await store.put(record("resp_z"))
     finally:
         await store.close()
+
+
+def test_config_section() -> None:
+    config = parse_config(
+        {"responses": {"store_ttl_s": 60, "max_stored": 5, "store_by_default": True}}, env={}
+    )
+    assert config.responses.store_ttl_s == 60 and config.responses.max_stored == 5
+    assert config.responses.store_by_default is True
+    assert parse_config({}, env={}).responses.store_ttl_s == 3600
+    with pytest.raises(ConfigError) as info:
+        parse_config({"responses": {"store_ttl_s": 0, "max_stored": 0, "stor": 1}}, env={})
+    text = str(info.value)
+    assert "responses.store_ttl_s" in text and "responses.max_stored" in text
+    assert "responses.stor" in text
