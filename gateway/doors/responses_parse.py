@@ -113,7 +113,10 @@ def parse_responses_request(
         if key in REFUSED_FIELDS and body[key] is not None:
             raise bad(f"'{key}': {REFUSED_FIELDS[key]}", key, "unsupported_parameter")
         if key not in MAPPED and key not in UNMAPPED and key not in REFUSED_FIELDS:
-            raise bad(f"Unrecognized request argument supplied: {key}", key, "unknown_parameter")
+            shown = key[:64] or '""'  # a key is client text of any length
+            raise bad(
+                f"Unrecognized request argument supplied: {shown}", shown, "unknown_parameter"
+            )
     model = model_name(body)
     if body.get("background") not in (None, False):
         raise bad(
