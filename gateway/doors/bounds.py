@@ -1,9 +1,6 @@
-"""Size and nesting bounds every door holds a client body to, before any adapter sees it.
-
-The same rules as the chat parser (gateway/server/parse.py): orjson.dumps refuses more than
-254 levels and the adapters re-serialize the client's values a few levels deeper, so a
-configured `max_json_depth` above SAFE_JSON_DEPTH is clamped.
-"""
+"""Size and nesting bounds a door holds a client body to before any adapter sees it: the
+chat parser's rules (doors/chat_parse.py, whose depth check and limits these reuse) for a
+door whose body is not chat-shaped."""
 
 from __future__ import annotations
 
@@ -12,39 +9,26 @@ from typing import Any
 import orjson
 
 from gateway.config.model import LimitsConfig
+from gateway.doors.chat_parse import (
+    MAX_MESSAGE_CHARS,
+    MAX_MODEL_CHARS,
+    depth_limit,
+    json_depth_exceeds,
+)
 from gateway.rejection import Rejected
 
-SAFE_JSON_DEPTH = 200
-MAX_MODEL_CHARS = 256  # a route or deployment name; echoed in errors and logs
-MAX_MESSAGE_CHARS = 1_000_000  # text of one message, tool-call arguments included
-_CONTAINERS = (dict, list)
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "bad",
+    "depth_limit",
+    "embedded_too_deep",
+    "load_body",
+    "model_name",
+]
 
 
 def bad(message: str, param: str, code: str | None = None) -> Rejected:
     return Rejected(400, message, "invalid_request_error", code, param)
-
-
-def depth_limit(limits: LimitsConfig) -> int:
-    return max(1, min(limits.max_json_depth, SAFE_JSON_DEPTH))
-
-
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """True when `value` nests containers deeper than `limit` (a scalar is depth 0, `[]` 1).
-    Iterative, one level at a time: no input can exhaust the Python stack."""
-    if value.__class__ not in _CONTAINERS:
-        return False
-    level: list[Any] = [value]
-    depth = 1
-    while depth <= limit:
-        below: list[Any] = []
-        for node in level:
-            children = node.values() if node.__class__ is dict else node
-            below.extend([child for child in children if child.__class__ in _CONTAINERS])
-        if not below:
-            return False
-        depth += 1
-        level = below
-    return True
 
 
 def load_body(raw: bytes, limits: LimitsConfig) -> dict[str, Any]:
