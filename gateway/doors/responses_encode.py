@@ -254,14 +254,20 @@ class ResponsesStreamEncoder:
         return item, out + added + part_added
 
     def _text(self, run: list[TextDelta]) -> bytes:
-        item, head = self._switch_to("message")
-        raws = [event.raw for event in run]
-        text = run[0].text if len(run) == 1 else "".join(event.text for event in run)
+        item = self._content
+        head = b""
+        if item is None or item.kind != "message":
+            item, head = self._switch_to("message")
+        if len(run) == 1:  # the common case: one delta per batch
+            event = run[0]
+            text, raw = event.text, event.raw
+        else:
+            text = "".join(event.text for event in run)
+            raws = [event.raw for event in run]
+            raw = None if None in raws else "".join(raws)  # type: ignore[arg-type]
         item.pieces.append(text)
-        if None in raws:
-            body = orjson.dumps(text)
-        else:  # cut from an OpenAI-shaped upstream: already a JSON string body
-            body = b'"' + "".join(raws).encode() + b'"'  # type: ignore[arg-type]
+        # text cut from an OpenAI-shaped upstream is already a JSON string body
+        body = orjson.dumps(text) if raw is None else b'"' + raw.encode() + b'"'
         seq = self._seq
         self._seq += 1
         return head + item.delta_head + body + _SEQ + str(seq).encode() + _END
