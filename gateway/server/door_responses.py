@@ -22,8 +22,8 @@ from aiohttp import web
 
 from gateway.config.model import LimitsConfig
 from gateway.doors.responses_encode import ResponsesAssembler, ResponsesStreamEncoder
+from gateway.doors.responses_input import InputReader
 from gateway.doors.responses_parse import (
-    InputReader,
     ResponsesContext,
     parse_responses_request,
     with_history,
