@@ -124,6 +124,10 @@ def parse_responses_request(
     stream = bool(_optional(body, "stream", bool, "a boolean"))
     ctx.store = _optional(body, "store", bool, "a boolean")
     ctx.previous_response_id = _response_id(body.get("previous_response_id"))
+    if not ctx.input_messages and not ctx.references and ctx.previous_response_id is None:
+        raise bad(
+            "'input' holds nothing to answer (reasoning items are dropped)", "input", "empty_input"
+        )
     params: dict[str, Any] = {}
     _sampling(body, ctx, params)
     _tools(body, ctx, params)

@@ -265,6 +265,7 @@ def test_history_goes_between_instructions_and_input() -> None:
         ({"input": []}, "input"),
         ({"input": [{"type": "web_search_call", "id": "ws"}]}, "input[0].type"),
         ({"input": [{"type": "item_reference"}]}, "input[0].id"),
+        ({"input": [{"type": "reasoning", "id": "rs_1", "summary": []}]}, "input"),
         ({"input": [{"foo": 1}]}, "input[0]"),
         ({"input": ["hi"]}, "input[0]"),
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
