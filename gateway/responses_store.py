@@ -7,10 +7,11 @@ after `responses.store_ttl_s` (default one hour) and belong to the gateway key t
 them: another key gets the same 404 as an unknown id.
 
 `MemoryResponseStore` keeps records in process (state.backend memory), at most
-`max_stored` of them (the oldest go first). `RedisResponseStore` shares them across
-instances: ``{prefix}:resp:{id}`` holds the record as JSON, written with ``SET ... EX``.
-Unlike the routing state, a stored conversation cannot be rebuilt from a local view, so a
-Redis failure is an error (`StoreUnavailable`, a 503 to the client), never a silent 404.
+`max_stored` of them and `max_stored_bytes` of JSON (the oldest go first).
+`RedisResponseStore` shares them across instances: ``{prefix}:resp:{id}`` holds the
+record as JSON, written with ``SET ... PX``. Unlike the routing state, a stored
+conversation cannot be rebuilt from a local view, so a Redis failure is an error
+(`StoreUnavailable`, a 503 to the client), never a silent 404.
 """
 
 from __future__ import annotations
@@ -69,19 +70,29 @@ class MemoryResponseStore:
         self,
         ttl_s: float,
         max_stored: int,
+        max_stored_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl_s = ttl_s
         self.max_stored = max_stored
+        self.max_stored_bytes = max_stored_bytes
         self._clock = clock
         self._records: OrderedDict[str, tuple[float, str, bytes]] = OrderedDict()
+        self._bytes = 0
 
     async def put(self, record: StoredResponse) -> None:
         response_id = record.response["id"]
-        self._records.pop(response_id, None)
-        self._records[response_id] = (self._clock() + self.ttl_s, record.owner, record.dumps())
-        while len(self._records) > self.max_stored:
-            self._records.popitem(last=False)
+        self._drop(response_id)
+        raw = record.dumps()
+        self._records[response_id] = (self._clock() + self.ttl_s, record.owner, raw)
+        self._bytes += len(raw)
+        while len(self._records) > self.max_stored or self._bytes > self.max_stored_bytes:
+            self._drop(next(iter(self._records)))
+
+    def _drop(self, response_id: str) -> None:
+        entry = self._records.pop(response_id, None)
+        if entry is not None:
+            self._bytes -= len(entry[2])
 
     def _live(self, response_id: str, owner: str) -> bytes | None:
         entry = self._records.get(response_id)
@@ -89,7 +100,7 @@ class MemoryResponseStore:
             return None
         expires, stored_owner, raw = entry
         if expires <= self._clock():
-            del self._records[response_id]
+            self._drop(response_id)
             return None
         return raw if stored_owner == owner else None
 
@@ -100,11 +111,12 @@ class MemoryResponseStore:
     async def delete(self, response_id: str, owner: str) -> bool:
         if self._live(response_id, owner) is None:
             return False
-        del self._records[response_id]
+        self._drop(response_id)
         return True
 
     async def close(self) -> None:
         self._records.clear()
+        self._bytes = 0
 
 
 class RedisResponseStore:

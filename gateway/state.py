@@ -93,7 +93,9 @@ class SharedState:
         self.responses: ResponseStore = (
             RedisResponseStore(state.url, prefix=state.prefix, ttl_s=stored.store_ttl_s)
             if self.redis
-            else MemoryResponseStore(stored.store_ttl_s, stored.max_stored)
+            else MemoryResponseStore(
+                stored.store_ttl_s, stored.max_stored, int(stored.max_stored_mb * 1024 * 1024)
+            )
         )
         health = self.health
         self.weights = WeightWorker(

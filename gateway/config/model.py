@@ -210,7 +210,8 @@ class ResponsesConfig:
     """The Responses door's stored responses (`store: true`, `previous_response_id`)."""
 
     store_ttl_s: float = 3600.0
-    max_stored: int = 10_000  # memory backend only: the oldest records go first
+    max_stored: int = 10_000  # memory backend only: the oldest records go first ...
+    max_stored_mb: float = 256.0  # ... and so they do past this much JSON
     store_by_default: bool = False  # when a request has no `store` (the real API: true)
 
 

@@ -74,6 +74,7 @@ def responses(r: Reader) -> ResponsesConfig:
     out = ResponsesConfig(
         store_ttl_s=r.number("store_ttl_s", d.store_ttl_s, lo=0, lo_open=True),
         max_stored=r.integer("max_stored", d.max_stored, lo=1),
+        max_stored_mb=r.number("max_stored_mb", d.max_stored_mb, lo=0, lo_open=True),
         store_by_default=r.boolean("store_by_default", d.store_by_default),
     )
     r.finish()

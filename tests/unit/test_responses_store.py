@@ -70,6 +70,18 @@ async def test_memory_is_bounded_oldest_first() -> None:
     assert await store.get("resp_4", "key-1") is None
 
 
+async def test_memory_is_bounded_in_bytes_too() -> None:
+    size = len(record("resp_0").dumps())
+    store = MemoryResponseStore(ttl_s=60, max_stored=100, max_stored_bytes=size * 2)
+    for i in range(3):
+        await store.put(record(f"resp_{i}"))
+    assert await store.get("resp_0", "key-1") is None
+    assert await store.get("resp_1", "key-1") is not None
+    assert await store.get("resp_2", "key-1") is not None
+    await store.put(record("resp_2"))  # replacing a record frees its old bytes first
+    assert await store.get("resp_1", "key-1") is not None
+
+
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
     async with redis_with_prefix("resp") as client_prefix:
