@@ -83,6 +83,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
     cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
+    responses = sections.responses(root.section("responses"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -108,6 +109,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         health=health,
         routing=routing,
         cors=cors,
+        responses=responses,
         sim=sim,
     )
 

@@ -260,6 +260,16 @@ class CorsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """The Responses door's stored responses (`store: true`, `previous_response_id`)."""
+
+    store_ttl_s: float = 3600.0
+    max_stored: int = 10_000  # memory backend only: the oldest records go first ...
+    max_stored_mb: float = 256.0  # ... and so they do past this much JSON
+    store_by_default: bool = False  # when a request has no `store` (the real API: true)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
     level: str = "info"
@@ -281,4 +291,5 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config
