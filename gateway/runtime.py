@@ -96,7 +96,8 @@ class Gateway:
             for name, dep in config.deployments.items()
         }
         self.budgets = {
-            route.name: LoadBudget(route.max_extra_load) for route in self.routes.routes()
+            route.name: LoadBudget.for_route(route.max_extra_load, route.min_extra_per_s)
+            for route in self.routes.routes()
         }
         self.observers: list[object] = [self.state.health, self.state.profiles]
         self.rng = random.Random()

@@ -71,7 +71,8 @@ async def profiles(request: web.Request) -> web.Response:
 
 
 async def deployments(request: web.Request) -> web.Response:
-    """Breaker state, health score, error rate, TTFT percentiles, weight and spend."""
+    """Breaker state, health score, error rate, TTFT percentiles, weight and spend; per route,
+    its extra-load budget (share, floor, use, refusals)."""
     require_admin(request)
     gateway = request.app[GATEWAY]
     health = gateway.state.health.snapshot()
@@ -91,4 +92,14 @@ async def deployments(request: web.Request) -> web.Response:
             }
         )
         out[name] = item
-    return _json({"deployments": out, "state_degraded": gateway.state.degraded})
+    routes = {
+        route.name: {
+            "strategy": route.strategy,
+            "k": route.k,
+            "heartbeat_after_s": route.heartbeat_after_s,
+            "extra_load_budget": gateway.budgets[route.name].snapshot(),
+        }
+        for route in gateway.routes.routes()
+        if not route.direct
+    }
+    return _json({"deployments": out, "routes": routes, "state_degraded": gateway.state.degraded})

@@ -643,6 +643,49 @@ async def test_budget_half_alternates_race_and_single_attempt() -> None:
     assert ups.opened == ["a", "b"]
 
 
+async def test_route_without_share_races_k_on_every_request() -> None:
+    """No max_extra_load: a race of k starts k attempts every time, however many requests."""
+    budget = LoadBudget.for_route(None, min_extra_per_s=0.0)  # not even a floor to lean on
+    for _ in range(20):
+        ups = FakeUpstreams("a", "b", "c")
+        record = await one_request(ups, budget, k=3)
+        assert ups.opened == ["a", "b", "c"]
+        assert record.budget_refused == 0
+    assert budget.refused == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.0, 3.0), min_size=1, max_size=40))
+async def test_floor_races_every_request_at_one_per_second_or_less(gaps: list[float]) -> None:
+    """With a share of 0 and a floor of 1/s, requests at most one a second always race."""
+    clock = FakeClock()
+    budget = LoadBudget(0.0, window_s=60.0, clock=clock, min_extra_per_s=1.0)
+    for gap in gaps:
+        clock.now += 1.0 + gap
+        ups = FakeUpstreams("a", "b")
+        record = await one_request(ups, budget)
+        assert ups.opened == ["a", "b"]
+        assert record.budget_refused == 0
+
+
+async def test_budget_refusal_counts_every_attempt_it_stops() -> None:
+    clock = FakeClock()
+    budget = LoadBudget(0.0, window_s=10.0, clock=clock, min_extra_per_s=0.1)  # 1 per window
+    observer = RecordingObserver()
+    ups = FakeUpstreams("a", "b", "c", "d")
+    race = make_race(ups, "race", k=4, budget=budget, observer=observer)
+    first = asyncio.create_task(race.first())
+    await settle()
+    assert ups.opened == ["a", "b"]  # the floor's one extra, then refused
+    ups["b"].send(TextDelta("b"))
+    assert isinstance(await first, Winner)
+    record = await finish(race)
+    assert record.budget_refused == 2  # c and d were not started
+    assert record.budget_limited
+    assert observer.records == [record]
+    assert budget.refused == 1 and budget.spent == 1
+
+
 async def test_budget_zero_never_more_than_one_attempt() -> None:
     budget = LoadBudget(0.0, clock=FakeClock())
     for _ in range(3):
