@@ -171,6 +171,24 @@ async def test_heartbeat_comments_before_a_late_winner() -> None:
         assert text_of(raw)
 
 
+async def test_streamed_request_timing_out_before_first_token_gets_504_by_default() -> None:
+    """No heartbeat configured: nothing is committed before the outcome, so every candidate
+    timing out before its first token is an HTTP 504 in the error envelope, never a 200."""
+    servers = {
+        "a": {"kind": "openai", "models": {"mute1": {"ttft_ms": 10000, "tokens": 2}}},
+        "b": {"kind": "anthropic", "models": {"mute2": {"ttft_ms": 10000, "tokens": 2}}},
+    }
+    routes = {"chat": {"strategy": "race", "k": 2, "deployments": ["mute1", "mute2"]}}
+    deployments = {"mute1": {"ttft_timeout_s": 0.2}, "mute2": {"ttft_timeout_s": 0.3}}
+    async with stack(servers, routes, deployments) as s:
+        status, headers, raw = await post(s.url, {**BODY, "model": "chat"})
+        assert status == 504
+        assert headers["content-type"].startswith("application/json")
+        assert orjson.loads(raw)["error"]["type"] == "upstream_timeout"
+        assert not raw.startswith(b":")  # no keep-alive went out
+        assert len(s.log.records) == 2
+
+
 async def test_heartbeat_then_total_failure_is_sent_in_stream() -> None:
     servers = {
         "a": {"kind": "openai", "models": {"dead": {"ttft_ms": 10000, "tokens": 2}}},

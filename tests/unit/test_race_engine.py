@@ -341,6 +341,36 @@ async def test_all_timed_out_is_504() -> None:
     assert ups.unclosed() == []
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["race", "hedge", "fallback"]),
+    st.lists(st.sampled_from([None, 400, 429, 500, 502, 503]), min_size=1, max_size=4),
+)
+async def test_without_heartbeat_a_pre_token_failure_always_keeps_its_status(
+    strategy: str, failures: list[int | None]
+) -> None:
+    """No heartbeat (the default): whatever fails how, first() answers only with the outcome,
+    so the client's status is the chosen error's (None: a first-token timeout -> 504)."""
+    names = [f"d{i}" for i in range(len(failures))]
+    ups = FakeUpstreams(*names)
+    cands = [
+        Candidate(n, ttft_timeout_s=0.001 if f is None else HUGE, hedge_delay_s=0.001)
+        for n, f in zip(names, failures, strict=True)
+    ]
+    race = make_race(ups, strategy, k=2, candidates=cands)
+    for name, status in zip(names, failures, strict=True):
+        if status is not None:
+            ups[name].fail(status)
+    outcome = await race.first()
+    assert isinstance(outcome, AllFailed)
+    expected = choose_error([a.error for a in race.record.attempts if a.error is not None])
+    assert outcome.error.status == expected.status
+    if all(f is None for f in failures):
+        assert outcome.error.status == 504
+    await race.aclose()
+    assert ups.unclosed() == []
+
+
 async def test_idle_timeout_after_winner_ends_stream_with_504() -> None:
     ups = FakeUpstreams("a")
     race = make_race(
