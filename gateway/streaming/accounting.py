@@ -37,7 +37,7 @@ class AttemptRecord:
 
     @property
     def output_tokens(self) -> int:
-        return self.usage.completion if self.usage and self.usage.completion else self.tokens
+        return self.usage.output if self.usage and self.usage.output else self.tokens
 
     @property
     def cost_usd(self) -> float:
