@@ -45,7 +45,11 @@ class LoadBudget:
 
     @classmethod
     def for_route(
-        cls, max_extra_load: float | None, min_extra_per_s: float, window_s: float = 60.0
+        cls,
+        max_extra_load: float | None,
+        min_extra_per_s: float,
+        window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> LoadBudget:
         """A route's budget: its share and floor; without a share, races are never limited
         and hedges get the default share (a hedge storm is what a budget is for)."""
@@ -53,10 +57,11 @@ class LoadBudget:
             return cls(
                 DEFAULT_HEDGE_EXTRA_LOAD,
                 window_s,
+                clock,
                 min_extra_per_s=min_extra_per_s,
                 covers_races=False,
             )
-        return cls(max_extra_load, window_s, min_extra_per_s=min_extra_per_s)
+        return cls(max_extra_load, window_s, clock, min_extra_per_s=min_extra_per_s)
 
     def covers(self, strategy: str) -> bool:
         """Whether this budget limits the speculative attempts of `strategy`."""
