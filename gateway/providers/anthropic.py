@@ -315,7 +315,7 @@ class AnthropicProvider:
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
 
     def decoder(self) -> AnthropicStreamDecoder:
-        return AnthropicStreamDecoder(secret=self.settings.api_key)
+        return AnthropicStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         data = json_object(body)

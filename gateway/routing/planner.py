@@ -23,6 +23,7 @@ from gateway.request import ChatRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.table import ResolvedRoute
 from gateway.routing.tiers import Tier, TierCondition, select_tier, traits_of
+from gateway.strategy import Strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class PlannedCandidate:
 class Plan:
     route: str
     tier: str | None
-    strategy: str
+    strategy: Strategy
     k: int
     candidates: list[PlannedCandidate]
     hour: int

@@ -100,7 +100,7 @@ async def deployments(request: web.Request) -> web.Response:
             "strategy": route.strategy,
             "k": route.k,
             "heartbeat_after_s": route.heartbeat_after_s,
-            "extra_load_budget": gateway.budgets[route.name].snapshot(),
+            "extra_load_budget": gateway.pipeline.budgets[route.name].snapshot(),
         }
         for route in gateway.routes.routes()
         if not route.direct
