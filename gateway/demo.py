@@ -7,6 +7,9 @@ from typing import Any
 from gateway.config import Config, parse_config
 from gateway.sim.config import SimConfig
 
+# A chat frontend served by a local dev server (any port) may call the demo from a browser.
+DEMO_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
+
 # Wire protocol of a simulated server -> provider kind of the adapter that speaks it.
 _KIND = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "ollama": "ollama"}
 
@@ -33,6 +36,7 @@ def demo_gateway_config(sim: SimConfig, base_urls: dict[str, str], port: int) ->
     names = list(deployments)
     return {
         "listen": {"host": "127.0.0.1", "port": port},
+        "cors": {"allow_origins": list(DEMO_CORS_ORIGINS)},
         "providers": providers,
         "deployments": deployments,
         "routes": {
@@ -78,6 +82,8 @@ Or with the official OpenAI SDK (pip install openai):
           print(chunk.choices[0].delta.content or "", end="", flush=True)
 
 Routes: chat (race k=2), hedged (hedge), reliable (fallback). Metrics: {url}/metrics
+CORS is on for browser pages from local dev servers ({", ".join(DEMO_CORS_ORIGINS)}):
+a chat frontend on any local port can stream from the demo with fetch().
 Press Ctrl-C to stop.
 """
 

@@ -80,6 +80,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
+    cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -104,6 +105,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         governance=governance,
         health=health,
         routing=routing,
+        cors=cors,
         sim=sim,
     )
 

@@ -29,4 +29,6 @@ def summarize(config: Config) -> str:
         if route.data_residency is not None:
             line += f" (residency: {', '.join(route.data_residency)})"
         lines.append(line)
+    if config.cors.enabled:
+        lines.append(f"  cors: {', '.join(config.cors.allow_origins)}")
     return "\n".join(lines)
