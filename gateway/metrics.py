@@ -119,11 +119,39 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.reloads = Counter(
+            "gateway_config_reloads",
+            "Config reloads by result: ok (swapped), invalid (refused, the old config serves)",
+            ["result"],
+            registry=r,
+        )
+        self.config_info = Gauge(
+            "gateway_config_info",
+            "The config that serves (value 1): sha256 of the file (first 12 hex digits)",
+            ["hash"],
+            registry=r,
+        )
+        self.config_loaded = Gauge(
+            "gateway_config_loaded_timestamp_seconds",
+            "When the config that serves was loaded (Unix time)",
+            registry=r,
+        )
+        self._watched: Collector | None = None
+
     def watch(
         self, snapshot: Callable[[], Mapping[str, Mapping[str, Any]]], degraded: Callable[[], bool]
     ) -> None:
-        """Gauges read at scrape time from the health registry and the state backend."""
-        self.registry.register(_HealthCollector(snapshot, degraded))
+        """Gauges read at scrape time from the health registry and the state backend (a
+        reloaded gateway's state replaces the previous one's)."""
+        if self._watched is not None:
+            self.registry.unregister(self._watched)
+        self._watched = _HealthCollector(snapshot, degraded)
+        self.registry.register(self._watched)
+
+    def config_loaded_now(self, config_hash: str, at: float) -> None:
+        self.config_info.clear()
+        self.config_info.labels(config_hash).set(1)
+        self.config_loaded.set(at)
 
     def on_race_end(self, record: RaceRecord) -> None:
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"

@@ -18,6 +18,7 @@ from gateway.pipeline import Pipeline
 from gateway.prewarming import make_prewarmer
 from gateway.record import RecordSink
 from gateway.region import RegionResolver
+from gateway.reload import ConfigChanges
 from gateway.routing.planner import CandidatePlanner
 from gateway.routing.table import RouteTable
 from gateway.sinks import AccessLog, MetricsSink, RaceSink, SpendSink, VersionTracker
@@ -29,6 +30,10 @@ from gateway.upstreams import Upstreams
 
 
 class Gateway:
+    metrics: GatewayMetrics
+    state: SharedState
+    upstreams: Upstreams
+
     def __init__(
         self,
         config: Config,
@@ -36,12 +41,24 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         *,
         access_log: bool = True,
+        previous: Gateway | None = None,
     ) -> None:
+        """`previous`: the gateway a config reload replaces. Its metrics, spend and version
+        ledgers, shared state (when `state:` is unchanged) and unchanged pools carry over;
+        the state of deployments that were removed or got a new identity starts afresh
+        (gateway.reload). The previous gateway keeps serving its requests in flight."""
         self.config = config
-        self.metrics = metrics or GatewayMetrics()
-        self.state = SharedState(config, clock)
+        self.changes = ConfigChanges.between(previous.config, config) if previous else None
+        fresh = self.changes.fresh_state if self.changes else ()
+        self.metrics = metrics or (previous.metrics if previous else GatewayMetrics())
+        self.owns_state = previous is None or not previous.state.reusable_for(config)
+        if previous is not None and not self.owns_state:
+            self.state = previous.state
+            self.state.reconfigure(config, fresh)
+        else:
+            self.state = SharedState(config, clock)
         self.routes = RouteTable(config)
-        self.upstreams = Upstreams(config)
+        self.upstreams = Upstreams(config, reuse=previous.upstreams if previous else None)
         self.rng = random.Random()
         self.planner = CandidatePlanner(
             config,
@@ -55,6 +72,14 @@ class Gateway:
         self.governance = Governance(config)
         self.spend = SpendSink(self.state.spend)
         self.version_tracker = VersionTracker(self.metrics)
+        if previous is not None:  # one ledger across reloads (requests in flight add to it)
+            self.spend.by_deployment = previous.spend.by_deployment
+            self.version_tracker.versions = previous.version_tracker.versions
+            for name in fresh:  # ... minus the deployments started afresh
+                self.spend.by_deployment.pop(name, None)
+                version = self.version_tracker.versions.pop(name, None)
+                if version is not None:
+                    self.metrics.version.remove(name, version)
         self.sinks: list[RecordSink] = [
             MetricsSink(self.metrics),
             self.spend,
@@ -65,7 +90,7 @@ class Gateway:
         ]
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
-        self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
+        self.watch_state()
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
@@ -85,6 +110,11 @@ class Gateway:
             prewarmer=self.prewarmer,
             rng=self.rng,
         )
+
+    def watch_state(self) -> None:
+        """Point the scrape-time gauges (health, degraded) at this gateway's state."""
+        state = self.state
+        self.metrics.watch(state.health.snapshot, lambda: state.degraded)
 
     @property
     def pools(self) -> Mapping[str, UpstreamPool]:
@@ -108,12 +138,17 @@ class Gateway:
         return dict(self.state.weights.weights())
 
     async def start(self) -> None:
-        await self.state.start()
+        if self.owns_state:  # a reloaded gateway's kept state is already running
+            await self.state.start()
         if self.prewarmer is not None:
             self.prewarmer.start()
 
-    async def close(self) -> None:
+    async def stop_background(self) -> None:
+        """Stop what works for this config alone (pre-warming): a reload replaced it."""
         if self.prewarmer is not None:
             await self.prewarmer.close()
+
+    async def close(self) -> None:
+        await self.stop_background()
         await self.state.close()
         await self.upstreams.close()

@@ -7,7 +7,7 @@ gateway instances. Either way the request path never waits on Redis.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from gateway.config.model import Config
 from gateway.latency.profile import LatencyProfiles
@@ -49,6 +49,7 @@ def rate_limits(config: Config) -> dict[str, Limit]:
 
 class SharedState:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
         state = config.state
         self.redis = state.backend == "redis"
         self.store: CounterStore = (
@@ -106,6 +107,48 @@ class SharedState:
             redis=state.url if self.redis else None,
             prefix=state.prefix,
         )
+
+    def reusable_for(self, config: Config) -> bool:
+        """Can a reload to `config` keep this state (and its Redis connections)? Yes while
+        the backend section is the same and no Redis rate limiter has to appear."""
+        if config.state != self.config.state:
+            return False
+        wants_redis_limiter = self.redis and bool(rate_limits(config))
+        return wants_redis_limiter == isinstance(self.limiter, RedisRateLimiter)
+
+    def reconfigure(self, config: Config, fresh: Iterable[str] = ()) -> None:
+        """Apply a reloaded config in place (`reusable_for(config)` is true): the state of
+        kept deployments carries over; `fresh` ones (removed, or given a new identity)
+        start again. Health settings that changed reset every breaker."""
+        old, self.config = self.config, config
+        fresh = set(fresh)
+        if config.latency.half_life_days != old.latency.half_life_days:
+            self.profiles = LatencyProfiles(
+                self.store,
+                min_samples=config.latency.min_samples,
+                half_life_s=config.latency.half_life_days * 86400.0,
+                clock=self.profiles.clock,
+            )
+        self.profiles.min_samples = config.latency.min_samples
+        for name in fresh:
+            self.profiles.forget(name)
+        if config.health != old.health:
+            h = config.health
+            self.health.window, self.health.min_requests = h.window, h.min_requests
+            self.health.cooldown_s, self.health.probes = h.cooldown_s, h.half_open_probes
+            fresh.update(self.health.names())
+        budgets = {d.name: d.error_budget for d in config.deployments.values()}
+        self.health.reconfigure(budgets, fresh)
+        self.limiter.limits = rate_limits(config)
+        self.weights.reconfigure(dict(config.deployments), fresh)
+        self.weights.interval_s = max(config.routing.weights_interval_s, 0.001)
+        stored = config.responses
+        if isinstance(self.responses, MemoryResponseStore):
+            self.responses.ttl_s = stored.store_ttl_s
+            self.responses.max_stored = stored.max_stored
+            self.responses.max_stored_bytes = int(stored.max_stored_mb * 1024 * 1024)
+        elif isinstance(self.responses, RedisResponseStore):
+            self.responses.ttl_ms = max(1, int(stored.store_ttl_s * 1000))
 
     @property
     def degraded(self) -> bool:

@@ -20,6 +20,7 @@ from gateway.providers.base import (
     can_embed,
 )
 from gateway.providers.registry import create as create_provider
+from gateway.reload import pool_settings
 from gateway.request import AnyRequest, ChatRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.planner import Plan
@@ -47,7 +48,9 @@ class Built:
 
 
 class Upstreams:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reuse: Upstreams | None = None) -> None:
+        """`reuse`: the upstreams a reload replaces; a provider whose pool settings did not
+        change keeps its pool (and its warm connections)."""
         self.config = config
         self.providers: dict[str, Provider] = {}
         self.pools: dict[str, UpstreamPool] = {}
@@ -61,7 +64,11 @@ class Upstreams:
                 max_line_bytes=config.limits.max_sse_line_bytes,
             )
             self.providers[name] = create_provider(settings)
-            self.pools[name] = UpstreamPool(
+            kept = reuse.pools.get(name) if reuse is not None else None
+            if kept is not None and reuse is not None:
+                same = pool_settings(reuse.config.providers[name]) == pool_settings(pc)
+                kept = kept if same else None
+            self.pools[name] = kept or UpstreamPool(
                 name, pc.max_connections, pc.connect_timeout_s, pc.keepalive_s
             )
         self.deployments = {

@@ -141,6 +141,15 @@ class LatencyProfiles:
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str, int, float, tuple[float, float]], _Cached] = {}
 
+    def forget(self, deployment: str) -> None:
+        """A reload gave `deployment` a new identity: its estimates start again from the
+        prior. The memory store drops its samples; a Redis store's samples are shared by
+        every instance and kept (give a new model a new deployment name to start afresh)."""
+        for key in [k for k in self._cache if k[0] == deployment]:
+            del self._cache[key]
+        if isinstance(self.store, MemoryStore):
+            self.store.forget(deployment)
+
     # -- decay -----------------------------------------------------------------
 
     def _generation(self, epoch_s: float) -> int:

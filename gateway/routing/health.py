@@ -108,6 +108,21 @@ class HealthRegistry:
         self._breakers[name] = breaker
         return breaker
 
+    def reconfigure(self, deployments: Mapping[str, float], reset: Iterable[str] = ()) -> None:
+        """A config reload: `deployments` (name -> error budget) are the ones now served.
+        Kept breakers keep their window and state with the new budget; removed ones are
+        dropped, new and `reset` ones (a new identity) start closed and empty."""
+        fresh = set(reset)
+        for name in [n for n in self._breakers if n not in deployments or n in fresh]:
+            del self._breakers[name]
+            self._limited_until.pop(name, None)
+        for name, budget in deployments.items():
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                self._add(name, budget)
+            else:
+                breaker.error_budget = budget
+
     def breaker(self, name: str) -> CircuitBreaker:
         """The deployment's breaker (created with the default budget for an unknown name)."""
         found = self._breakers.get(name)

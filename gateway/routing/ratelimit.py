@@ -68,6 +68,8 @@ def key_limit(key_id: str) -> str:
 
 
 class RateLimiter(Protocol):
+    limits: dict[str, Limit]  # name -> limit; a config reload replaces it
+
     @property
     def degraded(self) -> bool: ...
 

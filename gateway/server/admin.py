@@ -9,13 +9,13 @@ import orjson
 from aiohttp import web
 
 from gateway.server.errors import ApiError
-from gateway.server.keys import GATEWAY
+from gateway.server.keys import GATEWAY, LIVE
 
 QUANTILES = (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99))
 
 
 def require_admin(request: web.Request) -> None:
-    key = request.app[GATEWAY].config.admin.key
+    key = request[GATEWAY].config.admin.key
     if key is None:
         raise ApiError(
             403, "the admin API is disabled: set admin.key", "permission_error", "admin_disabled"
@@ -36,7 +36,7 @@ async def profiles(request: web.Request) -> web.Response:
     """Per deployment x region x hour: TTFT p50/p90/p99, samples, censored share, level, and
     whether the estimate is borrowed from other regions (with the region's own samples)."""
     require_admin(request)
-    gateway = request.app[GATEWAY]
+    gateway = request[GATEWAY]
     config = gateway.config
     only_dep = request.query.get("deployment")
     only_region = request.query.get("region")
@@ -77,7 +77,7 @@ async def deployments(request: web.Request) -> web.Response:
     """Breaker state, health score, error rate, TTFT percentiles, weight and spend; per route,
     its extra-load budget (share, floor, use, refusals)."""
     require_admin(request)
-    gateway = request.app[GATEWAY]
+    gateway = request[GATEWAY]
     health = gateway.state.health.snapshot()
     weights = gateway.weights()
     out = {}
@@ -106,3 +106,30 @@ async def deployments(request: web.Request) -> web.Response:
         if not route.direct
     }
     return _json({"deployments": out, "routes": routes, "state_degraded": gateway.state.degraded})
+
+
+async def reload(request: web.Request) -> web.Response:
+    """`POST /admin/reload`: reload the config file. 200 with what changed (or
+    `unchanged`); 400 listing every problem of an invalid file (the old config serves on);
+    409 when there is no file to reload or the new config could not be started."""
+    require_admin(request)
+    result = await request.app[LIVE].reload("admin")
+    if result.ok:
+        return _json(result.to_json())
+    if result.result == "invalid":
+        status, code = 400, "invalid_config"
+        message = f"the config is invalid ({len(result.problems)} problem(s)), the old one serves"
+    else:
+        status, code = 409, "reload_failed"
+        message = "the config could not be reloaded, the old one serves"
+    error = {
+        "message": message + ": " + "; ".join(result.problems),
+        "type": "invalid_request_error",
+        "param": None,
+        "code": code,
+        "problems": list(result.problems),
+        "config_hash": result.version,
+    }
+    return web.Response(
+        status=status, body=orjson.dumps({"error": error}), content_type="application/json"
+    )

@@ -70,7 +70,7 @@ async def open_answer(
     """Read and parse the body, then admit, govern and plan it; a refusal at any step is
     recorded (one log line, one metric) and raised for the door to render."""
     started = time.perf_counter()
-    gateway = request.app[GATEWAY]
+    gateway = request[GATEWAY]
     caller = caller_of(request, started)
     limits = gateway.config.limits
     try:

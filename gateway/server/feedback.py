@@ -14,7 +14,7 @@ from gateway.server.limits import body_timeout_s, read_body
 
 async def feedback(request: web.Request) -> web.Response:
     try:
-        limits = request.app[GATEWAY].config.limits
+        limits = request[GATEWAY].config.limits
         body = orjson.loads(await read_body(request, limits.max_body_bytes, body_timeout_s(limits)))
     except orjson.JSONDecodeError:
         raise ApiError(
@@ -35,7 +35,7 @@ async def feedback(request: web.Request) -> web.Response:
         or not -1 <= rating <= 1
     ):
         raise ApiError(400, "'rating' must be a number between -1 and 1", param="rating")
-    deployment = await request.app[GATEWAY].state.feedback.rate(request_id, float(rating))
+    deployment = await request[GATEWAY].state.feedback.rate(request_id, float(rating))
     if deployment is None:
         raise ApiError(
             404, f"unknown request_id '{request_id[:80]}'", code="not_found", param="request_id"

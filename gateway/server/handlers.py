@@ -25,7 +25,7 @@ from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """parse -> pipeline -> encode (OpenAI Chat Completions chunks or one JSON body)."""
-    limits = request.app[GATEWAY].config.limits
+    limits = request[GATEWAY].config.limits
     chat, answer = await open_answer(request, "chat", lambda raw: parse_chat_request(raw, limits))
     response_id = "chatcmpl-" + answer.request_id.removeprefix("req_")
     created = int(time.time())
@@ -51,14 +51,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    routes = request.app[GATEWAY].routes.routes()
+    routes = request[GATEWAY].routes.routes()
     data = [model_object(route) for route in routes]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
-    route = request.app[GATEWAY].routes.get(name)
+    route = request[GATEWAY].routes.get(name)
     if route is None:
         raise ApiError(
             404,
@@ -96,10 +96,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/feedback", feedback.feedback)
     app.router.add_get("/admin/profiles", admin.profiles)
     app.router.add_get("/admin/deployments", admin.deployments)
+    app.router.add_post("/admin/reload", admin.reload)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
+    gateway = request[GATEWAY]
     return web.Response(
         body=gateway.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
     )

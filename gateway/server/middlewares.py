@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.pipeline import Caller
 from gateway.record import Door
 from gateway.server.errors import ApiError, api_error_response, error_response
-from gateway.server.keys import AUTH_KEYS, GATEWAY, KEY_ID, REQUEST_ID
+from gateway.server.keys import AUTH_KEYS, GATEWAY, KEY_ID, LIVE, REQUEST_ID
 
 # The paths of the front doors whose requests go through the pipeline (and are recorded).
 DOOR_PATHS: dict[str, Door] = {
@@ -30,6 +30,16 @@ log = structlog.get_logger("gateway")
 
 def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex
+
+
+@web.middleware
+async def snapshot_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take the gateway that serves now, once: the request keeps it to its end, whatever
+    config reload happens meanwhile (server/live.py)."""
+    with request.app[LIVE].lease() as snapshot:
+        request[GATEWAY] = snapshot.gateway
+        request[AUTH_KEYS] = snapshot.auth_keys
+        return await handler(request)
 
 
 @web.middleware
@@ -100,7 +110,7 @@ def _record_refusal(request: web.Request, exc: ApiError) -> None:
     door = DOOR_PATHS.get(request.path)
     if door is not None:
         caller = Caller(request[REQUEST_ID], "anonymous", request.headers)
-        request.app[GATEWAY].pipeline.refuse(caller, door, None, exc)
+        request[GATEWAY].pipeline.refuse(caller, door, None, exc)
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -112,7 +122,7 @@ def _bearer(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys: tuple[bytes, ...] = request.app[AUTH_KEYS]
+    keys: tuple[bytes, ...] = request[AUTH_KEYS]
     request[KEY_ID] = "anonymous"
     if keys and request.path.startswith("/v1/"):
         given = (_bearer(request) or "").encode()

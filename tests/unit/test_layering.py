@@ -73,6 +73,8 @@ DOMAIN = (  # what the core and the applications above it build on
 )
 CORE = (
     "gateway.runtime",  # wiring
+    "gateway.reload",  # what a config reload changes, what carries over
+    "gateway.config_checks",  # checks that need routing / providers (check-config, reload)
     "gateway.state",
     "gateway.upstreams",
     "gateway.prewarming",
