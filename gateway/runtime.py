@@ -69,6 +69,8 @@ class Gateway:
             clock=clock,
         )
         self.prewarmer = make_prewarmer(config, self.state.profiles, self.upstreams, clock)
+        if self.prewarmer is not None and previous is not None and previous.prewarmer:
+            self.prewarmer.carry_regions(previous.prewarmer, config.latency.regions)
         self.governance = Governance(config)
         self.spend = SpendSink(self.state.spend)
         self.version_tracker = VersionTracker(self.metrics)

@@ -118,20 +118,25 @@ class LiveGateway:
         try:
             config, data = await asyncio.to_thread(load_checked, self.path)
         except ConfigError as exc:
-            metrics.reloads.labels("invalid").inc()
-            log.warning(
-                "config_reload_refused",
-                source=source,
-                problems=exc.problems,
-                serving=self.current.version,
-            )
-            return ReloadResult("invalid", self.current.version, tuple(exc.problems))
+            return self._refused(source, exc)
+        if not data.strip():  # an empty file parses to the defaults: no deployment at all
+            return self._refused(source, ConfigError([f"{self.path}: the file is empty"]))
         version = file_hash(data)
         if version == self.current.version:
             metrics.reloads.labels("unchanged").inc()
             log.info("config_reload_unchanged", source=source, config_hash=version)
             return ReloadResult("unchanged", version)
         return await self.swap(config, version, source)
+
+    def _refused(self, source: str, exc: ConfigError) -> ReloadResult:
+        self.gateway.metrics.reloads.labels("invalid").inc()
+        log.warning(
+            "config_reload_refused",
+            source=source,
+            problems=exc.problems,
+            serving=self.current.version,
+        )
+        return ReloadResult("invalid", self.current.version, tuple(exc.problems))
 
     async def swap(self, config: Config, version: str, source: str = "api") -> ReloadResult:
         """Serve `config` from now on (it is valid); the replaced snapshot drains."""

@@ -3,7 +3,9 @@ change of the config file (its mtime, size or inode, then its content hash, poll
 file-watching dependency). `POST /admin/reload` is the third way (server/admin.py).
 
 Reloads run one at a time (`LiveGateway.reload` holds a lock); a file whose new content
-was refused is not tried again until it changes again.
+was refused is not tried again until it changes again. The watcher reloads a file once it
+has not changed for one polling interval, so an editor's write in progress (a truncated,
+half-written file) is not taken for the new config.
 """
 
 from __future__ import annotations
@@ -70,12 +72,15 @@ class ReloadTriggers:
         return task
 
     async def _watch(self, path: str, interval_s: float) -> None:
-        seen = _signature(path)
+        seen: tuple[int, int, int] | None = None  # the first poll compares the content
         seen_hash = self.live.current.version
+        last = _signature(path)
         while True:
             await asyncio.sleep(interval_s)
             signature = _signature(path)
-            if signature is None or signature == seen:
+            settled = signature == last  # not written to since the last poll: not half-written
+            last = signature
+            if signature is None or signature == seen or not settled:
                 continue
             seen = signature
             data = await asyncio.to_thread(_read, path)

@@ -210,3 +210,11 @@ async def test_reload_needs_the_admin_key_and_reports_an_unchanged_file(
         async with client.get(s.url + "/metrics") as metrics:
             text = await metrics.text()
         assert f'gateway_config_info{{hash="{body["config_hash"]}"}} 1.0' in text
+
+
+async def test_an_empty_file_is_refused(tmp_path: Path) -> None:
+    async with served(tmp_path) as s, aiohttp.ClientSession() as client:
+        s.path.write_text("")
+        async with client.post(s.url + "/admin/reload", headers=ADMIN) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["problems"] == [f"{s.path}: the file is empty"]

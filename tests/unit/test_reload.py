@@ -163,3 +163,20 @@ async def test_changed_health_settings_restart_every_breaker() -> None:
     item = new.state.health.snapshot()["a"]
     assert item["state"] == "closed" and item["window"] == 0
     assert new.state.health.breaker("a").window == 50
+
+
+async def test_pre_warming_follows_the_new_config_and_keeps_the_active_regions() -> None:
+    warm = {"prewarm": {"enabled": True, "connections": 1}, "regions": ["eu", "us"]}
+    old = Gateway(config(latency=warm))
+    assert old.prewarmer is not None
+    old.prewarmer.note_region("us")
+    new = Gateway(
+        config(latency=warm, deployments__c=None, routes__chat__deployments=["a", "b"]),
+        previous=old,
+    )
+    assert new.prewarmer is not None and new.prewarmer is not old.prewarmer
+    assert new.prewarmer.deployments == ["a", "b"]
+    assert set(new.prewarmer.targets()) <= {"a", "b"}
+    assert "us" in new.prewarmer._regions
+    off = Gateway(config(latency={"prewarm": {"enabled": False}}), previous=new)
+    assert off.prewarmer is None
