@@ -103,15 +103,27 @@ class Gateway:
             upstreams=self.upstreams,
             limiter=self.state.limiter,
             health=self.state.health,
-            budgets={
-                r.name: LoadBudget.for_route(r.max_extra_load, r.min_extra_per_s)
-                for r in self.routes.routes()
-            },
+            budgets=self._budgets(previous),
             metrics=self.metrics,
             sinks=self.sinks,
             prewarmer=self.prewarmer,
             rng=self.rng,
         )
+
+    def _budgets(self, previous: Gateway | None) -> dict[str, LoadBudget]:
+        """Each route's extra-load budget; a reload keeps the budgets (and their running
+        use) of routes it did not change."""
+        kept = previous.pipeline.budgets if previous is not None else {}
+        budgets = {}
+        for r in self.routes.routes():
+            same = previous is not None and (
+                previous.config.routes.get(r.name) == self.config.routes.get(r.name)
+            )
+            budget = kept.get(r.name) if same else None
+            if budget is None:
+                budget = LoadBudget.for_route(r.max_extra_load, r.min_extra_per_s)
+            budgets[r.name] = budget
+        return budgets
 
     def watch_state(self) -> None:
         """Point the scrape-time gauges (health, degraded) at this gateway's state."""

@@ -89,6 +89,7 @@ class HealthRegistry:
         self._state_listeners: list[StateListener] = []
         self._outcome_listeners: list[OutcomeListener] = []
         self._applying_remote = False
+        self._removed: set[str] = set()  # dropped by a reload: late outcomes are ignored
         for name, budget in deployments.items():
             self._add(name, budget)
 
@@ -113,7 +114,9 @@ class HealthRegistry:
         Kept breakers keep their window and state with the new budget; removed ones are
         dropped, new and `reset` ones (a new identity) start closed and empty."""
         fresh = set(reset)
-        for name in [n for n in self._breakers if n not in deployments or n in fresh]:
+        removed = {n for n in self._breakers if n not in deployments}
+        self._removed = (self._removed | removed) - set(deployments)
+        for name in removed | (fresh & set(self._breakers)):
             del self._breakers[name]
             self._limited_until.pop(name, None)
         for name, budget in deployments.items():
@@ -244,7 +247,8 @@ class HealthRegistry:
         attempted = set()
         for attempt in record.attempts:
             attempted.add(attempt.deployment)
-            self._record_attempt(record, attempt)
+            if attempt.deployment not in self._removed:  # a request from before a reload
+                self._record_attempt(record, attempt)
         granted = self._grants.pop(record.request_id, None)
         for name in granted or ():
             if name not in attempted:

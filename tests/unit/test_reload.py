@@ -11,6 +11,7 @@ import pytest
 from gateway.config import Config, parse_config
 from gateway.reload import ConfigChanges, deployment_identity
 from gateway.runtime import Gateway
+from gateway.streaming.accounting import AttemptRecord, RaceRecord
 
 BASE: dict[str, Any] = {
     "listen": {"host": "127.0.0.1", "port": 8080},
@@ -180,3 +181,23 @@ async def test_pre_warming_follows_the_new_config_and_keeps_the_active_regions()
     assert "us" in new.prewarmer._regions
     off = Gateway(config(latency={"prewarm": {"enabled": False}}), previous=new)
     assert off.prewarmer is None
+
+
+async def test_a_late_outcome_of_a_removed_deployment_is_not_recorded() -> None:
+    old = Gateway(config())
+    new = Gateway(config(deployments__c=None, routes__chat__deployments=["a", "b"]), previous=old)
+    # a request that started on the old config ends after the reload
+    record = RaceRecord("req-1", "chat", "race", attempts=[AttemptRecord("c", 0.0)])
+    record.attempts[0].outcome = "failed"
+    new.state.health.on_race_end(record)
+    assert "c" not in new.state.health.snapshot()
+
+
+async def test_budgets_of_unchanged_routes_carry_over() -> None:
+    base = copy.deepcopy(BASE)
+    base["routes"]["other"] = {"strategy": "race", "k": 2, "deployments": ["a", "b"]}
+    old = Gateway(parse_config(base, env={}))
+    base["routes"]["other"]["k"] = 1
+    new = Gateway(parse_config(base, env={}), previous=old)
+    assert new.pipeline.budgets["chat"] is old.pipeline.budgets["chat"]
+    assert new.pipeline.budgets["other"] is not old.pipeline.budgets["other"]
