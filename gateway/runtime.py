@@ -51,14 +51,15 @@ class Gateway:
         self.changes = ConfigChanges.between(previous.config, config) if previous else None
         fresh = self.changes.fresh_state if self.changes else ()
         self.metrics = metrics or (previous.metrics if previous else GatewayMetrics())
+        self.routes = RouteTable(config)
+        self.upstreams = Upstreams(config, reuse=previous.upstreams if previous else None)
+        self.governance = Governance(config)
         self.owns_state = previous is None or not previous.state.reusable_for(config)
         if previous is not None and not self.owns_state:
             self.state = previous.state
-            self.state.reconfigure(config, fresh)
+            self.state.reconfigure(config, fresh)  # after what could fail is built
         else:
             self.state = SharedState(config, clock)
-        self.routes = RouteTable(config)
-        self.upstreams = Upstreams(config, reuse=previous.upstreams if previous else None)
         self.rng = random.Random()
         self.planner = CandidatePlanner(
             config,
@@ -71,7 +72,6 @@ class Gateway:
         self.prewarmer = make_prewarmer(config, self.state.profiles, self.upstreams, clock)
         if self.prewarmer is not None and previous is not None and previous.prewarmer:
             self.prewarmer.carry_regions(previous.prewarmer, config.latency.regions)
-        self.governance = Governance(config)
         self.spend = SpendSink(self.state.spend)
         self.version_tracker = VersionTracker(self.metrics)
         if previous is not None:  # one ledger across reloads (requests in flight add to it)

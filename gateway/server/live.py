@@ -90,7 +90,8 @@ class LiveGateway:
         self._draining: list[Snapshot] = []
         self._closers: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
-        gateway.metrics.config_loaded_now(version, time.time())
+        if version:
+            gateway.metrics.config_loaded_now(version, time.time())
 
     @property
     def gateway(self) -> Gateway:
