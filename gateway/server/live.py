@@ -5,7 +5,7 @@ A reload reads the config file, validates it as `check-config` does (every probl
 path-precise) and, if it is valid, builds a new `Gateway` from it next to the one that
 serves (`Gateway(config, previous=...)`: what carries over is said in gateway.reload)
 and swaps it in. Each request takes the current `Snapshot` once, when it starts
-(`lease`), and keeps it to its end, so requests in flight finish on the config they
+(`acquire`), and keeps it to its end, so requests in flight finish on the config they
 started with. A replaced snapshot *drains*: its pre-warming stops at once; when its last
 request ends, the pools and shared state that no serving snapshot uses any more close.
 An invalid config changes nothing: the old one keeps serving.
@@ -18,10 +18,8 @@ reload applies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,15 +95,11 @@ class LiveGateway:
     def gateway(self) -> Gateway:
         return self.current.gateway
 
-    @contextlib.contextmanager
-    def lease(self) -> Iterator[Snapshot]:
-        """The snapshot a request keeps from its start to its end."""
+    def acquire(self) -> Snapshot:
+        """The snapshot a request keeps from its start to its end (then `release()` it)."""
         snapshot = self.current
         snapshot.leases += 1
-        try:
-            yield snapshot
-        finally:
-            snapshot.release()
+        return snapshot
 
     async def reload(self, source: str) -> ReloadResult:
         """Reload the config file; never raises (the result says what happened)."""

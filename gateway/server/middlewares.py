@@ -36,10 +36,13 @@ def new_request_id() -> str:
 async def snapshot_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Take the gateway that serves now, once: the request keeps it to its end, whatever
     config reload happens meanwhile (server/live.py)."""
-    with request.app[LIVE].lease() as snapshot:
+    snapshot = request.app[LIVE].acquire()
+    try:
         request[GATEWAY] = snapshot.gateway
         request[AUTH_KEYS] = snapshot.auth_keys
         return await handler(request)
+    finally:
+        snapshot.release()
 
 
 @web.middleware
