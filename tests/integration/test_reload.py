@@ -17,13 +17,16 @@ import aiohttp
 import orjson
 import pytest
 import yaml
+from redis.asyncio import Redis
 
 from gateway.config import load_config
+from gateway.latency.store import RedisStore
 from gateway.runtime import Gateway
 from gateway.server.app import start_server
 from gateway.server.keys import LIVE
 from gateway.sim.config import parse_sim_config
 from gateway.sim.server import SimCluster
+from tests.redis_support import REDIS_URL, redis_with_prefix
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -49,7 +52,7 @@ class Served:
 
 
 @asynccontextmanager
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
+async def served(tmp_path: Path, **extra: Any) -> AsyncIterator[Served]:
     sim_config, problems = parse_sim_config(
         {
             "seed": 5,
@@ -73,6 +76,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
                 "fast": {"provider": "up", "model": "fast"},
             },
             "routes": {"chat": {"strategy": "fallback", "deployments": ["slow"]}},
+            **extra,
         }
         path = tmp_path / "gateway.yaml"
         path.write_text(yaml.safe_dump(data))
@@ -218,3 +222,46 @@ async def test_an_empty_file_is_refused(tmp_path: Path) -> None:
         async with client.post(s.url + "/admin/reload", headers=ADMIN) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"]["problems"] == [f"{s.path}: the file is empty"]
+
+
+async def test_redis_state_is_kept_while_its_section_is_unchanged(tmp_path: Path) -> None:
+    """No reconnect for nothing: a route change keeps the state objects (and their Redis
+    clients); a new `state.prefix` builds new ones, which write under the new prefix."""
+    async with redis_with_prefix("reload") as (redis, prefix):
+        try:
+            await _reload_with_redis(tmp_path, redis, prefix)
+        finally:  # latency keys start with a hash tag: `{prefix:deployment}:...`
+            keys = [k async for k in redis.scan_iter(match=f"*{prefix}*", count=500)]
+            if keys:
+                await redis.delete(*keys)
+
+
+async def _reload_with_redis(tmp_path: Path, redis: Redis, prefix: str) -> None:
+    state = {"backend": "redis", "url": REDIS_URL, "prefix": f"{prefix}:a"}
+    async with served(tmp_path, state=state) as s, aiohttp.ClientSession() as client:
+        first = s.gateway
+        kept = copy.deepcopy(s.data)
+        kept["routes"]["chat"]["deployments"] = ["fast"]
+        s.write(kept)
+        async with client.post(s.url + "/admin/reload", headers=ADMIN) as resp:
+            assert (await resp.json())["result"] == "ok"
+        assert s.gateway.state is first.state
+
+        moved = copy.deepcopy(kept)
+        moved["state"] = {**state, "prefix": f"{prefix}:b"}
+        s.write(moved)
+        async with client.post(s.url + "/admin/reload", headers=ADMIN) as resp:
+            body = await resp.json()
+        assert body["changes"]["sections_changed"] == ["state"]
+        assert s.gateway.state is not first.state
+        async with client.post(
+            s.url + "/v1/chat/completions",
+            json=chat("chat", False),
+            headers={"Authorization": "Bearer key-one"},
+        ) as ok:
+            assert ok.status == 200
+        store = s.gateway.state.store
+        assert isinstance(store, RedisStore)
+        await store.sync()
+        keys = [k async for k in redis.scan_iter(match=f"*{prefix}:b*", count=500)]
+        assert keys, "the new state writes under the new prefix"
