@@ -208,6 +208,9 @@ class HealthConfig:
     min_requests: int = 20
     cooldown_s: float = 30.0
     half_open_probes: int = 3
+    # when every candidate is open, cooling or rate-limited: one probe per deployment per
+    # interval (shared across instances); other requests are shed at once with retry-after
+    probe_interval_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

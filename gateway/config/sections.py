@@ -50,6 +50,7 @@ def health(r: Reader) -> HealthConfig:
         min_requests=r.integer("min_requests", d.min_requests, lo=1),
         cooldown_s=r.number("cooldown_s", d.cooldown_s, lo=0, lo_open=True),
         half_open_probes=r.integer("half_open_probes", d.half_open_probes, lo=1),
+        probe_interval_s=r.number("probe_interval_s", d.probe_interval_s, lo=0, lo_open=True),
     )
     if out.min_requests > out.window:
         r.problem("min_requests", f"must be <= health.window ({out.window})")
