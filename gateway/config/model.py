@@ -6,9 +6,11 @@ of reprs and logs.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.catalogue.entry import Capabilities
 from gateway.strategy import Strategy
 
 
@@ -103,8 +105,16 @@ class ProviderConfig:
 
 @dataclass(frozen=True, slots=True)
 class PriceConfig:
-    input: float = 0.0  # USD per million tokens
+    """USD per million tokens: the config's figures over the catalogue's (0.0 when neither
+    gives one); the tiers are None where unknown."""
+
+    input: float = 0.0
     output: float = 0.0
+    cached_input: float | None = None
+    batch_input: float | None = None
+    batch_output: float | None = None
+    priority_input: float | None = None
+    priority_output: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +141,15 @@ class DeploymentConfig:
     rpm: int | None = None  # upstream requests per minute (shared across instances)
     tpm: int | None = None  # upstream tokens per minute (estimated prompt + max tokens)
     options: dict[str, Any] = field(default_factory=dict)
+    # Model facts: the config's values over the catalogue entry's (see gateway/catalogue).
+    context_window: int | None = None  # None: unknown, never skipped for length
+    max_output_tokens: int | None = None
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    deprecated: bool = False
+    shutdown_date: dt.date | None = None
+    successor: str | None = None
+    catalogue_id: str | None = None  # the entry it inherits from
+    facts_from: dict[str, str] = field(default_factory=dict)  # fact -> "config" | source
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +231,12 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CatalogueConfig:
+    files: tuple[str, ...] = ()  # private catalogue files (paths as given in the config)
+    shipped: bool = True  # inherit from the catalogue in the package
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -226,4 +251,5 @@ class Config:
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    catalogue: CatalogueConfig = field(default_factory=CatalogueConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config
