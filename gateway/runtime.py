@@ -6,11 +6,15 @@ It holds no request logic of its own: front doors go through `self.pipeline`.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping
 
+import structlog
+
 from gateway.admission import Admission
+from gateway.config.facts import lifecycles
 from gateway.config.model import Config
 from gateway.governance.gate import Governance
 from gateway.metrics import GatewayMetrics
@@ -26,6 +30,8 @@ from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.upstream import UpstreamPool
 from gateway.upstreams import Upstreams
+
+log = structlog.get_logger("gateway")
 
 
 class Gateway:
@@ -50,6 +56,7 @@ class Gateway:
             weights=self.weights,
             rng=self.rng,
             clock=clock,
+            on_skip=self.metrics.candidate_skipped,
         )
         self.prewarmer = make_prewarmer(config, self.state.profiles, self.upstreams, clock)
         self.governance = Governance(config)
@@ -66,6 +73,11 @@ class Gateway:
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
+        self.today = lambda: dt.datetime.fromtimestamp(clock(), dt.UTC).date()
+        self.metrics.watch_shutdowns(
+            {n: d.shutdown_date for n, d in config.deployments.items() if d.shutdown_date},
+            self.today,
+        )
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
@@ -104,7 +116,21 @@ class Gateway:
         """Learned weights for `weighted` routes (empty until the worker has run)."""
         return dict(self.state.weights.weights())
 
+    def warn_deprecations(self) -> None:
+        """One warning per deployment whose model is deprecated or being shut down."""
+        for name, life in lifecycles(self.config, self.today()):
+            dep = self.config.deployments[name]
+            log.warning(
+                "model_deprecated",
+                deployment=name,
+                state=life.state,
+                shutdown_date=life.shutdown_date.isoformat() if life.shutdown_date else None,
+                days_left=life.days_left,
+                detail=life.describe(dep.model),
+            )
+
     async def start(self) -> None:
+        self.warn_deprecations()
         await self.state.start()
         if self.prewarmer is not None:
             self.prewarmer.start()

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from typing import TextIO
 
+from gateway.catalogue.lifecycle import today_utc
+from gateway.config.facts import lifecycles
 from gateway.config.loader import load_config
 from gateway.config.model import Config
 from gateway.config.validate import ConfigError, ConfigFileError
 
 
-def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Print a summary and return 0, or print every problem and return 1."""
+def check_config_main(
+    path: str,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    today: dt.date | None = None,
+) -> int:
+    """Print a summary and return 0, or print every problem and return 1. Deployments whose
+    model is deprecated or shuts down within 30 days are warnings; a model already shut
+    down is a problem."""
     try:
         config = load_config(path)
     except ConfigFileError as e:
@@ -24,6 +34,12 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
             print(f"  {problem}", file=err)
         return 1
     problems = route_tier_problems(config)
+    for name, life in lifecycles(config, today or today_utc()):
+        text = f"deployments.{name}: {life.describe(config.deployments[name].model)}"
+        if life.state == "retired":
+            problems.append(text)
+        else:
+            print(f"warning: {text}", file=err)
     if problems:
         print(f"config {path} has {len(problems)} problem(s):", file=err)
         for problem in problems:

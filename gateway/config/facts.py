@@ -4,6 +4,7 @@ own values on top (`catalogue:` section, and a deployment's `catalogue`, `price`
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from gateway.catalogue.entry import (
     parse_capabilities,
     parse_date,
 )
+from gateway.catalogue.lifecycle import Lifecycle, lifecycle_of
 from gateway.catalogue.store import Catalogue, load
-from gateway.config.model import CatalogueConfig, PriceConfig
+from gateway.config.model import CatalogueConfig, Config, PriceConfig
 from gateway.config.sections import optional_int, optional_number
 from gateway.config.validate import MISSING, Reader, kind_of, show
 
@@ -123,3 +125,13 @@ def deployment_facts(
         "catalogue_id": entry.id if entry is not None else None,
         "facts_from": came,
     }
+
+
+def lifecycles(config: Config, today: dt.date) -> list[tuple[str, Lifecycle]]:
+    """Each deployment's model lifecycle that needs attention (not `active`), by name."""
+    out = []
+    for name, dep in config.deployments.items():
+        life = lifecycle_of(dep.deprecated, dep.shutdown_date, today, dep.successor)
+        if life.state != "active":
+            out.append((name, life))
+    return out
