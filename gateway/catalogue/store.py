@@ -133,7 +133,8 @@ def shipped() -> Catalogue:
     entries, problems = parse_models(data, "shipped")
     if problems:  # a broken shipped file is a packaging bug, not a user's mistake
         raise ValueError(f"gateway/catalogue/{SHIPPED_FILE}: " + "; ".join(problems[:5]))
-    return Catalogue(entries, data.get("sources", ()))
+    sources = [{**s, "generated": data.get("generated")} for s in data.get("sources", ())]
+    return Catalogue(entries, sources)
 
 
 def read_file(path: Path) -> object:
