@@ -178,11 +178,13 @@ def _entry_json(e: ModelEntry, today: dt.date, catalogue: Catalogue) -> dict[str
 
 def main(
     argv: Sequence[str] | None = None,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     today: dt.date | None = None,
 ) -> int:
     """0 on success, 1 when the config cannot be loaded, 2 on usage errors."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
