@@ -114,6 +114,19 @@ class GatewayMetrics:
             ["deployment", "reason"],
             registry=r,
         )
+        self.auto_regress_runs = Counter(
+            "gateway_auto_regress_runs",
+            "Regression runs started by a model version change, by result (passed, "
+            "regressions, error, leased_elsewhere, rate_limited)",
+            ["deployment", "result"],
+            registry=r,
+        )
+        self.auto_regress_cost = Counter(
+            "gateway_auto_regress_cost_usd",
+            "Estimated upstream cost of automatic regression runs",
+            ["deployment"],
+            registry=r,
+        )
         self.version = Gauge(
             "gateway_model_version_info",
             "The model version the upstream last reported (value 1)",
@@ -137,6 +150,12 @@ class GatewayMetrics:
         shut down (negative once past), computed at scrape time."""
         if shutdowns:
             self.registry.register(_ShutdownCollector(dict(shutdowns), today))
+
+    def watch_quarantine(
+        self, deployments: list[str], held: Callable[[], Mapping[str, Any]]
+    ) -> None:
+        """`gateway_deployment_quarantined{deployment}`, read at scrape time."""
+        self.registry.register(_QuarantineCollector(deployments, held))
 
     def on_race_end(self, record: RaceRecord) -> None:
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"
@@ -214,3 +233,20 @@ class _ShutdownCollector(Collector):
         for name, date in self._shutdowns.items():
             days.add_metric([name], float((date - today).days))
         yield days
+
+
+class _QuarantineCollector(Collector):
+    def __init__(self, deployments: list[str], held: Callable[[], Mapping[str, Any]]) -> None:
+        self._deployments = deployments
+        self._held = held
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "gateway_deployment_quarantined",
+            "1 while the deployment is kept out of races after a failed regression suite",
+            labels=["deployment"],
+        )
+        held = self._held()
+        for name in self._deployments:
+            gauge.add_metric([name], 1.0 if name in held else 0.0)
+        yield gauge

@@ -23,6 +23,7 @@ from gateway.prewarming import make_prewarmer
 from gateway.record import RecordSink
 from gateway.region import RegionResolver
 from gateway.routing.planner import CandidatePlanner
+from gateway.routing.quarantine import Quarantine
 from gateway.routing.table import RouteTable
 from gateway.sinks import AccessLog, MetricsSink, RaceSink, SpendSink, VersionTracker
 from gateway.state import SharedState
@@ -49,6 +50,10 @@ class Gateway:
         self.routes = RouteTable(config)
         self.upstreams = Upstreams(config)
         self.rng = random.Random()
+        state = config.state
+        self.quarantine = Quarantine(
+            state.url if state.backend == "redis" else None, prefix=state.prefix
+        )
         self.planner = CandidatePlanner(
             config,
             self.state.health,
@@ -57,6 +62,7 @@ class Gateway:
             rng=self.rng,
             clock=clock,
             on_skip=self.metrics.candidate_skipped,
+            quarantined=self.quarantine.__contains__,
         )
         self.prewarmer = make_prewarmer(config, self.state.profiles, self.upstreams, clock)
         self.governance = Governance(config)
@@ -78,6 +84,7 @@ class Gateway:
             {n: d.shutdown_date for n, d in config.deployments.items() if d.shutdown_date},
             self.today,
         )
+        self.metrics.watch_quarantine(list(config.deployments), self.quarantine.held)
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
@@ -132,11 +139,13 @@ class Gateway:
     async def start(self) -> None:
         self.warn_deprecations()
         await self.state.start()
+        await self.quarantine.start()
         if self.prewarmer is not None:
             self.prewarmer.start()
 
     async def close(self) -> None:
         if self.prewarmer is not None:
             await self.prewarmer.close()
+        await self.quarantine.close()
         await self.state.close()
         await self.upstreams.close()

@@ -33,7 +33,7 @@ def check_config_main(
         for problem in e.problems:
             print(f"  {problem}", file=err)
         return 1
-    problems = route_tier_problems(config)
+    problems = route_tier_problems(config) + auto_regress_problems(config)
     for name, life in lifecycles(config, today or today_utc()):
         text = f"deployments.{name}: {life.describe(config.deployments[name].model)}"
         if life.state == "retired":
@@ -59,6 +59,19 @@ def route_tier_problems(config: Config) -> list[str]:
         if route.tiers:
             problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
     return problems
+
+
+def auto_regress_problems(config: Config) -> list[str]:
+    """The automatic regression suite must load (the server would run without it)."""
+    if config.auto_regress is None:
+        return []
+    from gateway.regress.suite import SuiteError, load_suite
+
+    try:
+        load_suite(config.auto_regress.suite)
+    except SuiteError as exc:
+        return [f"auto_regress.suite: {p}" for p in exc.problems]
+    return []
 
 
 def _plural(n: int, word: str) -> str:

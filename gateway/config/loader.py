@@ -88,6 +88,7 @@ def parse_config(
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
+    auto_regress = sections.auto_regress(root.section("auto_regress"), base_dir)
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -113,6 +114,7 @@ def parse_config(
         health=health,
         routing=routing,
         catalogue=catalogue_config,
+        auto_regress=auto_regress,
         sim=sim,
     )
 

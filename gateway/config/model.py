@@ -231,6 +231,22 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoRegressConfig:
+    """Run a regression suite on a deployment when its upstream reports a new model version
+    (paths resolved against the config file's directory)."""
+
+    suite: str
+    policy: Literal["alert", "quarantine"] = "alert"
+    reports_dir: str | None = None  # Markdown/JSON/PNG per run; None: the admin API only
+    baseline: str | None = None  # baseline file; default: as `race-gateway regress`
+    min_interval_s: float = 3600.0  # per deployment: at most one run per interval
+    lease_s: float = 3600.0  # a run's lease in the state backend (one run per version)
+    repeat: int = 1
+    concurrency: int = 2
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogueConfig:
     files: tuple[str, ...] = ()  # private catalogue files (paths as given in the config)
     shipped: bool = True  # inherit from the catalogue in the package
@@ -252,4 +268,5 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     catalogue: CatalogueConfig = field(default_factory=CatalogueConfig)
+    auto_regress: AutoRegressConfig | None = None
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config

@@ -105,8 +105,10 @@ class CandidatePlanner:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         on_skip: Callable[[str, str], None] | None = None,
+        quarantined: Callable[[str], bool] | None = None,
     ) -> None:
         self.config = config
+        self.quarantined = quarantined  # out of races unless nothing else is left
         self.on_skip = on_skip  # (deployment, reason) of each candidate dropped by fit
         self.health = health
         self.profiles = profiles
@@ -129,7 +131,10 @@ class CandidatePlanner:
         traits = traits_of(chat, reasoning_header)
         choice = self._choose(route, traits, needs_of(chat, traits), allowed, request_id)
         strategy, k, tier_name = choice.strategy, choice.k, choice.tier
-        by_name = {d.name: d for d in choice.deployments}
+        members = choice.deployments
+        if self.quarantined is not None:
+            members = tuple(d for d in members if not self.quarantined(d.name)) or members
+        by_name = {d.name: d for d in members}
         names = self.health.filter(list(by_name), request_id=request_id)
         hour = hour_of(self.clock())
         weights = dict(self._weights()) if self._weights is not None else {}

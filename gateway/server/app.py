@@ -35,7 +35,7 @@ from aiohttp import web
 
 from gateway.config.model import Config
 from gateway.runtime import Gateway
-from gateway.server import handlers
+from gateway.server import admin_regress, handlers
 from gateway.server.keys import AUTH_KEYS, GATEWAY
 from gateway.server.limits import runner_kwargs
 from gateway.server.middlewares import auth_middleware, error_middleware, request_id_middleware
@@ -68,6 +68,7 @@ def build_app(gateway: Gateway) -> web.Application:
         await gateway.close()
 
     app.cleanup_ctx.append(lifecycle)
+    admin_regress.install(app, gateway)  # after the gateway's lifecycle: closed before it
     return app
 
 

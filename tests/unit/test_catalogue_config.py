@@ -205,3 +205,23 @@ def test_check_config_fails_on_a_model_past_its_shutdown(tmp_path: Path) -> None
     )
     assert code == 1 and out == ""
     assert "deployments.old: model 'm1' was shut down on 2026-12-06" in err
+
+
+def test_auto_regress_section_resolves_paths_and_check_config_loads_the_suite(
+    tmp_path: Path,
+) -> None:
+    data = config({}, auto_regress={"suite": "suite.yaml", "policy": "quarantine"})
+    path = _write(tmp_path / "gateway.yaml", data)
+    cfg = load_config(path).auto_regress
+    assert cfg is not None and cfg.suite == str(tmp_path / "suite.yaml")
+    assert (cfg.policy, cfg.min_interval_s, cfg.reports_dir) == ("quarantine", 3600.0, None)
+    out, err = io.StringIO(), io.StringIO()
+    assert check_config_main(str(path), out=out, err=err, today=TODAY) == 1
+    assert "auto_regress.suite: " in err.getvalue() and "cannot read" in err.getvalue()
+    _write(tmp_path / "suite.yaml", {"prompts": [{"id": "p", "prompt": "hi"}]})
+    assert check_config_main(str(path), out=out, err=err, today=TODAY) == 0
+    with pytest.raises(ConfigError) as exc:
+        parse_config(config({}, auto_regress={"suite": "s.yaml", "policy": "panic"}))
+    assert exc.value.problems == [
+        "auto_regress.policy: must be one of alert, quarantine, got 'panic'"
+    ]
