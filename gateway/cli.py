@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     if argv and argv[0] == "models":
-        from gateway.catalogue.cli import main as models_main
+        from gateway.list_models import main as models_main
 
         return models_main(argv[1:])
     if argv and argv[0] == "regress":
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return regress_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "check-config":
-        from gateway.config.check import check_config_main
+        from gateway.check_config import check_config_main
 
         return check_config_main(args.file)
 
@@ -107,11 +107,21 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.server.workers import supervise
 
             return supervise(args.config, config, host, port, args.workers, args.grace)
+        from gateway.regress.auto import attach as attach_auto_regress
         from gateway.server.app import ListenError
         from gateway.server.app import serve as serve_main
 
         try:
-            _run(serve_main(config, host, port, grace_s=args.grace, worker=args.worker_of))
+            _run(
+                serve_main(
+                    config,
+                    host,
+                    port,
+                    grace_s=args.grace,
+                    worker=args.worker_of,
+                    setup=attach_auto_regress,
+                )
+            )
         except ListenError as exc:
             print(str(exc), file=sys.stderr)
             return 1

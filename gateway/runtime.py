@@ -10,6 +10,7 @@ import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import structlog
 
@@ -33,6 +34,27 @@ from gateway.streaming.upstream import UpstreamPool
 from gateway.upstreams import Upstreams
 
 log = structlog.get_logger("gateway")
+
+
+class Service(Protocol):
+    """Background work an entry point attaches (automatic regressions): started after the
+    shared state, closed before it."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RegressionView(Protocol):
+    """What the admin API shows of the automatic regressions (gateway/regress/auto.py)."""
+
+    @property
+    def policy(self) -> str: ...
+
+    @property
+    def suite_path(self) -> str: ...
+
+    def runs(self) -> Mapping[str, Mapping[str, Any]]: ...
 
 
 class Gateway:
@@ -85,6 +107,8 @@ class Gateway:
             self.today,
         )
         self.metrics.watch_quarantine(list(config.deployments), self.quarantine.held)
+        self.services: list[Service] = []
+        self.regressions: RegressionView | None = None
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
@@ -140,12 +164,16 @@ class Gateway:
         self.warn_deprecations()
         await self.state.start()
         await self.quarantine.start()
+        for service in self.services:
+            await service.start()
         if self.prewarmer is not None:
             self.prewarmer.start()
 
     async def close(self) -> None:
         if self.prewarmer is not None:
             await self.prewarmer.close()
+        for service in reversed(self.services):
+            await service.close()
         await self.quarantine.close()
         await self.state.close()
         await self.upstreams.close()

@@ -39,15 +39,38 @@ from gateway.regress.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_REGRESSIONS, cells_
 from gateway.regress.compare import Thresholds, compare_cell, now_iso, update_baseline
 from gateway.regress.compare import version_changes as changes_of
 from gateway.regress.lease import Lease, MemoryLease, RedisLease
-from gateway.regress.report import RegressResult, to_json, write_json, write_markdown
+from gateway.regress.report import (
+    RegressResult,
+    to_json,
+    to_markdown,
+    write_json,
+    write_markdown,
+)
 from gateway.regress.runner import Job, RunOptions, resolve_target, run_jobs
-from gateway.regress.suite import Suite, load_suite
+from gateway.regress.suite import Suite, SuiteError, load_suite
 from gateway.routing.table import RouteTable
 from gateway.runtime import Gateway
 
 log = structlog.get_logger("gateway.regress")
 IGNORED = frozenset({"model_version"})  # the change that triggered the run is no regression
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def attach(gateway: Gateway) -> AutoRegress | None:
+    """Automatic regressions for a gateway whose config has `auto_regress` (the `serve`
+    entry point calls this). An invalid suite is logged and leaves them off: serving
+    traffic matters more (check-config fails on it)."""
+    cfg = gateway.config.auto_regress
+    if cfg is None:
+        return None
+    try:
+        auto = AutoRegress(gateway, cfg)
+    except (SuiteError, OSError) as exc:
+        log.error("auto_regress_disabled", suite=cfg.suite, error=str(exc))
+        return None
+    gateway.services.append(auto)
+    gateway.regressions = auto
+    return auto
 
 
 def baseline_store(gateway: Gateway, cfg: AutoRegressConfig) -> BaselineStore:
@@ -90,6 +113,21 @@ class AutoRegress:
             concurrency=cfg.concurrency, repeat=cfg.repeat, timeout_s=cfg.timeout_s
         )
         gateway.version_tracker.listeners.append(self.on_version_change)
+
+    @property
+    def policy(self) -> str:
+        return self.cfg.policy
+
+    @property
+    def suite_path(self) -> str:
+        return self.cfg.suite
+
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """deployment -> its last run (the admin view)."""
+        return self.reports
+
+    async def start(self) -> None:
+        return None  # runs start on version changes
 
     # -- trigger ----------------------------------------------------------------
 
@@ -216,6 +254,7 @@ class AutoRegress:
             "cost_usd": round(cost, 8),
             "files": [str(f) for f in files],
             "report": report,
+            "markdown": to_markdown(report),
         }
         level = log.info if outcome == "passed" else log.warning
         level(

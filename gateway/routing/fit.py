@@ -5,7 +5,8 @@ hold the estimated prompt plus the output the request may produce (its `max_toke
 else the deployment's `max_tokens_default` capped at the model's `max_output_tokens`), or
 when the request needs a capability the model is known to lack: images need `vision`,
 input audio `audio_input`, tools `tools`, a JSON schema `structured_output`. An unknown
-fact (None) never drops a candidate.
+fact (None) never drops a candidate. Embedding requests are not checked (an embedding
+model's limit is per input, and the catalogue holds chat models).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.config.model import DeploymentConfig
-from gateway.request import ChatRequest
+from gateway.request import AnyRequest, EmbedRequest
 from gateway.routing.tiers import Traits
 
 Reason = Literal["context_window", "max_output_tokens", "vision", "audio_input", "tools",
@@ -40,7 +41,9 @@ class Unfit:
     detail: str
 
 
-def needs_of(chat: ChatRequest, traits: Traits) -> Needs:
+def needs_of(chat: AnyRequest, traits: Traits) -> Needs:
+    if isinstance(chat, EmbedRequest):  # limits apply per input there: not checked here
+        return Needs(prompt_tokens=0, max_tokens=0)
     audio = any(
         isinstance(part, dict) and part.get("type") in AUDIO_PART_TYPES
         for message in chat.messages

@@ -25,7 +25,7 @@ from gateway.latency.clock import hour_of
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.select import hedge_delay, rank
 from gateway.rejection import Rejected
-from gateway.request import ChatRequest
+from gateway.request import AnyRequest
 from gateway.routing.fit import CONTEXT_REASONS, Needs, Unfit, needs_of, unfit
 from gateway.routing.health import HealthRegistry
 from gateway.routing.table import ResolvedRoute
@@ -121,7 +121,7 @@ class CandidatePlanner:
 
     def plan(
         self,
-        chat: ChatRequest,
+        chat: AnyRequest,
         route: ResolvedRoute,
         region: str,
         reasoning_header: str | None = None,

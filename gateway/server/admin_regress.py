@@ -5,48 +5,27 @@
 - `GET /admin/regressions/{deployment}`: that deployment's last report, as JSON (the
   `race-gateway regress --json` document) or `?format=markdown`.
 - `POST /admin/deployments/{deployment}/release`: take it out of quarantine.
+
+The runs themselves are attached by the `serve` entry point (gateway/regress/auto.py);
+this module sees them only through `Gateway.regressions`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import structlog
 from aiohttp import web
 
-from gateway.regress.auto import AutoRegress
-from gateway.regress.report import to_markdown
-from gateway.regress.suite import SuiteError
-from gateway.runtime import Gateway
 from gateway.server.admin import _json, require_admin
 from gateway.server.errors import ApiError
 from gateway.server.keys import GATEWAY
 
-AUTO_REGRESS = web.AppKey("auto_regress", AutoRegress)
 log = structlog.get_logger("gateway.regress")
 
 
-def install(app: web.Application, gateway: Gateway) -> None:
-    """Routes, and the automatic runs when the config has `auto_regress` (an invalid suite
-    is logged and leaves them off: serving traffic matters more; check-config fails on it)."""
+def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/regressions", regressions)
     app.router.add_get("/admin/regressions/{deployment}", regression_report)
     app.router.add_post("/admin/deployments/{deployment}/release", release)
-    cfg = gateway.config.auto_regress
-    if cfg is None:
-        return
-    try:
-        auto = AutoRegress(gateway, cfg)
-    except (SuiteError, OSError) as exc:
-        log.error("auto_regress_disabled", suite=cfg.suite, error=str(exc))
-        return
-    app[AUTO_REGRESS] = auto
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        yield
-        await auto.close()
-
-    app.cleanup_ctx.append(lifecycle)
 
 
 def _deployment(request: web.Request) -> str:
@@ -59,16 +38,16 @@ def _deployment(request: web.Request) -> str:
 async def regressions(request: web.Request) -> web.Response:
     require_admin(request)
     gateway = request.app[GATEWAY]
-    auto = request.app.get(AUTO_REGRESS)
+    view = gateway.regressions
     runs = {
-        name: {k: v for k, v in run.items() if k != "report"}
-        for name, run in (auto.reports.items() if auto is not None else ())
+        name: {k: v for k, v in run.items() if k not in ("report", "markdown")}
+        for name, run in (view.runs().items() if view is not None else ())
     }
     return _json(
         {
-            "enabled": auto is not None,
-            "policy": auto.cfg.policy if auto is not None else None,
-            "suite": auto.cfg.suite if auto is not None else None,
+            "enabled": view is not None,
+            "policy": view.policy if view is not None else None,
+            "suite": view.suite_path if view is not None else None,
             "runs": runs,
             "quarantined": gateway.quarantine.held(),
         }
@@ -78,12 +57,12 @@ async def regressions(request: web.Request) -> web.Response:
 async def regression_report(request: web.Request) -> web.Response:
     require_admin(request)
     name = _deployment(request)
-    auto = request.app.get(AUTO_REGRESS)
-    run = auto.reports.get(name) if auto is not None else None
+    view = request.app[GATEWAY].regressions
+    run = view.runs().get(name) if view is not None else None
     if run is None or "report" not in run:
         raise ApiError(404, f"no regression report for '{name}' yet", code="not_found")
     if request.query.get("format") == "markdown":
-        return web.Response(text=to_markdown(run["report"]), content_type="text/markdown")
+        return web.Response(text=str(run["markdown"]), content_type="text/markdown")
     return _json(run["report"])
 
 

@@ -28,17 +28,25 @@ import os
 import signal
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from gateway.compat_aiohttp import abort_connections, open_connection_count
 from gateway.config.model import Config
 from gateway.runtime import Gateway
 from gateway.server import admin_regress, handlers
+from gateway.server.cors import CorsPolicy, cors_middleware
 from gateway.server.keys import AUTH_KEYS, GATEWAY
 from gateway.server.limits import runner_kwargs
-from gateway.server.middlewares import auth_middleware, error_middleware, request_id_middleware
+from gateway.server.middlewares import (
+    auth_middleware,
+    error_middleware,
+    json_body_middleware,
+    request_id_middleware,
+)
 from gateway.server.protocol import use_envelope_errors
 
 log = structlog.get_logger("gateway.server")
@@ -54,10 +62,14 @@ class ListenError(Exception):
 
 def build_app(gateway: Gateway) -> web.Application:
     config = gateway.config
-    app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
-        client_max_size=config.limits.max_body_bytes,
-    )
+    cors = CorsPolicy(config.cors) if config.cors.enabled else None
+    middlewares: list[Middleware] = [request_id_middleware, error_middleware]
+    if cors is not None:  # a preflight carries no key: answered before authentication
+        middlewares.append(cors_middleware(cors))
+    middlewares += [json_body_middleware, auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_body_bytes)
+    if cors is not None:  # every /v1/ response, streams and errors included
+        app.on_response_prepare.append(cors.add_headers)
     app[GATEWAY] = gateway
     app[AUTH_KEYS] = tuple(key.reveal().encode() for key in config.auth.keys)
     handlers.add_routes(app)
@@ -68,7 +80,7 @@ def build_app(gateway: Gateway) -> web.Application:
         await gateway.close()
 
     app.cleanup_ctx.append(lifecycle)
-    admin_regress.install(app, gateway)  # after the gateway's lifecycle: closed before it
+    admin_regress.add_routes(app)
     return app
 
 
@@ -110,9 +122,8 @@ async def start_server(
     except OSError as exc:
         await runner.cleanup()  # runs Gateway.close(): no background task left behind
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    addresses = runner.addresses  # (host, port, ...) of each listening socket
+    bound_port = addresses[0][1] if addresses else port
     return runner, f"http://{host}:{bound_port}"
 
 
@@ -162,9 +173,9 @@ async def drain(runner: web.AppRunner, grace_s: float, force: asyncio.Event | No
     """Stop accepting now, give requests in flight `grace_s` to finish, cancel the rest, then
     clean the app up (Gateway.close). `force`, once set, cuts the open connections at once."""
     server = runner.server
-    connections = server.connections if server is not None else []
     started = time.monotonic()
-    log.info("shutdown_started", open_connections=len(connections), grace_s=grace_s)
+    open_connections = open_connection_count(server) if server is not None else 0
+    log.info("shutdown_started", open_connections=open_connections, grace_s=grace_s)
 
     async def cut_after_grace() -> None:
         if force is None:
@@ -174,12 +185,7 @@ async def drain(runner: web.AppRunner, grace_s: float, force: asyncio.Event | No
                 await asyncio.wait_for(force.wait(), grace_s)
         if server is None:
             return
-        cut = 0
-        for conn in list(server.connections):
-            transport = conn.transport
-            if transport is not None:
-                transport.abort()  # connection_lost: the handler is cancelled, then finishes
-                cut += 1
+        cut = abort_connections(server)  # each handler is cancelled, then finishes
         if cut:
             log.warning(
                 "shutdown_cut_streams",
@@ -223,6 +229,7 @@ async def serve(
     *,
     grace_s: float = DEFAULT_GRACE_S,
     worker: str | None = None,
+    setup: Callable[[Gateway], object] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain (see the module docstring).
 
@@ -235,6 +242,8 @@ async def serve(
     signals.install()  # before the server starts: an early SIGTERM still drains
     try:
         gateway = Gateway(config)
+        if setup is not None:  # the entry point attaches services (automatic regressions)
+            setup(gateway)
         runner, url = await start_server(
             gateway,
             host or config.listen.host,

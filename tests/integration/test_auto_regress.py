@@ -16,9 +16,8 @@ import yaml
 from aiohttp import web
 
 from gateway.config import parse_config
-from gateway.regress.auto import AutoRegress
+from gateway.regress.auto import AutoRegress, attach
 from gateway.runtime import Gateway
-from gateway.server.admin_regress import AUTO_REGRESS
 from gateway.server.app import start_server
 from gateway.sim.config import parse_sim_config
 from gateway.sim.server import SimCluster
@@ -35,14 +34,13 @@ ADMIN = {"authorization": "Bearer admin-secret"}
 
 
 class Instance:
-    def __init__(self, gateway: Gateway, runner: web.AppRunner, url: str) -> None:
+    def __init__(
+        self, gateway: Gateway, auto: AutoRegress, runner: web.AppRunner, url: str
+    ) -> None:
         self.gateway = gateway
+        self.auto = auto
         self.runner = runner
         self.url = url
-
-    @property
-    def auto(self) -> AutoRegress:
-        return self.runner.app[AUTO_REGRESS]
 
     async def ask(self, model: str = "chat") -> str:
         body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
@@ -103,8 +101,10 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[SimCluster, list[Instance],
             }
             for _ in range(2):
                 gateway = Gateway(parse_config(data, env={}))
+                auto = attach(gateway)  # what `serve` does
+                assert auto is not None and gateway.regressions is auto
                 runner, url = await start_server(gateway, "127.0.0.1", 0)
-                instances.append(Instance(gateway, runner, url))
+                instances.append(Instance(gateway, auto, runner, url))
             yield sim, instances, tmp_path
         finally:
             for instance in instances:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from gateway.catalogue import shipped
+from gateway.check_config import check_config_main
 from gateway.config import ConfigError, parse_config
-from gateway.config.check import check_config_main
 from gateway.config.loader import load_config
 
 TODAY = dt.date(2026, 12, 6)

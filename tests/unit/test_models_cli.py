@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from gateway.catalogue.cli import main as models_main
 from gateway.cli import main as cli_main
+from gateway.list_models import main as models_main
 
 TODAY = dt.date(2026, 12, 6)
 CONFIG = {

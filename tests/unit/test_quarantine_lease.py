@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from gateway.config import parse_config
+from gateway.regress.auto import attach
 from gateway.regress.lease import MemoryLease
+from gateway.runtime import Gateway
 from gateway.streaming.events import TextDelta
 from gateway.streaming.plan import Winner
 from tests.unit.test_pipeline import config, harness
@@ -41,3 +48,13 @@ async def test_memory_lease_is_taken_once_until_it_expires() -> None:
     assert await lease.acquire("alpha:v3", 60) is True
     now[0] += 61
     assert await lease.acquire("alpha:v2", 60) is True
+
+
+def test_attach_leaves_automatic_runs_off_when_the_suite_cannot_load(tmp_path: Path) -> None:
+    data = config(auto_regress={"suite": str(tmp_path / "missing.yaml")})
+    gateway = Gateway(parse_config(data))
+    with capture_logs() as logs:
+        assert attach(gateway) is None
+    assert gateway.services == [] and gateway.regressions is None
+    assert [e["event"] for e in logs] == ["auto_regress_disabled"]
+    assert attach(Gateway(parse_config(config()))) is None  # not configured

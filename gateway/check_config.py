@@ -1,4 +1,8 @@
-"""`race-gateway check-config FILE`: validate a config file and summarize it."""
+"""`race-gateway check-config FILE`: validate a config file and summarize it.
+
+An entry point, not part of the config package: besides the config's own validation it
+runs the routing layer's tier checks, and config sits below routing.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,13 @@ from gateway.catalogue.lifecycle import today_utc
 from gateway.config.facts import lifecycles
 from gateway.config.loader import load_config
 from gateway.config.model import Config
+from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
+from gateway.providers.base import ProviderSettings, can_embed
+from gateway.providers.registry import create
+from gateway.regress.suite import SuiteError, load_suite
+from gateway.routing.planner import tiers_of
+from gateway.routing.tiers import tier_problems
 
 
 def check_config_main(
@@ -33,7 +43,8 @@ def check_config_main(
         for problem in e.problems:
             print(f"  {problem}", file=err)
         return 1
-    problems = route_tier_problems(config) + auto_regress_problems(config)
+    problems = route_tier_problems(config) + embedding_problems(config)
+    problems += auto_regress_problems(config)
     for name, life in lifecycles(config, today or today_utc()):
         text = f"deployments.{name}: {life.describe(config.deployments[name].model)}"
         if life.state == "retired":
@@ -51,9 +62,6 @@ def check_config_main(
 
 def route_tier_problems(config: Config) -> list[str]:
     """Unreachable or overlapping tiers (checked here: it needs the routing layer's logic)."""
-    from gateway.routing.planner import tiers_of
-    from gateway.routing.tiers import tier_problems
-
     problems: list[str] = []
     for name, route in config.routes.items():
         if route.tiers:
@@ -62,11 +70,9 @@ def route_tier_problems(config: Config) -> list[str]:
 
 
 def auto_regress_problems(config: Config) -> list[str]:
-    """The automatic regression suite must load (the server would run without it)."""
+    """The automatic regression suite must load (`serve` would run without it)."""
     if config.auto_regress is None:
         return []
-    from gateway.regress.suite import SuiteError, load_suite
-
     try:
         load_suite(config.auto_regress.suite)
     except SuiteError as exc:
@@ -74,28 +80,25 @@ def auto_regress_problems(config: Config) -> list[str]:
     return []
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def summarize(config: Config) -> str:
-    """A short human summary (never any secret value), for `check-config`."""
-    host = config.listen.host
-    host = f"[{host}]" if ":" in host else host
-    auth = _plural(len(config.auth.keys), "key") if config.auth.keys else "off"
-    lines = [
-        f"config OK: listen {host}:{config.listen.port}, "
-        f"{_plural(len(config.providers), 'provider')}, "
-        f"{_plural(len(config.deployments), 'deployment')}, "
-        f"{_plural(len(config.routes), 'route')}, "
-        f"state={config.state.backend}, auth={auth}"
-    ]
-    for route in config.routes.values():
-        how: str = route.strategy
-        if route.strategy in ("race", "hedge"):
-            how += f" k={route.k}"
-        line = f"  route {route.name}: {how} -> {', '.join(route.deployments)}"
-        if route.data_residency is not None:
-            line += f" (residency: {', '.join(route.data_residency)})"
-        lines.append(line)
-    return "\n".join(lines)
+def embedding_problems(config: Config) -> list[str]:
+    """Embedding deployments on a provider whose adapter cannot embed (Anthropic)."""
+    if not any(dep.type == "embedding" for dep in config.deployments.values()):
+        return []
+    problems: list[str] = []
+    verdicts: dict[str, bool] = {}
+    for name, dep in config.deployments.items():
+        provider = config.providers.get(dep.provider)
+        if dep.type != "embedding" or provider is None:
+            continue
+        if dep.provider not in verdicts:
+            settings = ProviderSettings(dep.provider, provider.kind, provider.base_url)
+            try:
+                verdicts[dep.provider] = can_embed(create(settings))
+            except (KeyError, ValueError):  # unknown kind or bad options: reported by the loader
+                verdicts[dep.provider] = True
+        if not verdicts[dep.provider]:
+            problems.append(
+                f"deployments.{name}.type: provider {dep.provider!r} (kind {provider.kind!r}) "
+                "has no embeddings API"
+            )
+    return problems
