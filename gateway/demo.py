@@ -77,6 +77,11 @@ Try it with curl:
   curl -N {url}/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{{"model": "chat", "stream": true, "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
+The Responses API (OpenAI's newer door; `store: true` keeps a turn for previous_response_id):
+
+  curl -N {url}/v1/responses -H 'Content-Type: application/json' \\
+    -d '{{"model": "chat", "stream": true, "input": "Hello!"}}'
+
 Or with the official OpenAI SDK (pip install openai):
 
   from openai import OpenAI

@@ -552,9 +552,14 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def _check(path: Path | str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    # a fixed day: the shipped catalogue's shutdown dates must not make this test age
+    # a fixed day: the shipped catalogue's shutdown dates must not make these tests age
     code = check_config_main(str(path), out=out, err=err, today=datetime.date(2026, 12, 6))
-    return code, out.getvalue(), err.getvalue()
+    # the example's OpenAI models have announced shutdown dates; those warnings are
+    # tested in test_catalogue_config.py, the other checks here
+    lines = [
+        x for x in err.getvalue().splitlines(True) if " is deprecated and shuts down " not in x
+    ]
+    return code, out.getvalue(), "".join(lines)
 
 
 def test_load_config_reads_yaml(tmp_path: Path) -> None:
@@ -565,13 +570,41 @@ def test_load_config_reads_yaml(tmp_path: Path) -> None:
 def test_check_config_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    code, out, err = _check(_write(tmp_path, EXAMPLE))
-    # the example's OpenAI models have announced shutdown dates: warnings, not problems
-    assert code == 0 and all(line.startswith("warning: deployments.") for line in err.splitlines())
+    code, out, err = _check(_write(tmp_path, EXAMPLE.replace("heartbeat_after_s: 10", "")))
+    assert code == 0 and err == ""
     assert out.startswith("config OK: listen 127.0.0.1:8080, 2 providers, 3 deployments")
     assert "  route chat: race k=2 -> gpt-4o-mini, claude-haiku" in out
     for value in ENV.values():
         assert value not in out
+
+
+def test_check_config_warns_when_keep_alives_precede_the_first_token_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = _check(_write(tmp_path, EXAMPLE))  # heartbeat 10 s, ttft timeout 10 s
+    assert code == 0 and out.startswith("config OK")
+    lines = err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("warning: routes.chat.heartbeat_after_s: 10 s is not above")
+    assert "ttft_timeout_s of gpt-4o-mini (10 s)" in lines[0]
+    assert "gets 200 and an in-stream error instead of its error status" in lines[0]
+    above = EXAMPLE.replace("heartbeat_after_s: 10", "heartbeat_after_s: 10.5")
+    assert _check(_write(tmp_path, above))[2] == ""
+    slow = EXAMPLE.replace("    region: us\n", "    region: us\n    ttft_timeout_s: 90\n").replace(
+        "heartbeat_after_s: 10", "heartbeat_after_s: 30"
+    )
+    assert "ttft_timeout_s of claude-haiku (90 s)" in _check(_write(tmp_path, slow))[2]
+
+
+def test_heartbeats_are_off_unless_configured() -> None:
+    data = example()
+    del data["routes"]["chat"]["heartbeat_after_s"]
+    config = parse_config(data, ENV)
+    assert config.routes["chat"].heartbeat_after_s is None
+    data["routes"]["chat"]["heartbeat_after_s"] = None
+    assert parse_config(data, ENV).routes["chat"].heartbeat_after_s is None
 
 
 def test_check_config_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
