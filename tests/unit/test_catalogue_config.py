@@ -225,3 +225,32 @@ def test_auto_regress_section_resolves_paths_and_check_config_loads_the_suite(
     assert exc.value.problems == [
         "auto_regress.policy: must be one of alert, quarantine, got 'panic'"
     ]
+
+
+def test_the_running_gateway_warns_at_start_and_exports_days_to_shutdown() -> None:
+    from structlog.testing import capture_logs
+
+    from gateway.runtime import Gateway
+
+    noon = dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC).timestamp()
+    c = parse_config(
+        config(
+            {
+                "soon": {"provider": "oai", "model": "m1", "shutdown_date": "2026-12-20"},
+                "fine": {"provider": "oai", "model": "m2"},
+            }
+        )
+    )
+    gateway = Gateway(c, clock=lambda: noon)
+    with capture_logs() as logs:
+        gateway.warn_deprecations()
+    [warning] = logs
+    assert (warning["event"], warning["deployment"], warning["state"]) == (
+        "model_deprecated",
+        "soon",
+        "shutdown_soon",
+    )
+    assert warning["days_left"] == 14 and warning["log_level"] == "warning"
+    text = gateway.metrics.render().decode()
+    assert 'gateway_model_shutdown_days{deployment="soon"} 14.0' in text
+    assert 'gateway_model_shutdown_days{deployment="fine"}' not in text
