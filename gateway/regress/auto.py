@@ -133,7 +133,8 @@ class AutoRegress:
 
     def on_version_change(self, deployment: str, old: str, new: str) -> None:
         """Called by the version tracker on the loop; starts a background run (or not)."""
-        if deployment not in self.gateway.config.deployments:
+        dep = self.gateway.config.deployments.get(deployment)
+        if dep is None or dep.type != "chat":  # suites are chat prompts
             return
         now = self.clock()
         last = self._last_start.get(deployment)
