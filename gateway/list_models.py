@@ -15,6 +15,8 @@ import orjson
 from gateway.catalogue.entry import CAPABILITIES, Capabilities, ModelEntry
 from gateway.catalogue.lifecycle import Lifecycle, lifecycle_of, today_utc
 from gateway.catalogue.store import Catalogue, load, shipped
+from gateway.config import ConfigError, load_config
+from gateway.config.model import Config
 
 CAPABILITY_WORDS = {
     "structured_output": "json",
@@ -73,8 +75,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def configured(config: Any, today: dt.date, as_json: bool) -> str:
-    """The deployments of a loaded `Config` (typed Any: config imports this package)."""
+def configured(config: Config, today: dt.date, as_json: bool) -> str:
+    """The deployments of a loaded config, one row (or JSON object) each."""
     items = []
     rows = []
     for name, dep in config.deployments.items():
@@ -193,8 +195,6 @@ def main(
     if args.config is None:
         print(catalogue_listing(shipped(), day, args.json, args.provider), file=out)
         return 0
-    from gateway.config import ConfigError, load_config
-
     try:
         config = load_config(args.config)
     except ConfigError as exc:
