@@ -101,6 +101,8 @@ class Gateway:
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
+        pools = self.upstreams.pools
+        self.metrics.watch_pools(lambda: {name: pool.stats for name, pool in pools.items()})
         self.today = lambda: dt.datetime.fromtimestamp(clock(), dt.UTC).date()
         self.metrics.watch_shutdowns(
             {n: d.shutdown_date for n, d in config.deployments.items() if d.shutdown_date},
