@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -124,6 +125,26 @@ class GatewayMetrics:
             ["deployment"],
             registry=r,
         )
+        self.candidates_skipped = Counter(
+            "gateway_candidates_skipped",
+            "Candidates dropped by planning before any attempt: the model's context window "
+            "or a capability the request needs (reason)",
+            ["deployment", "reason"],
+            registry=r,
+        )
+        self.auto_regress_runs = Counter(
+            "gateway_auto_regress_runs",
+            "Regression runs started by a model version change, by result (passed, "
+            "regressions, error, leased_elsewhere, rate_limited)",
+            ["deployment", "result"],
+            registry=r,
+        )
+        self.auto_regress_cost = Counter(
+            "gateway_auto_regress_cost_usd",
+            "Estimated upstream cost of automatic regression runs",
+            ["deployment"],
+            registry=r,
+        )
         self.version = Gauge(
             "gateway_model_version_info",
             "The model version the upstream last reported (value 1)",
@@ -136,6 +157,23 @@ class GatewayMetrics:
     ) -> None:
         """Gauges read at scrape time from the health registry and the state backend."""
         self.registry.register(_HealthCollector(snapshot, degraded))
+
+    def candidate_skipped(self, deployment: str, reason: str) -> None:
+        self.candidates_skipped.labels(deployment, reason).inc()
+
+    def watch_shutdowns(
+        self, shutdowns: Mapping[str, dt.date], today: Callable[[], dt.date]
+    ) -> None:
+        """`gateway_model_shutdown_days{deployment}`: days until the deployment's model is
+        shut down (negative once past), computed at scrape time."""
+        if shutdowns:
+            self.registry.register(_ShutdownCollector(dict(shutdowns), today))
+
+    def watch_quarantine(
+        self, deployments: list[str], held: Callable[[], Mapping[str, Any]]
+    ) -> None:
+        """`gateway_deployment_quarantined{deployment}`, read at scrape time."""
+        self.registry.register(_QuarantineCollector(deployments, held))
 
     def on_race_end(self, record: RaceRecord) -> None:
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"
@@ -201,6 +239,40 @@ class _HealthCollector(Collector):
         )
         degraded.add_metric([], 1.0 if self._degraded() else 0.0)
         yield from (score, open_, errors, degraded)
+
+
+class _ShutdownCollector(Collector):
+    def __init__(self, shutdowns: dict[str, dt.date], today: Callable[[], dt.date]) -> None:
+        self._shutdowns = shutdowns
+        self._today = today
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        days = GaugeMetricFamily(
+            "gateway_model_shutdown_days",
+            "Days until the deployment's model is shut down (catalogue or config)",
+            labels=["deployment"],
+        )
+        today = self._today()
+        for name, date in self._shutdowns.items():
+            days.add_metric([name], float((date - today).days))
+        yield days
+
+
+class _QuarantineCollector(Collector):
+    def __init__(self, deployments: list[str], held: Callable[[], Mapping[str, Any]]) -> None:
+        self._deployments = deployments
+        self._held = held
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "gateway_deployment_quarantined",
+            "1 while the deployment is kept out of races after a failed regression suite",
+            labels=["deployment"],
+        )
+        held = self._held()
+        for name in self._deployments:
+            gauge.add_metric([name], 1.0 if name in held else 0.0)
+        yield gauge
 
 
 class _PoolCollector(Collector):

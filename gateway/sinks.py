@@ -5,7 +5,7 @@ request: a sink that fails is logged and the others still run (see `emit`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -77,11 +77,13 @@ class RaceSink:
 
 
 class VersionTracker:
-    """The model version each deployment's upstream last reported; logs and counts changes."""
+    """The model version each deployment's upstream last reported; logs and counts changes
+    and tells `listeners` (deployment, old, new): automatic regression runs."""
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self.metrics = metrics
         self.versions: dict[str, str] = {}
+        self.listeners: list[Callable[[str, str, str], None]] = []
 
     def record(self, rec: RequestRecord) -> None:
         if rec.model_version is not None and rec.winner is not None:
@@ -97,6 +99,9 @@ class VersionTracker:
             self.metrics.version_changes.labels(deployment).inc()
             self.metrics.version.remove(deployment, old)
         self.metrics.version.labels(deployment, version).set(1)
+        if old is not None:
+            for listener in self.listeners:
+                listener(deployment, old, version)
 
 
 class AccessLog:
