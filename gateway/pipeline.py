@@ -21,7 +21,7 @@ from typing import Protocol
 import structlog
 
 from gateway.admission import Admission
-from gateway.config.model import Config, DeploymentConfig
+from gateway.config.model import Config, DeploymentConfig, KeyConfig
 from gateway.governance.gate import Decision, Governance, OutputTransform, PolicyRejected
 from gateway.latency.prewarm import PreWarmer
 from gateway.metrics import GatewayMetrics
@@ -47,12 +47,14 @@ audit = structlog.get_logger("gateway.audit")
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who asks: the request id, the gateway key's id (never the key), the request headers
-    (region, reasoning hint), and when the request arrived (`time.perf_counter()`)."""
+    (region, reasoning hint), when the request arrived (`time.perf_counter()`), and the
+    key's scope and policy (None: no key, as when auth is off)."""
 
     request_id: str
     key_id: str = "anonymous"
     headers: Mapping[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    key: KeyConfig | None = None
 
 
 class UpstreamBuilder(Protocol):
@@ -201,6 +203,7 @@ class Pipeline:
         """Admit, govern and plan the request; the race starts on the Answer's `first()`.
         `route` overrides the lookup of `chat.model` (regress names its target)."""
         rec = RequestRecord(caller.request_id, door, caller.key_id, chat.model, chat.stream)
+        named = route is None
         try:
             if route is None:
                 route = self.routes.get(chat.model)
@@ -213,8 +216,9 @@ class Pipeline:
                     "model",
                 )
             rec.route = route.name
+            self.admission.check_scope(caller.key, route, named)
             await self.admission.admit(
-                caller.key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
+                caller.key_id, caller.key, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
             region = rec.region = self.regions.of(caller.headers)
             if self.prewarmer is not None:
@@ -253,7 +257,7 @@ class Pipeline:
         """PII policy and residency: block (400), redact, or restrict the candidates; one
         audit line per request that was touched (types and counts, never values)."""
         try:
-            decision = self.governance.decide(chat, route, caller.key_id)
+            decision = self.governance.decide(chat, route, caller.key)
         except PolicyRejected as exc:
             audit.info(
                 "governance",

@@ -10,6 +10,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
+from gateway.access.keyring import KeyRing
 from gateway.admission import Admission
 from gateway.config.model import Config
 from gateway.governance.gate import Governance
@@ -20,7 +21,14 @@ from gateway.record import RecordSink
 from gateway.region import RegionResolver
 from gateway.routing.planner import CandidatePlanner
 from gateway.routing.table import RouteTable
-from gateway.sinks import AccessLog, MetricsSink, RaceSink, SpendSink, VersionTracker
+from gateway.sinks import (
+    AccessLog,
+    FeedbackSink,
+    MetricsSink,
+    RaceSink,
+    SpendSink,
+    VersionTracker,
+)
 from gateway.state import SharedState
 from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
@@ -40,6 +48,7 @@ class Gateway:
         self.config = config
         self.metrics = metrics or GatewayMetrics()
         self.state = SharedState(config, clock)
+        self.keyring = KeyRing(config, self.state.keys)
         self.routes = RouteTable(config)
         self.upstreams = Upstreams(config)
         self.rng = random.Random()
@@ -60,7 +69,7 @@ class Gateway:
             self.spend,
             RaceSink(self.state.health),
             RaceSink(self.state.profiles),
-            RaceSink(self.state.feedback),
+            FeedbackSink(self.state.feedback),
             self.version_tracker,
         ]
         if access_log:  # off where the caller reports each request itself (regress)
@@ -69,7 +78,7 @@ class Gateway:
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
-            admission=Admission(config, self.state.spend, self.state.limiter),
+            admission=Admission(config, self.state.spend, self.state.limiter, self.routes),
             regions=RegionResolver(config.latency),
             governance=self.governance,
             planner=self.planner,
@@ -106,11 +115,13 @@ class Gateway:
 
     async def start(self) -> None:
         await self.state.start()
+        await self.keyring.start()
         if self.prewarmer is not None:
             self.prewarmer.start()
 
     async def close(self) -> None:
         if self.prewarmer is not None:
             await self.prewarmer.close()
+        await self.keyring.close()
         await self.state.close()
         await self.upstreams.close()

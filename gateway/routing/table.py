@@ -1,7 +1,12 @@
-"""Route table: the `model` a client sends -> strategy and ordered candidate deployments."""
+"""Route table: the `model` a client sends -> strategy and ordered candidate deployments.
+
+A deployment's own name resolves too, as a one-candidate `direct` route (whether a client
+may use it is admission's call). Its residency is the strictest of the routes holding it:
+the intersection of their `data_residency` (None when none of them restricts it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.config.model import Config, DeploymentConfig, RouteConfig
@@ -25,6 +30,7 @@ class RouteTable:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._routes: dict[str, ResolvedRoute] = {}
+        self._holding = routes_holding(config)
         for route in config.routes.values():
             self._routes[route.name] = self._resolve_route(route)
         for dep in config.deployments.values():
@@ -38,7 +44,9 @@ class RouteTable:
                     hedge_delay_s=0.6,
                     heartbeat_after_s=10.0,
                     max_extra_load=0.0,
-                    data_residency=None,
+                    data_residency=strictest_residency(
+                        config.routes[r].data_residency for r in self._holding.get(dep.name, ())
+                    ),
                     direct=True,
                 ),
             )
@@ -60,9 +68,36 @@ class RouteTable:
     def get(self, model: str) -> ResolvedRoute | None:
         return self._routes.get(model)
 
+    def holding(self, deployment: str) -> tuple[str, ...]:
+        """The routes (by name) that hold `deployment`, in a tier or not."""
+        return self._holding.get(deployment, ())
+
     def names(self) -> list[str]:
         """Every addressable model name: routes first, then deployments."""
         return list(self._routes)
 
     def routes(self) -> list[ResolvedRoute]:
         return list(self._routes.values())
+
+
+def routes_holding(config: Config) -> dict[str, tuple[str, ...]]:
+    """deployment -> the routes that may send it requests (its own list or a tier's)."""
+    out: dict[str, list[str]] = {}
+    for route in config.routes.values():
+        members = set(route.deployments)
+        for tier in route.tiers:
+            members.update(tier.deployments)
+        for name in sorted(members):
+            out.setdefault(name, []).append(route.name)
+    return {name: tuple(routes) for name, routes in out.items()}
+
+
+def strictest_residency(
+    residencies: Iterable[tuple[str, ...] | None],
+) -> tuple[str, ...] | None:
+    """The regions every restricting residency allows (None: nothing restricts)."""
+    out: tuple[str, ...] | None = None
+    for regions in residencies:
+        if regions is not None:
+            out = regions if out is None else tuple(r for r in out if r in regions)
+    return out

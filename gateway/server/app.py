@@ -36,7 +36,7 @@ from aiohttp import web
 from gateway.config.model import Config
 from gateway.runtime import Gateway
 from gateway.server import handlers
-from gateway.server.keys import AUTH_KEYS, GATEWAY
+from gateway.server.keys import GATEWAY
 from gateway.server.limits import runner_kwargs
 from gateway.server.middlewares import auth_middleware, error_middleware, request_id_middleware
 from gateway.server.protocol import use_envelope_errors
@@ -59,7 +59,6 @@ def build_app(gateway: Gateway) -> web.Application:
         client_max_size=config.limits.max_body_bytes,
     )
     app[GATEWAY] = gateway
-    app[AUTH_KEYS] = tuple(key.reveal().encode() for key in config.auth.keys)
     handlers.add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

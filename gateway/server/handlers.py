@@ -7,7 +7,7 @@ import time
 import orjson
 from aiohttp import web
 
-from gateway.server import admin, feedback
+from gateway.server import admin, admin_keys, feedback
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -16,7 +16,7 @@ from gateway.server.answering import (
     stream_answer,
 )
 from gateway.server.errors import ApiError, upstream_error_response
-from gateway.server.keys import GATEWAY
+from gateway.server.keys import GATEWAY, KEY
 from gateway.server.parse import parse_chat_request
 from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
 
@@ -49,10 +49,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
+    """The routes (and deployments, where direct access is on) the caller's key may use."""
     gateway = request.app[GATEWAY]
+    usable = gateway.pipeline.admission.usable
+    key = request.get(KEY)
     data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "race-gateway"}
-        for name in gateway.routes.names()
+        {"id": route.name, "object": "model", "created": 0, "owned_by": "race-gateway"}
+        for route in gateway.routes.routes()
+        if usable(key, route)
     ]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
@@ -84,6 +88,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/feedback", feedback.feedback)
     app.router.add_get("/admin/profiles", admin.profiles)
     app.router.add_get("/admin/deployments", admin.deployments)
+    admin_keys.add_routes(app)
 
 
 async def metrics(request: web.Request) -> web.Response:
