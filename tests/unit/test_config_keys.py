@@ -125,11 +125,12 @@ def test_governance_keys_move_onto_the_key_objects() -> None:
     assert b.pii == {"email": "block"} and b.data_residency == ("eu",)
     data["auth"]["keys"][1]["pii"] = {"phone": "redact"}
     assert any(
-        "governance.keys.team-b: the key object in auth.keys sets pii" in p
-        for p in problems(data)
+        "governance.keys.team-b: the key object in auth.keys sets pii" in p for p in problems(data)
     )
     data = with_keys("a-secret-1", governance={"keys": {"key-2": {"pii": {"email": "block"}}}})
-    assert problems(data)[0].startswith("governance.keys.key-2: unknown key id (auth.keys gives key-1)")
+    assert problems(data)[0].startswith(
+        "governance.keys.key-2: unknown key id (auth.keys gives key-1)"
+    )
 
 
 def test_direct_deployments_are_off_unless_allowed() -> None:
@@ -137,9 +138,10 @@ def test_direct_deployments_are_off_unless_allowed() -> None:
     config = parse_config({**BASE, "routing": {"allow_direct_deployments": True}}, {})
     assert config.routing.allow_direct_deployments is True
     assert config.routing.feedback_window_s == 86_400
-    assert "routing.feedback_window_s: must be a number > 0" in problems(
-        {**BASE, "routing": {"feedback_window_s": 0}}
-    )[0]
+    assert (
+        "routing.feedback_window_s: must be a number > 0"
+        in problems({**BASE, "routing": {"feedback_window_s": 0}})[0]
+    )
 
 
 def test_runtime_keys_are_validated_by_the_same_rules() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.record import RequestRecord
 from gateway.routing.feedback import (
     MAX_REQUESTS,
     DecayedSum,
@@ -11,7 +12,6 @@ from gateway.routing.feedback import (
     FeedbackWindowClosed,
     MemoryFeedbackStore,
 )
-from gateway.record import RequestRecord
 from gateway.sinks import FeedbackSink
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
 
