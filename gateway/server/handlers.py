@@ -63,7 +63,9 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def retrieve_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
-    if request.app[GATEWAY].routes.get(name) is None:
+    gateway = request.app[GATEWAY]
+    route = gateway.routes.get(name)
+    if route is None or not gateway.pipeline.admission.usable(request.get(KEY), route):
         raise ApiError(
             404,
             f"The model '{name}' does not exist",

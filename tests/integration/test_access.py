@@ -76,6 +76,12 @@ async def test_naming_a_deployment_is_off_by_default() -> None:
         assert "direct deployment access is off" in err["error"]["message"]
         assert s.records("loose") == []
         assert "loose" not in await models(s, TEAM_B)
+        async with aiohttp.ClientSession() as http:
+            auth = {"authorization": f"Bearer {TEAM_B}"}
+            async with http.get(f"{s.url}/v1/models/loose", headers=auth) as r:
+                assert r.status == 404
+            async with http.get(f"{s.url}/v1/models/eu-only", headers=auth) as r:
+                assert r.status == 200
         client = openai.AsyncOpenAI(base_url=f"{s.url}/v1", api_key=TEAM_B, max_retries=0)
         with pytest.raises(openai.PermissionDeniedError) as info:
             await client.chat.completions.create(model="loose", messages=MSG)  # type: ignore[arg-type]
