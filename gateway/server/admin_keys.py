@@ -18,6 +18,7 @@ import uuid
 from dataclasses import replace
 
 import orjson
+import structlog
 from aiohttp import web
 
 from gateway.access.keyring import NameTaken
@@ -30,6 +31,7 @@ from gateway.server.errors import ApiError
 from gateway.server.keys import GATEWAY
 from gateway.server.limits import body_timeout_s, read_body
 
+audit = structlog.get_logger("gateway.audit")
 SECRET_PREFIX = "rgk-"  # a runtime key's secret starts with it (easy to find in a leak scan)
 
 
@@ -86,6 +88,7 @@ async def create_key(request: web.Request) -> web.Response:
         raise ApiError(
             503, "the state backend did not answer; try again", "server_error", "state_unavailable"
         ) from None
+    audit.info("key_created", key=key.name, routes=key.routes, metadata=key.metadata)
     return _json({**describe(key), "key": secret}, status=201)
 
 
@@ -114,6 +117,7 @@ async def revoke_key(request: web.Request) -> web.Response:
         ) from None
     if not revoked:
         raise ApiError(404, f"no runtime key '{name[:80]}'", code="not_found")
+    audit.info("key_revoked", key=name)
     return _json({"id": name, "revoked": True})
 
 
