@@ -123,6 +123,12 @@ def _decay(age_s: float, half_life_s: float) -> float:
     return float(2.0 ** (-age_s / half_life_s))
 
 
+def _may_index(existing: Served | None, key_id: str) -> bool:
+    """A client may send its own x-request-id: another key's request under the same id
+    must not take the index entry (and its rating) over."""
+    return existing is None or existing.key_id == key_id
+
+
 class FeedbackStore(Protocol):
     @property
     def degraded(self) -> bool: ...
@@ -193,6 +199,8 @@ class MemoryFeedbackStore:
     def remember(
         self, request_id: str, deployment: str, route: str = "", key_id: str = "anonymous"
     ) -> None:
+        if not _may_index(self._requests.get(request_id), key_id):
+            return
         self._requests.put(request_id, Served(deployment, route, key_id, self._wall()))
         self._rated.pop(request_id, None)  # a new request under a reused id
         if len(self._rated) > self._requests.max_requests:

@@ -26,6 +26,7 @@ from gateway.routing.feedback import (
     MAX_REQUESTS,
     DecayedSum,
     Served,
+    _may_index,
     _RequestMemory,
     check_rating,
 )
@@ -138,6 +139,8 @@ class RedisFeedbackStore:
     def remember(
         self, request_id: str, deployment: str, route: str = "", key_id: str = "anonymous"
     ) -> None:
+        if not _may_index(self._requests.get(request_id), key_id):
+            return
         served = Served(deployment, route, key_id, self._wall())
         self._requests.put(request_id, served)
         self._pending_requests[request_id] = served
@@ -262,7 +265,8 @@ class RedisFeedbackStore:
                             "t": served.at,
                         }
                     )
-                    pipe.set(self.request_key(request_id), value, ex=self.ttl_s)
+                    # NX: the first request under an id keeps it (ids may be client-chosen)
+                    pipe.set(self.request_key(request_id), value, ex=self.ttl_s, nx=True)
                 if ratings:
                     args: list[str | float] = [self.half_life_s, self.ratings_ttl_s]
                     for item in ratings:

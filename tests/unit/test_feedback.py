@@ -59,6 +59,16 @@ async def test_only_the_key_that_asked_may_rate_and_the_admin_may_rate_any() -> 
     assert store.ratings() == {"cheap": (0.5, 1.0)}
 
 
+async def test_another_key_reusing_a_request_id_does_not_take_it_over() -> None:
+    store = MemoryFeedbackStore(wall_clock=lambda: 1_000.0)
+    store.remember("req-1", "cheap", "chat", "team-a")
+    store.remember("req-1", "premium", "chat", "team-b")  # client-chosen x-request-id
+    assert await store.rate("req-1", 1.0, "team-b") is None
+    assert await store.rate("req-1", 1.0, "team-a") == "cheap"
+    store.remember("req-1", "premium", "chat", "team-a")  # its own id again: the newest
+    assert await store.rate("req-1", 1.0, "team-a") == "premium"
+
+
 async def test_rating_is_refused_after_the_window() -> None:
     now = [1_000.0]
     store = MemoryFeedbackStore(window_s=60.0, wall_clock=lambda: now[0])
