@@ -1,9 +1,11 @@
 """The request pipeline every front door uses, transport-free.
 
-A door parses its wire format into a `ChatRequest` and hands it here with the caller's
-identity. `Pipeline.open` runs, in order: route lookup, admission (the key's budget and
-rate limit), region, governance (PII policy, residency), planning (routing/ + latency/)
-and the building of each candidate's upstream request, and returns an `Answer`: the
+A door parses its wire format into a `ChatRequest` (the embeddings door: an
+`EmbedRequest`) and hands it here with the caller's identity. `Pipeline.open` runs, in
+order: route lookup (a chat request needs a chat route, an embeddings request an
+embedding route), admission (the key's budget and rate limit), region, governance (PII
+policy, residency), planning (routing/ + latency/) and the building of each candidate's
+upstream request (an embeddings request: a one-shot call), and returns an `Answer`: the
 race's first outcome, the further batches (with the governance output transform
 applied), and `aclose()`, which emits exactly one `RequestRecord` to the sinks.
 A refusal at any stage is a `Rejected`, recorded the same way before it is raised; the
@@ -22,20 +24,27 @@ import structlog
 
 from gateway.admission import Admission
 from gateway.config.model import Config, DeploymentConfig, KeyConfig
-from gateway.governance.gate import Decision, Governance, OutputTransform, PolicyRejected
+from gateway.governance.gate import (
+    Decision,
+    EmbedDecision,
+    Governance,
+    OutputTransform,
+    PolicyRejected,
+)
 from gateway.latency.prewarm import PreWarmer
 from gateway.metrics import GatewayMetrics
-from gateway.providers.base import UpstreamRequest
+from gateway.providers.base import OneShotCall, UpstreamRequest
 from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
-from gateway.request import ChatRequest
+from gateway.request import AnyRequest, EmbedRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
 from gateway.routing.table import ResolvedRoute, RouteTable
+from gateway.scrub import Scrubber, config_secrets
 from gateway.sinks import emit
-from gateway.streaming.events import Event, ResponseMeta
+from gateway.streaming.events import Event, ResponseMeta, UpstreamError
 from gateway.streaming.plan import AllFailed, Heartbeat, Opener, RacePlan, Winner
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Race
@@ -61,11 +70,11 @@ class UpstreamBuilder(Protocol):
     """Builds a plan's upstream requests and the race's opener (`upstreams.Upstreams`;
     tests give fakes, so a pipeline rule is tested with no sockets)."""
 
-    def build(self, chat: ChatRequest, plan: Plan) -> Built: ...
+    def build(self, chat: AnyRequest, plan: Plan) -> Built: ...
 
     def opener(
         self,
-        requests: dict[str, UpstreamRequest],
+        requests: dict[str, UpstreamRequest | OneShotCall],
         token_estimate: int,
         limiter: RateLimiter,
         health: HealthRegistry,
@@ -82,6 +91,7 @@ class Answer:
         "_ended",
         "_metrics",
         "_race",
+        "_scrub",
         "_sinks",
         "_started",
         "record",
@@ -97,8 +107,10 @@ class Answer:
         sinks: Sequence[RecordSink],
         metrics: GatewayMetrics,
         started: float,
+        scrub: Scrubber,
     ) -> None:
         self._race = race
+        self._scrub = scrub
         self._started = started
         self.transform = transform
         self.record = record
@@ -121,8 +133,14 @@ class Answer:
                 if type(event) is ResponseMeta and event.model:
                     self.record.model_version = event.model
                     break
+            if events and type(events[-1]) is UpstreamError:  # the race cuts after an error
+                events = [*events[:-1], self._scrub.error(events[-1])]
             if self.transform is not None:
-                return Winner(outcome.deployment, self.transform(events))
+                events = self.transform(events)
+            if events is not outcome.events:
+                return Winner(outcome.deployment, events)
+        elif type(outcome) is AllFailed:
+            return AllFailed(self._scrub.error(outcome.error), outcome.errors)
         return outcome
 
     async def next_batch(self) -> list[Event] | None:
@@ -131,6 +149,8 @@ class Answer:
         if self._ended or (transform is not None and transform.stopped):
             return None
         batch = await self._race.next_batch()
+        if batch is not None and type(batch[-1]) is UpstreamError:
+            batch[-1] = self._scrub.error(batch[-1])
         if transform is None:
             return batch
         if batch is None:
@@ -149,6 +169,9 @@ class Answer:
             await self._race.aclose(client_gone=client_gone)
         finally:
             race = self._race.record
+            for attempt in race.attempts:  # the record reaches logs, traces and admin views
+                if attempt.error is not None:
+                    attempt.error = self._scrub.error(attempt.error)
             rec.race = race
             rec.outcome = race.stream_outcome
             rec.status = race.status if race.winner is None else self.status
@@ -177,7 +200,9 @@ class Pipeline:
         sinks: Sequence[RecordSink],
         prewarmer: PreWarmer | None = None,
         rng: random.Random | None = None,
+        scrub: Scrubber | None = None,
     ) -> None:
+        self.scrub = scrub or Scrubber(config_secrets(config))
         self.config = config
         self.routes = routes
         self.admission = admission
@@ -195,7 +220,7 @@ class Pipeline:
 
     async def open(
         self,
-        chat: ChatRequest,
+        chat: AnyRequest,
         caller: Caller,
         door: Door,
         route: ResolvedRoute | None = None,
@@ -217,6 +242,7 @@ class Pipeline:
                 )
             rec.route = route.name
             self.admission.check_scope(caller.key, route, named)
+            _check_type(chat, route)
             await self.admission.admit(
                 caller.key_id, caller.key, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
@@ -225,7 +251,7 @@ class Pipeline:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
             try:
-                race = self._race(decision.chat, route, caller, region, decision.allowed)
+                race = self._race(decision.request, route, caller, region, decision.allowed)
             except Rejected as exc:
                 if decision.audit is not None:
                     audit.info(
@@ -240,7 +266,9 @@ class Pipeline:
             self._refused(rec, exc, caller)
             raise
         rec.setup_s = time.perf_counter() - caller.started
-        return Answer(race, decision.transform, rec, self.sinks, self.metrics, caller.started)
+        return Answer(
+            race, decision.transform, rec, self.sinks, self.metrics, caller.started, self.scrub
+        )
 
     def refuse(self, caller: Caller, door: Door, model: str | None, exc: Rejected) -> None:
         """Record a request the door refused before the pipeline (unparsable body, ...)."""
@@ -253,10 +281,14 @@ class Pipeline:
         rec.total_s = time.perf_counter() - caller.started
         emit(self.sinks, rec)
 
-    def _govern(self, chat: ChatRequest, route: str, caller: Caller) -> Decision:
+    def _govern(self, chat: AnyRequest, route: str, caller: Caller) -> Decision | EmbedDecision:
         """PII policy and residency: block (400), redact, or restrict the candidates; one
         audit line per request that was touched (types and counts, never values)."""
         try:
+            if isinstance(chat, EmbedRequest):
+                return self._audited(
+                    self.governance.decide_embedding(chat, route, caller.key), caller
+                )
             decision = self.governance.decide(chat, route, caller.key)
         except PolicyRejected as exc:
             audit.info(
@@ -268,6 +300,11 @@ class Pipeline:
             )
             self.metrics.governance.labels("block").inc()
             raise Rejected(400, exc.message, "invalid_request_error", exc.code) from None
+        return self._audited(decision, caller)
+
+    def _audited(
+        self, decision: Decision | EmbedDecision, caller: Caller
+    ) -> Decision | EmbedDecision:
         if decision.audit is not None:
             rule = "redact" if decision.audit.get("redacted") else "restrict"
             audit.info(
@@ -282,7 +319,7 @@ class Pipeline:
 
     def _race(
         self,
-        chat: ChatRequest,
+        chat: AnyRequest,
         route: ResolvedRoute,
         caller: Caller,
         region: str,
@@ -331,4 +368,18 @@ class Pipeline:
             budget=self.budgets.get(route.name),
             rng=self.rng,
             queue_size=self.config.limits.stream_buffer_events,
+        )
+
+
+def _check_type(request: AnyRequest, route: ResolvedRoute) -> None:
+    """A chat request names a chat route, an embeddings request an embedding route."""
+    wanted = "embedding" if isinstance(request, EmbedRequest) else "chat"
+    if route.type != wanted:
+        served = "embeddings (POST /v1/embeddings)" if route.type == "embedding" else "chat"
+        raise Rejected(
+            400,
+            f"The model '{route.name}' serves {served}, not this endpoint",
+            "invalid_request_error",
+            "model_not_supported",
+            "model",
         )

@@ -1,11 +1,11 @@
 """Gateway configuration: typed model, YAML loader and validation."""
 
-from gateway.config.check import check_config_main, summarize
 from gateway.config.loader import load_config, parse_config
 from gateway.config.model import (
     AdminConfig,
     AuthConfig,
     Config,
+    CorsConfig,
     DeploymentConfig,
     GovernanceConfig,
     LatencyConfig,
@@ -20,6 +20,7 @@ from gateway.config.model import (
     Secret,
     StateConfig,
 )
+from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
 from gateway.strategy import STRATEGIES, Strategy
 
@@ -30,6 +31,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigFileError",
+    "CorsConfig",
     "DeploymentConfig",
     "GovernanceConfig",
     "LatencyConfig",
@@ -44,7 +46,6 @@ __all__ = [
     "Secret",
     "StateConfig",
     "Strategy",
-    "check_config_main",
     "load_config",
     "parse_config",
     "summarize",

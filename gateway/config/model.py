@@ -11,6 +11,12 @@ from typing import Any, Literal
 
 from gateway.strategy import Strategy
 
+# What a deployment serves; a route serves one type. Embeddings arrive whole, so their
+# routes use fallback or weighted: there is no first token to race or hedge on.
+DeploymentType = Literal["chat", "embedding"]
+DEPLOYMENT_TYPES: tuple[str, ...] = ("chat", "embedding")
+EMBEDDING_STRATEGIES: tuple[str, ...] = ("fallback", "weighted")
+
 
 class Secret:
     """A resolved secret. str() and repr() never show the value."""
@@ -93,6 +99,7 @@ class LimitsConfig:
     max_json_depth: int = 64
     max_sse_line_bytes: int = 1024 * 1024
     stream_buffer_events: int = 256  # per-request bound on buffered event batches
+    max_embedding_inputs: int = 2048  # inputs of one embeddings request (OpenAI's limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +172,8 @@ class DeploymentConfig:
     rpm: int | None = None  # upstream requests per minute (shared across instances)
     tpm: int | None = None  # upstream tokens per minute (estimated prompt + max tokens)
     options: dict[str, Any] = field(default_factory=dict)
+    type: DeploymentType = "chat"
+    batch_size: int | None = None  # embedding inputs per upstream call (None: the adapter's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +253,61 @@ class RoutingConfig:
     feedback_window_s: float = 86_400.0  # how long after a request its key may rate it
 
 
+# What the official SDKs send (openai-python/-node, anthropic-sdk-python/-typescript): a
+# browser asks for each of them in the preflight. A trailing `*` matches a name prefix.
+SDK_REQUEST_HEADERS: tuple[str, ...] = (
+    "authorization",
+    "content-type",
+    "accept",
+    "x-api-key",
+    "x-stainless-*",
+    "anthropic-*",  # anthropic-version, -beta, -dangerous-direct-browser-access
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "idempotency-key",
+    "x-request-id",
+    "user-agent",
+)
+GATEWAY_RESPONSE_HEADERS: tuple[str, ...] = (
+    "x-request-id",
+    "x-gateway-deployment",
+    "x-gateway-worker",
+    "retry-after",
+    "x-should-retry",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CorsConfig:
+    """Browser pages on other origins (chat frontends). No `allow_origins`: CORS is off."""
+
+    allow_origins: tuple[str, ...] = ()  # ("*",) = any origin; "http://localhost:*" = any port
+    allow_headers: tuple[str, ...] = SDK_REQUEST_HEADERS  # the loader adds the gateway's own
+    expose_headers: tuple[str, ...] = GATEWAY_RESPONSE_HEADERS
+    max_age_s: int = 600  # preflight cache (Chromium caps it at 7200)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow_origins)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """The Responses door's stored responses (`store: true`, `previous_response_id`)."""
+
+    store_ttl_s: float = 3600.0
+    max_stored: int = 10_000  # memory backend only: the oldest records go first ...
+    max_stored_mb: float = 256.0  # ... and so they do past this much JSON
+    store_by_default: bool = False  # when a request has no `store` (the real API: true)
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
@@ -265,4 +329,6 @@ class Config:
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    cors: CorsConfig = field(default_factory=CorsConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config

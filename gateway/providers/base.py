@@ -9,16 +9,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.request import ChatRequest
-from gateway.streaming.events import Event, UpstreamError
+from gateway.request import ChatRequest, EmbedRequest
+from gateway.streaming.adapter import OneShotCall, StreamDecoder, UpstreamRequest, WireAdapter
 
-
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
-    method: str
-    url: str
-    headers: dict[str, str] = field(repr=False)  # carries credentials
-    body: bytes
+__all__ = [
+    "OneShotCall",  # defined in streaming.adapter (the upstream client reads it there)
+    "Provider",
+    "ProviderSettings",
+    "StreamDecoder",  # defined in streaming.adapter (the upstream client reads it there)
+    "TargetModel",
+    "UnsupportedParams",
+    "UpstreamRequest",  # idem
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class TargetModel:
     max_tokens_default: int = 4096
     options: Mapping[str, Any] = field(default_factory=dict)
     max_line_bytes: int = 1 << 20  # `limits.max_sse_line_bytes`: the longest upstream line
+    batch_size: int | None = None  # embedding inputs per upstream call (None: the adapter's)
 
 
 class UnsupportedParams(ValueError):
@@ -54,18 +57,11 @@ class UnsupportedParams(ValueError):
         super().__init__(f"parameter(s) not supported by provider '{provider}': {names}")
 
 
-class StreamDecoder(Protocol):
-    """Incremental decoder: feed upstream bytes, get normalized events."""
+class Provider(WireAdapter, Protocol):
+    """One wire protocol. Instances are built from ProviderSettings and are immutable.
 
-    def feed(self, data: bytes) -> list[Event]: ...
-
-    def close(self) -> list[Event]:
-        """End of body. Returns trailing events; a truncated stream yields an UpstreamError."""
-        ...
-
-
-class Provider(Protocol):
-    """One wire protocol. Instances are built from ProviderSettings and are immutable."""
+    `WireAdapter` (decoder, parse_response, parse_error) is the part the upstream client uses.
+    """
 
     settings: ProviderSettings
 
@@ -73,16 +69,19 @@ class Provider(Protocol):
         """The upstream streaming request. Raises UnsupportedParams."""
         ...
 
-    def decoder(self) -> StreamDecoder: ...
-
-    def parse_response(self, body: bytes) -> list[Event]:
-        """A complete non-streaming 2xx body as events."""
-        ...
-
-    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        """A non-2xx upstream response as an error event."""
-        ...
-
     def warmup_request(self) -> UpstreamRequest | None:
         """A cheap GET that opens a keep-alive connection (never HEAD); None: cannot warm."""
         ...
+
+
+class EmbeddingProvider(Provider, Protocol):
+    """A provider that also embeds. Adapters without an embeddings API (Anthropic) do not
+    have `build_embed_call`; `can_embed` tells them apart."""
+
+    def build_embed_call(self, request: EmbedRequest, target: TargetModel) -> OneShotCall:
+        """The upstream calls for `request`, split into batches. Raises UnsupportedParams."""
+        ...
+
+
+def can_embed(provider: object) -> bool:
+    return callable(getattr(provider, "build_embed_call", None))

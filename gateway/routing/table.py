@@ -6,10 +6,10 @@ the intersection of their `data_residency` (None when none of them restricts it)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.config.model import Config, DeploymentConfig, RouteConfig
+from gateway.config.holding import routes_holding, strictest_residency
+from gateway.config.model import Config, DeploymentConfig, DeploymentType, RouteConfig
 from gateway.strategy import Strategy
 
 
@@ -24,6 +24,11 @@ class ResolvedRoute:
     max_extra_load: float
     data_residency: tuple[str, ...] | None
     direct: bool  # the client named a deployment, not a route
+
+    @property
+    def type(self) -> DeploymentType:
+        """What the route serves: its deployments' type (config keeps one per route)."""
+        return self.deployments[0].type if self.deployments else "chat"
 
 
 class RouteTable:
@@ -78,26 +83,3 @@ class RouteTable:
 
     def routes(self) -> list[ResolvedRoute]:
         return list(self._routes.values())
-
-
-def routes_holding(config: Config) -> dict[str, tuple[str, ...]]:
-    """deployment -> the routes that may send it requests (its own list or a tier's)."""
-    out: dict[str, list[str]] = {}
-    for route in config.routes.values():
-        members = set(route.deployments)
-        for tier in route.tiers:
-            members.update(tier.deployments)
-        for name in sorted(members):
-            out.setdefault(name, []).append(route.name)
-    return {name: tuple(routes) for name, routes in out.items()}
-
-
-def strictest_residency(
-    residencies: Iterable[tuple[str, ...] | None],
-) -> tuple[str, ...] | None:
-    """The regions every restricting residency allows (None: nothing restricts)."""
-    out: tuple[str, ...] | None = None
-    for regions in residencies:
-        if regions is not None:
-            out = regions if out is None else tuple(r for r in out if r in regions)
-    return out

@@ -32,13 +32,21 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from gateway.compat_aiohttp import abort_connections, open_connection_count
 from gateway.config.model import Config
 from gateway.runtime import Gateway
 from gateway.server import handlers
+from gateway.server.cors import CorsPolicy, cors_middleware
 from gateway.server.keys import GATEWAY
 from gateway.server.limits import runner_kwargs
-from gateway.server.middlewares import auth_middleware, error_middleware, request_id_middleware
+from gateway.server.middlewares import (
+    auth_middleware,
+    error_middleware,
+    json_body_middleware,
+    request_id_middleware,
+)
 from gateway.server.protocol import use_envelope_errors
 
 log = structlog.get_logger("gateway.server")
@@ -54,10 +62,14 @@ class ListenError(Exception):
 
 def build_app(gateway: Gateway) -> web.Application:
     config = gateway.config
-    app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
-        client_max_size=config.limits.max_body_bytes,
-    )
+    cors = CorsPolicy(config.cors) if config.cors.enabled else None
+    middlewares: list[Middleware] = [request_id_middleware, error_middleware]
+    if cors is not None:  # a preflight carries no key: answered before authentication
+        middlewares.append(cors_middleware(cors))
+    middlewares += [json_body_middleware, auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_body_bytes)
+    if cors is not None:  # every /v1/ response, streams and errors included
+        app.on_response_prepare.append(cors.add_headers)
     app[GATEWAY] = gateway
     handlers.add_routes(app)
 
@@ -108,9 +120,8 @@ async def start_server(
     except OSError as exc:
         await runner.cleanup()  # runs Gateway.close(): no background task left behind
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    addresses = runner.addresses  # (host, port, ...) of each listening socket
+    bound_port = addresses[0][1] if addresses else port
     return runner, f"http://{host}:{bound_port}"
 
 
@@ -160,9 +171,9 @@ async def drain(runner: web.AppRunner, grace_s: float, force: asyncio.Event | No
     """Stop accepting now, give requests in flight `grace_s` to finish, cancel the rest, then
     clean the app up (Gateway.close). `force`, once set, cuts the open connections at once."""
     server = runner.server
-    connections = server.connections if server is not None else []
     started = time.monotonic()
-    log.info("shutdown_started", open_connections=len(connections), grace_s=grace_s)
+    open_connections = open_connection_count(server) if server is not None else 0
+    log.info("shutdown_started", open_connections=open_connections, grace_s=grace_s)
 
     async def cut_after_grace() -> None:
         if force is None:
@@ -172,12 +183,7 @@ async def drain(runner: web.AppRunner, grace_s: float, force: asyncio.Event | No
                 await asyncio.wait_for(force.wait(), grace_s)
         if server is None:
             return
-        cut = 0
-        for conn in list(server.connections):
-            transport = conn.transport
-            if transport is not None:
-                transport.abort()  # connection_lost: the handler is cancelled, then finishes
-                cut += 1
+        cut = abort_connections(server)  # each handler is cancelled, then finishes
         if cut:
             log.warning(
                 "shutdown_cut_streams",

@@ -7,7 +7,8 @@ import time
 import orjson
 from aiohttp import web
 
-from gateway.server import admin, admin_keys, feedback
+from gateway.routing.table import ResolvedRoute
+from gateway.server import admin, admin_keys, door_responses, feedback
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -15,6 +16,7 @@ from gateway.server.answering import (
     respond,
     stream_answer,
 )
+from gateway.server.door_embeddings import embeddings
 from gateway.server.errors import ApiError, upstream_error_response
 from gateway.server.keys import GATEWAY, KEY
 from gateway.server.parse import parse_chat_request
@@ -53,11 +55,7 @@ async def list_models(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     usable = gateway.pipeline.admission.usable
     key = request.get(KEY)
-    data = [
-        {"id": route.name, "object": "model", "created": 0, "owned_by": "race-gateway"}
-        for route in gateway.routes.routes()
-        if usable(key, route)
-    ]
+    data = [model_object(route) for route in gateway.routes.routes() if usable(key, route)]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
@@ -73,8 +71,18 @@ async def retrieve_model(request: web.Request) -> web.Response:
             "model_not_found",
             "model",
         )
-    body = {"id": name, "object": "model", "created": 0, "owned_by": "race-gateway"}
-    return web.json_response(body, dumps=_dumps)
+    return web.json_response(model_object(route), dumps=_dumps)
+
+
+def model_object(route: ResolvedRoute) -> dict[str, object]:
+    """An OpenAI model object; `type` (chat | embedding) says which endpoint serves it."""
+    return {
+        "id": route.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "race-gateway",
+        "type": route.type,
+    }
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -83,6 +91,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    door_responses.add_routes(app)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
     app.router.add_get("/healthz", healthz)

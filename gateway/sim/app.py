@@ -24,6 +24,7 @@ from gateway.sim.config import (
     check_model_value,
     normalize_value,
 )
+from gateway.sim.embed_serve import EMBED_PATHS, GEMINI_METHOD, serve_embeddings
 from gateway.sim.engine import play_body, play_stream
 from gateway.sim.log import PENDING, SimLog, SimRecord, now
 from gateway.sim.plan import (
@@ -40,6 +41,7 @@ from gateway.sim.wire_anthropic import AnthropicWire
 from gateway.sim.wire_gemini import GeminiWire
 from gateway.sim.wire_ollama import OllamaWire
 from gateway.sim.wire_openai import OpenAIWire
+from gateway.sim.wire_responses import ResponsesWire
 
 PROTOCOLS: dict[str, WireProtocol] = {
     "openai": OpenAIWire(),
@@ -53,6 +55,9 @@ CHAT_PATHS: dict[str, tuple[str, ...]] = {
     "gemini": ("/v1beta/models/{target}",),
     "ollama": ("/api/chat",),
 }
+# Where the real service also speaks OpenAI's Responses API (same auth, models, errors).
+RESPONSES_PATHS: dict[str, tuple[str, ...]] = {"openai": ("/v1/responses", "/responses")}
+RESPONSES_WIRE = ResponsesWire()
 MODELS_PATHS: dict[str, str] = {
     "openai": "/v1/models",
     "anthropic": "/v1/models",
@@ -172,9 +177,17 @@ def _error_response(record: SimRecord, err: ErrorReply) -> web.Response:
     return web.Response(status=err.status, reason=reason, body=err.body, headers=dict(err.headers))
 
 
+async def _embeddings(request: web.Request) -> web.StreamResponse:
+    return await serve_embeddings(request, request.app[STATE], request[CONN])
+
+
 async def _chat(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
     info = request[CONN]
+    if (request.match_info.get("target") or "").endswith(GEMINI_METHOD):
+        if info.handshake_ms > 0:  # the middleware leaves the chat route's handshake to it
+            await asyncio.sleep(info.handshake_ms / 1000)
+        return await serve_embeddings(request, st, info)
     log = st.shared.log
     record = log.open(
         server=st.name,
@@ -212,7 +225,9 @@ def _disconnected(record: SimRecord) -> None:
 async def _serve_chat(
     request: web.Request, st: ServerState, record: SimRecord, sink: ResponseSink
 ) -> web.StreamResponse:
-    proto = st.proto
+    proto: WireProtocol = st.proto
+    if request.path in RESPONSES_PATHS.get(st.config.kind, ()):
+        proto = RESPONSES_WIRE
     rid = uuid.uuid4().hex[:24]
     err = proto.check_auth(request.headers, request.query, rid)
     if err is not None:
@@ -226,6 +241,11 @@ async def _serve_chat(
     cfg = st.config.models.get(parsed.model)
     if cfg is None:
         return _error_response(record, proto.error(404, model=parsed.model, request_id=rid))
+    if cfg.type == "embedding":
+        message = f"model {parsed.model!r} is an embedding model; it does not chat"
+        return _error_response(
+            record, proto.error(400, model=parsed.model, message=message, request_id=rid)
+        )
     n, degraded = st.shared.next_request(st.name, parsed.model, cfg)
     record.degraded = degraded
     if degraded:
@@ -348,8 +368,10 @@ async def _sim_region(request: web.Request) -> web.Response:
 def make_app(name: str, config: SimServerConfig, shared: SimShared) -> web.Application:
     app = web.Application(middlewares=[_connections], client_max_size=MAX_BODY_BYTES)
     app[STATE] = ServerState(name, config, shared)
-    for path in CHAT_PATHS[config.kind]:
+    for path in CHAT_PATHS[config.kind] + RESPONSES_PATHS.get(config.kind, ()):
         app.router.add_post(path, _chat)
+    for path in EMBED_PATHS.get(config.kind, ()):
+        app.router.add_post(path, _embeddings)
     app.router.add_get(MODELS_PATHS[config.kind], _models)
     app.router.add_get("/_sim/log", _sim_log)
     app.router.add_post("/_sim/reset", _sim_reset)

@@ -28,11 +28,21 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.strategies import dumps, json_values, mutated
+from tests.fuzz.test_responses_fuzz import RESPONSES as RESPONSES_TEMPLATE
 from tests.stack import FAST, Stack, no_gateway_tasks_left, stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SERVERS = {"oa": {"kind": "openai", "models": {"m1": {**FAST, "text": "Hello fuzz"}}}}
+SERVERS = {
+    "oa": {
+        "kind": "openai",
+        "models": {
+            "m1": {**FAST, "text": "Hello fuzz"},
+            "e1": {"type": "embedding", "dimensions": 4, "ttft_ms": 1},
+        },
+    }
+}
+DEPLOYMENTS = {"e1": {"type": "embedding"}}
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -93,8 +103,11 @@ paths = st.sampled_from(
         "/v1/chat/completions?stream=true",
         "/V1/Chat/Completions",
         "/v1//chat/completions",
+        "/v1/responses",
+        "/v1/responses/resp_unknown",
         "/v1/models",
         "/v1/models/m1",
+        "/v1/embeddings",
         "/v1/feedback",
         "/healthz",
         "/metrics",
@@ -167,7 +180,7 @@ async def gateway() -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
     connector = aiohttp.TCPConnector(force_close=True)
     timeout = aiohttp.ClientTimeout(total=20)
     async with (
-        stack(SERVERS) as s,
+        stack(SERVERS, deployments=DEPLOYMENTS) as s,
         aiohttp.ClientSession(connector=connector, timeout=timeout) as http,
     ):
         yield s, http
@@ -223,15 +236,62 @@ async def test_any_request(
 
 
 @FUZZ
-@given(body=bodies, stream=st.booleans(), content_type=st.sampled_from(["application/json", ""]))
+@given(
+    body=bodies,
+    stream=st.booleans(),
+    # Any other type is refused with 415 before parsing (test_any_request sends those).
+    content_type=st.sampled_from(["application/json", "application/json; charset=utf-8"]),
+)
 async def test_chat_bodies(
     gateway: tuple[Stack, aiohttp.ClientSession], body: bytes, stream: bool, content_type: str
 ) -> None:
     """Near-valid chat bodies, all sent to the chat endpoint."""
     s, http = gateway
-    headers = {"content-type": content_type} if content_type else {}
+    headers = {"content-type": content_type}
     url = f"{s.url}/v1/chat/completions"
     async with http.post(url, data=body, headers=headers) as resp:
+        await check_envelope(resp, "POST")
+        if resp.status == 200:
+            event("answered")
+    await still_healthy(s, http)
+
+
+EMBED: dict[str, Any] = {"model": "e1", "input": ["a", "b"], "encoding_format": "base64"}
+embed_bodies = st.one_of(
+    st.sampled_from([3, 8, 40]).flatmap(lambda rate: mutated(EMBED, rate)).map(dumps),
+    st.sampled_from([3, 8]).flatmap(lambda rate: mutated(CHAT, rate)).map(dumps),
+    bodies,
+)
+RESPONSES = {**RESPONSES_TEMPLATE, "model": "m1"}
+responses_bodies = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([8, 40, 400]).flatmap(lambda rate: mutated(RESPONSES, rate)).map(dumps),
+    st.sampled_from([8, 40, 400]).flatmap(lambda rate: mutated(RESPONSES, rate)).map(dumps),
+    st.sampled_from([True, False]).map(
+        lambda on: dumps({"model": "m1", "input": "hi", "stream": on})
+    ),
+)
+
+
+@FUZZ
+@given(body=embed_bodies)
+async def test_embeddings_bodies(gateway: tuple[Stack, aiohttp.ClientSession], body: bytes) -> None:
+    """Near-valid embeddings bodies (and chat ones) sent to the embeddings endpoint."""
+    s, http = gateway
+    async with http.post(f"{s.url}/v1/embeddings", data=body) as resp:
+        await check_envelope(resp, "POST")
+        if resp.status == 200:
+            event("answered")
+            assert (await resp.json())["object"] == "list"
+    await still_healthy(s, http)
+
+
+@FUZZ
+@given(body=responses_bodies)
+async def test_responses_bodies(gateway: tuple[Stack, aiohttp.ClientSession], body: bytes) -> None:
+    """Near-valid Responses bodies, sent to the Responses endpoint: the OpenAI envelope."""
+    s, http = gateway
+    async with http.post(f"{s.url}/v1/responses", data=body) as resp:
         await check_envelope(resp, "POST")
         if resp.status == 200:
             event("answered")

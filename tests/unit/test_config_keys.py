@@ -13,8 +13,8 @@ import yaml
 
 from gateway.access.keyring import KeyRing
 from gateway.access.runtime_keys import MemoryKeyStore
+from gateway.check_config import check_config_main
 from gateway.config import ConfigError, parse_config
-from gateway.config.check import check_config_main
 from gateway.config.keys import digest_of, runtime_key
 from gateway.config.validate import Context, Reader
 

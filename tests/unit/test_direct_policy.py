@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import parse_config
+from gateway.config.holding import strictest_residency
 from gateway.config.model import KeyConfig, OutputFilterConfig
 from gateway.governance.gate import Governance, PolicyRejected, merged_outputs
 from gateway.governance.policy import PiiPolicy, strictest
 from gateway.request import ChatRequest
-from gateway.routing.table import RouteTable, strictest_residency
+from gateway.routing.table import RouteTable
 
 
 def test_the_strictest_action_wins_per_type() -> None:

@@ -1,48 +1,8 @@
-"""`race-gateway check-config FILE`: validate a config file and summarize it."""
+"""A short human summary of a config (never any secret value), for `check-config`."""
 
 from __future__ import annotations
 
-import sys
-from typing import TextIO
-
-from gateway.config.loader import load_config
 from gateway.config.model import Config, KeyConfig
-from gateway.config.validate import ConfigError, ConfigFileError
-
-
-def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Print a summary and return 0, or print every problem and return 1."""
-    try:
-        config = load_config(path)
-    except ConfigFileError as e:
-        for problem in e.problems:
-            print(f"config {problem}", file=err)
-        return 1
-    except ConfigError as e:
-        print(f"config {path} has {len(e.problems)} problem(s):", file=err)
-        for problem in e.problems:
-            print(f"  {problem}", file=err)
-        return 1
-    problems = route_tier_problems(config)
-    if problems:
-        print(f"config {path} has {len(problems)} problem(s):", file=err)
-        for problem in problems:
-            print(f"  {problem}", file=err)
-        return 1
-    print(summarize(config), file=out)
-    return 0
-
-
-def route_tier_problems(config: Config) -> list[str]:
-    """Unreachable or overlapping tiers (checked here: it needs the routing layer's logic)."""
-    from gateway.routing.planner import tiers_of
-    from gateway.routing.tiers import tier_problems
-
-    problems: list[str] = []
-    for name, route in config.routes.items():
-        if route.tiers:
-            problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
-    return problems
 
 
 def _plural(n: int, word: str) -> str:
@@ -66,9 +26,14 @@ def summarize(config: Config) -> str:
         if route.strategy in ("race", "hedge"):
             how += f" k={route.k}"
         line = f"  route {route.name}: {how} -> {', '.join(route.deployments)}"
+        first = config.deployments.get(route.deployments[0]) if route.deployments else None
+        if first is not None and first.type == "embedding":
+            line += " [embeddings]"
         if route.data_residency is not None:
             line += f" (residency: {', '.join(route.data_residency)})"
         lines.append(line)
+    if config.cors.enabled:
+        lines.append(f"  cors: {', '.join(config.cors.allow_origins)}")
     if config.routing.allow_direct_deployments:
         lines.append(
             "  deployments may be named directly as `model` (routing.allow_direct_deployments)"
