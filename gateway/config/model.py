@@ -198,8 +198,10 @@ class RouteConfig:
     strategy: Strategy = "fallback"
     k: int = 2
     hedge_delay_ms: float = 600.0
-    heartbeat_after_s: float = 10.0
-    max_extra_load: float = 0.5
+    # Off by default: a keep-alive commits HTTP 200 before the outcome is known (README).
+    heartbeat_after_s: float | None = None
+    max_extra_load: float | None = None  # None: races are not limited, hedges get 0.5
+    min_extra_per_s: float = 1.0  # the budget's floor: extra attempts always allowed per second
     data_residency: tuple[str, ...] | None = None
     governance: GovernanceConfig | None = None  # route-level override of the global policy
     hedge_quantile: float = 0.9  # per-deployment hedge delay from the latency profile
