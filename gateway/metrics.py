@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.streaming.accounting import RaceRecord
@@ -90,6 +90,18 @@ class GatewayMetrics:
             ["door", "reason"],
             registry=r,
         )
+        self.unknown_region = Counter(
+            "gateway_unknown_region_requests",
+            "Requests whose region header named no configured region",
+            ["door"],
+            registry=r,
+        )
+        self.output_filter = Counter(
+            "gateway_output_filter_matches",
+            "Answers in which the output filter matched, by route and pattern or detector",
+            ["route", "match"],
+            registry=r,
+        )
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests in progress", registry=r)
         self.cost = Counter(
             "gateway_cost_usd",
@@ -147,6 +159,10 @@ class GatewayMetrics:
                 )
                 self.wasted_cost.labels(attempt.deployment).inc(attempt.cost_usd)
 
+    def watch_pools(self, stats: Callable[[], Mapping[str, Any]]) -> None:
+        """Upstream connection counters per provider, read at scrape time (`PoolStats`)."""
+        self.registry.register(_PoolCollector(stats))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -185,3 +201,26 @@ class _HealthCollector(Collector):
         )
         degraded.add_metric([], 1.0 if self._degraded() else 0.0)
         yield from (score, open_, errors, degraded)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, stats: Callable[[], Mapping[str, Any]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        connections = CounterMetricFamily(
+            "gateway_upstream_connections",
+            "Upstream connections per provider: opened (new) or reused (idle keep-alive)",
+            labels=["provider", "event"],
+        )
+        prewarm = CounterMetricFamily(
+            "gateway_prewarm_requests",
+            "Pre-warm requests per provider that left an idle connection (ok) or failed",
+            labels=["provider", "result"],
+        )
+        for name, stats in self._stats().items():
+            connections.add_metric([name, "opened"], float(stats.opened))
+            connections.add_metric([name, "reused"], float(stats.reused))
+            prewarm.add_metric([name, "ok"], float(stats.warmed))
+            prewarm.add_metric([name, "failed"], float(stats.warm_failed))
+        yield from (connections, prewarm)

@@ -172,6 +172,8 @@ class Answer:
             for attempt in race.attempts:  # the record reaches logs, traces and admin views
                 if attempt.error is not None:
                     attempt.error = self._scrub.error(attempt.error)
+            if self.transform is not None and self.transform.matched:
+                rec.output_filter = tuple(sorted(self.transform.matched))
             rec.race = race
             rec.outcome = race.stream_outcome
             rec.status = race.status if race.winner is None else self.status
@@ -246,7 +248,9 @@ class Pipeline:
             await self.admission.admit(
                 caller.key_id, caller.key, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
-            region = rec.region = self.regions.of(caller.headers)
+            found = self.regions.of(caller.headers)
+            region = rec.region = found.name
+            rec.region_unknown = found.unknown
             if self.prewarmer is not None:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)

@@ -75,6 +75,8 @@ class Gateway:
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
+        pools = self.upstreams.pools
+        self.metrics.watch_pools(lambda: {name: pool.stats for name, pool in pools.items()})
         self.pipeline = Pipeline(
             config,
             routes=self.routes,

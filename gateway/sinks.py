@@ -33,6 +33,8 @@ class MetricsSink:
 
     def record(self, rec: RequestRecord) -> None:
         m = self.metrics
+        if rec.region_unknown is not None:
+            m.unknown_region.labels(rec.door).inc()
         if rec.outcome == "rejected":
             m.rejected.labels(rec.door, rec.reason or "unknown").inc()
             if rec.route is not None:
@@ -41,6 +43,8 @@ class MetricsSink:
         if rec.race is not None:
             m.on_race_end(rec.race)
         m.key_cost.labels(rec.key_id).inc(rec.cost_usd)
+        for match in rec.output_filter:
+            m.output_filter.labels(rec.route or "", match).inc()
         m.overhead.observe(rec.setup_s)
 
 
@@ -121,10 +125,12 @@ class AccessLog:
             route=rec.route,
             model=rec.model,
             region=rec.region,
+            region_unknown=rec.region_unknown,
             winner=rec.winner,
             status=rec.status,
             outcome=rec.outcome,
             reason=rec.reason,
+            output_filter=list(rec.output_filter) or None,
             attempts=len(race.attempts) if race is not None else 0,
             budget_limited=race.budget_limited if race is not None else False,
             budget_refused=race.budget_refused if race is not None else 0,

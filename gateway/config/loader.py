@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Collection, Mapping
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from gateway.config import keys, sections
@@ -199,6 +199,10 @@ def _latency(r: Reader) -> tuple[LatencyConfig, tuple[str, ...] | None]:
         regions=regions or d.regions,
         country_header=r.optional_string("country_header"),
         country_regions=country_regions,
+        unknown_region=cast(
+            Literal["default", "refuse"],
+            r.string("unknown_region", d.unknown_region, choices=("default", "refuse")),
+        ),
         min_samples=r.integer("min_samples", d.min_samples, lo=1),
         exploration=r.number("exploration", d.exploration, lo=0, hi=1),
         half_life_days=r.number("half_life_days", d.half_life_days, lo=0, lo_open=True),

@@ -123,6 +123,9 @@ class LatencyConfig:
     regions: tuple[str, ...] = ("eu", "us", "apac")
     country_header: str | None = None  # e.g. cf-ipcountry
     country_regions: dict[str, str] = field(default_factory=dict)  # "DE" -> "eu"
+    # a region header naming no configured region: counted, then served from the default
+    # region ("default") or refused with a 400 ("refuse")
+    unknown_region: Literal["default", "refuse"] = "default"
     min_samples: int = 50
     exploration: float = 0.05
     half_life_days: float = 7.0
