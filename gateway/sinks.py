@@ -1,7 +1,7 @@
 """The sinks every `RequestRecord` goes to: metrics, spend (per key and per deployment),
 the race observers (latency profiles, health), the feedback index, the model-version
-tracker and the access log. Each takes the record on the loop, cheaply, and never raises into the
-request: a sink that fails is logged and the others still run (see `emit`)."""
+tracker and the access log. Each takes the record on the loop, cheaply, and never raises
+into the request: a sink that fails is logged and the others still run (see `emit`)."""
 
 from __future__ import annotations
 
