@@ -228,3 +228,29 @@ async def test_feedback_after_the_window_is_refused() -> None:
         status, err = await call(s.url, "POST", "/v1/feedback", body, TEAM_A)
         assert status == 403 and err["error"]["code"] == "feedback_window_closed"
         assert s.gateway.state.feedback.ratings() == {}
+
+
+async def test_feedback_after_the_window_is_refused_on_another_instance(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    client, prefix = redis_prefix
+    keys = [{"key": TEAM_A, "name": "team-a"}]
+    gateway = {
+        "auth": {"keys": keys},
+        "routing": {"feedback_window_s": 0.2},
+        "state": redis_state(prefix),
+    }
+    async with stack(SERVERS, ROUTES, **gateway) as s:
+        async with another_instance(s.gateway) as b_url:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                    f"{s.url}/v1/chat/completions",
+                    json=CHAT,
+                    headers={"authorization": f"Bearer {TEAM_A}"},
+                ) as resp:
+                    rid = resp.headers["x-request-id"]
+            await until(lambda: client.exists(f"{prefix}:fb:req:{rid}"))  # B can learn it
+            await asyncio.sleep(0.3)  # the window (0.2 s) has passed for certain
+            body = {"request_id": rid, "rating": 1}
+            status, err = await call(b_url, "POST", "/v1/feedback", body, TEAM_A)
+            assert status == 403 and err["error"]["code"] == "feedback_window_closed"
