@@ -6,21 +6,43 @@ runs the routing layer's tier checks, and config sits below routing.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from typing import TextIO
 
+from gateway.catalogue.lifecycle import today_utc
+from gateway.config.facts import lifecycles
 from gateway.config.model import Config
 from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
-from gateway.config_checks import embedding_problems, load_checked, route_tier_problems
+from gateway.config_checks import (
+    config_problems,
+    embedding_problems,
+    read_config,
+    route_tier_problems,
+)
+from gateway.regress.suite import SuiteError, load_suite
 
-__all__ = ["check_config_main", "embedding_problems", "heartbeat_warnings", "route_tier_problems"]
+__all__ = [
+    "auto_regress_problems",
+    "check_config_main",
+    "embedding_problems",
+    "heartbeat_warnings",
+    "route_tier_problems",
+]
 
 
-def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Print a summary and return 0, or print every problem and return 1."""
+def check_config_main(
+    path: str,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    today: dt.date | None = None,
+) -> int:
+    """Print a summary and return 0, or print every problem and return 1. Deployments whose
+    model is deprecated or shuts down within 30 days are warnings; a model already shut
+    down is a problem."""
     try:
-        config, _ = load_checked(path)
+        config, _ = read_config(path)
     except ConfigFileError as e:
         for problem in e.problems:
             print(f"config {problem}", file=err)
@@ -28,6 +50,17 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
     except ConfigError as e:
         print(f"config {path} has {len(e.problems)} problem(s):", file=err)
         for problem in e.problems:
+            print(f"  {problem}", file=err)
+        return 1
+    today = today or today_utc()
+    problems = config_problems(config, today) + auto_regress_problems(config)
+    for name, life in lifecycles(config, today):
+        if life.state != "retired":
+            text = f"deployments.{name}: {life.describe(config.deployments[name].model)}"
+            print(f"warning: {text}", file=err)
+    if problems:
+        print(f"config {path} has {len(problems)} problem(s):", file=err)
+        for problem in problems:
             print(f"  {problem}", file=err)
         return 1
     print(summarize(config), file=out)
@@ -63,3 +96,14 @@ def heartbeat_warnings(config: Config) -> list[str]:
                 f"{timeout:g} s, or leave it unset unless a proxy cuts idle connections."
             )
     return warnings
+
+
+def auto_regress_problems(config: Config) -> list[str]:
+    """The automatic regression suite must load (`serve` would run without it)."""
+    if config.auto_regress is None:
+        return []
+    try:
+        load_suite(config.auto_regress.suite)
+    except SuiteError as exc:
+        return [f"auto_regress.suite: {p}" for p in exc.problems]
+    return []

@@ -6,11 +6,17 @@ It holds no request logic of its own: front doors go through `self.pipeline`.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
+import structlog
+
+from gateway.access.keyring import KeyRing
 from gateway.admission import Admission
+from gateway.config.facts import lifecycles
 from gateway.config.model import Config
 from gateway.governance.gate import Governance
 from gateway.metrics import GatewayMetrics
@@ -20,19 +26,51 @@ from gateway.record import RecordSink
 from gateway.region import RegionResolver
 from gateway.reload import ConfigChanges
 from gateway.routing.planner import CandidatePlanner
+from gateway.routing.quarantine import Quarantine
 from gateway.routing.table import RouteTable
-from gateway.sinks import AccessLog, MetricsSink, RaceSink, SpendSink, VersionTracker
+from gateway.sinks import (
+    AccessLog,
+    FeedbackSink,
+    MetricsSink,
+    RaceSink,
+    SpendSink,
+    VersionTracker,
+)
 from gateway.state import SharedState
 from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.upstream import UpstreamPool
 from gateway.upstreams import Upstreams
 
+log = structlog.get_logger("gateway")
+
+
+class Service(Protocol):
+    """Background work an entry point attaches (automatic regressions): started after the
+    shared state, closed before it."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RegressionView(Protocol):
+    """What the admin API shows of the automatic regressions (gateway/regress/auto.py)."""
+
+    @property
+    def policy(self) -> str: ...
+
+    @property
+    def suite_path(self) -> str: ...
+
+    def runs(self) -> Mapping[str, Mapping[str, Any]]: ...
+
 
 class Gateway:
     metrics: GatewayMetrics
     state: SharedState
     upstreams: Upstreams
+    quarantine: Quarantine
 
     def __init__(
         self,
@@ -44,9 +82,10 @@ class Gateway:
         previous: Gateway | None = None,
     ) -> None:
         """`previous`: the gateway a config reload replaces. Its metrics, spend and version
-        ledgers, shared state (when `state:` is unchanged) and unchanged pools carry over;
-        the state of deployments that were removed or got a new identity starts afresh
-        (gateway.reload). The previous gateway keeps serving its requests in flight."""
+        ledgers, shared state and quarantine (when `state:` is unchanged) and unchanged
+        pools carry over; the state of deployments that were removed or got a new identity
+        starts afresh (gateway.reload). The previous gateway keeps serving its requests in
+        flight; services (automatic regressions) are attached to each gateway anew."""
         self.config = config
         self.changes = ConfigChanges.between(previous.config, config) if previous else None
         fresh = self.changes.fresh_state if self.changes else ()
@@ -58,8 +97,14 @@ class Gateway:
         if previous is not None and not self.owns_state:
             self.state = previous.state
             self.state.reconfigure(config, fresh)  # after what could fail is built
+            self.quarantine = previous.quarantine
         else:
             self.state = SharedState(config, clock)
+            state = config.state
+            self.quarantine = Quarantine(
+                state.url if state.backend == "redis" else None, prefix=state.prefix
+            )
+        self.keyring = KeyRing(config, self.state.keys)
         self.rng = random.Random()
         self.planner = CandidatePlanner(
             config,
@@ -68,6 +113,8 @@ class Gateway:
             weights=self.weights,
             rng=self.rng,
             clock=clock,
+            on_skip=self.metrics.candidate_skipped,
+            quarantined=self.quarantine.__contains__,
         )
         self.prewarmer = make_prewarmer(config, self.state.profiles, self.upstreams, clock)
         if self.prewarmer is not None and previous is not None and previous.prewarmer:
@@ -87,16 +134,19 @@ class Gateway:
             self.spend,
             RaceSink(self.state.health),
             RaceSink(self.state.profiles),
-            RaceSink(self.state.feedback),
+            FeedbackSink(self.state.feedback),
             self.version_tracker,
         ]
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
+        self.today = lambda: dt.datetime.fromtimestamp(clock(), dt.UTC).date()
         self.watch_state()
+        self.services: list[Service] = []
+        self.regressions: RegressionView | None = None
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
-            admission=Admission(config, self.state.spend, self.state.limiter),
+            admission=Admission(config, self.state.spend, self.state.limiter, self.routes),
             regions=RegionResolver(config.latency),
             governance=self.governance,
             planner=self.planner,
@@ -126,9 +176,16 @@ class Gateway:
         return budgets
 
     def watch_state(self) -> None:
-        """Point the scrape-time gauges (health, degraded) at this gateway's state."""
-        state = self.state
+        """Point the scrape-time gauges (health, degraded, pools, shutdowns, quarantine) at
+        this gateway (a reloaded one replaces the previous one's)."""
+        state, config, pools = self.state, self.config, self.upstreams.pools
         self.metrics.watch(state.health.snapshot, lambda: state.degraded)
+        self.metrics.watch_pools(lambda: {name: pool.stats for name, pool in pools.items()})
+        self.metrics.watch_shutdowns(
+            {n: d.shutdown_date for n, d in config.deployments.items() if d.shutdown_date},
+            self.today,
+        )
+        self.metrics.watch_quarantine(list(config.deployments), self.quarantine.held)
 
     @property
     def pools(self) -> Mapping[str, UpstreamPool]:
@@ -151,18 +208,47 @@ class Gateway:
         """Learned weights for `weighted` routes (empty until the worker has run)."""
         return dict(self.state.weights.weights())
 
+    def warn_deprecations(self) -> None:
+        """One warning per deployment whose model is deprecated or being shut down."""
+        for name, life in lifecycles(self.config, self.today()):
+            dep = self.config.deployments[name]
+            log.warning(
+                "model_deprecated",
+                deployment=name,
+                state=life.state,
+                shutdown_date=life.shutdown_date.isoformat() if life.shutdown_date else None,
+                days_left=life.days_left,
+                detail=life.describe(dep.model),
+            )
+
     async def start(self) -> None:
+        self.warn_deprecations()
         if self.owns_state:  # a reloaded gateway's kept state is already running
             await self.state.start()
+            await self.quarantine.start()
+        for service in self.services:
+            await service.start()
+        if self.owns_state:
+            await self.keyring.start()  # starts the runtime key store (part of the state)
         if self.prewarmer is not None:
             self.prewarmer.start()
 
     async def stop_background(self) -> None:
-        """Stop what works for this config alone (pre-warming): a reload replaced it."""
+        """Stop what works for this config alone (pre-warming, services, the key ring's
+        view of the runtime keys): a reload replaced it."""
         if self.prewarmer is not None:
             await self.prewarmer.close()
+        for service in reversed(self.services):
+            await service.close()
+        self.keyring.detach()
+
+    async def close_state(self) -> None:
+        """Close the shared state (runtime keys, quarantine, backend): no gateway uses it."""
+        await self.keyring.close()
+        await self.quarantine.close()
+        await self.state.close()
 
     async def close(self) -> None:
         await self.stop_background()
-        await self.state.close()
+        await self.close_state()
         await self.upstreams.close()

@@ -28,7 +28,7 @@ import os
 import signal
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
@@ -37,7 +37,7 @@ from aiohttp.typedefs import Middleware
 from gateway.compat_aiohttp import abort_connections, open_connection_count
 from gateway.config.model import Config
 from gateway.runtime import Gateway
-from gateway.server import handlers
+from gateway.server import admin_regress, handlers
 from gateway.server.cors import CorsPolicy, cors_middleware
 from gateway.server.keys import LIVE
 from gateway.server.limits import runner_kwargs
@@ -63,11 +63,15 @@ class ListenError(Exception):
     """The server could not bind its listening socket (address in use, permission, ...)."""
 
 
-def build_app(gateway: Gateway, config_path: str | None = None) -> web.Application:
+def build_app(
+    gateway: Gateway,
+    config_path: str | None = None,
+    setup: Callable[[Gateway], object] | None = None,
+) -> web.Application:
     """The app serving `gateway`; with `config_path` (the file it was loaded from) it can
     reload that file (`POST /admin/reload`, and SIGHUP / --watch under `serve`)."""
     config = gateway.config
-    live = LiveGateway(gateway, config_path)
+    live = LiveGateway(gateway, config_path, setup)
     cors = CorsPolicy(config.cors) if config.cors.enabled else None
     middlewares: list[Middleware] = [snapshot_middleware, request_id_middleware, error_middleware]
     if cors is not None:  # a preflight carries no key: answered before authentication
@@ -85,6 +89,7 @@ def build_app(gateway: Gateway, config_path: str | None = None) -> web.Applicati
         await live.close()  # the gateway serving by then, and any still draining
 
     app.cleanup_ctx.append(lifecycle)
+    admin_regress.add_routes(app)
     return app
 
 
@@ -97,6 +102,7 @@ async def start_server(
     shutdown_timeout_s: float = 10.0,
     worker_header: bool = False,
     config_path: str | None = None,
+    setup: Callable[[Gateway], object] | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner and the base URL (port 0 picks a free port).
 
@@ -105,7 +111,7 @@ async def start_server(
     `worker_header` tags every response with `x-gateway-worker: <pid>`; `config_path`
     is the file `POST /admin/reload` reads.
     """
-    app = build_app(gateway, config_path)
+    app = build_app(gateway, config_path, setup)
     if worker_header:
         pid = str(os.getpid())
 
@@ -237,6 +243,7 @@ async def serve(
     worker: str | None = None,
     config_path: str | None = None,
     watch_s: float | None = None,
+    setup: Callable[[Gateway], object] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain (see the module docstring).
 
@@ -254,6 +261,8 @@ async def serve(
         loop.add_signal_handler(signal.SIGHUP, log.info, "reload_signal_ignored_while_starting")
     try:
         gateway = Gateway(config)
+        if setup is not None:  # the entry point attaches services (automatic regressions)
+            setup(gateway)
         runner, url = await start_server(
             gateway,
             host or config.listen.host,
@@ -262,6 +271,7 @@ async def serve(
             shutdown_timeout_s=grace_s + CUT_MARGIN_S,
             worker_header=worker is not None,
             config_path=config_path,
+            setup=setup,
         )
         reloads = ReloadTriggers(runner.app[LIVE])
         with contextlib.suppress(NotImplementedError, RuntimeError):

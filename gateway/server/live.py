@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,15 +45,9 @@ class Snapshot:
 
     gateway: Gateway
     version: str  # the config file's hash ("" when built from a Config object)
-    auth_keys: tuple[bytes, ...]
     leases: int = 0
     retired: bool = False
     drained: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @classmethod
-    def of(cls, gateway: Gateway, version: str) -> Snapshot:
-        keys = tuple(key.reveal().encode() for key in gateway.config.auth.keys)
-        return cls(gateway, version, keys)
 
     def release(self) -> None:
         self.leases -= 1
@@ -81,10 +76,18 @@ class ReloadResult:
 
 
 class LiveGateway:
-    def __init__(self, gateway: Gateway, config_path: str | None = None) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        config_path: str | None = None,
+        setup: Callable[[Gateway], object] | None = None,
+    ) -> None:
+        """`setup` is what the entry point did to `gateway` (attach services): it is done
+        to every gateway a reload builds."""
         self.path = config_path
+        self.setup = setup
         version = file_hash(Path(config_path).read_bytes()) if config_path else ""
-        self.current = Snapshot.of(gateway, version)
+        self.current = Snapshot(gateway, version)
         self._draining: list[Snapshot] = []
         self._closers: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -139,13 +142,15 @@ class LiveGateway:
         metrics = old.gateway.metrics
         try:
             gateway = Gateway(config, previous=old.gateway)
+            if self.setup is not None:
+                self.setup(gateway)
             await gateway.start()
         except Exception as exc:  # e.g. a provider adapter refusing its options
             old.gateway.watch_state()  # the failed gateway may have taken the gauges
             metrics.reloads.labels("failed").inc()
             log.exception("config_reload_failed", source=source, serving=old.version)
             return ReloadResult("failed", old.version, (f"{type(exc).__name__}: {exc}",))
-        self.current = Snapshot.of(gateway, version)
+        self.current = Snapshot(gateway, version)
         old.retired = True
         if old.leases == 0:
             old.drained.set()
@@ -190,7 +195,7 @@ class LiveGateway:
                 closed.append(name)
         state_closed = all(g.state is not gone.state for g in others)
         if state_closed:
-            await gone.state.close()
+            await gone.close_state()
         log.info("config_drained", pools_closed=closed, state_closed=state_closed)
 
     async def close(self) -> None:

@@ -76,6 +76,7 @@ async def served(tmp_path: Path, **extra: Any) -> AsyncIterator[Served]:
                 "fast": {"provider": "up", "model": "fast"},
             },
             "routes": {"chat": {"strategy": "fallback", "deployments": ["slow"]}},
+            "routing": {"allow_direct_deployments": True},
             **extra,
         }
         path = tmp_path / "gateway.yaml"
@@ -265,3 +266,28 @@ async def _reload_with_redis(tmp_path: Path, redis: Redis, prefix: str) -> None:
         await store.sync()
         keys = [k async for k in redis.scan_iter(match=f"*{prefix}:b*", count=500)]
         assert keys, "the new state writes under the new prefix"
+
+
+async def test_runtime_keys_stay_in_force_across_a_reload(tmp_path: Path) -> None:
+    async with served(tmp_path) as s, aiohttp.ClientSession() as client:
+        async with client.post(s.url + "/admin/keys", json={"name": "ci"}, headers=ADMIN) as made:
+            assert made.status == 201, await made.text()
+            secret = (await made.json())["key"]
+        first = s.gateway
+        new = copy.deepcopy(s.data)
+        new["routes"]["chat"]["deployments"] = ["fast"]
+        s.write(new)
+        async with client.post(s.url + "/admin/reload", headers=ADMIN) as resp:
+            assert (await resp.json())["result"] == "ok"
+        assert s.gateway is not first
+        ci = {"Authorization": f"Bearer {secret}"}
+        async with client.post(
+            s.url + "/v1/chat/completions", json=chat("chat", False), headers=ci
+        ) as ok:
+            assert ok.status == 200, await ok.text()
+        async with client.delete(s.url + "/admin/keys/ci", headers=ADMIN) as gone:
+            assert gone.status == 200
+        async with client.post(
+            s.url + "/v1/chat/completions", json=chat("chat", False), headers=ci
+        ) as refused:
+            assert refused.status == 401  # the new key ring follows the store's changes
