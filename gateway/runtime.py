@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from gateway.admission import Admission
 from gateway.config.model import Config
+from gateway.console import ConsoleSinks
 from gateway.governance.gate import Governance
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import Pipeline
@@ -65,6 +66,8 @@ class Gateway:
         ]
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
+        self.console = ConsoleSinks(clock)  # the last requests, live rates, winners' spend
+        self.sinks.extend(self.console.sinks)
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
         self.pipeline = Pipeline(
             config,

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from gateway.routing.table import ResolvedRoute
-from gateway.server import admin, door_responses, feedback
+from gateway.server import admin, admin_console, console_ui, door_responses, feedback
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -96,6 +96,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/feedback", feedback.feedback)
     app.router.add_get("/admin/profiles", admin.profiles)
     app.router.add_get("/admin/deployments", admin.deployments)
+    admin_console.add_routes(app)  # /admin/live, recent, costs, upstreams
+    console_ui.add_routes(app)  # /ui
 
 
 async def metrics(request: web.Request) -> web.Response:
