@@ -150,7 +150,7 @@
       th.textContent = String(hour).padStart(2, "0") + ":00";
       tr.appendChild(th);
       for (const region of names) {
-        const row = regions[region][hour];
+        const row = { ...regions[region][hour], ...regions[region][hour].by_quantile[q] };
         const td = tr.insertCell();
         const v = row[q];
         Object.assign(td.dataset, {
@@ -239,7 +239,7 @@
       cell(tr, score === undefined ? "–" : score.toFixed(2), { num: true, value: score, field: "health" });
       const er = dep.error_rate;
       cell(tr, er === undefined ? "–" : fmtPct(er), { num: true, value: er, field: "error_rate" });
-      cell(tr, String(dep.weight), { num: true, value: dep.weight, field: "weight" });
+      cell(tr, Number(dep.weight).toFixed(3), { num: true, value: dep.weight, field: "weight" });
       const rl = up.rate_limit;
       let rlText = "no limit";
       if (rl) {
