@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -74,9 +75,12 @@ async def simulate_load(s: Stack) -> None:
     jobs += [(KEYS[0], "solo", "eu")] * 10 + [(KEYS[1], "doomed", "us")] * 6
     jobs += [("not-a-key", "chat", "eu")] * 3
     limit = asyncio.Semaphore(6)
+    # scripts/console-screenshots.sh spreads the load over some seconds (a chart with a shape)
+    spread_s = float(os.environ.get("CONSOLE_LOAD_SPREAD_S") or 0)
     async with aiohttp.ClientSession() as http:
 
-        async def one(key: str, route: str, region: str) -> None:
+        async def one(key: str, route: str, region: str, start_s: float) -> None:
+            await asyncio.sleep(start_s)
             body = {"model": route, "messages": [{"role": "user", "content": "hello"}]}
             headers = {"authorization": f"Bearer {key}", "x-gateway-region": region}
             async with (
@@ -85,7 +89,8 @@ async def simulate_load(s: Stack) -> None:
             ):
                 await resp.read()
 
-        await asyncio.gather(*(one(*job) for job in jobs))
+        random.Random(5).shuffle(jobs)
+        await asyncio.gather(*(one(*job, i * spread_s / len(jobs)) for i, job in enumerate(jobs)))
 
 
 async def api(s: Stack, path: str) -> Any:
@@ -192,7 +197,7 @@ async def test_console_pages_show_what_the_admin_api_reports(
     assert set(shown["routes"]) == {"chat", "solo", "doomed"}
     assert sum(shown["wins"].values()) == pytest.approx(1.0, abs=1e-3)
     assert len(await page.query_selector_all("#chart-rps rect.bar-ok")) == 60
-    await page.screenshot(path=str(shots / "console-live.png"), full_page=True)
+    await page.screenshot(path=str(shots / "console-live.png"))
 
     # -- Latency map: reached by keyboard ----------------------------------------------------
     await page.focus("#nav a[href='#latency']")
@@ -246,7 +251,7 @@ async def test_console_pages_show_what_the_admin_api_reports(
     assert ("eu", "region_hour") in levels and ("eu", "region") in levels
     assert {level for region, level in levels if region == "apac"} <= {"hour", "global"}
     await page.check("input[name='latency-q'][value='p50_ms']")
-    await page.screenshot(path=str(shots / "console-latency.png"), full_page=True)
+    await page.screenshot(path=str(shots / "console-latency.png"))
 
     # -- Deployments -------------------------------------------------------------------------
     await page.click("#nav a[href='#deployments']")
@@ -289,7 +294,7 @@ async def test_console_pages_show_what_the_admin_api_reports(
     shown_deps, _ = await agree(deployments_page, deployments_api)
     assert shown_deps["steady"][3] is not None and shown_deps["steady"][3] > 0
     assert shown_deps["steady"][4] == "steady-2026"
-    await page.screenshot(path=str(shots / "console-deployments.png"), full_page=True)
+    await page.screenshot(path=str(shots / "console-deployments.png"))
 
     # -- Spend -------------------------------------------------------------------------------
     await page.click("#nav a[href='#spend']")
@@ -329,7 +334,7 @@ async def test_console_pages_show_what_the_admin_api_reports(
     shown_spend, _ = await agree(spend_page, spend_api)
     assert shown_spend["table"][("deployments", "steady")][1] > 0  # steady lost races
     assert len([name for kind, name in shown_spend["table"] if kind == "keys"]) == 2
-    await page.screenshot(path=str(shots / "console-spend.png"), full_page=True)
+    await page.screenshot(path=str(shots / "console-spend.png"))
 
     # -- Recent requests ---------------------------------------------------------------------
     await page.click("#nav a[href='#recent']")
@@ -378,7 +383,7 @@ async def test_console_pages_show_what_the_admin_api_reports(
     shown_recent, _ = await agree(recent_page, recent_api)
     assert len(shown_recent) == 50
     assert "hello" not in (await page.text_content("#recent-table") or "")
-    await page.screenshot(path=str(shots / "console-recent.png"), full_page=True)
+    await page.screenshot(path=str(shots / "console-recent.png"))
 
     # The key never went into a URL; signing out forgets it.
     assert urls and not [u for u in urls if ADMIN in u]

@@ -50,7 +50,7 @@
       svg.appendChild(el("line", { x1: left, x2: width - right, y1: y, y2: y, class: "axis" }));
       const v = (max * i) / 4;
       svg.appendChild(el("text", { x: left - 4, y: y + 4, "text-anchor": "end",
-        class: "grid-label" }, Number.isInteger(v) ? String(v) : v.toFixed(1)));
+        class: "grid-label" }, String(Number(v.toFixed(2)))));
     }
     const step = plotW / Math.max(points.length, 1);
     const barW = Math.max(1, step * 0.8);
