@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from gateway.record import RequestRecord
@@ -18,9 +18,12 @@ from gateway.record import RequestRecord
 Subject = Literal["key", "deployment"]
 
 
-def _periods(wall: float) -> tuple[str, str]:
+def _periods(wall: float) -> tuple[str, str, float, float]:
+    """(day, month, start and end of the day in epoch seconds) of wall time `wall`, UTC."""
     now = datetime.fromtimestamp(wall, UTC)
-    return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = start + timedelta(days=1)
+    return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m"), start.timestamp(), end.timestamp()
 
 
 def _view(usd: float, losers: float) -> dict[str, float]:
@@ -35,38 +38,41 @@ class CostLedger:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self.since = clock()
-        self._day, self._month = _periods(self.since)
+        self._day, self._month, self._starts, self._ends = _periods(self.since)
         # (subject kind, name, period) -> [usd, losers' usd]
         self._spent: dict[tuple[Subject, str, str], list[float]] = {}
 
     def _now(self) -> tuple[str, str]:
-        day, month = _periods(self._clock())
-        if day != self._day:
-            self._day, self._month = day, month
-            keep = (day, month)
+        wall = self._clock()
+        if not self._starts <= wall < self._ends:  # another day: drop what is not current
+            self._day, self._month, self._starts, self._ends = _periods(wall)
+            keep = (self._day, self._month)
             self._spent = {k: v for k, v in self._spent.items() if k[2] in keep}
-        return day, month
+        return self._day, self._month
 
-    def _add(self, kind: Subject, name: str, usd: float, losers: float) -> None:
-        for period in self._now():
+    def _add(
+        self, periods: tuple[str, str], kind: Subject, name: str, usd: float, lost: float
+    ) -> None:
+        for period in periods:
             slot = self._spent.get((kind, name, period))
             if slot is None:
                 slot = self._spent[(kind, name, period)] = [0.0, 0.0]
             slot[0] += usd
-            slot[1] += losers
+            slot[1] += lost
 
     def record(self, rec: RequestRecord) -> None:
         race = rec.race
         if race is None or not race.attempts:
             return
+        periods = self._now()
         total = losers = 0.0
         for attempt in race.attempts:
             cost = attempt.cost_usd
             lost = cost if attempt.outcome != "won" else 0.0
             total += cost
             losers += lost
-            self._add("deployment", attempt.deployment, cost, lost)
-        self._add("key", rec.key_id, total, losers)
+            self._add(periods, "deployment", attempt.deployment, cost, lost)
+        self._add(periods, "key", rec.key_id, total, losers)
 
     def spent(
         self, kind: Subject, name: str, period: Literal["day", "month"]

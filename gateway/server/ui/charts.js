@@ -1,4 +1,4 @@
-/* Hand-written SVG charts for the console: no library, no network, no innerHTML.
+/* Hand-written SVG charts for the console: no library, no network, no HTML parsing.
    Every mark carries its number in data-* attributes (and a <title> for a tooltip), so
    the page can be checked against the API it drew from. */
 "use strict";

@@ -1,5 +1,6 @@
 /* Race Gateway console: reads the admin JSON API with the admin key kept in this tab's
-   sessionStorage (never in a URL), and draws five pages. DOM built with textContent only. */
+   sessionStorage (never in a URL), and draws five pages. The DOM is built with
+   textContent only: nothing from the API is ever parsed as HTML. */
 "use strict";
 (function () {
   const STORE = "raceGatewayAdminKey";
