@@ -67,13 +67,17 @@ async def gateway() -> AsyncIterator[Stack]:
         yield s
 
 
-async def simulate_load(s: Stack) -> None:
-    """About 60 requests: races in two regions, a second route, failures, refused keys."""
-    jobs: list[tuple[str, str, str]] = []  # (key, route, region)
-    for i in range(40):
-        jobs.append((KEYS[i % 2], "chat", "eu" if i % 3 else "us"))
+def default_load() -> list[tuple[str, str, str]]:
+    """59 requests (key, route, region): races in two regions, a second route, failures,
+    refused keys."""
+    jobs = [(KEYS[i % 2], "chat", "eu" if i % 3 else "us") for i in range(40)]
     jobs += [(KEYS[0], "solo", "eu")] * 10 + [(KEYS[1], "doomed", "us")] * 6
     jobs += [("not-a-key", "chat", "eu")] * 3
+    return jobs
+
+
+async def simulate_load(s: Stack, jobs: list[tuple[str, str, str]] | None = None) -> None:
+    jobs = default_load() if jobs is None else jobs
     limit = asyncio.Semaphore(6)
     # scripts/console-screenshots.sh spreads the load over some seconds (a chart with a shape)
     spread_s = float(os.environ.get("CONSOLE_LOAD_SPREAD_S") or 0)
@@ -197,6 +201,14 @@ async def test_console_pages_show_what_the_admin_api_reports(
     assert set(shown["routes"]) == {"chat", "solo", "doomed"}
     assert sum(shown["wins"].values()) == pytest.approx(1.0, abs=1e-3)
     assert len(await page.query_selector_all("#chart-rps rect.bar-ok")) == 60
+    # it updates live: one more request shows up without a reload
+    await simulate_load(gateway, [(KEYS[0], "chat", "eu")])
+    # (no wait_for_function: the console's CSP forbids the eval it uses)
+
+    async def sixty() -> str:
+        return "60"
+
+    await agree(lambda: page.get_attribute("#live-requests", "data-value"), sixty)
     await page.screenshot(path=str(shots / "console-live.png"))
 
     # -- Latency map: reached by keyboard ----------------------------------------------------

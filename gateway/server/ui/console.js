@@ -362,6 +362,10 @@
   };
 
   async function refresh(page, gen) {
+    if (document.hidden && gen === generation) { // a background tab asks nothing
+      timer = setTimeout(() => refresh(page, gen), REFRESH_MS[page]);
+      return;
+    }
     try {
       await LOADERS[page](gen);
       if (gen === generation) $("status").textContent = "";
@@ -429,6 +433,9 @@
   });
   $("logout").addEventListener("click", () => logout("Signed out."));
   window.addEventListener("hashchange", () => route(true));
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && sessionStorage.getItem(STORE)) route(false); // fresh at once
+  });
   $("live-window").addEventListener("change", () => show("live", false));
   $("recent-limit").addEventListener("change", () => show("recent", false));
   for (const id of ["latency-a", "latency-b"]) $(id).addEventListener("change", () => show("latency", false));
