@@ -81,7 +81,9 @@ def catalogue_facts(deployment: object) -> dict[str, Any]:
         value = getattr(deployment, name, None)
         if value is None:
             continue
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "as_dict"):  # capabilities: only those the catalogue knows
+            value = value.as_dict()
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = dataclasses.asdict(value)
         elif isinstance(value, dt.date):
             value = value.isoformat()

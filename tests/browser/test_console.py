@@ -41,7 +41,7 @@ SERVERS = {
 }
 DEPLOYMENTS = {
     "fast": {"price": {"input": 0.15, "output": 0.6}},
-    "steady": {"price": {"input": 3.0, "output": 15.0}, "rpm": 1000},
+    "steady": {"price": {"input": 3.0, "output": 15.0}, "rpm": 1000, "context_window": 128000},
     "broken": {"price": {"input": 1.0, "output": 1.0}},
 }
 ROUTES = {
@@ -306,6 +306,8 @@ async def test_console_pages_show_what_the_admin_api_reports(
     shown_deps, _ = await agree(deployments_page, deployments_api)
     assert shown_deps["steady"][3] is not None and shown_deps["steady"][3] > 0
     assert shown_deps["steady"][4] == "steady-2026"
+    catalogue = "#deployments-table tr[data-deployment='steady'] td[data-field='catalogue']"
+    assert "context 128,000" in (await page.text_content(catalogue) or "")
     await page.screenshot(path=str(shots / "console-deployments.png"))
 
     # -- Spend -------------------------------------------------------------------------------

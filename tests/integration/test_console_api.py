@@ -23,7 +23,11 @@ SERVERS = {
     }
 }
 PRICE = {"price": {"input": 1.0, "output": 2.0}}
-DEPLOYMENTS = {"fast": {**PRICE, "rpm": 100}, "slow": PRICE, "broken": PRICE}
+DEPLOYMENTS = {
+    "fast": {**PRICE, "rpm": 100, "context_window": 128000, "shutdown_date": "2031-01-31"},
+    "slow": PRICE,
+    "broken": PRICE,
+}
 ROUTES = {
     "chat": {"strategy": "race", "k": 2, "deployments": ["fast", "slow"]},
     "doomed": {"strategy": "fallback", "deployments": ["broken"]},
@@ -146,7 +150,9 @@ async def test_upstreams_show_rate_limit_use_and_pools(loaded: Stack) -> None:
     assert up["deployments"]["slow"]["rate_limit"] is None
     assert up["prewarm"] is False and fast["prewarm_target"] == 0
     assert fast["provider"] == "sim" and fast["pool_open_connections"] >= 0
-    assert isinstance(fast["catalogue"], dict)
+    assert fast["catalogue"]["context_window"] == 128000
+    assert fast["catalogue"]["shutdown_date"] == "2031-01-31"
+    assert "context_window" not in up["deployments"]["slow"]["catalogue"]  # unknown: absent
 
 
 async def test_ui_serves_the_console_with_a_strict_policy() -> None:
