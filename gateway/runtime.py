@@ -18,6 +18,7 @@ from gateway.access.keyring import KeyRing
 from gateway.admission import Admission
 from gateway.config.facts import lifecycles
 from gateway.config.model import Config
+from gateway.console import ConsoleSinks
 from gateway.governance.gate import Governance
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import Pipeline
@@ -71,6 +72,7 @@ class Gateway:
     state: SharedState
     upstreams: Upstreams
     quarantine: Quarantine
+    console: ConsoleSinks
 
     def __init__(
         self,
@@ -139,6 +141,9 @@ class Gateway:
         ]
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
+        # the last requests, live rates, winners' spend: one console across reloads
+        self.console = previous.console if previous is not None else ConsoleSinks(clock)
+        self.sinks.extend(self.console.sinks)
         self.today = lambda: dt.datetime.fromtimestamp(clock(), dt.UTC).date()
         self.watch_state()
         self.services: list[Service] = []
