@@ -30,7 +30,8 @@ from tests.redis_support import REDIS_URL, redis_with_prefix
 
 pytestmark = pytest.mark.timeout(30)
 
-SLOW = {"ttft_ms": 0, "itl_ms": 20, "tokens": 20}
+TEXT = " ".join(f"word{i}" for i in range(20))
+SLOW = {"ttft_ms": 0, "itl_ms": 20, "text": TEXT}  # 20 tokens
 FAST = {"ttft_ms": 0, "itl_ms": 0, "tokens": 3}
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
@@ -93,13 +94,14 @@ def chat(model: str, stream: bool) -> dict[str, object]:
     return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
 
 
-def tokens_of(lines: list[bytes]) -> int:
-    count = 0
+def text_of(lines: list[bytes]) -> str:
+    """The streamed text (a chunk may carry several tokens when they arrive together)."""
+    parts = []
     for line in lines:
         if line.startswith(b"data: {"):
             choices = orjson.loads(line[6:])["choices"]
-            count += bool(choices and choices[0]["delta"].get("content"))
-    return count
+            parts.append(choices[0]["delta"].get("content") or "" if choices else "")
+    return "".join(parts)
 
 
 async def test_a_stream_in_flight_finishes_on_its_config_and_its_pool_closes_after(
@@ -123,7 +125,7 @@ async def test_a_stream_in_flight_finishes_on_its_config_and_its_pool_closes_aft
             lines: list[bytes] = []
             async for line in resp.content:
                 lines.append(line)
-                if tokens_of(lines):
+                if text_of(lines):
                     break  # the stream is in flight on server "one"
 
             new = copy.deepcopy(s.data)
@@ -154,7 +156,7 @@ async def test_a_stream_in_flight_finishes_on_its_config_and_its_pool_closes_aft
             async for line in resp.content:
                 lines.append(line)
         assert b"data: [DONE]\n" in lines
-        assert tokens_of(lines) == SLOW["tokens"]
+        assert text_of(lines) == TEXT
         assert [r.server for r in s.sim.log.records if r.model == "slow"] == ["one"]
         async with asyncio.timeout(5):
             await closed.wait()  # ...and once it ended, the replaced pool closed
