@@ -140,12 +140,15 @@ class LiveGateway:
         """Serve `config` from now on (it is valid); the replaced snapshot drains."""
         old = self.current
         metrics = old.gateway.metrics
+        gateway: Gateway | None = None
         try:
             gateway = Gateway(config, previous=old.gateway)
             if self.setup is not None:
                 self.setup(gateway)
             await gateway.start()
         except Exception as exc:  # e.g. a provider adapter refusing its options
+            if gateway is not None:
+                await self._discard(gateway, old.gateway)
             old.gateway.watch_state()  # the failed gateway may have taken the gauges
             metrics.reloads.labels("failed").inc()
             log.exception("config_reload_failed", source=source, serving=old.version)
@@ -174,6 +177,19 @@ class LiveGateway:
         if restart:
             log.warning("config_reload_needs_restart", sections=restart)
         return ReloadResult("ok", version, (), changes)
+
+    async def _discard(self, failed: Gateway, serving: Gateway) -> None:
+        """Undo a gateway that could not start: what it shares goes back to the serving
+        config, what is its own closes."""
+        await failed.stop_background()
+        if failed.owns_state:
+            await failed.close_state()
+        else:
+            failed.state.reconfigure(serving.config)
+        kept = {id(p) for p in serving.pools.values()}
+        for pool in failed.pools.values():
+            if id(pool) not in kept:
+                await pool.close()
 
     async def _retire(self, old: Snapshot) -> None:
         """Stop the old snapshot's pre-warming, wait for its requests, then close what

@@ -4,13 +4,16 @@ built from the new one keeps of the old one (gateway.reload, Gateway(previous=..
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from gateway.config import Config, parse_config
+from gateway.config import Config, load_config, parse_config
 from gateway.reload import ConfigChanges, deployment_identity
 from gateway.runtime import Gateway
+from gateway.server.live import LiveGateway
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
 
 BASE: dict[str, Any] = {
@@ -201,3 +204,28 @@ async def test_budgets_of_unchanged_routes_carry_over() -> None:
     new = Gateway(parse_config(base, env={}), previous=old)
     assert new.pipeline.budgets["chat"] is old.pipeline.budgets["chat"]
     assert new.pipeline.budgets["other"] is not old.pipeline.budgets["other"]
+
+
+async def test_a_gateway_that_cannot_start_is_undone_and_the_old_one_serves(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    serving = Gateway(load_config(path))
+    built: list[Gateway] = []
+
+    def setup(gateway: Gateway) -> None:  # an entry point's service that fails to attach
+        built.append(gateway)
+        raise RuntimeError("no suite")
+
+    live = LiveGateway(serving, str(path), setup)
+    new = copy.deepcopy(BASE)
+    del new["deployments"]["c"]
+    new["routes"]["chat"]["deployments"] = ["a", "b"]
+    path.write_text(yaml.safe_dump(new))
+    result = await live.reload("test")
+    assert result.result == "failed" and result.problems == ("RuntimeError: no suite",)
+    assert live.gateway is serving and len(built) == 1
+    # the shared state went back to the serving config: "c" has its breaker again
+    assert set(serving.state.health.snapshot()) == {"a", "b", "c"}
+    await live.close()
