@@ -140,6 +140,9 @@ class DeploymentConfig:
     options: dict[str, Any] = field(default_factory=dict)
     type: DeploymentType = "chat"
     batch_size: int | None = None  # embedding inputs per upstream call (None: the adapter's)
+    # May continue another deployment's cut answer (resume) when its provider can; off for
+    # models that refuse a trailing assistant message (Claude 4.6+ rejects prefill).
+    continuation: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,10 @@ class RouteConfig:
     hedge_min_ms: float = 50.0
     hedge_max_ms: float = 5000.0
     tiers: tuple[TierConfig, ...] = ()
+    # Resume on a backup: a text answer cut after its first token is continued by the next
+    # candidate that can continue a prefix, up to `max_resumes` times per request.
+    resume: bool = False
+    max_resumes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
