@@ -3,11 +3,14 @@ prefix of the assistant's answer, and which deployments may be asked at all."""
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
 import pytest
 
+from gateway.check_config import check_config_main
 from gateway.config import parse_config
 from gateway.providers.base import (
     ContinuingProvider,
@@ -158,3 +161,26 @@ def test_only_deployments_that_can_continue_are_asked() -> None:
     continuer = upstreams.continuer(thinking, candidates, MemoryRateLimiter({}), HealthRegistry({}))
     able, _ = continuer("Hello", 3, frozenset())
     assert [c.name for c in able] == ["cut", "deepseek"]
+
+
+def test_check_config_warns_when_a_resume_route_has_nothing_to_go_on_on(tmp_path: Path) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_text(
+        """
+providers:
+  oa: {kind: openai, base_url: "http://127.0.0.1:9/v1"}
+  ds: {kind: deepseek, base_url: "http://127.0.0.1:9"}
+deployments:
+  gpt: {provider: oa, model: a}
+  deepseek: {provider: ds, model: b}
+routes:
+  lonely: {deployments: [gpt, deepseek], resume: true}
+  fine: {deployments: [deepseek, gpt]}
+"""
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert check_config_main(str(path), out=out, err=err) == 0
+    assert err.getvalue().count("warning: routes.") == 1
+    assert (
+        "routes.lonely.resume: 1 deployment(s) can continue a prefix (deepseek)" in err.getvalue()
+    )
