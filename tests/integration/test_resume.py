@@ -189,3 +189,24 @@ async def test_the_openai_sdk_reads_answers_resumed_by_anthropic_prefill() -> No
             assert usage is not None and usage.completion_tokens >= WORDS
         await client.close()
         assert len([r for r in s.records("claude-backup") if r.outcome == "completed"]) == 10
+
+
+async def test_a_non_streaming_answer_is_resumed_too() -> None:
+    servers = {
+        "prim": {"kind": "openai", "models": {"primary": {**FAST, "cut_rate": 1.0}}},
+        "ds": {"kind": "openai", "models": {"ds-backup": FAST}},
+    }
+    routes = {
+        "chat": {"strategy": "fallback", "deployments": ["primary", "ds-backup"], "resume": True}
+    }
+    async with stack(servers, routes, DEPLOYMENTS, provider_kinds=KINDS) as s:
+        body = {"model": "chat", "messages": [{"role": "user", "content": "whole, please"}]}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{s.url}/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+                answer = await resp.json()
+        choice = answer["choices"][0]
+        assert choice["message"]["content"] == expected("whole, please")
+        assert choice["finish_reason"] == "stop"
+        usage = answer["usage"]
+        assert usage["completion_tokens"] == WORDS  # the cut part plus the continuation
