@@ -48,6 +48,7 @@ from gateway.streaming.events import Event, ResponseMeta, UpstreamError
 from gateway.streaming.plan import AllFailed, Heartbeat, Opener, RacePlan, Winner
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Race
+from gateway.telemetry.context import TraceContext, Tracing
 from gateway.upstreams import Built
 
 audit = structlog.get_logger("gateway.audit")
@@ -92,6 +93,7 @@ class Answer:
         "_scrub",
         "_sinks",
         "_started",
+        "_trace",
         "record",
         "status",
         "transform",
@@ -112,6 +114,8 @@ class Answer:
         self._started = started
         self.transform = transform
         self.record = record
+        trace = record.trace  # keeps the answer's text only when the config opts in
+        self._trace = trace if trace is not None and trace.output is not None else None
         self._sinks = sinks
         self._metrics = metrics
         self._closed = False
@@ -135,6 +139,8 @@ class Answer:
                 events = [*events[:-1], self._scrub.error(events[-1])]
             if self.transform is not None:
                 events = self.transform(events)
+            if self._trace is not None:
+                self._trace.collect(events)
             if events is not outcome.events:
                 return Winner(outcome.deployment, events)
         elif type(outcome) is AllFailed:
@@ -149,13 +155,15 @@ class Answer:
         batch = await self._race.next_batch()
         if batch is not None and type(batch[-1]) is UpstreamError:
             batch[-1] = self._scrub.error(batch[-1])
-        if transform is None:
-            return batch
-        if batch is None:
-            self._ended = True
-            tail = transform.flush()
-            return tail or None
-        return transform(batch)
+        if transform is not None:
+            if batch is None:
+                self._ended = True
+                batch = transform.flush() or None
+            else:
+                batch = transform(batch)
+        if self._trace is not None and batch is not None:
+            self._trace.collect(batch)
+        return batch
 
     async def aclose(self, client_gone: bool = False) -> RequestRecord:
         rec = self.record
@@ -199,8 +207,10 @@ class Pipeline:
         prewarmer: PreWarmer | None = None,
         rng: random.Random | None = None,
         scrub: Scrubber | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.scrub = scrub or Scrubber(config_secrets(config))
+        self.tracing = tracing  # None: traces are off, no trace header goes upstream
         self.config = config
         self.routes = routes
         self.admission = admission
@@ -226,6 +236,7 @@ class Pipeline:
         """Admit, govern and plan the request; the race starts on the Answer's `first()`.
         `route` overrides the lookup of `chat.model` (regress names its target)."""
         rec = RequestRecord(caller.request_id, door, caller.key_id, chat.model, chat.stream)
+        rec.trace = self._trace(caller)
         try:
             if route is None:
                 route = self.routes.get(chat.model)
@@ -247,7 +258,7 @@ class Pipeline:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
             try:
-                race = self._race(decision.request, route, caller, region, decision.allowed)
+                race = self._race(decision.request, route, caller, rec, decision.allowed)
             except Rejected as exc:
                 if decision.audit is not None:
                     audit.info(
@@ -268,7 +279,14 @@ class Pipeline:
 
     def refuse(self, caller: Caller, door: Door, model: str | None, exc: Rejected) -> None:
         """Record a request the door refused before the pipeline (unparsable body, ...)."""
-        self._refused(RequestRecord(caller.request_id, door, caller.key_id, model), exc, caller)
+        rec = RequestRecord(caller.request_id, door, caller.key_id, model)
+        rec.trace = self._trace(caller)
+        self._refused(rec, exc, caller)
+
+    def _trace(self, caller: Caller) -> TraceContext | None:
+        if self.tracing is None:
+            return None
+        return self.tracing.start(caller.headers, caller.started)
 
     def _refused(self, rec: RequestRecord, exc: Rejected, caller: Caller) -> None:
         rec.outcome = "rejected"
@@ -318,10 +336,11 @@ class Pipeline:
         chat: AnyRequest,
         route: ResolvedRoute,
         caller: Caller,
-        region: str,
+        rec: RequestRecord,
         allowed: Callable[[DeploymentConfig], bool] | None,
     ) -> Race:
         """Plan the candidates, build their upstream requests, and set up the race."""
+        region = rec.region or ""
         reasoning = caller.headers.get(self.config.routing.reasoning_header)
         try:
             plan = self.planner.plan(chat, route, region, reasoning, allowed, caller.request_id)
@@ -333,6 +352,7 @@ class Pipeline:
                 "invalid_request_error",
                 "no_compliant_deployment",
             ) from None
+        rec.tier = plan.tier
         built = self.upstreams.build(chat, plan)
         if not built.candidates:
             params = built.unsupported
@@ -344,6 +364,9 @@ class Pipeline:
                 "unsupported_parameter",
                 params[0] if params else None,
             )
+        if rec.trace is not None and self.tracing is not None:
+            self.tracing.note_request(rec.trace, chat)
+            self.tracing.add_headers(rec.trace, built.requests)
         prompt_estimate = chat.estimated_prompt_tokens()
         opener = self.upstreams.opener(
             built.requests, prompt_estimate + (chat.max_tokens or 0), self.limiter, self.health

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from gateway.admission import Admission
 from gateway.config.model import Config
@@ -20,12 +21,17 @@ from gateway.record import RecordSink
 from gateway.region import RegionResolver
 from gateway.routing.planner import CandidatePlanner
 from gateway.routing.table import RouteTable
+from gateway.scrub import Scrubber, config_secrets
 from gateway.sinks import AccessLog, MetricsSink, RaceSink, SpendSink, VersionTracker
 from gateway.state import SharedState
 from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.upstream import UpstreamPool
+from gateway.telemetry.context import Tracing
 from gateway.upstreams import Upstreams
+
+if TYPE_CHECKING:
+    from gateway.telemetry.export import TraceSink
 
 
 class Gateway:
@@ -65,6 +71,17 @@ class Gateway:
         ]
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
+        self.scrub = Scrubber(config_secrets(config))
+        self.tracing: Tracing | None = None  # None: no trace context, no trace headers
+        self.trace_sink: TraceSink | None = None
+        if config.telemetry.traces.enabled:
+            # The otel extra is imported only here: without `telemetry.traces.enabled` the
+            # gateway neither needs nor loads OpenTelemetry.
+            from gateway.telemetry.export import TraceSink
+
+            self.tracing = Tracing(config.telemetry.traces)
+            self.trace_sink = TraceSink(config, self.scrub)
+            self.sinks.append(self.trace_sink)
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
         self.pipeline = Pipeline(
             config,
@@ -84,6 +101,8 @@ class Gateway:
             sinks=self.sinks,
             prewarmer=self.prewarmer,
             rng=self.rng,
+            scrub=self.scrub,
+            tracing=self.tracing,
         )
 
     @property
@@ -117,3 +136,5 @@ class Gateway:
             await self.prewarmer.close()
         await self.state.close()
         await self.upstreams.close()
+        if self.trace_sink is not None:  # sends the spans still queued
+            await self.trace_sink.close()

@@ -32,6 +32,7 @@ from gateway.config.model import (
     RouteConfig,
     StateConfig,
 )
+from gateway.config.telemetry import telemetry as _telemetry
 from gateway.config.validate import (
     MISSING,
     ConfigError,
@@ -84,6 +85,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     routing = sections.routing(root.section("routing"))
     cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
     responses = sections.responses(root.section("responses"))
+    telemetry = _telemetry(root.section("telemetry"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -110,6 +112,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         routing=routing,
         cors=cors,
         responses=responses,
+        telemetry=telemetry,
         sim=sim,
     )
 

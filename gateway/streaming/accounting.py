@@ -29,6 +29,7 @@ class AttemptRecord:
     end_offset_s: float | None = None
     tokens: int = 0  # token events seen (fallback when the upstream reports no usage)
     usage: Usage | None = None
+    finish_reason: str | None = None  # the upstream's normalized finish reason
     error: UpstreamError | None = None
     speculative: bool = False  # started by racing/hedging, not by a failure
 
@@ -57,6 +58,7 @@ class RaceRecord:
     stream_outcome: StreamOutcome = "no_winner"
     status: int = 200
     budget_refused: int = 0  # speculative attempts the extra-load budget did not start
+    refused: list[tuple[str, float]] = field(default_factory=list)  # (deployment, offset s)
     total_s: float = 0.0
 
     @property

@@ -84,6 +84,7 @@ CORE = (
     "gateway.sinks",
     "gateway.metrics",
     "gateway.responses_store",  # stored responses of the Responses door, per state backend
+    "gateway.telemetry",  # traces built from the record; only its `export` imports OTel
 )
 ENTRY_POINTS = ("gateway.__main__", "gateway.cli", "gateway.demo", "gateway.check_config")
 
