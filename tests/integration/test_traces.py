@@ -243,3 +243,29 @@ async def test_unsampled_traces_propagate_but_export_nothing() -> None:
     assert flags == ["00", "00", "01"]
     assert [r.traceparent.split("-")[1] for r in s.log.records][1:] == [TRACE_ID, TRACE_ID]
     assert {sp.trace_id for sp in spans} == {TRACE_ID} and len(spans) == 2
+
+
+async def test_embeddings_calls_carry_their_attempts_span() -> None:
+    embed = {"type": "embedding", "dimensions": 8, "ttft_ms": 1}
+    servers = {"g": {"kind": "gemini", "models": {"gem": embed}}}
+    routes = {"vectors": {"strategy": "fallback", "deployments": ["gem"]}}
+    async with otlp_receiver() as receiver:
+        telemetry = traces_config(receiver)
+        deployments = {"gem": {"type": "embedding"}}
+        async with stack(servers, routes, deployments, telemetry=telemetry) as s:
+            s.gateway.sinks.append(Recorded())
+            body = {"model": "vectors", "input": ["one", "two"]}
+            async with aiohttp.ClientSession() as http:
+                headers = {"traceparent": TRACEPARENT}
+                async with http.post(f"{s.url}/v1/embeddings", json=body, headers=headers) as r:
+                    assert r.status == 200
+            spans = await exported(s, receiver, 1)
+
+    request = only(spans, **{"gateway.door": "embeddings"})
+    assert request.name == "embeddings vectors" and request.parent_id == CLIENT_SPAN
+    attempt = only(spans, **{"gateway.deployment": "gem"})
+    assert attempt.attributes["gen_ai.operation.name"] == "embeddings"
+    assert attempt.attributes["gen_ai.provider.name"] == "gcp.gemini"
+    assert attempt.parent_id == request.span_id
+    (record,) = s.log.records
+    assert record.traceparent == f"00-{TRACE_ID}-{attempt.span_id}-01"
