@@ -12,14 +12,18 @@ id generator hands the SDK those ids, one span at a time, on the loop's thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import threading
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+import structlog
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import (
@@ -38,8 +42,32 @@ from gateway.record import RequestRecord
 from gateway.scrub import Scrubber
 from gateway.telemetry.spans import SpanBuilder, SpanSpec
 
+log = structlog.get_logger("gateway")
+
 KINDS = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT}
 MAX_EXPORT_BATCH = 512
+
+
+class _Counted(SpanExporter):
+    """Counts the spans the SDK's worker thread has finished with (sent or failed), so the
+    sink knows how many still wait and can drop a whole request's spans, on the loop and
+    without a log line per span, before the SDK's queue would drop single spans."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+        self.done = 0  # written by the worker thread only
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            return self.inner.export(spans)
+        finally:
+            self.done += len(spans)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
 
 
 class _ChosenIds(IdGenerator):
@@ -88,8 +116,14 @@ class TraceSink:
                 headers={name: secret.reveal() for name, secret in traces.headers.items()},
                 timeout=traces.timeout_s,
             )
+        self._exporter = _Counted(exporter)
+        self._max_queue = traces.max_queue_spans
+        self._timeout_s = traces.timeout_s
+        self.sent = 0  # spans handed to the SDK
+        self.dropped = 0  # spans dropped because the export queue was full
+        self._dropping = False
         self.processor = BatchSpanProcessor(
-            exporter,
+            self._exporter,
             max_queue_size=traces.max_queue_spans,
             max_export_batch_size=min(MAX_EXPORT_BATCH, traces.max_queue_spans),
             export_timeout_millis=traces.timeout_s * 1000,
@@ -101,7 +135,17 @@ class TraceSink:
         trace = rec.trace
         if trace is None or not trace.sampled:
             return
-        for spec in self.builder.spans(rec, self._new_span_id):
+        specs = self.builder.spans(rec, self._new_span_id)
+        waiting = self.sent - self._exporter.done
+        if waiting + len(specs) > self._max_queue:  # the collector is slow or down
+            self.dropped += len(specs)
+            if not self._dropping:
+                self._dropping = True
+                log.warning("trace_spans_dropped", reason="export queue full", waiting=waiting)
+            return
+        self._dropping = False
+        self.sent += len(specs)
+        for spec in specs:
             self._emit(spec, trace.tracestate)
 
     def _new_span_id(self) -> str:
@@ -138,4 +182,29 @@ class TraceSink:
         return await asyncio.to_thread(self.processor.force_flush)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.provider.shutdown)
+        """Send what is queued, for at most about `timeout_s`: a dead collector does not
+        hold up the gateway's shutdown (the SDK's thread is a daemon)."""
+        await _in_daemon_thread(self.provider.shutdown, self._timeout_s + 1)
+
+
+async def _in_daemon_thread(work: Callable[[], object], timeout_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(finish)
+
+    threading.Thread(target=run, name="trace-shutdown", daemon=True).start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            await done
+    except TimeoutError:
+        log.warning("trace_export_shutdown_timed_out", timeout_s=timeout_s)
