@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from gateway.config.model import Config
 
 
@@ -34,4 +36,11 @@ def summarize(config: Config) -> str:
         lines.append(line)
     if config.cors.enabled:
         lines.append(f"  cors: {', '.join(config.cors.allow_origins)}")
+    traces = config.telemetry.traces
+    if traces.enabled:  # the host only: the URL may hold credentials
+        host = urlsplit(traces.endpoint).hostname or "?"
+        content = ", with content" if traces.include_content else ""
+        lines.append(
+            f"  traces: OTLP/HTTP to {host}, sample_ratio={traces.sample_ratio:g}{content}"
+        )
     return "\n".join(lines)

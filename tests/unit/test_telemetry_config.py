@@ -8,6 +8,7 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.config.model import TracesConfig
+from gateway.config.summary import summarize
 from gateway.scrub import Scrubber, config_secrets
 
 TOKEN = "otlp-token-0123456789"
@@ -88,3 +89,15 @@ def test_collector_token_is_a_secret_the_scrubber_cuts() -> None:
     config = parse_config({"telemetry": {"traces": traces}}, env={})
     scrub = Scrubber(config_secrets(config))
     assert scrub.text(f"echo {TOKEN} and Bearer {TOKEN}") == "echo *** and ***"
+    endpoint = "https://user:pass%2Fword-123@otel.example.com/v1/traces"
+    config = parse_config({"telemetry": {"traces": {"endpoint": endpoint}}}, env={})
+    assert Scrubber(config_secrets(config)).text("a pass/word-123 b") == "a *** b"
+
+
+def test_check_config_summary_names_the_collector_host_only() -> None:
+    endpoint = "https://user:pw-in-url@otel.example.com/v1/traces"
+    traces = {"enabled": True, "endpoint": endpoint, "sample_ratio": 0.1}
+    summary = summarize(parse_config({"telemetry": {"traces": traces}}, env={}))
+    assert "  traces: OTLP/HTTP to otel.example.com, sample_ratio=0.1" in summary.splitlines()
+    assert "pw-in-url" not in summary
+    assert "traces" not in summarize(parse_config({}, env={}))
