@@ -14,6 +14,7 @@ server renders it in the door's error shape.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Protocol
 import structlog
 
 from gateway.admission import Admission
-from gateway.config.model import Config, DeploymentConfig
+from gateway.config.model import Config, DeploymentConfig, KeyConfig
 from gateway.governance.gate import (
     Decision,
     EmbedDecision,
@@ -38,7 +39,7 @@ from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
 from gateway.request import AnyRequest, EmbedRequest
-from gateway.routing.health import HealthRegistry
+from gateway.routing.health import AllUnavailable, HealthRegistry
 from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
 from gateway.routing.table import ResolvedRoute, RouteTable
@@ -57,12 +58,14 @@ audit = structlog.get_logger("gateway.audit")
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who asks: the request id, the gateway key's id (never the key), the request headers
-    (region, reasoning hint), and when the request arrived (`time.perf_counter()`)."""
+    (region, reasoning hint), when the request arrived (`time.perf_counter()`), and the
+    key's scope and policy (None: no key, as when auth is off)."""
 
     request_id: str
     key_id: str = "anonymous"
     headers: Mapping[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    key: KeyConfig | None = None
 
 
 class UpstreamBuilder(Protocol):
@@ -178,6 +181,8 @@ class Answer:
             for attempt in race.attempts:  # the record reaches logs, traces and admin views
                 if attempt.error is not None:
                     attempt.error = self._scrub.error(attempt.error)
+            if self.transform is not None and self.transform.matched:
+                rec.output_filter = tuple(sorted(self.transform.matched))
             rec.race = race
             rec.outcome = race.stream_outcome
             rec.status = race.status if race.winner is None else self.status
@@ -237,6 +242,7 @@ class Pipeline:
         `route` overrides the lookup of `chat.model` (regress names its target)."""
         rec = RequestRecord(caller.request_id, door, caller.key_id, chat.model, chat.stream)
         rec.trace = self._trace(caller)
+        named = route is None
         try:
             if route is None:
                 route = self.routes.get(chat.model)
@@ -249,11 +255,14 @@ class Pipeline:
                     "model",
                 )
             rec.route = route.name
+            self.admission.check_scope(caller.key, route, named)
             _check_type(chat, route)
             await self.admission.admit(
-                caller.key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
+                caller.key_id, caller.key, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
-            region = rec.region = self.regions.of(caller.headers)
+            found = self.regions.of(caller.headers)
+            region = rec.region = found.name
+            rec.region_unknown = found.unknown
             if self.prewarmer is not None:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
@@ -301,9 +310,9 @@ class Pipeline:
         try:
             if isinstance(chat, EmbedRequest):
                 return self._audited(
-                    self.governance.decide_embedding(chat, route, caller.key_id), caller
+                    self.governance.decide_embedding(chat, route, caller.key), caller
                 )
-            decision = self.governance.decide(chat, route, caller.key_id)
+            decision = self.governance.decide(chat, route, caller.key)
         except PolicyRejected as exc:
             audit.info(
                 "governance",
@@ -344,6 +353,24 @@ class Pipeline:
         reasoning = caller.headers.get(self.config.routing.reasoning_header)
         try:
             plan = self.planner.plan(chat, route, region, reasoning, allowed, caller.request_id)
+        except AllUnavailable as exc:
+            wait = max(1, math.ceil(exc.retry_in_s))
+            if exc.rate_limited:
+                raise Rejected(
+                    429,
+                    f"every deployment of '{route.name}' is at its rate limit; retry in {wait}s",
+                    "rate_limit_exceeded",
+                    "all_deployments_rate_limited",
+                    headers={"retry-after": str(wait)},
+                ) from None
+            raise Rejected(
+                503,
+                f"every deployment of '{route.name}' is unavailable (open circuit or asked to "
+                f"back off) and is being probed; retry in {wait}s",
+                "service_unavailable",
+                "all_deployments_unavailable",
+                headers={"retry-after": str(wait)},
+            ) from None
         except NoCandidates:
             raise Rejected(
                 400,
