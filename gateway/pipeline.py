@@ -50,6 +50,7 @@ from gateway.streaming.plan import AllFailed, Candidate, Heartbeat, Opener, Race
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Race
 from gateway.streaming.resume import Continuer, Resumer
+from gateway.telemetry.context import TraceContext, Tracing
 from gateway.upstreams import Built
 
 audit = structlog.get_logger("gateway.audit")
@@ -110,6 +111,7 @@ class Answer:
         "_sinks",
         "_source",
         "_started",
+        "_trace",
         "record",
         "status",
         "transform",
@@ -133,6 +135,8 @@ class Answer:
         self._started = started
         self.transform = transform
         self.record = record
+        trace = record.trace  # keeps the answer's text only when the config opts in
+        self._trace = trace if trace is not None and trace.output is not None else None
         self._sinks = sinks
         self._metrics = metrics
         self._closed = False
@@ -158,6 +162,8 @@ class Answer:
                 events = [*events[:-1], self._scrub.error(events[-1])]
             if self.transform is not None:
                 events = self.transform(events)
+            if self._trace is not None:
+                self._trace.collect(events)
             if events is not outcome.events:
                 return Winner(outcome.deployment, events)
         elif type(outcome) is AllFailed:
@@ -172,13 +178,15 @@ class Answer:
         batch = await self._source.next_batch()
         if batch is not None and type(batch[-1]) is UpstreamError:
             batch[-1] = self._scrub.error(batch[-1])
-        if transform is None:
-            return batch
-        if batch is None:
-            self._ended = True
-            tail = transform.flush()
-            return tail or None
-        return transform(batch)
+        if transform is not None:
+            if batch is None:
+                self._ended = True
+                batch = transform.flush() or None
+            else:
+                batch = transform(batch)
+        if self._trace is not None and batch is not None:
+            self._trace.collect(batch)
+        return batch
 
     async def aclose(self, client_gone: bool = False) -> RequestRecord:
         rec = self.record
@@ -230,8 +238,10 @@ class Pipeline:
         prewarmer: PreWarmer | None = None,
         rng: random.Random | None = None,
         scrub: Scrubber | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.scrub = scrub or Scrubber(config_secrets(config))
+        self.tracing = tracing  # None: traces are off, no trace header goes upstream
         self.config = config
         self.routes = routes
         self.admission = admission
@@ -257,6 +267,7 @@ class Pipeline:
         """Admit, govern and plan the request; the race starts on the Answer's `first()`.
         `route` overrides the lookup of `chat.model` (regress names its target)."""
         rec = RequestRecord(caller.request_id, door, caller.key_id, chat.model, chat.stream)
+        rec.trace = self._trace(caller)
         named = route is None
         try:
             if route is None:
@@ -282,9 +293,7 @@ class Pipeline:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
             try:
-                race, resumer = self._race(
-                    decision.request, route, caller, region, decision.allowed
-                )
+                race, resumer = self._race(decision.request, route, caller, rec, decision.allowed)
             except Rejected as exc:
                 if decision.audit is not None:
                     audit.info(
@@ -312,7 +321,14 @@ class Pipeline:
 
     def refuse(self, caller: Caller, door: Door, model: str | None, exc: Rejected) -> None:
         """Record a request the door refused before the pipeline (unparsable body, ...)."""
-        self._refused(RequestRecord(caller.request_id, door, caller.key_id, model), exc, caller)
+        rec = RequestRecord(caller.request_id, door, caller.key_id, model)
+        rec.trace = self._trace(caller)
+        self._refused(rec, exc, caller)
+
+    def _trace(self, caller: Caller) -> TraceContext | None:
+        if self.tracing is None:
+            return None
+        return self.tracing.start(caller.headers, caller.started)
 
     def _refused(self, rec: RequestRecord, exc: Rejected, caller: Caller) -> None:
         rec.outcome = "rejected"
@@ -362,11 +378,12 @@ class Pipeline:
         chat: AnyRequest,
         route: ResolvedRoute,
         caller: Caller,
-        region: str,
+        rec: RequestRecord,
         allowed: Callable[[DeploymentConfig], bool] | None,
     ) -> tuple[Race, Resumer | None]:
         """Plan the candidates, build their upstream requests, and set up the race (and its
         resumer, on a route with `resume`)."""
+        region = rec.region or ""
         reasoning = caller.headers.get(self.config.routing.reasoning_header)
         try:
             plan = self.planner.plan(chat, route, region, reasoning, allowed, caller.request_id)
@@ -396,6 +413,7 @@ class Pipeline:
                 "invalid_request_error",
                 "no_compliant_deployment",
             ) from None
+        rec.tier = plan.tier
         built = self.upstreams.build(chat, plan)
         if not built.candidates:
             params = built.unsupported
@@ -407,6 +425,9 @@ class Pipeline:
                 "unsupported_parameter",
                 params[0] if params else None,
             )
+        if rec.trace is not None and self.tracing is not None:
+            self.tracing.note_request(rec.trace, chat)
+            self.tracing.add_headers(rec.trace, built.requests)
         prompt_estimate = chat.estimated_prompt_tokens()
         opener = self.upstreams.opener(
             built.requests, prompt_estimate + (chat.max_tokens or 0), self.limiter, self.health

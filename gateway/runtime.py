@@ -10,7 +10,7 @@ import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -28,6 +28,7 @@ from gateway.region import RegionResolver
 from gateway.routing.planner import CandidatePlanner
 from gateway.routing.quarantine import Quarantine
 from gateway.routing.table import RouteTable
+from gateway.scrub import Scrubber, config_secrets
 from gateway.sinks import (
     AccessLog,
     FeedbackSink,
@@ -40,6 +41,7 @@ from gateway.state import SharedState
 from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.upstream import UpstreamPool
+from gateway.telemetry.context import Tracing
 from gateway.upstreams import Upstreams
 
 log = structlog.get_logger("gateway")
@@ -64,6 +66,10 @@ class RegressionView(Protocol):
     def suite_path(self) -> str: ...
 
     def runs(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+if TYPE_CHECKING:
+    from gateway.telemetry.export import TraceSink
 
 
 class Gateway:
@@ -112,6 +118,17 @@ class Gateway:
             self.sinks.append(AccessLog())
         self.console = ConsoleSinks(clock)  # the last requests, live rates, winners' spend
         self.sinks.extend(self.console.sinks)
+        self.scrub = Scrubber(config_secrets(config))
+        self.tracing: Tracing | None = None  # None: no trace context, no trace headers
+        self.trace_sink: TraceSink | None = None
+        if config.telemetry.traces.enabled:
+            # The otel extra is imported only here: without `telemetry.traces.enabled` the
+            # gateway neither needs nor loads OpenTelemetry.
+            from gateway.telemetry.export import TraceSink
+
+            self.tracing = Tracing(config.telemetry.traces)
+            self.trace_sink = TraceSink(config, self.scrub)
+            self.sinks.append(self.trace_sink)
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
         pools = self.upstreams.pools
         self.metrics.watch_pools(lambda: {name: pool.stats for name, pool in pools.items()})
@@ -141,6 +158,8 @@ class Gateway:
             sinks=self.sinks,
             prewarmer=self.prewarmer,
             rng=self.rng,
+            scrub=self.scrub,
+            tracing=self.tracing,
         )
 
     @property
@@ -196,3 +215,5 @@ class Gateway:
         await self.quarantine.close()
         await self.state.close()
         await self.upstreams.close()
+        if self.trace_sink is not None:  # sends the spans still queued
+            await self.trace_sink.close()

@@ -33,6 +33,7 @@ from gateway.config.model import (
     RouteConfig,
     StateConfig,
 )
+from gateway.config.telemetry import telemetry as _telemetry
 from gateway.config.validate import (
     MISSING,
     ConfigError,
@@ -95,6 +96,7 @@ def parse_config(
     auto_regress = sections.auto_regress(root.section("auto_regress"), base_dir)
     cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
     responses = sections.responses(root.section("responses"))
+    telemetry = _telemetry(root.section("telemetry"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -123,6 +125,7 @@ def parse_config(
         auto_regress=auto_regress,
         cors=cors,
         responses=responses,
+        telemetry=telemetry,
         sim=sim,
     )
 

@@ -343,6 +343,27 @@ class ResponsesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TracesConfig:
+    """OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra when enabled)."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "race-gateway"
+    sample_ratio: float = 1.0  # of traces the gateway starts (no sampled parent)
+    parent_based: bool = True  # follow the client's traceparent sampled flag
+    include_content: bool = False  # prompt and answer text on the spans (opt-in)
+    max_content_chars: int = 16384  # per message attribute, when content is included
+    headers: dict[str, Secret] = field(default_factory=dict)  # e.g. authorization
+    timeout_s: float = 10.0  # one export call
+    max_queue_spans: int = 2048  # spans waiting for export; more are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    traces: TracesConfig = field(default_factory=TracesConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
     level: str = "info"
@@ -389,4 +410,5 @@ class Config:
     auto_regress: AutoRegressConfig | None = None
     cors: CorsConfig = field(default_factory=CorsConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config

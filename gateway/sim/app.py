@@ -198,6 +198,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         new_connection=info.new_connection,
         handshake_ms=info.handshake_ms,
         arrival=info.arrival,
+        headers=request.headers,
     )
     await log.changed()
     sink: ResponseSink | None = None

@@ -29,6 +29,7 @@ class AttemptRecord:
     end_offset_s: float | None = None
     tokens: int = 0  # token events seen (fallback when the upstream reports no usage)
     usage: Usage | None = None
+    finish_reason: str | None = None  # the upstream's normalized finish reason
     error: UpstreamError | None = None
     speculative: bool = False  # started by racing/hedging, not by a failure
     resumed_from: str | None = None  # a continuation: the deployment whose cut answer it resumed
@@ -59,6 +60,7 @@ class RaceRecord:
     status: int = 200
     budget_refused: int = 0  # speculative attempts the extra-load budget did not start
     resumes: int = 0  # times a cut answer was sent to a backup to continue (resume)
+    refused: list[tuple[str, float]] = field(default_factory=list)  # (deployment, offset s)
     total_s: float = 0.0
 
     @property
