@@ -25,17 +25,7 @@ from gateway.config.model import Config, ProviderConfig
 # Sections a running server cannot apply: they shape its socket or its aiohttp app.
 RESTART_ONLY = ("listen", "cors", "logging")
 RESTART_ONLY_LIMITS = ("max_body_bytes",)  # limits read by the app, not per request
-LIVE_SECTIONS = (
-    "auth",
-    "admin",
-    "limits",
-    "state",
-    "latency",
-    "governance",
-    "health",
-    "routing",
-    "responses",
-)
+OWN_FIELDS = ("providers", "deployments", "routes", "sim")  # diffed name by name
 
 
 def deployment_identity(config: Config, name: str) -> tuple[str, str, str, str]:
@@ -84,7 +74,12 @@ class ConfigChanges:
             if n not in new.providers
             or pool_settings(old.providers[n]) != pool_settings(new.providers[n])
         ]
-        sections = [s for s in LIVE_SECTIONS if getattr(old, s) != getattr(new, s)]
+        sections = [
+            f.name
+            for f in fields(Config)
+            if f.name not in OWN_FIELDS + RESTART_ONLY
+            and getattr(old, f.name) != getattr(new, f.name)
+        ]
         restart = [s for s in RESTART_ONLY if getattr(old, s) != getattr(new, s)]
         restart += [
             f"limits.{k}"

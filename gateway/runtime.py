@@ -10,7 +10,7 @@ import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -29,6 +29,7 @@ from gateway.reload import ConfigChanges
 from gateway.routing.planner import CandidatePlanner
 from gateway.routing.quarantine import Quarantine
 from gateway.routing.table import RouteTable
+from gateway.scrub import Scrubber, config_secrets
 from gateway.sinks import (
     AccessLog,
     FeedbackSink,
@@ -41,6 +42,7 @@ from gateway.state import SharedState
 from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.upstream import UpstreamPool
+from gateway.telemetry.context import Tracing
 from gateway.upstreams import Upstreams
 
 log = structlog.get_logger("gateway")
@@ -65,6 +67,10 @@ class RegressionView(Protocol):
     def suite_path(self) -> str: ...
 
     def runs(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+if TYPE_CHECKING:
+    from gateway.telemetry.export import TraceSink
 
 
 class Gateway:
@@ -144,6 +150,17 @@ class Gateway:
         # the last requests, live rates, winners' spend: one console across reloads
         self.console = previous.console if previous is not None else ConsoleSinks(clock)
         self.sinks.extend(self.console.sinks)
+        self.scrub = Scrubber(config_secrets(config))
+        self.tracing: Tracing | None = None  # None: no trace context, no trace headers
+        self.trace_sink: TraceSink | None = None
+        if config.telemetry.traces.enabled:
+            # The otel extra is imported only here: without `telemetry.traces.enabled` the
+            # gateway neither needs nor loads OpenTelemetry.
+            from gateway.telemetry.export import TraceSink
+
+            self.tracing = Tracing(config.telemetry.traces)
+            self.trace_sink = TraceSink(config, self.scrub)
+            self.sinks.append(self.trace_sink)
         self.today = lambda: dt.datetime.fromtimestamp(clock(), dt.UTC).date()
         self.watch_state()
         self.services: list[Service] = []
@@ -163,6 +180,8 @@ class Gateway:
             sinks=self.sinks,
             prewarmer=self.prewarmer,
             rng=self.rng,
+            scrub=self.scrub,
+            tracing=self.tracing,
         )
 
     def _budgets(self, previous: Gateway | None) -> dict[str, LoadBudget]:
@@ -257,3 +276,5 @@ class Gateway:
         await self.stop_background()
         await self.close_state()
         await self.upstreams.close()
+        if self.trace_sink is not None:  # sends the spans still queued
+            await self.trace_sink.close()

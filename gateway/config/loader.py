@@ -33,6 +33,7 @@ from gateway.config.model import (
     RouteConfig,
     StateConfig,
 )
+from gateway.config.telemetry import telemetry as _telemetry
 from gateway.config.validate import (
     MISSING,
     ConfigError,
@@ -95,6 +96,7 @@ def parse_config(
     auto_regress = sections.auto_regress(root.section("auto_regress"), base_dir)
     cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
     responses = sections.responses(root.section("responses"))
+    telemetry = _telemetry(root.section("telemetry"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -123,6 +125,7 @@ def parse_config(
         auto_regress=auto_regress,
         cors=cors,
         responses=responses,
+        telemetry=telemetry,
         sim=sim,
     )
 
@@ -339,6 +342,7 @@ def _deployment(
         type=cast(Any, kind),
         batch_size=batch_size,
         **facts,
+        continuation=r.boolean("continuation", d.continuation),
     )
     r.finish()
     return out
@@ -421,8 +425,14 @@ def _route(
         hedge_min_ms=r.number("hedge_min_ms", d.hedge_min_ms, lo=0),
         hedge_max_ms=r.number("hedge_max_ms", d.hedge_max_ms, lo=0, lo_open=True),
         tiers=sections.tiers(r, deployments),
+        resume=r.boolean("resume", d.resume),
+        max_resumes=r.integer("max_resumes", d.max_resumes, lo=1),
     )
     _route_types(r, out, deployments)
+    if out.resume and any(
+        deployments[m].type == "embedding" for m in out.deployments if m in deployments
+    ):
+        r.problem("resume", "is for chat routes (an embeddings answer arrives whole)")
     r.finish()
     return out
 

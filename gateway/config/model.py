@@ -196,6 +196,9 @@ class DeploymentConfig:
     successor: str | None = None
     catalogue_id: str | None = None  # the entry it inherits from
     facts_from: dict[str, str] = field(default_factory=dict)  # fact -> "config" | source
+    # May continue another deployment's cut answer (resume) when its provider can; off for
+    # models that refuse a trailing assistant message (Claude 4.6+ rejects prefill).
+    continuation: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +233,10 @@ class RouteConfig:
     hedge_min_ms: float = 50.0
     hedge_max_ms: float = 5000.0
     tiers: tuple[TierConfig, ...] = ()
+    # Resume on a backup: a text answer cut after its first token is continued by the next
+    # candidate that can continue a prefix, up to `max_resumes` times per request.
+    resume: bool = False
+    max_resumes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +343,27 @@ class ResponsesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TracesConfig:
+    """OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra when enabled)."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "race-gateway"
+    sample_ratio: float = 1.0  # of traces the gateway starts (no sampled parent)
+    parent_based: bool = True  # follow the client's traceparent sampled flag
+    include_content: bool = False  # prompt and answer text on the spans (opt-in)
+    max_content_chars: int = 16384  # per message attribute, when content is included
+    headers: dict[str, Secret] = field(default_factory=dict)  # e.g. authorization
+    timeout_s: float = 10.0  # one export call
+    max_queue_spans: int = 2048  # spans waiting for export; more are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    traces: TracesConfig = field(default_factory=TracesConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
     level: str = "info"
@@ -382,4 +410,5 @@ class Config:
     auto_regress: AutoRegressConfig | None = None
     cors: CorsConfig = field(default_factory=CorsConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from gateway.config.model import Config, KeyConfig
 
 
@@ -42,6 +44,13 @@ def summarize(config: Config) -> str:
         scope = _key_line(key)
         if scope is not None:
             lines.append(scope)
+    traces = config.telemetry.traces
+    if traces.enabled:  # the host only: the URL may hold credentials
+        host = urlsplit(traces.endpoint).hostname or "?"
+        content = ", with content" if traces.include_content else ""
+        lines.append(
+            f"  traces: OTLP/HTTP to {host}, sample_ratio={traces.sample_ratio:g}{content}"
+        )
     return "\n".join(lines)
 
 

@@ -113,6 +113,8 @@ async def deployments(request: web.Request) -> web.Response:
             "strategy": route.strategy,
             "k": route.k,
             "heartbeat_after_s": route.heartbeat_after_s,
+            "resume": route.resume,
+            "max_resumes": route.max_resumes,
             "extra_load_budget": gateway.pipeline.budgets[route.name].snapshot(),
         }
         for route in gateway.routes.routes()

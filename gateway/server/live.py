@@ -190,6 +190,8 @@ class LiveGateway:
         for pool in failed.pools.values():
             if id(pool) not in kept:
                 await pool.close()
+        if failed.trace_sink is not None:
+            await failed.trace_sink.close()
 
     async def _retire(self, old: Snapshot) -> None:
         """Stop the old snapshot's pre-warming, wait for its requests, then close what
@@ -212,6 +214,8 @@ class LiveGateway:
         state_closed = all(g.state is not gone.state for g in others)
         if state_closed:
             await gone.close_state()
+        if gone.trace_sink is not None:  # each config has its own; its spans are all in
+            await gone.trace_sink.close()
         log.info("config_drained", pools_closed=closed, state_closed=state_closed)
 
     async def close(self) -> None:

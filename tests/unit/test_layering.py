@@ -90,6 +90,7 @@ CORE = (
     "gateway.console",  # the console's sinks: recent requests, live rates, spend by outcome
     "gateway.metrics",
     "gateway.responses_store",  # stored responses of the Responses door, per state backend
+    "gateway.telemetry",  # traces built from the record; only its `export` imports OTel
     "gateway.access",  # the key ring: config and runtime gateway keys
 )
 ENTRY_POINTS = (
