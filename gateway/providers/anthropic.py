@@ -32,7 +32,7 @@ from gateway.providers.base import (
     UpstreamRequest,
 )
 from gateway.providers.common import checked_headers, json_object, json_text
-from gateway.request import ChatRequest
+from gateway.request import AnthropicNative, ChatRequest
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -71,13 +71,25 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
 
 
 class _Converter:
-    """OpenAI chat messages -> (system blocks, alternating Anthropic turns)."""
+    """OpenAI chat messages -> (system blocks, alternating Anthropic turns).
 
-    def __init__(self, unsupported: list[str], provider: str) -> None:
+    `native` (from the Messages front door) adds what the chat shape cannot hold: keys set
+    on the block built from a path (cache_control, is_error) and signed thinking blocks.
+    """
+
+    def __init__(
+        self, unsupported: list[str], provider: str, native: AnthropicNative | None = None
+    ) -> None:
         self.unsupported = unsupported
         self.provider = provider
         self.system: list[dict[str, Any]] = []
         self.turns: list[dict[str, Any]] = []
+        self.decor = (native or {}).get("blocks") or {}
+        self.thinking = (native or {}).get("thinking") or {}
+
+    def decorate(self, block: dict[str, Any], path: str) -> dict[str, Any]:
+        keys = self.decor.get(path)
+        return {**block, **keys} if keys else block
 
     def run(self, messages: list[dict[str, Any]]) -> None:
         for i, message in enumerate(messages):
@@ -88,9 +100,10 @@ class _Converter:
             elif role == "user":
                 self.append("user", self.blocks(content, where, images=True))
             elif role == "assistant":
-                blocks = self.blocks(content, where, images=False)
+                blocks = [*self.thinking.get(where, ()), *self.blocks(content, where, False)]
                 for j, call in enumerate(message.get("tool_calls") or ()):
-                    blocks.append(self.tool_use(call, f"{where}.tool_calls[{j}]"))
+                    at = f"{where}.tool_calls[{j}]"
+                    blocks.append(self.decorate(self.tool_use(call, at), at))
                 self.append("assistant", blocks)
             elif role == "tool":
                 result: dict[str, Any] = {
@@ -102,7 +115,7 @@ class _Converter:
                         result["content"] = content
                 elif content:
                     result["content"] = self.blocks(content, where, images=True)
-                self.append("user", [result])
+                self.append("user", [self.decorate(result, where)])
             else:
                 self.unsupported.append(f"{where}.role={role}")
         for turn in self.turns:  # tool_result blocks must lead their user turn
@@ -129,11 +142,11 @@ class _Converter:
                     block: dict[str, Any] = {"type": "text", "text": text}
                     if "cache_control" in part:  # prompt caching, as sent by litellm users
                         block["cache_control"] = part["cache_control"]
-                    blocks.append(block)
+                    blocks.append(self.decorate(block, f"{where}.content[{j}]"))
             elif kind == "image_url" and images:
                 image = self.image(part.get("image_url"), f"{where}.content[{j}]")
                 if image is not None:
-                    blocks.append(image)
+                    blocks.append(self.decorate(image, f"{where}.content[{j}]"))
             else:
                 self.unsupported.append(f"{where}.content[{j}].type={kind}")
         return blocks
@@ -176,7 +189,9 @@ class _Converter:
         }
 
 
-def _tools(params: dict[str, Any], unsupported: list[str]) -> dict[str, Any]:
+def _tools(
+    params: dict[str, Any], unsupported: list[str], decor: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """OpenAI tools / tool_choice / parallel_tool_calls -> Messages API fields."""
     tools: list[dict[str, Any]] = []
     for i, tool in enumerate(params.get("tools") or ()):
@@ -190,7 +205,7 @@ def _tools(params: dict[str, Any], unsupported: list[str]) -> dict[str, Any]:
         if function.get("description"):
             entry["description"] = function["description"]
         entry["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
-        tools.append(entry)
+        tools.append({**entry, **decor.get(f"tools[{i}]", {})})
     if not tools:
         return {}
     out: dict[str, Any] = {"tools": tools}
@@ -213,7 +228,9 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
     """The Messages API request body. Raises UnsupportedParams."""
     params = request.params
     unsupported: list[str] = []
-    converter = _Converter(unsupported, provider)
+    native = request.anthropic or {}
+    native_body = native.get("body") or {}
+    converter = _Converter(unsupported, provider, native)
     converter.run(request.messages)
     max_tokens = request.max_tokens or target.max_tokens_default
     body: dict[str, Any] = {"model": target.model, "messages": converter.turns}
@@ -224,7 +241,14 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
 
     effort = params.get("reasoning_effort")
     thinking = False
-    if effort in THINKING_BUDGETS:
+    native_thinking = native_body.get("thinking")
+    if isinstance(native_thinking, dict):  # the Messages door's exact config wins over effort
+        body["thinking"] = native_thinking
+        thinking = native_thinking.get("type") != "disabled"
+        budget = native_thinking.get("budget_tokens")
+        if isinstance(budget, int) and max_tokens <= budget:
+            body["max_tokens"] = budget + max_tokens
+    elif effort in THINKING_BUDGETS:
         budget = THINKING_BUDGETS[effort]
         thinking = True
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
@@ -249,7 +273,9 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
             body["top_p"] = top_p
     if request.stop:
         body["stop_sequences"] = request.stop
-    body.update(_tools(params, unsupported))
+    body.update(_tools(params, unsupported, converter.decor))
+    if "top_k" in native_body:
+        body["top_k"] = native_body["top_k"]
     if isinstance(params.get("user"), str):
         body["metadata"] = {"user_id": params["user"]}
 
@@ -312,7 +338,12 @@ class AnthropicProvider:
 
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         body = build_body(request, target, self.settings.name)
-        return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+        headers = dict(self._headers)
+        beta = (request.anthropic or {}).get("beta")
+        if beta:  # the client's betas (Messages door) join the deployment's own
+            own = headers.get("anthropic-beta")
+            headers["anthropic-beta"] = f"{own},{beta}" if own else beta
+        return UpstreamRequest("POST", self._url, headers, orjson.dumps(body))
 
     def decoder(self) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(secret=self.settings.api_key)
