@@ -309,7 +309,7 @@ class Live:
         self.gateway = Gateway(parse_config(config, env={}), clock=clock)
         self.gateway.rng.seed(SEED)  # exploration draws: the same sequence every run
         self.races = RaceCounter()
-        self.gateway.observers.append(self.races)
+        self.gateway.add_observer(self.races)
         self.run = Run(policy, [], 0)
         self.sent = 0
         self.url = ""

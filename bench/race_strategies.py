@@ -260,7 +260,7 @@ async def bench(requests: int, rate: float) -> dict[str, Any]:
     races = RaceCollector()
     async with SimCluster(sim_config) as cluster, aiohttp.ClientSession() as http:
         gateway = Gateway(parse_config(gateway_data(cluster, plan), env={}))
-        gateway.observers.append(races)
+        gateway.add_observer(races)
         runner, url = await start_server(gateway, "127.0.0.1", 0)
         try:
             # warm-up: open pooled connections to every simulator (not measured)

@@ -245,7 +245,7 @@ async def breaker_run(
         gateway = Gateway(parse_config(breaker_configs(cluster, health), env={}))
         gateway.state.health.add_listener(changes.append)
         collector = Collector()
-        gateway.observers.append(collector)
+        gateway.add_observer(collector)
         runner, url = await start_server(gateway, "127.0.0.1", 0)
         connector = aiohttp.TCPConnector(limit=0)
         try:
@@ -540,7 +540,7 @@ async def tier_bench(requests: int, concurrency: int) -> dict[str, Any]:
     async with SimCluster(sim_config) as cluster:
         gateway = Gateway(parse_config(tier_configs(cluster), env={}))
         collector = Collector()
-        gateway.observers.append(collector)
+        gateway.add_observer(collector)
         runner, url = await start_server(gateway, "127.0.0.1", 0)
         try:
             connector = aiohttp.TCPConnector(limit=0)

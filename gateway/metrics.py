@@ -78,6 +78,12 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.rejected = Counter(
+            "gateway_rejected_requests",
+            "Requests refused before any upstream attempt, by front door and reason",
+            ["door", "reason"],
+            registry=r,
+        )
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests in progress", registry=r)
         self.cost = Counter(
             "gateway_cost_usd",

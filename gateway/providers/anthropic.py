@@ -346,7 +346,7 @@ class AnthropicProvider:
         return UpstreamRequest("POST", self._url, headers, orjson.dumps(body))
 
     def decoder(self) -> AnthropicStreamDecoder:
-        return AnthropicStreamDecoder(secret=self.settings.api_key)
+        return AnthropicStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         data = json_object(body)

@@ -30,6 +30,7 @@ class ProviderSettings:
     base_url: str
     api_key: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    max_line_bytes: int = 1 << 20  # `limits.max_sse_line_bytes`: the longest upstream line
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class TargetModel:
     drop_params: bool = False
     max_tokens_default: int = 4096
     options: Mapping[str, Any] = field(default_factory=dict)
+    max_line_bytes: int = 1 << 20  # `limits.max_sse_line_bytes`: the longest upstream line
 
 
 class UnsupportedParams(ValueError):

@@ -287,7 +287,7 @@ class GeminiProvider:
         return UpstreamRequest("POST", url, dict(self._headers), orjson.dumps(body))
 
     def decoder(self) -> GeminiStreamDecoder:
-        return GeminiStreamDecoder(secret=self.settings.api_key)
+        return GeminiStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         data = json_object(body)

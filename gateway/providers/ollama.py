@@ -244,7 +244,7 @@ class OllamaProvider:
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
 
     def decoder(self) -> OllamaStreamDecoder:
-        return OllamaStreamDecoder(secret=self.settings.api_key)
+        return OllamaStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)
 
     def parse_response(self, body: bytes) -> list[Event]:
         data = json_object(body)

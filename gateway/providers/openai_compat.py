@@ -104,7 +104,9 @@ class OpenAICompatProvider:
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
 
     def decoder(self) -> OpenAIStreamDecoder:
-        return OpenAIStreamDecoder(self.quirks, self.settings.api_key)
+        return OpenAIStreamDecoder(
+            self.quirks, self.settings.api_key, max_line_bytes=self.settings.max_line_bytes
+        )
 
     def parse_response(self, body: bytes) -> list[Event]:
         data = json_object(body)

@@ -1,11 +1,11 @@
 """Run a suite in process through the gateway core, the way the server serves a request.
 
-For each (prompt, target, repeat) the runner builds a `ChatRequest`, asks
-`Gateway.prepare` for the Race over the target's route (a deployment target is
-a one-candidate fallback route, like a client naming the deployment), waits
-for the winner, assembles the answer with `ResponseAssembler`, and closes the
-race so every observer (health, latency profiles, metrics, version tracking)
-sees it. Runs are bounded by a semaphore; a run that fails with a retryable
+For each (prompt, target, repeat) the runner builds a `ChatRequest` and opens it
+through the request pipeline on the target's route (a deployment target is a
+one-candidate fallback route, like a client naming the deployment), waits for the
+winner, assembles the answer with `ResponseAssembler`, and closes the answer so the
+request is recorded like any other (health, latency profiles, metrics, spend,
+version tracking, access log). Runs are bounded by a semaphore; a run that fails with a retryable
 upstream error is retried with a small exponential backoff, other failures are
 recorded as they are.
 """
@@ -22,11 +22,13 @@ from typing import Literal
 
 from gateway.config.model import Config
 from gateway.config.validate import suggest
+from gateway.pipeline import Caller
 from gateway.regress.checks import CheckResult, Output, ToolCall, output_hash, run_checks
 from gateway.regress.suite import PromptSpec, Suite
+from gateway.rejection import Rejected
 from gateway.request import ChatRequest
 from gateway.routing.table import ResolvedRoute, RouteTable
-from gateway.runtime import Gateway, RequestRejected
+from gateway.runtime import Gateway
 from gateway.streaming.encode import ResponseAssembler
 from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
 
@@ -72,6 +74,9 @@ class RunRecord:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+REGRESS_KEY = "regress"  # the key id regression runs are recorded (and budgeted) under
 
 
 class TargetError(ValueError):
@@ -221,7 +226,7 @@ async def run_suite_jobs(
     config: Config, jobs: Sequence[Job], options: RunOptions
 ) -> list[RunRecord]:
     """Start a Gateway for `config`, run the jobs, close it."""
-    gateway = Gateway(config)
+    gateway = Gateway(config, access_log=False)  # the suite's report is its record
     progress = Progress(len(jobs), options.progress)
     await gateway.start()
     try:
@@ -254,11 +259,11 @@ async def run_once(gateway: Gateway, job: Job, timeout_s: float, attempt: int = 
         extra=copy.deepcopy(prompt.extra_body),
     )
     request_id = f"regress-{prompt.id}-{target.name}-{job.repeat}-{attempt}"
-    region = gateway.config.latency.default_region
     started = time.perf_counter()
+    caller = Caller(request_id, REGRESS_KEY, {}, started)
     try:
-        race = gateway.prepare(chat, target.route, request_id, region, {})
-    except RequestRejected as exc:
+        answer = await gateway.pipeline.open(chat, caller, "regress", route=target.route)
+    except Rejected as exc:
         record.error, record.error_status = exc.message, exc.status
         return record
     except Exception as exc:  # e.g. an adapter that cannot build this request
@@ -268,9 +273,9 @@ async def run_once(gateway: Gateway, job: Job, timeout_s: float, attempt: int = 
     winner: Winner | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            outcome = await race.first()
+            outcome = await answer.first()
             while outcome is HEARTBEAT:
-                outcome = await race.first()
+                outcome = await answer.first()
             if isinstance(outcome, AllFailed):
                 error = outcome.error
                 record.error = f"{error.status or 'connection'} {error.type}: {error.message}"
@@ -278,10 +283,9 @@ async def run_once(gateway: Gateway, job: Job, timeout_s: float, attempt: int = 
             else:
                 assert isinstance(outcome, Winner)
                 winner = outcome
-                gateway.note_version(winner.deployment, winner.events)
                 assembler.add(winner.events)
                 while assembler.error is None:
-                    batch = await race.next_batch()
+                    batch = await answer.next_batch()
                     if batch is None:
                         break
                     assembler.add(batch)
@@ -290,7 +294,9 @@ async def run_once(gateway: Gateway, job: Job, timeout_s: float, attempt: int = 
     except Exception as exc:  # a bug in one run must not lose the others
         record.error = f"{type(exc).__name__}: {exc}"
     finally:
-        race_record = await race.aclose()
+        closed = await answer.aclose()
+    race_record = closed.race
+    assert race_record is not None
     record.duration_ms = (time.perf_counter() - started) * 1000.0
     if winner is None:
         return record

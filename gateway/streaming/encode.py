@@ -170,6 +170,9 @@ class ChunkEncoder:
         out.append(DONE)
         return b"".join(out)
 
+    def heartbeat(self) -> bytes:
+        return HEARTBEAT
+
     def error(self, error: UpstreamError) -> bytes:
         """In-stream error after the stream started: error chunk then [DONE]."""
         self._finished = True

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.server import app, feedback, handlers
+from gateway.server import answering, app, feedback
 from gateway.server import limits as server_limits
 from gateway.server.errors import upstream_error_response
 from gateway.streaming.events import UpstreamError
@@ -271,7 +271,7 @@ async def exchange(url: str, data: bytes, wait_s: float) -> bytes:
     [
         pytest.param(
             "/v1/chat/completions",
-            marks=unwired(handlers.chat_completions, "read_body", "chat_completions " + _READS),
+            marks=unwired(answering.open_answer, "read_body", "chat_completions " + _READS),
         ),
         pytest.param(
             "/v1/feedback", marks=unwired(feedback.feedback, "read_body", "feedback " + _READS)
@@ -289,7 +289,7 @@ async def test_corrupt_compressed_body_is_a_400(path: str, encoding: str) -> Non
 
 
 @unwired(
-    handlers.chat_completions,
+    answering.open_answer,
     "read_body",
     "chat_completions has no body deadline: a client that stops sending holds it forever",
 )

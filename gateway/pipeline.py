@@ -1,0 +1,313 @@
+"""The request pipeline every front door uses, transport-free.
+
+A door parses its wire format into a `ChatRequest` and hands it here with the caller's
+identity. `Pipeline.open` runs, in order: route lookup, admission (the key's budget and
+rate limit), region, governance (PII policy, residency), planning (routing/ + latency/)
+and the building of each candidate's upstream request, and returns an `Answer`: the
+race's first outcome, the further batches (with the governance output transform
+applied), and `aclose()`, which emits exactly one `RequestRecord` to the sinks.
+A refusal at any stage is a `Rejected`, recorded the same way before it is raised; the
+server renders it in the door's error shape.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from gateway.admission import Admission
+from gateway.config.model import Config, DeploymentConfig
+from gateway.governance.gate import Decision, Governance, OutputTransform, PolicyRejected
+from gateway.latency.prewarm import PreWarmer
+from gateway.metrics import GatewayMetrics
+from gateway.record import Door, RecordSink, RequestRecord
+from gateway.region import RegionResolver
+from gateway.rejection import Rejected
+from gateway.request import ChatRequest
+from gateway.routing.health import HealthRegistry
+from gateway.routing.planner import CandidatePlanner, NoCandidates
+from gateway.routing.ratelimit import RateLimiter
+from gateway.routing.table import ResolvedRoute, RouteTable
+from gateway.sinks import emit
+from gateway.streaming.events import Event, ResponseMeta
+from gateway.streaming.plan import AllFailed, Heartbeat, RacePlan, Winner
+from gateway.streaming.policy import LoadBudget
+from gateway.streaming.race import Race
+from gateway.upstreams import Upstreams
+
+audit = structlog.get_logger("gateway.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks: the request id, the gateway key's id (never the key), the request headers
+    (region, reasoning hint), and when the request arrived (`time.perf_counter()`)."""
+
+    request_id: str
+    key_id: str = "anonymous"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Answer:
+    """One admitted request's answer. `first()` until a Winner or AllFailed (a Heartbeat
+    means: no winner yet, keep the client alive), then `next_batch()` until None; always
+    `aclose()` in a finally block: it records the request, once."""
+
+    __slots__ = (
+        "_closed",
+        "_ended",
+        "_metrics",
+        "_race",
+        "_sinks",
+        "_started",
+        "record",
+        "status",
+        "transform",
+    )
+
+    def __init__(
+        self,
+        race: Race,
+        transform: OutputTransform | None,
+        record: RequestRecord,
+        sinks: Sequence[RecordSink],
+        metrics: GatewayMetrics,
+        started: float,
+    ) -> None:
+        self._race = race
+        self._started = started
+        self.transform = transform
+        self.record = record
+        self._sinks = sinks
+        self._metrics = metrics
+        self._closed = False
+        self._ended = False
+        self.status = 200  # the HTTP status the door sent; the server sets it
+        metrics.in_flight.inc()
+
+    @property
+    def request_id(self) -> str:
+        return self.record.request_id
+
+    async def first(self) -> Winner | AllFailed | Heartbeat:
+        outcome = await self._race.first()
+        if type(outcome) is Winner:
+            events = outcome.events
+            for event in events:
+                if type(event) is ResponseMeta and event.model:
+                    self.record.model_version = event.model
+                    break
+            if self.transform is not None:
+                return Winner(outcome.deployment, self.transform(events))
+        return outcome
+
+    async def next_batch(self) -> list[Event] | None:
+        """The winner's next events (an UpstreamError ends them); None at the end."""
+        transform = self.transform
+        if self._ended or (transform is not None and transform.stopped):
+            return None
+        batch = await self._race.next_batch()
+        if transform is None:
+            return batch
+        if batch is None:
+            self._ended = True
+            tail = transform.flush()
+            return tail or None
+        return transform(batch)
+
+    async def aclose(self, client_gone: bool = False) -> RequestRecord:
+        rec = self.record
+        if self._closed:
+            return rec
+        self._closed = True
+        self._metrics.in_flight.dec()
+        try:
+            await self._race.aclose(client_gone=client_gone)
+        finally:
+            race = self._race.record
+            rec.race = race
+            rec.outcome = race.stream_outcome
+            rec.status = race.status if race.winner is None else self.status
+            if race.winner is None and rec.outcome == "no_winner":
+                rec.reason = None if race.status == 200 else "all_attempts_failed"
+            rec.total_s = time.perf_counter() - self._started
+            emit(self._sinks, rec)
+        return rec
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        routes: RouteTable,
+        admission: Admission,
+        regions: RegionResolver,
+        governance: Governance,
+        planner: CandidatePlanner,
+        upstreams: Upstreams,
+        limiter: RateLimiter,
+        health: HealthRegistry,
+        budgets: Mapping[str, LoadBudget],
+        metrics: GatewayMetrics,
+        sinks: Sequence[RecordSink],
+        prewarmer: PreWarmer | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.routes = routes
+        self.admission = admission
+        self.regions = regions
+        self.governance = governance
+        self.planner = planner
+        self.upstreams = upstreams
+        self.limiter = limiter
+        self.health = health
+        self.budgets = budgets
+        self.metrics = metrics
+        self.sinks = sinks
+        self.prewarmer = prewarmer
+        self.rng = rng or random.Random()
+
+    async def open(
+        self,
+        chat: ChatRequest,
+        caller: Caller,
+        door: Door,
+        route: ResolvedRoute | None = None,
+    ) -> Answer:
+        """Admit, govern and plan the request; the race starts on the Answer's `first()`.
+        `route` overrides the lookup of `chat.model` (regress names its target)."""
+        rec = RequestRecord(caller.request_id, door, caller.key_id, chat.model, chat.stream)
+        try:
+            if route is None:
+                route = self.routes.get(chat.model)
+            if route is None:
+                raise Rejected(
+                    404,
+                    f"The model '{chat.model}' does not exist: it names no route or deployment",
+                    "invalid_request_error",
+                    "model_not_found",
+                    "model",
+                )
+            rec.route = route.name
+            await self.admission.admit(
+                caller.key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
+            )
+            region = rec.region = self.regions.of(caller.headers)
+            if self.prewarmer is not None:
+                self.prewarmer.note_region(region)
+            decision = self._govern(chat, route.name, caller)
+            try:
+                race = self._race(decision.chat, route, caller, region, decision.allowed)
+            except Rejected as exc:
+                if decision.audit is not None:
+                    audit.info(
+                        "governance",
+                        request_id=caller.request_id,
+                        key=caller.key_id,
+                        rule=exc.code,
+                        **decision.audit,
+                    )
+                raise
+        except Rejected as exc:
+            self._refused(rec, exc, caller)
+            raise
+        rec.setup_s = time.perf_counter() - caller.started
+        return Answer(race, decision.transform, rec, self.sinks, self.metrics, caller.started)
+
+    def refuse(self, caller: Caller, door: Door, model: str | None, exc: Rejected) -> None:
+        """Record a request the door refused before the pipeline (unparsable body, ...)."""
+        self._refused(RequestRecord(caller.request_id, door, caller.key_id, model), exc, caller)
+
+    def _refused(self, rec: RequestRecord, exc: Rejected, caller: Caller) -> None:
+        rec.outcome = "rejected"
+        rec.status = exc.status
+        rec.reason = exc.code or exc.type
+        rec.total_s = time.perf_counter() - caller.started
+        emit(self.sinks, rec)
+
+    def _govern(self, chat: ChatRequest, route: str, caller: Caller) -> Decision:
+        """PII policy and residency: block (400), redact, or restrict the candidates; one
+        audit line per request that was touched (types and counts, never values)."""
+        try:
+            decision = self.governance.decide(chat, route, caller.key_id)
+        except PolicyRejected as exc:
+            audit.info(
+                "governance",
+                request_id=caller.request_id,
+                key=caller.key_id,
+                rule=exc.code,
+                **exc.audit,
+            )
+            self.metrics.governance.labels("block").inc()
+            raise Rejected(400, exc.message, "invalid_request_error", exc.code) from None
+        if decision.audit is not None:
+            rule = "redact" if decision.audit.get("redacted") else "restrict"
+            audit.info(
+                "governance",
+                request_id=caller.request_id,
+                key=caller.key_id,
+                rule=rule,
+                **decision.audit,
+            )
+            self.metrics.governance.labels(rule).inc()
+        return decision
+
+    def _race(
+        self,
+        chat: ChatRequest,
+        route: ResolvedRoute,
+        caller: Caller,
+        region: str,
+        allowed: Callable[[DeploymentConfig], bool] | None,
+    ) -> Race:
+        """Plan the candidates, build their upstream requests, and set up the race."""
+        reasoning = caller.headers.get(self.config.routing.reasoning_header)
+        try:
+            plan = self.planner.plan(chat, route, region, reasoning, allowed, caller.request_id)
+        except NoCandidates:
+            raise Rejected(
+                400,
+                f"no deployment of '{route.name}' may serve this request under the data policy "
+                "(residency or local-only)",
+                "invalid_request_error",
+                "no_compliant_deployment",
+            ) from None
+        built = self.upstreams.build(chat, plan)
+        if not built.candidates:
+            params = built.unsupported
+            raise Rejected(
+                400,
+                f"unsupported parameter(s) for every deployment of '{route.name}': "
+                + ", ".join(params),
+                "invalid_request_error",
+                "unsupported_parameter",
+                params[0] if params else None,
+            )
+        prompt_estimate = chat.estimated_prompt_tokens()
+        opener = self.upstreams.opener(
+            built.requests, prompt_estimate + (chat.max_tokens or 0), self.limiter, self.health
+        )
+        race_plan = RacePlan(
+            request_id=caller.request_id,
+            route=route.name,
+            strategy=plan.strategy,
+            candidates=built.candidates,
+            k=plan.k,
+            heartbeat_after_s=route.heartbeat_after_s if chat.stream else None,
+            prompt_estimate=prompt_estimate,
+            region=region,
+        )
+        return Race(
+            race_plan,
+            opener,
+            budget=self.budgets.get(route.name),
+            rng=self.rng,
+            queue_size=self.config.limits.stream_buffer_events,
+        )

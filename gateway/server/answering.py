@@ -1,0 +1,170 @@
+"""Driving an `Answer` over HTTP for any front door: read and parse the body, open the
+answer through the pipeline, then stream it (SSE; headers leave with the first token) or
+assemble it (one JSON body), and always close it so the request is recorded once.
+
+A door brings its parser, its stream encoder or assembler, and its error renderer; the
+walk is the same for every door.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from aiohttp import web
+
+from gateway.pipeline import Answer, Caller
+from gateway.record import Door
+from gateway.rejection import Rejected
+from gateway.request import ChatRequest
+from gateway.server.keys import GATEWAY, KEY_ID, REQUEST_ID
+from gateway.server.limits import body_timeout_s, read_body
+from gateway.streaming.events import Event, UpstreamError
+from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+# A pre-stream upstream failure as an HTTP response in the door's error shape.
+ErrorResponder = Callable[[UpstreamError, dict[str, str]], web.Response]
+
+
+class StreamEncoder(Protocol):
+    def encode(self, events: list[Event]) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+    def error(self, error: UpstreamError) -> bytes: ...
+
+    def heartbeat(self) -> bytes: ...
+
+
+class Assembler(Protocol):
+    @property
+    def error(self) -> UpstreamError | None: ...
+
+    def add(self, events: list[Event]) -> None: ...
+
+
+class SSEResponse(web.StreamResponse):
+    """Headers leave with the first body bytes: one write and one packet, not two, on the
+    path of the first token."""
+
+    _send_headers_immediately = False
+
+
+def caller_of(request: web.Request, started: float) -> Caller:
+    return Caller(request[REQUEST_ID], request[KEY_ID], request.headers, started)
+
+
+async def open_answer(
+    request: web.Request, door: Door, parse: Callable[[bytes], ChatRequest]
+) -> tuple[ChatRequest, Answer]:
+    """Read and parse the body, then admit, govern and plan it; a refusal at any step is
+    recorded (one log line, one metric) and raised for the door to render."""
+    started = time.perf_counter()
+    gateway = request.app[GATEWAY]
+    caller = caller_of(request, started)
+    limits = gateway.config.limits
+    try:
+        raw = await read_body(request, limits.max_body_bytes, body_timeout_s(limits))
+        chat = parse(raw)
+    except Rejected as exc:
+        gateway.pipeline.refuse(caller, door, None, exc)
+        raise
+    return chat, await gateway.pipeline.open(chat, caller, door)
+
+
+async def respond(
+    answer: Answer, produce: Callable[[], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Run `produce` and close the answer whatever happens (a client gone included)."""
+    client_gone = False
+    try:
+        response = await produce()
+        answer.status = response.status
+        return response
+    except (asyncio.CancelledError, ConnectionResetError):
+        client_gone = True
+        raise
+    finally:
+        await answer.aclose(client_gone=client_gone)
+
+
+def answer_headers(request_id: str, deployment: str | None) -> dict[str, str]:
+    headers = {"x-request-id": request_id}
+    if deployment is not None:
+        headers["x-gateway-deployment"] = deployment
+    return headers
+
+
+async def stream_answer(
+    request: web.Request,
+    answer: Answer,
+    encoder: StreamEncoder,
+    error_response: ErrorResponder,
+) -> web.StreamResponse:
+    """Nothing is sent before a winner exists, unless keep-alives are due; a failure before
+    the first token is an HTTP error, after it an in-stream error from the encoder."""
+    request_id = answer.request_id
+    response: web.StreamResponse | None = None
+    while True:
+        outcome = await answer.first()
+        if outcome is not HEARTBEAT:
+            break
+        if response is None:  # no winner yet: commit to 200 and keep the connection alive
+            response = SSEResponse(headers={**SSE_HEADERS, **answer_headers(request_id, None)})
+            await response.prepare(request)
+        await response.write(encoder.heartbeat())
+    if isinstance(outcome, AllFailed):
+        if response is None:
+            return error_response(outcome.error, answer_headers(request_id, None))
+        await response.write(encoder.error(outcome.error))
+        return response
+    assert isinstance(outcome, Winner)
+    if response is None:
+        headers = {**SSE_HEADERS, **answer_headers(request_id, outcome.deployment)}
+        response = SSEResponse(headers=headers)
+        await response.prepare(request)
+    else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
+        await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
+    events = outcome.events
+    await response.write(encoder.encode(events))
+    failed = any(type(e) is UpstreamError for e in events)
+    while not failed:
+        batch = await answer.next_batch()
+        if batch is None:
+            break
+        failed = type(batch[-1]) is UpstreamError
+        await response.write(encoder.encode(batch))
+    if not failed:
+        await response.write(encoder.end())
+    return response
+
+
+async def complete_answer(
+    answer: Answer, assembler: Assembler, error_response: ErrorResponder
+) -> Winner | web.Response:
+    """Read the whole answer into `assembler`: the Winner, or the error response to send."""
+    outcome = await answer.first()
+    while outcome is HEARTBEAT:  # non-stream plans have no heartbeat; be safe anyway
+        outcome = await answer.first()
+    if isinstance(outcome, AllFailed):
+        return error_response(outcome.error, answer_headers(answer.request_id, None))
+    assert isinstance(outcome, Winner)
+    assembler.add(outcome.events)
+    while assembler.error is None:
+        batch = await answer.next_batch()
+        if batch is None:
+            break
+        assembler.add(batch)
+    if assembler.error is not None:
+        return error_response(
+            assembler.error, answer_headers(answer.request_id, outcome.deployment)
+        )
+    return outcome

@@ -1,0 +1,122 @@
+"""The sinks every `RequestRecord` goes to: metrics, spend (per key and per deployment),
+the race observers (latency profiles, health, feedback index), the model-version tracker
+and the access log. Each takes the record on the loop, cheaply, and never raises into the
+request: a sink that fails is logged and the others still run (see `emit`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from gateway.metrics import GatewayMetrics
+from gateway.record import RecordSink, RequestRecord
+from gateway.routing.spend import SpendTracker
+from gateway.streaming.accounting import RaceObserver
+
+access_log = structlog.get_logger("gateway.access")
+log = structlog.get_logger("gateway")
+
+
+def emit(sinks: Sequence[RecordSink], rec: RequestRecord) -> None:
+    for sink in sinks:
+        try:
+            sink.record(rec)
+        except Exception:  # one broken sink must not lose the record for the others
+            log.exception("record_sink_failed", sink=type(sink).__name__)
+
+
+class MetricsSink:
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def record(self, rec: RequestRecord) -> None:
+        m = self.metrics
+        if rec.outcome == "rejected":
+            m.rejected.labels(rec.door, rec.reason or "unknown").inc()
+            if rec.route is not None:
+                m.requests.labels(rec.route, f"error_{rec.status // 100}xx").inc()
+            return
+        if rec.race is not None:
+            m.on_race_end(rec.race)
+        m.key_cost.labels(rec.key_id).inc(rec.cost_usd)
+        m.overhead.observe(rec.setup_s)
+
+
+class SpendSink:
+    """Spend per key (the budget's ledger, shared through the state backend) and per
+    deployment (this instance's running total, shown by the admin view)."""
+
+    def __init__(self, spend: SpendTracker) -> None:
+        self.spend = spend
+        self.by_deployment: dict[str, float] = {}
+
+    def record(self, rec: RequestRecord) -> None:
+        if rec.race is None:
+            return
+        self.spend.add_record(rec.key_id, rec.race)
+        for attempt in rec.race.attempts:
+            spent = self.by_deployment.get(attempt.deployment, 0.0)
+            self.by_deployment[attempt.deployment] = spent + attempt.cost_usd
+
+
+class RaceSink:
+    """Adapts a `RaceObserver` (health, latency profiles, feedback index, bench collectors)
+    to the record: it sees every request that reached the race."""
+
+    def __init__(self, observer: RaceObserver) -> None:
+        self.observer = observer
+
+    def record(self, rec: RequestRecord) -> None:
+        if rec.race is not None:
+            self.observer.on_race_end(rec.race)
+
+
+class VersionTracker:
+    """The model version each deployment's upstream last reported; logs and counts changes."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+        self.versions: dict[str, str] = {}
+
+    def record(self, rec: RequestRecord) -> None:
+        if rec.model_version is not None and rec.winner is not None:
+            self.note(rec.winner, rec.model_version)
+
+    def note(self, deployment: str, version: str) -> None:
+        old = self.versions.get(deployment)
+        if old == version:
+            return
+        self.versions[deployment] = version
+        if old is not None:
+            log.info("model_version_changed", deployment=deployment, old=old, new=version)
+            self.metrics.version_changes.labels(deployment).inc()
+            self.metrics.version.remove(deployment, old)
+        self.metrics.version.labels(deployment, version).set(1)
+
+
+class AccessLog:
+    """One line per request, refused ones included (with the reason)."""
+
+    def record(self, rec: RequestRecord) -> None:
+        race = rec.race
+        access_log.info(
+            "request",
+            request_id=rec.request_id,
+            door=rec.door,
+            route=rec.route,
+            model=rec.model,
+            region=rec.region,
+            winner=rec.winner,
+            status=rec.status,
+            outcome=rec.outcome,
+            reason=rec.reason,
+            attempts=len(race.attempts) if race is not None else 0,
+            budget_limited=race.budget_limited if race is not None else False,
+            ttft_ms=round(race.ttft_s * 1000, 1) if race and race.ttft_s is not None else None,
+            total_ms=round(rec.total_s * 1000, 1),
+            tokens=rec.output_tokens,
+            key=rec.key_id,
+            cost_usd=round(rec.cost_usd, 8),
+            wasted_usd=round(rec.wasted_usd, 8),
+        )

@@ -1,0 +1,152 @@
+"""The deployments' upstream side: which adapter and connection pool serve each deployment,
+how a plan's candidates become upstream requests, and the openers the race starts.
+
+The pipeline asks it to build; the race engine only ever sees `Candidate`s and an `Opener`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from gateway.config.model import Config, DeploymentConfig
+from gateway.providers.base import (
+    Provider,
+    ProviderSettings,
+    TargetModel,
+    UnsupportedParams,
+    UpstreamRequest,
+)
+from gateway.providers.registry import create as create_provider
+from gateway.request import ChatRequest
+from gateway.routing.health import HealthRegistry
+from gateway.routing.planner import Plan
+from gateway.routing.ratelimit import RateLimiter, deployment_limit
+from gateway.streaming.events import Event, UpstreamError
+from gateway.streaming.plan import Candidate, Opener
+from gateway.streaming.upstream import UpstreamPool, stream_events
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    config: DeploymentConfig
+    provider: Provider
+    pool: UpstreamPool
+    target: TargetModel
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A plan's candidates that could take the request, with their upstream requests."""
+
+    candidates: list[Candidate]
+    requests: dict[str, UpstreamRequest]
+    unsupported: list[str]  # parameters no candidate accepted (when `candidates` is empty)
+
+
+class Upstreams:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.providers: dict[str, Provider] = {}
+        self.pools: dict[str, UpstreamPool] = {}
+        for name, pc in config.providers.items():
+            settings = ProviderSettings(
+                name=name,
+                kind=pc.kind,
+                base_url=pc.base_url,
+                api_key=pc.api_key.reveal() if pc.api_key else None,
+                options={**pc.options, "headers": dict(pc.headers)},
+                max_line_bytes=config.limits.max_sse_line_bytes,
+            )
+            self.providers[name] = create_provider(settings)
+            self.pools[name] = UpstreamPool(
+                name, pc.max_connections, pc.connect_timeout_s, pc.keepalive_s
+            )
+        self.deployments = {
+            name: Deployment(
+                dep,
+                self.providers[dep.provider],
+                self.pools[dep.provider],
+                TargetModel(dep.model, dep.drop_params, dep.max_tokens_default, dep.options),
+            )
+            for name, dep in config.deployments.items()
+        }
+
+    def build(self, chat: ChatRequest, plan: Plan) -> Built:
+        """Each planned candidate's upstream request; a candidate whose adapter refuses a
+        parameter is skipped (another may take it)."""
+        requests: dict[str, UpstreamRequest] = {}
+        unsupported: set[str] = set()
+        candidates: list[Candidate] = []
+        for planned in plan.candidates:
+            dep = planned.deployment
+            deployment = self.deployments[dep.name]
+            try:
+                requests[dep.name] = deployment.provider.build_request(chat, deployment.target)
+            except UnsupportedParams as exc:
+                unsupported.update(exc.params)
+                continue
+            candidates.append(
+                Candidate(
+                    name=dep.name,
+                    ttft_timeout_s=dep.ttft_timeout_s,
+                    idle_timeout_s=dep.idle_timeout_s,
+                    hedge_delay_s=planned.hedge_delay_s,
+                    weight=planned.weight,
+                    price_input=dep.price.input,
+                    price_output=dep.price.output,
+                )
+            )
+        return Built(candidates, requests, sorted(unsupported))
+
+    def opener(
+        self,
+        requests: dict[str, UpstreamRequest],
+        token_estimate: int,
+        limiter: RateLimiter,
+        health: HealthRegistry,
+    ) -> Opener:
+        def open_attempt(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
+            deployment = self.deployments[candidate.name]
+            stream = stream_events(deployment.pool, deployment.provider, requests[candidate.name])
+            if limiter.limit_for(deployment_limit(candidate.name)) is None:
+                return stream
+            return _rate_limited(candidate.name, token_estimate, stream, limiter, health)
+
+        return open_attempt
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
+
+
+async def _rate_limited(
+    name: str,
+    tokens: int,
+    stream: AsyncGenerator[list[Event], None],
+    limiter: RateLimiter,
+    health: HealthRegistry,
+) -> AsyncGenerator[list[Event], None]:
+    """A deployment at its rpm/tpm limit fails fast, so the race moves on (like an open
+    breaker), and is skipped by the planner until its window resets."""
+    decision = await limiter.check_and_take(deployment_limit(name), 1, tokens)
+    if not decision.allowed:
+        await stream.aclose()
+        health.mark_rate_limited(name, decision.retry_after_s or 1.0)
+        yield [
+            UpstreamError(
+                429,
+                "rate_limit_exceeded",
+                f"deployment '{name}' is at its configured rate limit",
+                True,
+                code="rate_limit_exceeded",
+                retry_after_s=decision.retry_after_s,
+                opens_circuit=False,
+            )
+        ]
+        return
+    try:
+        async for batch in stream:
+            yield batch
+    finally:
+        await stream.aclose()
