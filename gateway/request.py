@@ -49,7 +49,8 @@ class AnthropicNative(TypedDict, total=False):
     # (cache_control, is_error)
     thinking: dict[str, list[dict[str, Any]]]  # "messages[i]" -> thinking / redacted_thinking
     # blocks (signed by Anthropic) that lead that assistant turn
-    body: dict[str, Any]  # request body fields: top_k, thinking (the client's exact config)
+    body: dict[str, Any]  # request body fields: top_k, thinking (the client's exact config,
+    # authoritative: reasoning_effort is then a hint for the others), output_config, cache_control
     beta: str  # the client's anthropic-beta header, added to the deployment's own
 
 
@@ -60,7 +61,8 @@ class ChatRequest:
     `messages` keep the OpenAI shape (list of dicts). `params` holds the known
     sampling/tool fields that were present (None values dropped); `extra`
     holds unknown top-level fields, forwarded to OpenAI-family upstreams. `anthropic`
-    holds what only an Anthropic upstream can take (see AnthropicNative).
+    holds what only an Anthropic upstream can take (see AnthropicNative); it is set (maybe
+    empty) exactly when the request came through the Messages door.
     """
 
     model: str

@@ -41,9 +41,15 @@ FIELDS = frozenset(
         "tools",
         "tool_choice",
         "thinking",
-        "service_tier",  # a capacity hint for Anthropic's own fleet: accepted and dropped
+        "output_config",
+        "cache_control",
     }
 )
+# Hints about Anthropic's own fleet and account: accepted and dropped.
+DROPPED = frozenset(
+    {"service_tier", "speed", "inference_geo", "diagnostics", "user_profile_id", "workspace_id"}
+)
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
@@ -67,7 +73,7 @@ def parse_messages_request(
         raise bad("anthropic-version: header is required", "anthropic-version")
     body = load_object(raw, limits.max_json_depth)
     for key in body:
-        if key not in FIELDS:
+        if key not in FIELDS and key not in DROPPED:
             raise bad(f"{key}: this field is not supported by the gateway", key)
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -98,6 +104,12 @@ def parse_messages_request(
     builder.tools(body.get("tools"), params)
     _tool_choice(body.get("tool_choice"), params)
     _thinking(body.get("thinking"), params, native, max_tokens)
+    _output_config(body.get("output_config"), params, native)
+    cache = body.get("cache_control")
+    if cache is not None:  # automatic caching: Anthropic marks the last cacheable block
+        if not isinstance(cache, dict) or not isinstance(cache.get("type"), str):
+            raise bad('cache_control: must be like {"type": "ephemeral"}', "cache_control")
+        native.setdefault("body", {})["cache_control"] = cache
     if len(builder.messages) > limits.max_messages:
         raise bad(
             f"messages: more than {limits.max_messages} messages once tool results are split",
@@ -112,7 +124,7 @@ def parse_messages_request(
     if beta:
         native["beta"] = beta
     chat = ChatRequest(model, builder.messages, stream, include_usage=stream, params=params)
-    chat.anthropic = native or None
+    chat.anthropic = native
     return chat
 
 
@@ -211,3 +223,39 @@ def _thinking(
             "thinking",
         )
     native.setdefault("body", {})["thinking"] = thinking
+
+
+def _output_config(config: Any, params: dict[str, Any], native: AnthropicNative) -> None:
+    """`effort` -> a reasoning_effort hint; `format` (json_schema) -> response_format for
+    the others; Anthropic gets the client's own object."""
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise bad("output_config: must be an object", "output_config")
+    for key in config:
+        if key not in ("effort", "format"):
+            raise bad(f"output_config.{key}: unknown field", f"output_config.{key}")
+    effort = config.get("effort")
+    if effort is not None:
+        if effort not in EFFORTS:
+            raise bad(
+                f"output_config.effort: must be one of {', '.join(EFFORTS)}", "output_config.effort"
+            )
+        params.setdefault("reasoning_effort", EFFORTS[effort])
+    spec = config.get("format")
+    if spec is not None:
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if (
+            not isinstance(spec, dict)
+            or spec.get("type") != "json_schema"
+            or not isinstance(schema, dict)
+        ):
+            raise bad(
+                'output_config.format: must be {"type": "json_schema", "schema": {...}}',
+                "output_config.format",
+            )
+        params["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema},
+        }
+    native.setdefault("body", {})["output_config"] = config

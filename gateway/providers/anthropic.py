@@ -242,12 +242,10 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
     effort = params.get("reasoning_effort")
     thinking = False
     native_thinking = native_body.get("thinking")
-    if isinstance(native_thinking, dict):  # the Messages door's exact config wins over effort
-        body["thinking"] = native_thinking
-        thinking = native_thinking.get("type") != "disabled"
-        budget = native_thinking.get("budget_tokens")
-        if isinstance(budget, int) and max_tokens <= budget:
-            body["max_tokens"] = budget + max_tokens
+    if request.anthropic is not None:  # the Messages door: the client's own thinking config
+        if isinstance(native_thinking, dict):  # (reasoning_effort is a hint for the others)
+            body["thinking"] = native_thinking
+            thinking = native_thinking.get("type") != "disabled"
     elif effort in THINKING_BUDGETS:
         budget = THINKING_BUDGETS[effort]
         thinking = True
@@ -274,8 +272,9 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
     if request.stop:
         body["stop_sequences"] = request.stop
     body.update(_tools(params, unsupported, converter.decor))
-    if "top_k" in native_body:
-        body["top_k"] = native_body["top_k"]
+    for name in ("top_k", "output_config", "cache_control"):  # the Messages door's own fields
+        if name in native_body:
+            body[name] = native_body[name]
     if isinstance(params.get("user"), str):
         body["metadata"] = {"user_id": params["user"]}
 
@@ -286,7 +285,8 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
         unsupported.append("seed")
     response_format = params.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
-        unsupported.append(f"response_format={response_format.get('type')}")
+        if "output_config" not in native_body:  # else the client's own format is sent (below)
+            unsupported.append(f"response_format={response_format.get('type')}")
     for name, value in request.extra.items():
         if name in PASSTHROUGH_EXTRA:
             body[name] = value

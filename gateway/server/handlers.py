@@ -7,7 +7,7 @@ import time
 import orjson
 from aiohttp import web
 
-from gateway.server import admin, feedback
+from gateway.server import admin, door_messages, feedback
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -50,6 +50,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def list_models(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
+    if "anthropic-version" in request.headers:  # an Anthropic client: its list shape
+        return door_messages.anthropic_models(request, list(gateway.routes.names()))
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "race-gateway"}
         for name in gateway.routes.names()
@@ -68,6 +70,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
             "model",
         )
     body = {"id": name, "object": "model", "created": 0, "owned_by": "race-gateway"}
+    if "anthropic-version" in request.headers:
+        body = door_messages.model_info(name)
     return web.json_response(body, dumps=_dumps)
 
 
@@ -77,6 +81,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
+    door_messages.add_routes(app)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
     app.router.add_get("/healthz", healthz)
