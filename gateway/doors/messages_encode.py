@@ -60,8 +60,11 @@ def error_type(status: int, type_: str | None = None) -> str:
     return "api_error" if status >= 500 or status < 400 else "invalid_request_error"
 
 
-def error_status(status: int) -> int:
-    """The HTTP status of a failure before the stream: Anthropic keeps 529 for overload."""
+def error_status(status: int, type_: str | None = None) -> int:
+    """The HTTP status of a failure before the stream. Anthropic says 529 for overload (the
+    race reports an overloaded upstream as 503, OpenAI's way: its type tells)."""
+    if type_ == "overloaded_error":
+        return 529
     return status if 400 <= status <= 599 else 502
 
 
@@ -78,7 +81,7 @@ def error_body(
 
 
 def upstream_error_body(error: UpstreamError) -> dict[str, Any]:
-    return error_body(error_status(error.status), error.message, error.type)
+    return error_body(error_status(error.status, error.type), error.message, error.type)
 
 
 def sse(name: str, data: dict[str, Any]) -> bytes:

@@ -55,7 +55,7 @@ def anthropic_error_response(
 
 def upstream_error_response(error: UpstreamError, headers: dict[str, str]) -> web.Response:
     """Every attempt failed before any output: Anthropic's status (529 stays 529)."""
-    status = error_status(error.status)
+    status = error_status(error.status, error.type)
     out = dict(headers)
     delay = error.retry_after_s
     if isinstance(delay, int | float) and not math.isnan(delay) and delay > 0:

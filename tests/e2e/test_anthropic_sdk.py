@@ -51,12 +51,17 @@ def client(url: str) -> AsyncAnthropic:
 @pytest.mark.parametrize("winner", KINDS)
 async def test_stream_text(winner: str) -> None:
     async with stack(servers_with_winner(winner), route()) as s:
-        async with client(s.url).messages.stream(
-            model="chat",
-            max_tokens=100,
-            system=[{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
-            messages=[{"role": "user", "content": "hi"}],
-        ) as stream:
+        async with (
+            client(s.url) as anthropic,
+            anthropic.messages.stream(
+                model="chat",
+                max_tokens=100,
+                system=[
+                    {"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}
+                ],
+                messages=[{"role": "user", "content": "hi"}],
+            ) as stream,
+        ):
             assert stream.response.headers["x-gateway-deployment"] == f"{winner}-m"
             text = [t async for t in stream.text_stream]
             final = await stream.get_final_message()
@@ -74,14 +79,15 @@ async def test_stream_text(winner: str) -> None:
 @pytest.mark.parametrize("winner", KINDS)
 async def test_create_non_stream(winner: str) -> None:
     async with stack(servers_with_winner(winner), route()) as s:
-        message = await client(s.url).messages.create(
-            model="chat",
-            max_tokens=100,
-            messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
-            stop_sequences=["never"],
-            extra_body={"temperature": 0.5, "top_k": 5},  # this SDK no longer names them
-            metadata={"user_id": "u-1"},
-        )
+        async with client(s.url) as anthropic:
+            message = await anthropic.messages.create(
+                model="chat",
+                max_tokens=100,
+                messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+                stop_sequences=["never"],
+                extra_body={"temperature": 0.5, "top_k": 5},  # this SDK no longer names them
+                metadata={"user_id": "u-1"},
+            )
         assert message.type == "message" and message.role == "assistant"
         assert message.content[0].type == "text"
         assert message.content[0].text == f"answer from {winner}"
@@ -92,48 +98,56 @@ async def test_create_non_stream(winner: str) -> None:
 @pytest.mark.parametrize("winner", KINDS)
 async def test_tool_use_round_trip(winner: str) -> None:
     async with stack(servers_with_winner(winner), route()) as s:
-        anthropic = client(s.url)
-        question = {"role": "user", "content": "How is it in Oslo today?"}
-        async with anthropic.messages.stream(
-            model="chat",
-            max_tokens=200,
-            messages=[question],  # type: ignore[list-item]
-            tools=TOOLS,
-            tool_choice={"type": "any"},
-        ) as stream:
-            first = await stream.get_final_message()
-        assert first.stop_reason == "tool_use"
-        calls = [b for b in first.content if b.type == "tool_use"]
-        assert len(calls) == 1 and calls[0].name == "get_weather"
-        assert calls[0].input == {"city": "Oslo"} and calls[0].id
-        second = await anthropic.messages.create(
-            model="chat",
-            max_tokens=200,
-            tools=TOOLS,
-            messages=[
-                question,  # type: ignore[list-item]
-                {"role": "assistant", "content": first.content},  # type: ignore[typeddict-item]
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "tool_result", "tool_use_id": calls[0].id, "content": "sunny"}
-                    ],
-                },
-            ],
-        )
-        assert second.stop_reason == "end_turn"
-        assert second.content[0].type == "text" and second.content[0].text
+        async with client(s.url) as anthropic:
+            await tool_round_trip(anthropic)
+
+
+async def tool_round_trip(anthropic: AsyncAnthropic) -> None:
+    """Turn one asks for the tool; turn two answers with its result."""
+    question = {"role": "user", "content": "How is it in Oslo today?"}
+    async with anthropic.messages.stream(
+        model="chat",
+        max_tokens=200,
+        messages=[question],  # type: ignore[list-item]
+        tools=TOOLS,
+        tool_choice={"type": "any"},
+    ) as stream:
+        first = await stream.get_final_message()
+    assert first.stop_reason == "tool_use"
+    calls = [b for b in first.content if b.type == "tool_use"]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    assert calls[0].input == {"city": "Oslo"} and calls[0].id
+    second = await anthropic.messages.create(
+        model="chat",
+        max_tokens=200,
+        tools=TOOLS,
+        messages=[
+            question,  # type: ignore[list-item]
+            {"role": "assistant", "content": first.content},  # type: ignore[typeddict-item]
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": calls[0].id, "content": "sunny"}
+                ],
+            },
+        ],
+    )
+    assert second.stop_reason == "end_turn"
+    assert second.content[0].type == "text" and second.content[0].text
 
 
 @pytest.mark.parametrize("winner", KINDS)
 async def test_thinking(winner: str) -> None:
     async with stack(servers_with_winner(winner, reasoning_tokens=3), route()) as s:
-        async with client(s.url).messages.stream(
-            model="chat",
-            max_tokens=2048,
-            thinking={"type": "enabled", "budget_tokens": 1024},
-            messages=[{"role": "user", "content": "think first"}],
-        ) as stream:
+        async with (
+            client(s.url) as anthropic,
+            anthropic.messages.stream(
+                model="chat",
+                max_tokens=2048,
+                thinking={"type": "enabled", "budget_tokens": 1024},
+                messages=[{"role": "user", "content": "think first"}],
+            ) as stream,
+        ):
             kinds = [e.type async for e in stream]
             final = await stream.get_final_message()
         assert [b.type for b in final.content] == ["thinking", "text"]

@@ -25,6 +25,7 @@ from gateway.doors.messages_encode import (
     MessagesAssembler,
     MessagesStreamEncoder,
     error_body,
+    error_status,
     error_type,
 )
 from gateway.streaming.events import (
@@ -213,6 +214,12 @@ def test_error_body_types(status: int, type_: str, expected: str) -> None:
     assert body == {"type": "error", "error": {"type": expected, "message": "boom"}}
     ERROR.validate_python(body)
     assert error_type(status) in (expected, "api_error")
+
+
+def test_error_status_keeps_529_for_overload() -> None:
+    assert error_status(503, "overloaded_error") == 529  # the race reports overload as 503
+    assert error_status(503, "server_error") == 503
+    assert error_status(0, "upstream_error") == 502  # a connection reset has no status
 
 
 # --- randomised upstream streams --------------------------------------------------------
