@@ -74,7 +74,7 @@ def parse_messages_request(
     body = load_object(raw, limits.max_json_depth)
     for key in body:
         if key not in FIELDS and key not in DROPPED:
-            raise bad(f"{key}: this field is not supported by the gateway", key)
+            raise bad(f"{key!r}: this field is not supported by the gateway", key or "body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad("model: Field required (a non-empty string)", "model")
