@@ -18,6 +18,7 @@ from gateway.streaming.events import (
     Event,
     Finish,
     ReasoningDelta,
+    ReasoningSignature,
     TextDelta,
     ToolCallDelta,
     UpstreamError,
@@ -48,6 +49,7 @@ _DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta",
 _TEXT = b',"delta":{"type":"text_delta","text":'
 _THINKING = b',"delta":{"type":"thinking_delta","thinking":'
 _JSON = b',"delta":{"type":"input_json_delta","partial_json":'
+_SIGNATURE = b',"delta":{"type":"signature_delta","signature":'
 _END = b"}}\n\n"
 
 
@@ -194,6 +196,10 @@ class MessagesStreamEncoder:
                         block = {"type": "thinking", "thinking": "", "signature": ""}
                         self._open_block("thinking", block, out)
                     out.append(self._delta(_THINKING, orjson.dumps(event.text)))  # type: ignore[union-attr]
+            elif kind is ReasoningSignature:
+                if self._open == "thinking":  # it closes the thinking block it signs
+                    out.append(self._delta(_SIGNATURE, orjson.dumps(event.signature)))  # type: ignore[union-attr]
+                    self._close_block(out)
             elif kind is ToolCallDelta:
                 self._tool(event, out)  # type: ignore[arg-type]
             elif kind is Finish:
@@ -273,6 +279,7 @@ class MessagesAssembler:
         self.finish: str | None = None
         self.usage: Usage | None = None
         self.error: UpstreamError | None = None
+        self.sealed = False  # the last block is a signed thinking block
 
     def add(self, events: list[Event]) -> None:
         for event in events:
@@ -284,6 +291,10 @@ class MessagesAssembler:
                         ("text", "text") if type(event) is TextDelta else ("thinking", "thinking")
                     )
                     self._run(kind, key).append(event.text)
+            elif isinstance(event, ReasoningSignature):
+                if self.blocks and self.blocks[-1]["type"] == "thinking" and not self.sealed:
+                    self.blocks[-1]["signature"] = event.signature
+                    self.sealed = True  # the next reasoning starts a new block
             elif isinstance(event, ToolCallDelta):
                 block = self.tools.get(event.index)
                 if block is None:
@@ -301,7 +312,8 @@ class MessagesAssembler:
 
     def _run(self, kind: str, key: str) -> list[str]:
         """The pieces of the last block if it is of `kind`, else of a new one."""
-        if not self.blocks or self.blocks[-1]["type"] != kind:
+        if not self.blocks or self.blocks[-1]["type"] != kind or self.sealed:
+            self.sealed = False
             block: dict[str, Any] = {"type": kind, key: []}
             if kind == "thinking":
                 block["signature"] = ""

@@ -37,6 +37,7 @@ from gateway.streaming.events import (
     Event,
     Finish,
     ReasoningDelta,
+    ReasoningSignature,
     ResponseMeta,
     TextDelta,
     ToolCallDelta,
@@ -224,6 +225,16 @@ def _tools(
     return out
 
 
+def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """Whether the last assistant turn used tools without leading (signed) thinking, e.g.
+    because another provider won it: Anthropic refuses thinking then, as a tool loop must
+    keep one thinking mode, so the request goes without thinking instead."""
+    last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
+    if last is None or not any(b.get("type") == "tool_use" for b in last["content"]):
+        return False
+    return last["content"][0].get("type") not in ("thinking", "redacted_thinking")
+
+
 def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict[str, Any]:
     """The Messages API request body. Raises UnsupportedParams."""
     params = request.params
@@ -244,8 +255,11 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
     native_thinking = native_body.get("thinking")
     if request.anthropic is not None:  # the Messages door: the client's own thinking config
         if isinstance(native_thinking, dict):  # (reasoning_effort is a hint for the others)
-            body["thinking"] = native_thinking
             thinking = native_thinking.get("type") != "disabled"
+            if thinking and _unsigned_tool_turn(converter.turns):
+                thinking = False  # see _unsigned_tool_turn
+            else:
+                body["thinking"] = native_thinking
     elif effort in THINKING_BUDGETS:
         budget = THINKING_BUDGETS[effort]
         thinking = True
@@ -369,9 +383,11 @@ class AnthropicProvider:
                 if isinstance(text, str) and text:
                     events.append(TextDelta(text))
             elif kind == "thinking":
-                text = block.get("thinking")
+                text, signature = block.get("thinking"), block.get("signature")
                 if isinstance(text, str) and text:
                     events.append(ReasoningDelta(text))
+                if isinstance(signature, str) and signature:
+                    events.append(ReasoningSignature(signature))
             elif kind == "tool_use":
                 tool_input = block.get("input")
                 arguments = json_text(tool_input) if isinstance(tool_input, dict) else "{}"

@@ -27,6 +27,15 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningSignature:
+    """The provider's signature over the reasoning block just streamed (Anthropic's extended
+    thinking): not output, but what a client must send back with that block in a later
+    turn. Doors that cannot carry it ignore it."""
+
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """One fragment of a tool call. `id`/`name` only on the first fragment of `index`."""
 
@@ -78,7 +87,16 @@ class UpstreamError:
     opens_circuit: bool = True
 
 
-Event = TextDelta | ReasoningDelta | ToolCallDelta | Finish | Usage | ResponseMeta | UpstreamError
+Event = (
+    TextDelta
+    | ReasoningDelta
+    | ReasoningSignature
+    | ToolCallDelta
+    | Finish
+    | Usage
+    | ResponseMeta
+    | UpstreamError
+)
 
 
 def is_token(event: Event) -> bool:

@@ -153,4 +153,6 @@ async def test_thinking(winner: str) -> None:
         assert [b.type for b in final.content] == ["thinking", "text"]
         assert final.content[0].thinking.strip()  # type: ignore[union-attr]
         assert final.content[1].text == f"answer from {winner}"  # type: ignore[union-attr]
+        # Anthropic signs its thinking (so it can be sent back); the others have no signature
+        assert bool(final.content[0].signature) == (winner == "anthropic")  # type: ignore[union-attr]
         assert "thinking" in kinds and "text" in kinds

@@ -32,6 +32,7 @@ from gateway.streaming.events import (
     Event,
     Finish,
     ReasoningDelta,
+    ReasoningSignature,
     TextDelta,
     ToolCallDelta,
     UpstreamError,
@@ -138,6 +139,27 @@ def test_blocks_open_and_close_when_the_kind_changes() -> None:
     assert message.stop_reason == "tool_use"
 
 
+def test_a_signature_closes_its_thinking_block() -> None:
+    enc = MessagesStreamEncoder("msg_1", 0, "m")
+    events: list[Event] = [
+        ReasoningDelta("a"),
+        ReasoningSignature("sig-1"),
+        ReasoningDelta("b"),
+        ReasoningSignature("sig-2"),
+        TextDelta("t"),
+    ]
+    _, message = check_stream(enc.encode(events) + enc.end())
+    assert [(b.type, getattr(b, "signature", None)) for b in message.content] == [
+        ("thinking", "sig-1"),
+        ("thinking", "sig-2"),
+        ("text", None),
+    ]
+    assembler = MessagesAssembler()
+    assembler.add(events)
+    body = assembler.build("msg_1", "m")
+    assert [b.get("signature") for b in body["content"]] == ["sig-1", "sig-2", None]
+
+
 def test_raw_text_from_openai_upstreams_is_framed_as_is() -> None:
     enc = MessagesStreamEncoder("msg_1", 0, "m")
     raw = enc.encode([TextDelta('a "q"\n', raw='a \\"q\\"\\n'), TextDelta("!", raw="!")])
@@ -236,11 +258,13 @@ def upstream_events(draw: st.DrawFn) -> list[Event]:
     events: list[Event] = []
     tools = 0
     for _ in range(draw(st.integers(0, 12))):
-        kind = draw(st.sampled_from(["text", "reasoning", "tool", "usage", "finish"]))
+        kind = draw(st.sampled_from(["text", "reasoning", "signature", "tool", "usage", "finish"]))
         if kind == "text":
             events.append(TextDelta(draw(_text)))
         elif kind == "reasoning":
             events.append(ReasoningDelta(draw(_text)))
+        elif kind == "signature":
+            events.append(ReasoningSignature(draw(st.text(min_size=1, max_size=8))))
         elif kind == "tool":
             args = orjson.dumps(draw(_args)).decode()
             cuts = sorted(draw(st.lists(st.integers(0, len(args)), max_size=3)))

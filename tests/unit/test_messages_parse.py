@@ -459,3 +459,30 @@ def test_depth_and_size_limits() -> None:
     assert refused(huge).code == "string_above_max_length"
     many = request(messages=[{"role": "user", "content": "x"}] * (LIMITS.max_messages + 1))
     assert refused(many).code == "array_above_max_length"
+
+
+def test_a_tool_turn_without_signed_thinking_goes_to_anthropic_without_thinking() -> None:
+    """The first turn was won by a provider that does not sign its thinking: Anthropic
+    would refuse thinking in this tool loop, so the request goes without it."""
+    turn = [
+        {"role": "user", "content": "q"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "from another provider", "signature": ""},
+                {"type": "tool_use", "id": "a", "name": "w", "input": {}},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "x"}]},
+    ]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    body, _ = body_for(
+        "anthropic", parse(request(max_tokens=2000, thinking=thinking, messages=turn))
+    )
+    assert "thinking" not in body
+    assert body["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "a", "name": "w", "input": {}}
+    ]
+    # with no tool loop open, thinking stays on
+    body, _ = body_for("anthropic", parse(request(max_tokens=2000, thinking=thinking)))
+    assert body["thinking"] == thinking
