@@ -156,3 +156,37 @@ async def test_thinking(winner: str) -> None:
         # Anthropic signs its thinking (so it can be sent back); the others have no signature
         assert bool(final.content[0].signature) == (winner == "anthropic")  # type: ignore[union-attr]
         assert "thinking" in kinds and "text" in kinds
+
+
+@pytest.mark.parametrize("winner", KINDS)
+async def test_thinking_tool_loop(winner: str) -> None:
+    """Thinking with tools over two turns: the assistant turn (thinking, signed only when
+    Anthropic won it, and the tool call) goes back as the SDK returned it."""
+    async with (
+        stack(servers_with_winner(winner, reasoning_tokens=2), route()) as s,
+        client(s.url) as anthropic,
+    ):
+        question = {"role": "user", "content": "What is the weather in Oslo?"}
+        thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+        first = await anthropic.messages.create(
+            model="chat", max_tokens=2048, thinking=thinking, tools=TOOLS, messages=[question]
+        )
+        assert [b.type for b in first.content] == ["thinking", "tool_use"]
+        call = first.content[1]
+        assert call.type == "tool_use"
+        second = await anthropic.messages.create(
+            model="chat",
+            max_tokens=2048,
+            thinking=thinking,
+            tools=TOOLS,
+            tool_choice={"type": "none"},
+            messages=[
+                question,  # type: ignore[list-item]
+                {"role": "assistant", "content": first.content},  # type: ignore[typeddict-item]
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "5C"}],
+                },
+            ],
+        )
+        assert second.stop_reason == "end_turn" and second.content[-1].type == "text"
