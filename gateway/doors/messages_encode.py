@@ -122,14 +122,20 @@ class MessagesStreamEncoder:
         "_index",
         "_model",
         "_open",
+        "_prompt_estimate",
         "_response_id",
         "_started",
         "_tools",
         "_usage",
     )
 
-    def __init__(self, response_id: str, created: int, model: str) -> None:
+    def __init__(
+        self, response_id: str, created: int, model: str, prompt_estimate: int = 0
+    ) -> None:
+        """`prompt_estimate` stands in message_start for the input tokens until the winner
+        reports them (most report usage at the end; message_delta then has the real count)."""
         self._response_id = response_id
+        self._prompt_estimate = prompt_estimate
         self._model = model
         self._started = False
         self._closed = False
@@ -146,6 +152,8 @@ class MessagesStreamEncoder:
     def _start(self, events: list[Event]) -> bytes:
         self._started = True
         usage = next((e for e in reversed(events) if isinstance(e, Usage)), None)
+        if usage is None:
+            usage = Usage(prompt=self._prompt_estimate)
         message: dict[str, Any] = {
             "id": self._response_id,
             "type": "message",

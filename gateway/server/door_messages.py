@@ -73,7 +73,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     )
     response_id = "msg_" + answer.request_id.removeprefix("req_")
     if chat.stream:
-        encoder = MessagesStreamEncoder(response_id, int(time.time()), chat.model)
+        encoder = MessagesStreamEncoder(
+            response_id, int(time.time()), chat.model, chat.estimated_prompt_tokens()
+        )
         return await respond(
             answer, lambda: stream_answer(request, answer, encoder, upstream_error_response)
         )

@@ -108,11 +108,21 @@ def test_text_stream_shape() -> None:
     ]
     start = events[0][1]["message"]
     assert start["id"] == "msg_abc" and start["model"] == "chat" and start["stop_reason"] is None
+    assert start["usage"] == {"input_tokens": 0, "output_tokens": 0}
     assert events[2][1]["delta"] == {"type": "text_delta", "text": "Hello"}  # one delta per run
     delta = events[4][1]
     assert delta["delta"]["stop_reason"] == "end_turn"
     assert delta["usage"] == {"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 2}
     assert message.content[0].text == "Hello" and message.stop_reason == "end_turn"
+
+
+def test_message_start_has_the_winners_prompt_count_or_the_estimate() -> None:
+    enc = MessagesStreamEncoder("msg_1", 0, "m", prompt_estimate=40)
+    events, _ = check_stream(enc.encode([TextDelta("x")]) + enc.end())
+    assert events[0][1]["message"]["usage"] == {"input_tokens": 40, "output_tokens": 0}
+    enc = MessagesStreamEncoder("msg_1", 0, "m", prompt_estimate=40)
+    events, _ = check_stream(enc.encode([Usage(prompt=52), TextDelta("x")]) + enc.end())
+    assert events[0][1]["message"]["usage"] == {"input_tokens": 52, "output_tokens": 0}
 
 
 def test_blocks_open_and_close_when_the_kind_changes() -> None:
