@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return regress_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "check-config":
-        from gateway.config.check import check_config_main
+        from gateway.check_config import check_config_main
 
         return check_config_main(args.file)
 

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -24,20 +25,22 @@ from gateway.config.model import Config, DeploymentConfig
 from gateway.governance.gate import Decision, Governance, OutputTransform, PolicyRejected
 from gateway.latency.prewarm import PreWarmer
 from gateway.metrics import GatewayMetrics
+from gateway.providers.base import UpstreamRequest
 from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
 from gateway.request import ChatRequest
 from gateway.routing.health import HealthRegistry
-from gateway.routing.planner import CandidatePlanner, NoCandidates
+from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
 from gateway.routing.table import ResolvedRoute, RouteTable
+from gateway.scrub import Scrubber, config_secrets
 from gateway.sinks import emit
-from gateway.streaming.events import Event, ResponseMeta
-from gateway.streaming.plan import AllFailed, Heartbeat, RacePlan, Winner
+from gateway.streaming.events import Event, ResponseMeta, UpstreamError
+from gateway.streaming.plan import AllFailed, Heartbeat, Opener, RacePlan, Winner
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Race
-from gateway.upstreams import Upstreams
+from gateway.upstreams import Built
 
 audit = structlog.get_logger("gateway.audit")
 
@@ -53,6 +56,21 @@ class Caller:
     started: float = field(default_factory=time.perf_counter)
 
 
+class UpstreamBuilder(Protocol):
+    """Builds a plan's upstream requests and the race's opener (`upstreams.Upstreams`;
+    tests give fakes, so a pipeline rule is tested with no sockets)."""
+
+    def build(self, chat: ChatRequest, plan: Plan) -> Built: ...
+
+    def opener(
+        self,
+        requests: dict[str, UpstreamRequest],
+        token_estimate: int,
+        limiter: RateLimiter,
+        health: HealthRegistry,
+    ) -> Opener: ...
+
+
 class Answer:
     """One admitted request's answer. `first()` until a Winner or AllFailed (a Heartbeat
     means: no winner yet, keep the client alive), then `next_batch()` until None; always
@@ -63,6 +81,7 @@ class Answer:
         "_ended",
         "_metrics",
         "_race",
+        "_scrub",
         "_sinks",
         "_started",
         "record",
@@ -78,8 +97,10 @@ class Answer:
         sinks: Sequence[RecordSink],
         metrics: GatewayMetrics,
         started: float,
+        scrub: Scrubber,
     ) -> None:
         self._race = race
+        self._scrub = scrub
         self._started = started
         self.transform = transform
         self.record = record
@@ -102,8 +123,14 @@ class Answer:
                 if type(event) is ResponseMeta and event.model:
                     self.record.model_version = event.model
                     break
+            if events and type(events[-1]) is UpstreamError:  # the race cuts after an error
+                events = [*events[:-1], self._scrub.error(events[-1])]
             if self.transform is not None:
-                return Winner(outcome.deployment, self.transform(events))
+                events = self.transform(events)
+            if events is not outcome.events:
+                return Winner(outcome.deployment, events)
+        elif type(outcome) is AllFailed:
+            return AllFailed(self._scrub.error(outcome.error), outcome.errors)
         return outcome
 
     async def next_batch(self) -> list[Event] | None:
@@ -112,6 +139,8 @@ class Answer:
         if self._ended or (transform is not None and transform.stopped):
             return None
         batch = await self._race.next_batch()
+        if batch is not None and type(batch[-1]) is UpstreamError:
+            batch[-1] = self._scrub.error(batch[-1])
         if transform is None:
             return batch
         if batch is None:
@@ -130,6 +159,9 @@ class Answer:
             await self._race.aclose(client_gone=client_gone)
         finally:
             race = self._race.record
+            for attempt in race.attempts:  # the record reaches logs, traces and admin views
+                if attempt.error is not None:
+                    attempt.error = self._scrub.error(attempt.error)
             rec.race = race
             rec.outcome = race.stream_outcome
             rec.status = race.status if race.winner is None else self.status
@@ -150,7 +182,7 @@ class Pipeline:
         regions: RegionResolver,
         governance: Governance,
         planner: CandidatePlanner,
-        upstreams: Upstreams,
+        upstreams: UpstreamBuilder,
         limiter: RateLimiter,
         health: HealthRegistry,
         budgets: Mapping[str, LoadBudget],
@@ -158,7 +190,9 @@ class Pipeline:
         sinks: Sequence[RecordSink],
         prewarmer: PreWarmer | None = None,
         rng: random.Random | None = None,
+        scrub: Scrubber | None = None,
     ) -> None:
+        self.scrub = scrub or Scrubber(config_secrets(config))
         self.config = config
         self.routes = routes
         self.admission = admission
@@ -219,7 +253,9 @@ class Pipeline:
             self._refused(rec, exc, caller)
             raise
         rec.setup_s = time.perf_counter() - caller.started
-        return Answer(race, decision.transform, rec, self.sinks, self.metrics, caller.started)
+        return Answer(
+            race, decision.transform, rec, self.sinks, self.metrics, caller.started, self.scrub
+        )
 
     def refuse(self, caller: Caller, door: Door, model: str | None, exc: Rejected) -> None:
         """Record a request the door refused before the pipeline (unparsable body, ...)."""

@@ -1,9 +1,7 @@
 """Gateway configuration: typed model, YAML loader and validation."""
 
-from gateway.config.check import check_config_main, summarize
 from gateway.config.loader import load_config, parse_config
 from gateway.config.model import (
-    STRATEGIES,
     AdminConfig,
     AuthConfig,
     Config,
@@ -20,9 +18,10 @@ from gateway.config.model import (
     RouteConfig,
     Secret,
     StateConfig,
-    Strategy,
 )
+from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
+from gateway.strategy import STRATEGIES, Strategy
 
 __all__ = [
     "STRATEGIES",
@@ -45,7 +44,6 @@ __all__ = [
     "Secret",
     "StateConfig",
     "Strategy",
-    "check_config_main",
     "load_config",
     "parse_config",
     "summarize",

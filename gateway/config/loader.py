@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from gateway.config import sections
 from gateway.config.model import (
-    STRATEGIES,
     AdminConfig,
     AuthConfig,
     Config,
@@ -30,7 +29,6 @@ from gateway.config.model import (
     ProviderConfig,
     RouteConfig,
     StateConfig,
-    Strategy,
 )
 from gateway.config.validate import (
     MISSING,
@@ -43,6 +41,7 @@ from gateway.config.validate import (
     show,
     suggest,
 )
+from gateway.strategy import STRATEGIES, Strategy
 
 __all__ = ["ConfigError", "ConfigFileError", "load_config", "parse_config"]
 

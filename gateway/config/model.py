@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Strategy = Literal["race", "hedge", "fallback", "weighted"]
-STRATEGIES: tuple[str, ...] = ("race", "hedge", "fallback", "weighted")
+from gateway.strategy import Strategy
 
 
 class Secret:

@@ -7,16 +7,15 @@ from collections.abc import Collection
 from typing import Any, cast
 
 from gateway.config.model import (
-    STRATEGIES,
     GovernanceConfig,
     HealthConfig,
     KeyPolicyConfig,
     OutputFilterConfig,
     RoutingConfig,
-    Strategy,
     TierConfig,
 )
 from gateway.config.validate import MISSING, Reader, kind_of, show, suggest
+from gateway.strategy import STRATEGIES, Strategy
 
 DETECTOR_TYPES = ("email", "phone", "card", "iban", "national_id", "ip", "secret")
 PII_TYPES = DETECTOR_TYPES

@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.request import ChatRequest
-from gateway.streaming.events import Event, UpstreamError
+from gateway.streaming.adapter import StreamDecoder, UpstreamRequest, WireAdapter
 
-
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
-    method: str
-    url: str
-    headers: dict[str, str] = field(repr=False)  # carries credentials
-    body: bytes
+__all__ = [
+    "Provider",
+    "ProviderSettings",
+    "StreamDecoder",  # defined in streaming.adapter (the upstream client reads it there)
+    "TargetModel",
+    "UnsupportedParams",
+    "UpstreamRequest",  # idem
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,33 +55,16 @@ class UnsupportedParams(ValueError):
         super().__init__(f"parameter(s) not supported by provider '{provider}': {names}")
 
 
-class StreamDecoder(Protocol):
-    """Incremental decoder: feed upstream bytes, get normalized events."""
+class Provider(WireAdapter, Protocol):
+    """One wire protocol. Instances are built from ProviderSettings and are immutable.
 
-    def feed(self, data: bytes) -> list[Event]: ...
-
-    def close(self) -> list[Event]:
-        """End of body. Returns trailing events; a truncated stream yields an UpstreamError."""
-        ...
-
-
-class Provider(Protocol):
-    """One wire protocol. Instances are built from ProviderSettings and are immutable."""
+    `WireAdapter` (decoder, parse_response, parse_error) is the part the upstream client uses.
+    """
 
     settings: ProviderSettings
 
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         """The upstream streaming request. Raises UnsupportedParams."""
-        ...
-
-    def decoder(self) -> StreamDecoder: ...
-
-    def parse_response(self, body: bytes) -> list[Event]:
-        """A complete non-streaming 2xx body as events."""
-        ...
-
-    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        """A non-2xx upstream response as an error event."""
         ...
 
     def warmup_request(self) -> UpstreamRequest | None:

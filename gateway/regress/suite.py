@@ -19,10 +19,10 @@ import orjson
 
 from gateway.config.model import LimitsConfig
 from gateway.config.validate import ConfigFileError, read_yaml, show, suggest
+from gateway.doors.chat_parse import parse_chat_request
 from gateway.regress.schema import schema_problems
+from gateway.rejection import Rejected
 from gateway.request import KNOWN_FIELDS
-from gateway.server.errors import ApiError
-from gateway.server.parse import parse_chat_request
 
 CHECK_KINDS = (
     "exact",
@@ -285,7 +285,7 @@ def _check_params(
         return
     try:
         parse_chat_request(body, LimitsConfig())
-    except ApiError as exc:
+    except Rejected as exc:
         param = exc.param or "params"
         message = exc.message.removeprefix(f"'{param}' ")
         match = _MESSAGE_INDEX.match(param)

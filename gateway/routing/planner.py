@@ -22,6 +22,7 @@ from gateway.request import ChatRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.table import ResolvedRoute
 from gateway.routing.tiers import Tier, TierCondition, select_tier, traits_of
+from gateway.strategy import Strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class PlannedCandidate:
 class Plan:
     route: str
     tier: str | None
-    strategy: str
+    strategy: Strategy
     k: int
     candidates: list[PlannedCandidate]
     hour: int

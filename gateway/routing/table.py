@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config.model import Config, DeploymentConfig, RouteConfig
+from gateway.strategy import Strategy
 
 
 @dataclass(frozen=True, slots=True)
 class ResolvedRoute:
     name: str
-    strategy: str
+    strategy: Strategy
     deployments: tuple[DeploymentConfig, ...]
     k: int
     hedge_delay_s: float

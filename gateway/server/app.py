@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from gateway.compat_aiohttp import abort_connections, open_connection_count
 from gateway.config.model import Config
 from gateway.runtime import Gateway
 from gateway.server import handlers
@@ -109,9 +110,8 @@ async def start_server(
     except OSError as exc:
         await runner.cleanup()  # runs Gateway.close(): no background task left behind
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    addresses = runner.addresses  # (host, port, ...) of each listening socket
+    bound_port = addresses[0][1] if addresses else port
     return runner, f"http://{host}:{bound_port}"
 
 
@@ -161,9 +161,9 @@ async def drain(runner: web.AppRunner, grace_s: float, force: asyncio.Event | No
     """Stop accepting now, give requests in flight `grace_s` to finish, cancel the rest, then
     clean the app up (Gateway.close). `force`, once set, cuts the open connections at once."""
     server = runner.server
-    connections = server.connections if server is not None else []
     started = time.monotonic()
-    log.info("shutdown_started", open_connections=len(connections), grace_s=grace_s)
+    open_connections = open_connection_count(server) if server is not None else 0
+    log.info("shutdown_started", open_connections=open_connections, grace_s=grace_s)
 
     async def cut_after_grace() -> None:
         if force is None:
@@ -173,12 +173,7 @@ async def drain(runner: web.AppRunner, grace_s: float, force: asyncio.Event | No
                 await asyncio.wait_for(force.wait(), grace_s)
         if server is None:
             return
-        cut = 0
-        for conn in list(server.connections):
-            transport = conn.transport
-            if transport is not None:
-                transport.abort()  # connection_lost: the handler is cancelled, then finishes
-                cut += 1
+        cut = abort_connections(server)  # each handler is cancelled, then finishes
         if cut:
             log.warning(
                 "shutdown_cut_streams",

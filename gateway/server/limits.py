@@ -26,7 +26,6 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config.model import LimitsConfig
 from gateway.server.errors import ApiError
@@ -105,7 +104,7 @@ async def read_body(request: web.BaseRequest, limit: int, timeout_s: float) -> b
             "request_timeout",
             "body",
         ) from None
-    except RequestPayloadError as exc:
+    except web.RequestPayloadError as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         detail = getattr(cause, "message", None) or str(cause)
         detail = " ".join(str(detail).split())  # aiohttp may quote a few bytes: keep it short

@@ -15,9 +15,18 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from gateway.pipeline import Caller
+from gateway.record import Door
 from gateway.server.errors import ApiError, ErrorRenderer, error_response
-from gateway.server.keys import AUTH_KEYS, ERROR_SHAPES, KEY_ID, REQUEST_ID
+from gateway.server.keys import AUTH_KEYS, ERROR_SHAPES, GATEWAY, KEY_ID, REQUEST_ID
 
+# The paths of the front doors whose requests go through the pipeline (and are recorded).
+DOOR_PATHS: dict[str, Door] = {
+    "/v1/chat/completions": "chat",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+    "/v1/embeddings": "embeddings",
+}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 log = structlog.get_logger("gateway")
@@ -99,11 +108,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 matched = i
         request[KEY_ID] = f"key-{matched}"
         if not matched:
-            raise ApiError(
+            exc = ApiError(
                 401,
                 "invalid or missing API key: send 'Authorization: Bearer <key>' or "
                 "'x-api-key: <key>'",
                 "invalid_request_error",
                 "invalid_api_key",
             )
+            door = DOOR_PATHS.get(request.path)
+            if door is not None:  # a refused model request is recorded like any other
+                caller = Caller(request[REQUEST_ID], "anonymous", request.headers)
+                request.app[GATEWAY].pipeline.refuse(caller, door, None, exc)
+            raise exc
     return await handler(request)

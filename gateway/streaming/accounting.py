@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gateway.strategy import Strategy
 from gateway.streaming.events import UpstreamError, Usage
 
 AttemptOutcome = Literal["won", "cancelled", "failed", "timed_out", "running"]
@@ -48,7 +49,7 @@ class AttemptRecord:
 class RaceRecord:
     request_id: str
     route: str
-    strategy: str
+    strategy: Strategy
     region: str = ""
     attempts: list[AttemptRecord] = field(default_factory=list)
     winner: str | None = None

@@ -6,6 +6,7 @@ import random
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
+from gateway.strategy import Strategy
 from gateway.streaming.events import Event, UpstreamError
 
 
@@ -24,7 +25,7 @@ class Candidate:
 class RacePlan:
     request_id: str
     route: str
-    strategy: str
+    strategy: Strategy
     candidates: list[Candidate]
     k: int = 2
     heartbeat_after_s: float | None = None

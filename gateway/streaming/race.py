@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.strategy import SPECULATIVE
 from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
 from gateway.streaming.attempt import DirectReader, HandedOver, pump, stream_failed
 from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
@@ -94,7 +95,7 @@ class Race:
         self._next_hedge_at: float | None = None
         self._heartbeat_at = self._t0 + plan.heartbeat_after_s if plan.heartbeat_after_s else None
         self.record = RaceRecord(plan.request_id, plan.route, plan.strategy, plan.region)
-        self._speculative_ok = plan.strategy in ("race", "hedge") and plan.k > 1
+        self._speculative_ok = plan.strategy in SPECULATIVE and plan.k > 1
         if budget is not None:
             budget.note_request()
 
@@ -253,21 +254,9 @@ class Race:
             attempt.record.ttft_s = now - attempt.started_at
         self.record.winner = attempt.candidate.name
         self.record.ttft_s = now - self._t0
-        record = attempt.record
-        for i, event in enumerate(events):
-            kind = type(event)
-            if kind is Usage:
-                record.usage = event  # type: ignore[assignment]
-            elif kind is UpstreamError:  # failed right after its first token
-                record.error = event  # type: ignore[assignment]
-                events = events[: i + 1]
-                self._stream_done = True
-                attempt.done = True
-                if attempt.task is not None:
-                    attempt.task.cancel()
-                break
-            elif is_token(event):
-                record.tokens += 1
+        events = self._account(attempt, events)
+        if self._stream_done and attempt.task is not None:  # failed right after its token
+            attempt.task.cancel()
         if live and not self._stream_done and attempt.verdict is not None:
             attempt.handed_over = True
             attempt.verdict.set_result(True)
@@ -283,9 +272,7 @@ class Race:
             if attempt.record.ttft_s is None:
                 attempt.record.censored_ttft_s = now - attempt.started_at
         attempt.record.end_offset_s = now - self._t0
-        for event in attempt.pending:
-            if type(event) is Usage:
-                attempt.record.usage = event
+        self._account(attempt, attempt.pending)  # a loser's usage, when it reported one
         if attempt.task is not None:
             attempt.task.cancel()
 
@@ -319,20 +306,23 @@ class Race:
             await reader.aclose()
         return events
 
-    def _account(self, winner: _Attempt, batch: list[Event]) -> list[Event]:
-        record = winner.record
-        for i, event in enumerate(batch):
+    def _account(self, attempt: _Attempt, events: list[Event]) -> list[Event]:
+        """The one accounting pass over an attempt's events: usage, tokens, and an
+        UpstreamError, which ends the attempt (the events after it are dropped)."""
+        record = attempt.record
+        for i, event in enumerate(events):
             kind = type(event)
             if kind is Usage:
                 record.usage = event  # type: ignore[assignment]
             elif kind is UpstreamError:
                 record.error = event  # type: ignore[assignment]
-                self._stream_done = True
-                winner.done = True
-                return batch[: i + 1]
+                attempt.done = True
+                if attempt is self._winner:
+                    self._stream_done = True
+                return events[: i + 1]
             elif is_token(event):
                 record.tokens += 1
-        return batch
+        return events
 
     # -- cleanup -----------------------------------------------------------
 

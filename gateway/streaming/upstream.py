@@ -13,7 +13,8 @@ from collections.abc import AsyncGenerator
 
 import aiohttp
 
-from gateway.providers.base import Provider, UpstreamRequest
+from gateway.compat_aiohttp import pooled_connection_count
+from gateway.streaming.adapter import UpstreamRequest, WireAdapter
 from gateway.streaming.events import Event, UpstreamError
 
 MAX_ERROR_BODY = 64 * 1024
@@ -61,11 +62,7 @@ class UpstreamPool:
         if self._session is None or self._session.closed:
             return 0
         connector = self._session.connector
-        if connector is None:
-            return 0
-        acquired = len(getattr(connector, "_acquired", ()))
-        idle = sum(len(v) for v in getattr(connector, "_conns", {}).values())
-        return acquired + idle
+        return 0 if connector is None else pooled_connection_count(connector)
 
     async def warm(self, request: UpstreamRequest, timeout_s: float = 5.0) -> bool:
         """Send a cheap GET and read it whole, leaving its connection idle in the pool."""
@@ -96,7 +93,7 @@ def connection_error(exc: BaseException) -> UpstreamError:
 
 
 async def stream_events(
-    pool: UpstreamPool, provider: Provider, request: UpstreamRequest
+    pool: UpstreamPool, provider: WireAdapter, request: UpstreamRequest
 ) -> AsyncGenerator[list[Event], None]:
     """Send `request` and yield decoded event batches.
 

@@ -22,9 +22,9 @@ with atheris.instrument_imports(include=["gateway"]):
     import orjson
 
     from gateway.config.model import LimitsConfig
+    from gateway.doors.chat_parse import parse_chat_request
     from gateway.providers.base import TargetModel, UnsupportedParams
     from gateway.server.errors import ApiError
-    from gateway.server.parse import parse_chat_request
     from tests.fuzz.invariants import (
         KINDS,
         KNOWN,

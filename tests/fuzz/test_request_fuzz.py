@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gateway.config.model import LimitsConfig
+from gateway.doors.chat_parse import parse_chat_request
 from gateway.providers.base import TargetModel, UnsupportedParams
 from gateway.server.errors import ApiError
-from gateway.server.parse import parse_chat_request
 from tests.fuzz.invariants import API_KEY, KINDS, provider
 from tests.fuzz.strategies import dumps, json_values, mutated
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.check_config import check_config_main
 from gateway.config import (
     Config,
     ConfigError,
     GovernanceConfig,
     Secret,
-    check_config_main,
     load_config,
     parse_config,
     summarize,

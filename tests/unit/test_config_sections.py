@@ -99,7 +99,7 @@ def test_problems_name_their_path(extra: dict[str, Any], problem: str) -> None:
 def test_check_config_reports_unreachable_tiers(tmp_path: Any) -> None:
     import io
 
-    from gateway.config.check import check_config_main
+    from gateway.check_config import check_config_main
 
     path = tmp_path / "gw.yaml"
     path.write_text(

@@ -1,4 +1,8 @@
-"""`race-gateway check-config FILE`: validate a config file and summarize it."""
+"""`race-gateway check-config FILE`: validate a config file and summarize it.
+
+An entry point, not part of the config package: besides the config's own validation it
+runs the routing layer's tier checks, and config sits below routing.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from typing import TextIO
 
 from gateway.config.loader import load_config
 from gateway.config.model import Config
+from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
+from gateway.routing.planner import tiers_of
+from gateway.routing.tiers import tier_problems
 
 
 def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -35,38 +42,8 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
 
 def route_tier_problems(config: Config) -> list[str]:
     """Unreachable or overlapping tiers (checked here: it needs the routing layer's logic)."""
-    from gateway.routing.planner import tiers_of
-    from gateway.routing.tiers import tier_problems
-
     problems: list[str] = []
     for name, route in config.routes.items():
         if route.tiers:
             problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
     return problems
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def summarize(config: Config) -> str:
-    """A short human summary (never any secret value), for `check-config`."""
-    host = config.listen.host
-    host = f"[{host}]" if ":" in host else host
-    auth = _plural(len(config.auth.keys), "key") if config.auth.keys else "off"
-    lines = [
-        f"config OK: listen {host}:{config.listen.port}, "
-        f"{_plural(len(config.providers), 'provider')}, "
-        f"{_plural(len(config.deployments), 'deployment')}, "
-        f"{_plural(len(config.routes), 'route')}, "
-        f"state={config.state.backend}, auth={auth}"
-    ]
-    for route in config.routes.values():
-        how: str = route.strategy
-        if route.strategy in ("race", "hedge"):
-            how += f" k={route.k}"
-        line = f"  route {route.name}: {how} -> {', '.join(route.deployments)}"
-        if route.data_residency is not None:
-            line += f" (residency: {', '.join(route.data_residency)})"
-        lines.append(line)
-    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""What the upstream client needs from a wire adapter: the request to send, and how to read
+the answer (a stream decoder, a whole 2xx body, an error status and body).
+
+It lives in streaming so that `streaming/upstream.py` can drive any adapter without
+importing providers (streaming sits below providers); `providers.base.Provider` extends
+`WireAdapter` with what the rest of the gateway needs (building requests, warm-up).
+Pure types: no I/O here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.streaming.events import Event, UpstreamError
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str] = field(repr=False)  # carries credentials
+    body: bytes
+
+
+class StreamDecoder(Protocol):
+    """Incremental decoder: feed upstream bytes, get normalized events."""
+
+    def feed(self, data: bytes) -> list[Event]: ...
+
+    def close(self) -> list[Event]:
+        """End of body. Returns trailing events; a truncated stream yields an UpstreamError."""
+        ...
+
+
+class WireAdapter(Protocol):
+    """Reads one wire protocol's answers; `stream_events` needs nothing more."""
+
+    def decoder(self) -> StreamDecoder: ...
+
+    def parse_response(self, body: bytes) -> list[Event]:
+        """A complete non-streaming 2xx body as events."""
+        ...
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        """A non-2xx upstream response as an error event."""
+        ...
