@@ -12,12 +12,11 @@ from typing import Any
 
 import orjson
 
+from gateway.doors.chat_parse import SAFE_JSON_DEPTH
+from gateway.doors.chat_parse import json_depth_exceeds as nests_deeper
 from gateway.rejection import Rejected
 
-# orjson.dumps refuses more than 254 levels, and adapters re-serialize the client's values a
-# few levels deeper at most than they were sent (as the chat parser's SAFE_JSON_DEPTH).
-SAFE_JSON_DEPTH = 200
-_CONTAINERS = (dict, list)
+__all__ = ["bad", "depth_limit", "load_object", "nests_deeper"]
 
 
 def bad(message: str, param: str | None, code: str | None = None) -> Rejected:
@@ -26,24 +25,6 @@ def bad(message: str, param: str | None, code: str | None = None) -> Rejected:
 
 def depth_limit(configured: int) -> int:
     return max(1, min(configured, SAFE_JSON_DEPTH))
-
-
-def nests_deeper(value: Any, limit: int) -> bool:
-    """True when `value` nests containers deeper than `limit` (a scalar is 0, `[]` is 1)."""
-    if value.__class__ not in _CONTAINERS:
-        return False
-    level: list[Any] = [value]
-    depth = 1
-    while depth <= limit:
-        below: list[Any] = []
-        for node in level:
-            children = node.values() if node.__class__ is dict else node
-            below.extend([child for child in children if child.__class__ in _CONTAINERS])
-        if not below:
-            return False
-        depth += 1
-        level = below
-    return True
 
 
 def load_object(raw: bytes, max_depth: int) -> dict[str, Any]:

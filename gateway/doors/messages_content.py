@@ -292,7 +292,7 @@ def _image(block: dict[str, Any], at: str) -> dict[str, Any]:
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "base64":
         media_type, data = source.get("media_type"), source.get("data")  # type: ignore[union-attr]
-        if media_type not in IMAGE_TYPES:
+        if not isinstance(media_type, str) or media_type not in IMAGE_TYPES:
             raise bad(
                 f"{at}.source.media_type: must be one of {', '.join(sorted(IMAGE_TYPES))}",
                 f"{at}.source.media_type",

@@ -237,7 +237,7 @@ def _output_config(config: Any, params: dict[str, Any], native: AnthropicNative)
             raise bad(f"output_config.{key}: unknown field", f"output_config.{key}")
     effort = config.get("effort")
     if effort is not None:
-        if effort not in EFFORTS:
+        if not isinstance(effort, str) or effort not in EFFORTS:
             raise bad(
                 f"output_config.effort: must be one of {', '.join(EFFORTS)}", "output_config.effort"
             )

@@ -426,6 +426,23 @@ def test_anthropic_version_header_is_required() -> None:
         (request(thinking={"type": "enabled", "budget_tokens": 2048}), "thinking.budget_tokens"),
         (request(thinking={"type": "on"}), "thinking"),
         (request(output_config={"format": {"type": "regex"}}), "output_config.format"),
+        (request(output_config={"effort": ["high"]}), "output_config.effort"),
+        (
+            request(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": [], "data": "x"},
+                            }
+                        ],
+                    }
+                ]
+            ),
+            "messages[0].content[0].source.media_type",
+        ),
         (request(container="c"), "container"),
         (request(mcp_servers=[]), "mcp_servers"),
         (request(cache_control="yes"), "cache_control"),
