@@ -13,6 +13,8 @@ from gateway.config.loader import load_config
 from gateway.config.model import Config
 from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
+from gateway.providers.base import ProviderSettings, can_embed
+from gateway.providers.registry import create
 from gateway.routing.planner import tiers_of
 from gateway.routing.tiers import tier_problems
 
@@ -30,7 +32,7 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
         for problem in e.problems:
             print(f"  {problem}", file=err)
         return 1
-    problems = route_tier_problems(config)
+    problems = route_tier_problems(config) + embedding_problems(config)
     if problems:
         print(f"config {path} has {len(problems)} problem(s):", file=err)
         for problem in problems:
@@ -46,4 +48,28 @@ def route_tier_problems(config: Config) -> list[str]:
     for name, route in config.routes.items():
         if route.tiers:
             problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
+    return problems
+
+
+def embedding_problems(config: Config) -> list[str]:
+    """Embedding deployments on a provider whose adapter cannot embed (Anthropic)."""
+    if not any(dep.type == "embedding" for dep in config.deployments.values()):
+        return []
+    problems: list[str] = []
+    verdicts: dict[str, bool] = {}
+    for name, dep in config.deployments.items():
+        provider = config.providers.get(dep.provider)
+        if dep.type != "embedding" or provider is None:
+            continue
+        if dep.provider not in verdicts:
+            settings = ProviderSettings(dep.provider, provider.kind, provider.base_url)
+            try:
+                verdicts[dep.provider] = can_embed(create(settings))
+            except (KeyError, ValueError):  # unknown kind or bad options: reported by the loader
+                verdicts[dep.provider] = True
+        if not verdicts[dep.provider]:
+            problems.append(
+                f"deployments.{name}.type: provider {dep.provider!r} (kind {provider.kind!r}) "
+                "has no embeddings API"
+            )
     return problems

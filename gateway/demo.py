@@ -7,14 +7,19 @@ from typing import Any
 from gateway.config import Config, parse_config
 from gateway.sim.config import SimConfig
 
+# A chat frontend served by a local dev server (any port) may call the demo from a browser.
+DEMO_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
+
 # Wire protocol of a simulated server -> provider kind of the adapter that speaks it.
 _KIND = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "ollama": "ollama"}
 
 
 def demo_gateway_config(sim: SimConfig, base_urls: dict[str, str], port: int) -> dict[str, Any]:
-    """A gateway config over every simulated model: a race route, a hedge route, a fallback."""
+    """A gateway config over every simulated model: a race route, a hedge route, a fallback
+    over the chat models, and a fallback route over the embedding models."""
     providers: dict[str, Any] = {}
     deployments: dict[str, Any] = {}
+    embedders: list[str] = []
     for server_name, server in sim.servers.items():
         providers[server_name] = {
             "kind": _KIND[server.kind],
@@ -30,9 +35,14 @@ def demo_gateway_config(sim: SimConfig, base_urls: dict[str, str], port: int) ->
                 "prior": {"ttft_p50_ms": p50, "ttft_p95_ms": max(p95, p50)},
                 "drop_params": True,
             }
-    names = list(deployments)
+            if model.type == "embedding":
+                deployments[model_name]["type"] = "embedding"
+                embedders.append(model_name)
+    names = [name for name in deployments if name not in embedders]
+    embeddings = {"embeddings": {"strategy": "fallback", "deployments": embedders}}
     return {
         "listen": {"host": "127.0.0.1", "port": port},
+        "cors": {"allow_origins": list(DEMO_CORS_ORIGINS)},
         "providers": providers,
         "deployments": deployments,
         "routes": {
@@ -49,6 +59,7 @@ def demo_gateway_config(sim: SimConfig, base_urls: dict[str, str], port: int) ->
                 "hedge_delay_ms": 800,
             },
             "reliable": {"strategy": "fallback", "deployments": names},
+            **(embeddings if embedders else {}),
         },
     }
 
@@ -89,7 +100,15 @@ Or with the official OpenAI SDK (pip install openai):
       if chunk.choices:
           print(chunk.choices[0].delta.content or "", end="", flush=True)
 
-Routes: chat (race k=2), hedged (hedge), reliable (fallback). Metrics: {url}/metrics
+Embeddings (deterministic vectors per input):
+
+  curl {url}/v1/embeddings -H 'Content-Type: application/json' \\
+    -d '{{"model": "embeddings", "input": ["Hello!", "Bonjour !"], "dimensions": 8}}'
+
+Routes: chat (race k=2), hedged (hedge), reliable (fallback), embeddings (fallback).
+Metrics: {url}/metrics
+CORS is on for browser pages from local dev servers ({", ".join(DEMO_CORS_ORIGINS)}):
+a chat frontend on any local port can stream from the demo with fetch().
 Press Ctrl-C to stop.
 """
 

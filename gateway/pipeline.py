@@ -1,9 +1,11 @@
 """The request pipeline every front door uses, transport-free.
 
-A door parses its wire format into a `ChatRequest` and hands it here with the caller's
-identity. `Pipeline.open` runs, in order: route lookup, admission (the key's budget and
-rate limit), region, governance (PII policy, residency), planning (routing/ + latency/)
-and the building of each candidate's upstream request, and returns an `Answer`: the
+A door parses its wire format into a `ChatRequest` (the embeddings door: an
+`EmbedRequest`) and hands it here with the caller's identity. `Pipeline.open` runs, in
+order: route lookup (a chat request needs a chat route, an embeddings request an
+embedding route), admission (the key's budget and rate limit), region, governance (PII
+policy, residency), planning (routing/ + latency/) and the building of each candidate's
+upstream request (an embeddings request: a one-shot call), and returns an `Answer`: the
 race's first outcome, the further batches (with the governance output transform
 applied), and `aclose()`, which emits exactly one `RequestRecord` to the sinks.
 A refusal at any stage is a `Rejected`, recorded the same way before it is raised; the
@@ -22,14 +24,20 @@ import structlog
 
 from gateway.admission import Admission
 from gateway.config.model import Config, DeploymentConfig
-from gateway.governance.gate import Decision, Governance, OutputTransform, PolicyRejected
+from gateway.governance.gate import (
+    Decision,
+    EmbedDecision,
+    Governance,
+    OutputTransform,
+    PolicyRejected,
+)
 from gateway.latency.prewarm import PreWarmer
 from gateway.metrics import GatewayMetrics
-from gateway.providers.base import UpstreamRequest
+from gateway.providers.base import OneShotCall, UpstreamRequest
 from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
-from gateway.request import ChatRequest
+from gateway.request import AnyRequest, EmbedRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
@@ -60,11 +68,11 @@ class UpstreamBuilder(Protocol):
     """Builds a plan's upstream requests and the race's opener (`upstreams.Upstreams`;
     tests give fakes, so a pipeline rule is tested with no sockets)."""
 
-    def build(self, chat: ChatRequest, plan: Plan) -> Built: ...
+    def build(self, chat: AnyRequest, plan: Plan) -> Built: ...
 
     def opener(
         self,
-        requests: dict[str, UpstreamRequest],
+        requests: dict[str, UpstreamRequest | OneShotCall],
         token_estimate: int,
         limiter: RateLimiter,
         health: HealthRegistry,
@@ -210,7 +218,7 @@ class Pipeline:
 
     async def open(
         self,
-        chat: ChatRequest,
+        chat: AnyRequest,
         caller: Caller,
         door: Door,
         route: ResolvedRoute | None = None,
@@ -230,6 +238,7 @@ class Pipeline:
                     "model",
                 )
             rec.route = route.name
+            _check_type(chat, route)
             await self.admission.admit(
                 caller.key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
@@ -238,7 +247,7 @@ class Pipeline:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
             try:
-                race = self._race(decision.chat, route, caller, region, decision.allowed)
+                race = self._race(decision.request, route, caller, region, decision.allowed)
             except Rejected as exc:
                 if decision.audit is not None:
                     audit.info(
@@ -268,10 +277,14 @@ class Pipeline:
         rec.total_s = time.perf_counter() - caller.started
         emit(self.sinks, rec)
 
-    def _govern(self, chat: ChatRequest, route: str, caller: Caller) -> Decision:
+    def _govern(self, chat: AnyRequest, route: str, caller: Caller) -> Decision | EmbedDecision:
         """PII policy and residency: block (400), redact, or restrict the candidates; one
         audit line per request that was touched (types and counts, never values)."""
         try:
+            if isinstance(chat, EmbedRequest):
+                return self._audited(
+                    self.governance.decide_embedding(chat, route, caller.key_id), caller
+                )
             decision = self.governance.decide(chat, route, caller.key_id)
         except PolicyRejected as exc:
             audit.info(
@@ -283,6 +296,11 @@ class Pipeline:
             )
             self.metrics.governance.labels("block").inc()
             raise Rejected(400, exc.message, "invalid_request_error", exc.code) from None
+        return self._audited(decision, caller)
+
+    def _audited(
+        self, decision: Decision | EmbedDecision, caller: Caller
+    ) -> Decision | EmbedDecision:
         if decision.audit is not None:
             rule = "redact" if decision.audit.get("redacted") else "restrict"
             audit.info(
@@ -297,7 +315,7 @@ class Pipeline:
 
     def _race(
         self,
-        chat: ChatRequest,
+        chat: AnyRequest,
         route: ResolvedRoute,
         caller: Caller,
         region: str,
@@ -346,4 +364,18 @@ class Pipeline:
             budget=self.budgets.get(route.name),
             rng=self.rng,
             queue_size=self.config.limits.stream_buffer_events,
+        )
+
+
+def _check_type(request: AnyRequest, route: ResolvedRoute) -> None:
+    """A chat request names a chat route, an embeddings request an embedding route."""
+    wanted = "embedding" if isinstance(request, EmbedRequest) else "chat"
+    if route.type != wanted:
+        served = "embeddings (POST /v1/embeddings)" if route.type == "embedding" else "chat"
+        raise Rejected(
+            400,
+            f"The model '{route.name}' serves {served}, not this endpoint",
+            "invalid_request_error",
+            "model_not_supported",
+            "model",
         )

@@ -1,9 +1,9 @@
-"""The gateway's view of one client chat request (OpenAI Chat Completions shape)."""
+"""The gateway's view of one client request: chat (OpenAI Chat Completions shape) or embeddings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 # Fields the gateway itself interprets; everything else in the body is passed
 # through to OpenAI-family upstreams unchanged (`ChatRequest.extra`).
@@ -97,3 +97,53 @@ class ChatRequest:
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
                         chars += len(part["text"])
         return chars // 4 + 4 * len(self.messages)
+
+
+EncodingFormat = Literal["float", "base64"]
+
+
+@dataclass(slots=True)
+class EmbedRequest:
+    """A validated embeddings request (OpenAI `POST /v1/embeddings` shape).
+
+    `inputs` is never empty and is either all texts or all token arrays (a single
+    string or token array from the client becomes a list of one). `encoding_format` is
+    how the client wants the vectors back; upstreams are always asked for floats.
+    `extra` holds unknown top-level fields, forwarded to OpenAI-family upstreams.
+    """
+
+    model: str
+    inputs: list[str] | list[list[int]]
+    encoding_format: EncodingFormat = "float"
+    dimensions: int | None = None
+    user: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # Read by the pipeline as it reads a ChatRequest: an embeddings answer arrives whole.
+    @property
+    def stream(self) -> bool:
+        return False
+
+    @property
+    def max_tokens(self) -> int | None:
+        return None
+
+    @property
+    def tokenized(self) -> bool:
+        """The inputs are token arrays, not texts."""
+        return bool(self.inputs) and not isinstance(self.inputs[0], str)
+
+    def texts(self) -> list[str]:
+        """The inputs as texts (empty for token arrays)."""
+        return [] if self.tokenized else self.inputs  # type: ignore[return-value]
+
+    def estimated_prompt_tokens(self) -> int:
+        return estimate_input_tokens(self.inputs)
+
+
+AnyRequest = ChatRequest | EmbedRequest  # what a front door hands to the pipeline
+
+
+def estimate_input_tokens(inputs: list[str] | list[list[int]]) -> int:
+    """Embedding inputs' tokens: exact for token arrays, ~4 characters a token for text."""
+    return sum(len(item) if isinstance(item, list) else max(1, len(item) // 4) for item in inputs)

@@ -11,20 +11,22 @@ from dataclasses import dataclass
 
 from gateway.config.model import Config, DeploymentConfig
 from gateway.providers.base import (
+    OneShotCall,
     Provider,
     ProviderSettings,
     TargetModel,
     UnsupportedParams,
     UpstreamRequest,
+    can_embed,
 )
 from gateway.providers.registry import create as create_provider
-from gateway.request import ChatRequest
+from gateway.request import AnyRequest, ChatRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.planner import Plan
 from gateway.routing.ratelimit import RateLimiter, deployment_limit
 from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import Candidate, Opener
-from gateway.streaming.upstream import UpstreamPool, stream_events
+from gateway.streaming.upstream import UpstreamPool, one_shot_events, stream_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class Built:
     """A plan's candidates that could take the request, with their upstream requests."""
 
     candidates: list[Candidate]
-    requests: dict[str, UpstreamRequest]
+    requests: dict[str, UpstreamRequest | OneShotCall]  # a stream, or an embeddings call
     unsupported: list[str]  # parameters no candidate accepted (when `candidates` is empty)
 
 
@@ -67,22 +69,29 @@ class Upstreams:
                 dep,
                 self.providers[dep.provider],
                 self.pools[dep.provider],
-                TargetModel(dep.model, dep.drop_params, dep.max_tokens_default, dep.options),
+                TargetModel(
+                    dep.model,
+                    dep.drop_params,
+                    dep.max_tokens_default,
+                    dep.options,
+                    batch_size=dep.batch_size,
+                ),
             )
             for name, dep in config.deployments.items()
         }
 
-    def build(self, chat: ChatRequest, plan: Plan) -> Built:
-        """Each planned candidate's upstream request; a candidate whose adapter refuses a
-        parameter is skipped (another may take it)."""
-        requests: dict[str, UpstreamRequest] = {}
+    def build(self, chat: AnyRequest, plan: Plan) -> Built:
+        """Each planned candidate's upstream request (an embeddings request: its one-shot
+        call); a candidate whose adapter refuses a parameter is skipped (another may take
+        it)."""
+        requests: dict[str, UpstreamRequest | OneShotCall] = {}
         unsupported: set[str] = set()
         candidates: list[Candidate] = []
         for planned in plan.candidates:
             dep = planned.deployment
             deployment = self.deployments[dep.name]
             try:
-                requests[dep.name] = deployment.provider.build_request(chat, deployment.target)
+                requests[dep.name] = _build(deployment, chat)
             except UnsupportedParams as exc:
                 unsupported.update(exc.params)
                 continue
@@ -101,14 +110,19 @@ class Upstreams:
 
     def opener(
         self,
-        requests: dict[str, UpstreamRequest],
+        requests: dict[str, UpstreamRequest | OneShotCall],
         token_estimate: int,
         limiter: RateLimiter,
         health: HealthRegistry,
     ) -> Opener:
         def open_attempt(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
             deployment = self.deployments[candidate.name]
-            stream = stream_events(deployment.pool, deployment.provider, requests[candidate.name])
+            request = requests[candidate.name]
+            if type(request) is OneShotCall:  # embeddings: one whole answer, one batch
+                stream = one_shot_events(deployment.pool, deployment.provider, request)
+            else:
+                assert type(request) is UpstreamRequest
+                stream = stream_events(deployment.pool, deployment.provider, request)
             if limiter.limit_for(deployment_limit(candidate.name)) is None:
                 return stream
             return _rate_limited(candidate.name, token_estimate, stream, limiter, health)
@@ -118,6 +132,16 @@ class Upstreams:
     async def close(self) -> None:
         for pool in self.pools.values():
             await pool.close()
+
+
+def _build(deployment: Deployment, request: AnyRequest) -> UpstreamRequest | OneShotCall:
+    provider = deployment.provider
+    if isinstance(request, ChatRequest):
+        return provider.build_request(request, deployment.target)
+    if not can_embed(provider):  # check-config refuses this; a hand-built Config may not
+        raise UnsupportedParams(["input (no embeddings API)"], provider.settings.name)
+    call: OneShotCall = provider.build_embed_call(request, deployment.target)  # type: ignore[attr-defined]
+    return call
 
 
 async def _rate_limited(

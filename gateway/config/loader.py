@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from gateway.config import sections
 from gateway.config.model import (
+    DEPLOYMENT_TYPES,
+    EMBEDDING_STRATEGIES,
     AdminConfig,
     AuthConfig,
     Config,
@@ -80,6 +82,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
+    cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -104,6 +107,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         governance=governance,
         health=health,
         routing=routing,
+        cors=cors,
         sim=sim,
     )
 
@@ -145,6 +149,7 @@ def _limits(r: Reader) -> LimitsConfig:
         max_json_depth=r.integer("max_json_depth", d.max_json_depth, lo=1),
         max_sse_line_bytes=r.integer("max_sse_line_bytes", d.max_sse_line_bytes, lo=1),
         stream_buffer_events=r.integer("stream_buffer_events", d.stream_buffer_events, lo=1),
+        max_embedding_inputs=r.integer("max_embedding_inputs", d.max_embedding_inputs, lo=1),
     )
     r.finish()
     return out
@@ -305,6 +310,15 @@ def _deployment(
     region = r.optional_string("region")
     if region is not None:
         sections.region_problem(r, "region", region, regions)
+    kind = r.string("type", d.type, choices=DEPLOYMENT_TYPES)
+    batch_size = sections.optional_int(r, "batch_size")
+    if batch_size is not None and kind != "embedding":
+        r.problem("batch_size", "is for embedding deployments only (type: embedding)")
+    if kind == "embedding" and price.output > 0:
+        pr.problem(
+            "output",
+            "embedding deployments are priced by input tokens only; omit price.output",
+        )
     out = DeploymentConfig(
         name=name,
         provider=provider,
@@ -322,6 +336,8 @@ def _deployment(
         rpm=sections.optional_int(r, "rpm"),
         tpm=sections.optional_int(r, "tpm"),
         options=r.mapping("options"),
+        type=cast(Any, kind),
+        batch_size=batch_size,
     )
     r.finish()
     return out
@@ -355,7 +371,7 @@ def _route_deployments(r: Reader, deployments: Collection[str]) -> tuple[str, ..
 def _route(
     name: str,
     r: Reader,
-    deployments: Collection[str],
+    deployments: Mapping[str, DeploymentConfig],
     regions: Collection[str] | None,
 ) -> RouteConfig:
     d = RouteConfig(name=name, deployments=())
@@ -397,5 +413,38 @@ def _route(
         hedge_max_ms=r.number("hedge_max_ms", d.hedge_max_ms, lo=0, lo_open=True),
         tiers=sections.tiers(r, deployments),
     )
+    _route_types(r, out, deployments)
     r.finish()
     return out
+
+
+def _route_types(
+    r: Reader, route: RouteConfig, deployments: Mapping[str, DeploymentConfig]
+) -> None:
+    """A route serves one type of deployment (chat or embedding), and a route of embeddings
+    falls back or draws by weight: with no first token there is nothing to race or hedge on."""
+    groups: list[tuple[str, tuple[str, ...], str]] = [("", route.deployments, route.strategy)]
+    groups += [
+        (f"tiers[{i}].", tier.deployments, tier.strategy) for i, tier in enumerate(route.tiers)
+    ]
+    first: tuple[str, str] | None = None  # (path, type) of the route's first known deployment
+    for prefix, members, strategy in groups:
+        types = {deployments[m].type for m in members if m in deployments}
+        for i, member in enumerate(members):
+            dep = deployments.get(member)
+            if dep is None:
+                continue
+            if first is None:
+                first = (f"{prefix}deployments[{i}]", dep.type)
+            elif dep.type != first[1]:
+                r.problem(
+                    f"{prefix}deployments[{i}]",
+                    f"{show(member)} is a {dep.type} deployment but {first[0]} is {first[1]}; "
+                    "a route serves one type (chat or embedding)",
+                )
+        if "embedding" in types and strategy not in EMBEDDING_STRATEGIES:
+            r.problem(
+                f"{prefix}strategy",
+                f"{show(strategy)} cannot serve embedding deployments: there is no first "
+                "token to race on (use fallback or weighted)",
+            )

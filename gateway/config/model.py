@@ -11,6 +11,12 @@ from typing import Any, Literal
 
 from gateway.strategy import Strategy
 
+# What a deployment serves; a route serves one type. Embeddings arrive whole, so their
+# routes use fallback or weighted: there is no first token to race or hedge on.
+DeploymentType = Literal["chat", "embedding"]
+DEPLOYMENT_TYPES: tuple[str, ...] = ("chat", "embedding")
+EMBEDDING_STRATEGIES: tuple[str, ...] = ("fallback", "weighted")
+
 
 class Secret:
     """A resolved secret. str() and repr() never show the value."""
@@ -59,6 +65,7 @@ class LimitsConfig:
     max_json_depth: int = 64
     max_sse_line_bytes: int = 1024 * 1024
     stream_buffer_events: int = 256  # per-request bound on buffered event batches
+    max_embedding_inputs: int = 2048  # inputs of one embeddings request (OpenAI's limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,8 @@ class DeploymentConfig:
     rpm: int | None = None  # upstream requests per minute (shared across instances)
     tpm: int | None = None  # upstream tokens per minute (estimated prompt + max tokens)
     options: dict[str, Any] = field(default_factory=dict)
+    type: DeploymentType = "chat"
+    batch_size: int | None = None  # embedding inputs per upstream call (None: the adapter's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +214,51 @@ class RoutingConfig:
     key_daily_budget_usd: float | None = None
 
 
+# What the official SDKs send (openai-python/-node, anthropic-sdk-python/-typescript): a
+# browser asks for each of them in the preflight. A trailing `*` matches a name prefix.
+SDK_REQUEST_HEADERS: tuple[str, ...] = (
+    "authorization",
+    "content-type",
+    "accept",
+    "x-api-key",
+    "x-stainless-*",
+    "anthropic-*",  # anthropic-version, -beta, -dangerous-direct-browser-access
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "idempotency-key",
+    "x-request-id",
+    "user-agent",
+)
+GATEWAY_RESPONSE_HEADERS: tuple[str, ...] = (
+    "x-request-id",
+    "x-gateway-deployment",
+    "x-gateway-worker",
+    "retry-after",
+    "x-should-retry",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CorsConfig:
+    """Browser pages on other origins (chat frontends). No `allow_origins`: CORS is off."""
+
+    allow_origins: tuple[str, ...] = ()  # ("*",) = any origin; "http://localhost:*" = any port
+    allow_headers: tuple[str, ...] = SDK_REQUEST_HEADERS  # the loader adds the gateway's own
+    expose_headers: tuple[str, ...] = GATEWAY_RESPONSE_HEADERS
+    max_age_s: int = 600  # preflight cache (Chromium caps it at 7200)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow_origins)
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
@@ -226,4 +280,5 @@ class Config:
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    cors: CorsConfig = field(default_factory=CorsConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config

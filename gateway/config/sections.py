@@ -1,12 +1,14 @@
-"""Config sections added after the first release: health, routing, tiers, output filtering."""
+"""Config sections added after the first release: health, routing, tiers, output filtering,
+CORS."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 from gateway.config.model import (
+    CorsConfig,
     GovernanceConfig,
     HealthConfig,
     KeyPolicyConfig,
@@ -189,3 +191,113 @@ def governance(
         kr.finish()
     r.finish()
     return GovernanceConfig(pii=pii, output=output, keys=keys)
+
+
+# scheme://host[:port|:*]: what a browser sends as `Origin` (lowercase, no path).
+_ORIGIN = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*)://"
+    r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)"
+    r"(:(?P<port>[0-9]{1,5}|\*))?\Z"
+)
+_HEADER_NAME = re.compile(r"[!#$%&'+.^_`|~0-9a-z-]+\*?\Z")  # an RFC 9110 token; `*`: a prefix
+CORS_MAX_AGE_S = 86400
+
+
+def _origin_problem(origin: str) -> str | None:
+    match = _ORIGIN.match(origin)
+    if match is None:
+        scheme, sep, rest = origin.partition("://")
+        if sep and "/" in rest and _ORIGIN.match(f"{scheme}://{rest.split('/')[0]}"):
+            return f"an origin has no path: write {show(scheme + '://' + rest.split('/')[0])}"
+        return (
+            "must be an origin like 'https://chat.example.com' or 'http://localhost:*' "
+            f"(scheme://host[:port], a port of * is any port), got {show(origin)}"
+        )
+    port = match["port"]
+    if port is not None and port != "*" and not 1 <= int(port) <= 65535:
+        return f"port must be 1..65535 or *, got {show(origin)}"
+    return None
+
+
+def _cors_origins(r: Reader) -> tuple[str, ...]:
+    raw = r.raw("allow_origins")
+    if raw is MISSING or raw is None:
+        r.problem(
+            "allow_origins", "is required: a list of origins, or '*' (omit `cors` to turn CORS off)"
+        )
+        return ()
+    if raw == "*":
+        return ("*",)
+    if not isinstance(raw, list) or not raw:
+        r.problem("allow_origins", f"must be a non-empty list of origins, or '*', got {show(raw)}")
+        return ()
+    out: list[str] = []
+    for i, item in enumerate(raw):
+        key = f"allow_origins[{i}]"
+        if not isinstance(item, str) or not item.strip():
+            r.problem(key, f"must be an origin (a string), got {show(item)}")
+            continue
+        origin = item.strip().lower()
+        problem = None
+        if origin == "*":
+            if len(raw) > 1:
+                problem = "'*' allows every origin: write `allow_origins: '*'` alone"
+        else:
+            problem = _origin_problem(origin)
+        if problem is None and origin in out:
+            problem = f"duplicate of allow_origins[{out.index(origin)}]"
+        if problem is not None:
+            r.problem(key, problem)
+        out.append(origin)
+    return tuple(out)
+
+
+def _cors_headers(
+    r: Reader, key: str, default: Sequence[str], *, prefixes: bool
+) -> tuple[str, ...]:
+    """A list of header names (lowercased), or '*'; `prefixes` allows names ending in `*`."""
+    raw = r.raw(key)
+    if raw is MISSING or raw is None:
+        return tuple(default)
+    if raw == "*":
+        return ("*",)
+    if not isinstance(raw, list):
+        r.problem(key, f"must be a list of header names, or '*', got {show(raw)}")
+        return tuple(default)
+    out: list[str] = []
+    for i, item in enumerate(raw):
+        name = item.strip().lower() if isinstance(item, str) else ""
+        if not _HEADER_NAME.match(name):
+            r.problem(f"{key}[{i}]", f"must be a header name, got {show(item)}")
+        elif name.endswith("*") and not prefixes:
+            r.problem(
+                f"{key}[{i}]",
+                f"a browser does not read prefixes here: list each name, got {show(item)}",
+            )
+        elif name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def cors(r: Reader, own_headers: Sequence[str] = ()) -> CorsConfig:
+    """`cors:`; `own_headers` are request headers the gateway reads (region, reasoning hint),
+    allowed by default beside what the SDKs send."""
+    if not r.given:
+        return CorsConfig()
+    d = CorsConfig()
+    default_allow = tuple(dict.fromkeys((*d.allow_headers, *own_headers)))
+    if r.has("allow_credentials"):
+        r.raw("allow_credentials")
+        r.problem(
+            "allow_credentials",
+            "is not supported: gateway keys travel in the Authorization header, which a page "
+            "sends without credentials mode; cookies are never read",
+        )
+    out = CorsConfig(
+        allow_origins=_cors_origins(r),
+        allow_headers=_cors_headers(r, "allow_headers", default_allow, prefixes=True),
+        expose_headers=_cors_headers(r, "expose_headers", d.expose_headers, prefixes=False),
+        max_age_s=r.integer("max_age_s", d.max_age_s, lo=0, hi=CORS_MAX_AGE_S),
+    )
+    r.finish()
+    return out

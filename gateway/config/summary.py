@@ -26,7 +26,12 @@ def summarize(config: Config) -> str:
         if route.strategy in ("race", "hedge"):
             how += f" k={route.k}"
         line = f"  route {route.name}: {how} -> {', '.join(route.deployments)}"
+        first = config.deployments.get(route.deployments[0]) if route.deployments else None
+        if first is not None and first.type == "embedding":
+            line += " [embeddings]"
         if route.data_residency is not None:
             line += f" (residency: {', '.join(route.data_residency)})"
         lines.append(line)
+    if config.cors.enabled:
+        lines.append(f"  cors: {', '.join(config.cors.allow_origins)}")
     return "\n".join(lines)

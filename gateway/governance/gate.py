@@ -4,13 +4,13 @@ the output transform that restores placeholders and filters the answer stream.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.config.model import Config, DeploymentConfig, OutputFilterConfig
 from gateway.governance.output_filter import OutputFilter
 from gateway.governance.policy import PiiPolicy, inspect_request
 from gateway.governance.redact import Redactor, Restorer
-from gateway.request import ChatRequest
+from gateway.request import ChatRequest, EmbedRequest
 from gateway.streaming.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta
 
 
@@ -28,6 +28,20 @@ class Decision:
     allowed: Callable[[DeploymentConfig], bool] | None = None
     transform: OutputTransform | None = None
     audit: dict[str, object] | None = None  # set when the request was redacted or restricted
+
+    @property
+    def request(self) -> ChatRequest:
+        return self.chat
+
+
+@dataclass(slots=True)
+class EmbedDecision:
+    """The embeddings counterpart of Decision: vectors carry no text to restore or filter."""
+
+    request: EmbedRequest
+    allowed: Callable[[DeploymentConfig], bool] | None = None
+    audit: dict[str, object] | None = None
+    transform: None = None
 
 
 class Governance:
@@ -47,7 +61,8 @@ class Governance:
         self._default_output = config.governance.output
         self._keys = config.governance.keys
 
-    def decide(self, chat: ChatRequest, route: str, key_id: str | None = None) -> Decision:
+    def _policy(self, route: str, key_id: str | None) -> tuple[PiiPolicy, tuple[str, ...] | None]:
+        """The route's PII policy and residency, narrowed by the key's."""
         policy = self._policies.get(route, self._default)
         residency = self._residency.get(route)
         key_policy = self._keys.get(key_id) if key_id else None
@@ -60,6 +75,10 @@ class Governance:
                     for r in (residency if residency is not None else allowed_regions)
                     if r in allowed_regions
                 )
+        return policy, residency
+
+    def decide(self, chat: ChatRequest, route: str, key_id: str | None = None) -> Decision:
+        policy, residency = self._policy(route, key_id)
         audit: dict[str, object] = {}
         redactor: Redactor | None = None
         local_only = False
@@ -80,6 +99,37 @@ class Governance:
         if redactor is not None or out_cfg is not None:
             transform = OutputTransform(redactor, out_cfg)
         return Decision(chat, allowed, transform, audit or None)
+
+    def decide_embedding(
+        self, request: EmbedRequest, route: str, key_id: str | None = None
+    ) -> EmbedDecision:
+        """The PII policy over every text input (block, redact, local-only) and residency.
+        Token arrays cannot be inspected: refused while the policy inspects anything."""
+        policy, residency = self._policy(route, key_id)
+        audit: dict[str, object] = {}
+        local_only = False
+        if policy.inspected:
+            if request.tokenized:
+                raise PolicyRejected(
+                    "token-array input cannot be checked against the gateway's data policy; "
+                    "send the inputs as text",
+                    "pii_uninspectable",
+                    {"tokenized": True},
+                )
+            texts = request.texts()
+            chat = ChatRequest(request.model, [{"role": "user", "content": t} for t in texts])
+            inspection = inspect_request(chat, policy)
+            if inspection.counts:
+                audit.update(inspection.audit())
+            if inspection.blocked:
+                raise PolicyRejected(inspection.block_message(), "pii_detected", audit)
+            if inspection.redactor is not None:
+                redacted = [m["content"] for m in inspection.request.messages]
+                request = replace(request, inputs=redacted)
+            local_only = inspection.requires_local
+        if residency is not None:
+            audit["residency"] = list(residency)
+        return EmbedDecision(request, _allowed(residency, local_only), audit or None)
 
 
 def _allowed(

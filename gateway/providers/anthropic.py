@@ -5,6 +5,10 @@ Messages API cannot take (n>1, penalties, logprobs, seed, response_format
 json, unknown extra fields, temperature above 1) is dropped when the
 deployment sets `drop_params`, and otherwise rejected with `UnsupportedParams`.
 Out-of-range values are never clamped silently.
+
+No embeddings: Anthropic has no embeddings API, so this adapter has no
+`build_embed_call` (`base.can_embed` is False) and check-config refuses an
+embedding deployment on it.
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.request import ChatRequest
-from gateway.streaming.adapter import StreamDecoder, UpstreamRequest, WireAdapter
+from gateway.request import ChatRequest, EmbedRequest
+from gateway.streaming.adapter import OneShotCall, StreamDecoder, UpstreamRequest, WireAdapter
 
 __all__ = [
+    "OneShotCall",  # defined in streaming.adapter (the upstream client reads it there)
     "Provider",
     "ProviderSettings",
     "StreamDecoder",  # defined in streaming.adapter (the upstream client reads it there)
@@ -43,6 +44,7 @@ class TargetModel:
     max_tokens_default: int = 4096
     options: Mapping[str, Any] = field(default_factory=dict)
     max_line_bytes: int = 1 << 20  # `limits.max_sse_line_bytes`: the longest upstream line
+    batch_size: int | None = None  # embedding inputs per upstream call (None: the adapter's)
 
 
 class UnsupportedParams(ValueError):
@@ -70,3 +72,16 @@ class Provider(WireAdapter, Protocol):
     def warmup_request(self) -> UpstreamRequest | None:
         """A cheap GET that opens a keep-alive connection (never HEAD); None: cannot warm."""
         ...
+
+
+class EmbeddingProvider(Provider, Protocol):
+    """A provider that also embeds. Adapters without an embeddings API (Anthropic) do not
+    have `build_embed_call`; `can_embed` tells them apart."""
+
+    def build_embed_call(self, request: EmbedRequest, target: TargetModel) -> OneShotCall:
+        """The upstream calls for `request`, split into batches. Raises UnsupportedParams."""
+        ...
+
+
+def can_embed(provider: object) -> bool:
+    return callable(getattr(provider, "build_embed_call", None))

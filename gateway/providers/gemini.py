@@ -15,18 +15,20 @@ from urllib.parse import quote
 import orjson
 
 from gateway.providers.base import (
+    OneShotCall,
     ProviderSettings,
     TargetModel,
     UnsupportedParams,
     UpstreamRequest,
 )
 from gateway.providers.common import checked_headers, json_object
+from gateway.providers.gemini_embed import build_embed_call
 from gateway.providers.gemini_stream import (
     GeminiChunks,
     GeminiStreamDecoder,
     error_from_body,
 )
-from gateway.request import ChatRequest
+from gateway.request import ChatRequest, EmbedRequest
 from gateway.streaming.events import Event, UpstreamError
 
 # reasoning_effort -> thinkingBudget, as Gemini's own OpenAI-compatible endpoint maps it.
@@ -285,6 +287,13 @@ class GeminiProvider:
         model = quote(target.model.removeprefix("models/"), safe="-._~")
         url = f"{self._prefix}/models/{model}:streamGenerateContent?alt=sse"
         return UpstreamRequest("POST", url, dict(self._headers), orjson.dumps(body))
+
+    def build_embed_call(self, request: EmbedRequest, target: TargetModel) -> OneShotCall:
+        """`models/{model}:batchEmbedContents`, 100 texts per call (see gemini_embed)."""
+        model = quote(target.model.removeprefix("models/"), safe="-._~")
+        return build_embed_call(
+            request, target, self._prefix, model, self._headers, self.settings.name
+        )
 
     def decoder(self) -> GeminiStreamDecoder:
         return GeminiStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)

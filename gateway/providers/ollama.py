@@ -20,12 +20,14 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import (
+    OneShotCall,
     ProviderSettings,
     TargetModel,
     UnsupportedParams,
     UpstreamRequest,
 )
 from gateway.providers.common import checked_headers, clean_message, json_object
+from gateway.providers.ollama_embed import build_embed_call
 from gateway.providers.ollama_stream import (
     MAX_MESSAGE_CHARS,
     OllamaLines,
@@ -33,7 +35,7 @@ from gateway.providers.ollama_stream import (
     retry_after,
     status_error,
 )
-from gateway.request import ChatRequest
+from gateway.request import ChatRequest, EmbedRequest
 from gateway.streaming.events import Event, UpstreamError
 
 # Known OpenAI fields mapped one to one into `options`.
@@ -242,6 +244,12 @@ class OllamaProvider:
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         body = build_body(request, target, self.settings)
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+
+    def build_embed_call(self, request: EmbedRequest, target: TargetModel) -> OneShotCall:
+        """`POST {base_url}/api/embed` per batch of 256 texts (see ollama_embed)."""
+        keep_alive = target.options.get("keep_alive", self.settings.options.get("keep_alive"))
+        url = self._url.removesuffix("/chat") + "/embed"
+        return build_embed_call(request, target, url, self._headers, self.settings.name, keep_alive)
 
     def decoder(self) -> OllamaStreamDecoder:
         return OllamaStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)

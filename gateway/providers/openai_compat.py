@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import (
+    OneShotCall,
     ProviderSettings,
     TargetModel,
     UnsupportedParams,
@@ -23,6 +24,7 @@ from gateway.providers.base import (
 )
 from gateway.providers.common import clean_message, json_object
 from gateway.providers.common import retry_after as retry_after
+from gateway.providers.openai_embed import build_embed_call
 from gateway.providers.openai_stream import (
     MAX_MESSAGE_CHARS,
     ChunkMapper,
@@ -36,7 +38,7 @@ from gateway.providers.openai_stream import (
     protocol_error,
 )
 from gateway.providers.quirks import BUILTIN_QUIRKS, Quirks, with_options
-from gateway.request import ChatRequest
+from gateway.request import ChatRequest, EmbedRequest
 from gateway.streaming.events import Event, UpstreamError
 
 # The body fields the gateway owns; the client's values never reach the upstream as-is.
@@ -52,6 +54,7 @@ class OpenAICompatProvider:
         base = quirks if quirks is not None else BUILTIN_QUIRKS.get(settings.kind, Quirks())
         self.quirks = q = with_options(base, settings.options, where)
         self._url = settings.base_url.rstrip("/") + q.path
+        self._embed_url = settings.base_url.rstrip("/") + q.embeddings_path
         self._renames = dict(q.renamed_params)
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         key = settings.api_key
@@ -102,6 +105,17 @@ class OpenAICompatProvider:
                 "include_usage": True,
             }
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+
+    def build_embed_call(self, request: EmbedRequest, target: TargetModel) -> OneShotCall:
+        """`POST {base_url}/embeddings` per batch of `quirks.embed_batch_size` inputs."""
+        return build_embed_call(
+            request,
+            target,
+            self._embed_url,
+            self._headers,
+            self.quirks.embed_batch_size,
+            self.settings.api_key,
+        )
 
     def decoder(self) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(

@@ -51,6 +51,9 @@ class Quirks:
       under that name only.
     - `usage_fields`: dotted paths in a chunk where usage can be found (Groq
       also reports it under `x_groq.usage`).
+    - `embeddings_path`: appended to `base_url` for embeddings (`/embeddings`).
+    - `embed_batch_size`: inputs per embeddings call (OpenAI takes 2048); a
+      deployment's `batch_size` overrides it.
     """
 
     path: str = "/chat/completions"
@@ -61,6 +64,8 @@ class Quirks:
     reasoning_fields: tuple[str, ...] = ("reasoning_content", "reasoning")
     max_tokens_field: MaxTokensField = "passthrough"
     usage_fields: tuple[str, ...] = ("usage",)
+    embeddings_path: str = "/embeddings"
+    embed_batch_size: int = 2048
 
     def __post_init__(self) -> None:  # the built-in table below is checked too
         for name, value in self.to_dict().items():
@@ -119,9 +124,12 @@ def _coerce(name: str, value: Any, where: str) -> Any:
 
 def _check(name: str, value: Any) -> None:
     """Raise ValueError('<name> ...') when `value` is not valid for quirk `name`."""
-    if name == "path":
+    if name in ("path", "embeddings_path"):
         if not isinstance(value, str) or not value.startswith("/") or " " in value:
-            raise ValueError(f"'path' must be a URL path starting with '/', got {value!r}")
+            raise ValueError(f"{name!r} must be a URL path starting with '/', got {value!r}")
+    elif name == "embed_batch_size":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"'embed_batch_size' must be a positive integer, got {value!r}")
     elif name == "auth_scheme":
         ok = value in ("bearer", "none")
         if isinstance(value, str) and value.startswith("header:"):

@@ -18,7 +18,7 @@ from gateway.config.model import Config, DeploymentConfig, TierConfig
 from gateway.latency.clock import hour_of
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.select import hedge_delay, rank
-from gateway.request import ChatRequest
+from gateway.request import AnyRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.table import ResolvedRoute
 from gateway.routing.tiers import Tier, TierCondition, select_tier, traits_of
@@ -91,7 +91,7 @@ class CandidatePlanner:
 
     def plan(
         self,
-        chat: ChatRequest,
+        chat: AnyRequest,
         route: ResolvedRoute,
         region: str,
         reasoning_header: str | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.config.model import Config, DeploymentConfig, RouteConfig
+from gateway.config.model import Config, DeploymentConfig, DeploymentType, RouteConfig
 from gateway.strategy import Strategy
 
 
@@ -19,6 +19,11 @@ class ResolvedRoute:
     max_extra_load: float
     data_residency: tuple[str, ...] | None
     direct: bool  # the client named a deployment, not a route
+
+    @property
+    def type(self) -> DeploymentType:
+        """What the route serves: its deployments' type (config keeps one per route)."""
+        return self.deployments[0].type if self.deployments else "chat"
 
 
 class RouteTable:

@@ -9,6 +9,8 @@ Traits (`traits_of`):
 - ``prompt_tokens``: `ChatRequest.estimated_prompt_tokens()`, about 4
   characters of message text per token plus 4 tokens per message (text parts
   only: no tokenizer, no image or tool-schema tokens). O(total text length).
+  For an embeddings request: its inputs' tokens (exact for token arrays); it
+  has no images or tools, and only the header marks it reasoning.
 - ``images``: any message content part of type ``image_url`` or ``input_image``.
 - ``tools``: the request has a non-empty ``tools`` list.
 - ``reasoning``: ``reasoning_effort`` is ``medium`` or ``high``, or the
@@ -35,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.config.model import Strategy
-from gateway.request import ChatRequest
+from gateway.request import AnyRequest, EmbedRequest
 
 IMAGE_PART_TYPES = frozenset({"image_url", "input_image"})
 REASONING_EFFORTS = frozenset({"medium", "high"})
@@ -107,8 +109,10 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.strip().lower() in TRUTHY
 
 
-def traits_of(chat: ChatRequest, reasoning_header_value: str | None = None) -> Traits:
+def traits_of(chat: AnyRequest, reasoning_header_value: str | None = None) -> Traits:
     """The request's traits (see the module doc)."""
+    if isinstance(chat, EmbedRequest):
+        return Traits(chat.estimated_prompt_tokens(), False, False, _truthy(reasoning_header_value))
     images = False
     for message in chat.messages:
         content = message.get("content")

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 
 from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
-from gateway.request import ChatRequest
+from gateway.request import ChatRequest, EmbedRequest
 from gateway.server.keys import GATEWAY, KEY_ID, REQUEST_ID
 from gateway.server.limits import body_timeout_s, read_body
 from gateway.streaming.events import Event, UpstreamError
@@ -29,6 +29,8 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+R = TypeVar("R", ChatRequest, EmbedRequest)  # what a door's parser makes of a body
 
 # A pre-stream upstream failure as an HTTP response in the door's error shape.
 ErrorResponder = Callable[[UpstreamError, dict[str, str]], web.Response]
@@ -63,8 +65,8 @@ def caller_of(request: web.Request, started: float) -> Caller:
 
 
 async def open_answer(
-    request: web.Request, door: Door, parse: Callable[[bytes], ChatRequest]
-) -> tuple[ChatRequest, Answer]:
+    request: web.Request, door: Door, parse: Callable[[bytes], R]
+) -> tuple[R, Answer]:
     """Read and parse the body, then admit, govern and plan it; a refusal at any step is
     recorded (one log line, one metric) and raised for the door to render."""
     started = time.perf_counter()

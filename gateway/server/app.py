@@ -32,14 +32,21 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.compat_aiohttp import abort_connections, open_connection_count
 from gateway.config.model import Config
 from gateway.runtime import Gateway
 from gateway.server import handlers
+from gateway.server.cors import CorsPolicy, cors_middleware
 from gateway.server.keys import AUTH_KEYS, GATEWAY
 from gateway.server.limits import runner_kwargs
-from gateway.server.middlewares import auth_middleware, error_middleware, request_id_middleware
+from gateway.server.middlewares import (
+    auth_middleware,
+    error_middleware,
+    json_body_middleware,
+    request_id_middleware,
+)
 from gateway.server.protocol import use_envelope_errors
 
 log = structlog.get_logger("gateway.server")
@@ -55,10 +62,14 @@ class ListenError(Exception):
 
 def build_app(gateway: Gateway) -> web.Application:
     config = gateway.config
-    app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
-        client_max_size=config.limits.max_body_bytes,
-    )
+    cors = CorsPolicy(config.cors) if config.cors.enabled else None
+    middlewares: list[Middleware] = [request_id_middleware, error_middleware]
+    if cors is not None:  # a preflight carries no key: answered before authentication
+        middlewares.append(cors_middleware(cors))
+    middlewares += [json_body_middleware, auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_body_bytes)
+    if cors is not None:  # every /v1/ response, streams and errors included
+        app.on_response_prepare.append(cors.add_headers)
     app[GATEWAY] = gateway
     app[AUTH_KEYS] = tuple(key.reveal().encode() for key in config.auth.keys)
     handlers.add_routes(app)

@@ -7,6 +7,7 @@ import time
 import orjson
 from aiohttp import web
 
+from gateway.routing.table import ResolvedRoute
 from gateway.server import admin, door_messages, feedback
 from gateway.server.answering import (
     answer_headers,
@@ -15,6 +16,7 @@ from gateway.server.answering import (
     respond,
     stream_answer,
 )
+from gateway.server.door_embeddings import embeddings
 from gateway.server.errors import ApiError, upstream_error_response
 from gateway.server.keys import GATEWAY
 from gateway.server.parse import parse_chat_request
@@ -49,19 +51,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
+    routes = request.app[GATEWAY].routes.routes()
     if "anthropic-version" in request.headers:  # an Anthropic client: its list shape
-        return door_messages.anthropic_models(request, list(gateway.routes.names()))
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "race-gateway"}
-        for name in gateway.routes.names()
-    ]
+        names = [route.name for route in routes if route.type == "chat"]
+        return door_messages.anthropic_models(request, names)
+    data = [model_object(route) for route in routes]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
-    if request.app[GATEWAY].routes.get(name) is None:
+    route = request.app[GATEWAY].routes.get(name)
+    if route is None:
         raise ApiError(
             404,
             f"The model '{name}' does not exist",
@@ -69,10 +70,20 @@ async def retrieve_model(request: web.Request) -> web.Response:
             "model_not_found",
             "model",
         )
-    body = {"id": name, "object": "model", "created": 0, "owned_by": "race-gateway"}
     if "anthropic-version" in request.headers:
-        body = door_messages.model_info(name)
-    return web.json_response(body, dumps=_dumps)
+        return web.json_response(door_messages.model_info(route.name), dumps=_dumps)
+    return web.json_response(model_object(route), dumps=_dumps)
+
+
+def model_object(route: ResolvedRoute) -> dict[str, object]:
+    """An OpenAI model object; `type` (chat | embedding) says which endpoint serves it."""
+    return {
+        "id": route.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "race-gateway",
+        "type": route.type,
+    }
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -81,6 +92,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/embeddings", embeddings)
     door_messages.add_routes(app)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)

@@ -1,4 +1,4 @@
-"""Request id, authentication and error rendering.
+"""Request id, error rendering, JSON-only POST bodies and authentication.
 
 Every error leaves as an OpenAI envelope, except on paths a front door claims for its own
 protocol's error shape: a door adds an `ErrorShape` (a request predicate and a renderer) to
@@ -88,6 +88,35 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
+@web.middleware
+async def json_body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A POST to /v1/ must say `Content-Type: application/json` (parameters allowed), before
+    anything is parsed or routed. A browser sends a `text/plain` or form body cross-site
+    without a preflight; refusing it means no page can spend a race the user never asked for.
+    The official SDKs always send application/json."""
+    if request.method == "POST" and request.path.startswith("/v1/"):
+        given = request.headers.get("Content-Type", "")
+        if given.partition(";")[0].strip().lower() != "application/json":
+            got = f"got {given[:100]!r}" if given else "none was sent"
+            exc = ApiError(
+                415,
+                f"Content-Type must be application/json, {got}",
+                "invalid_request_error",
+                "unsupported_media_type",
+            )
+            _record_refusal(request, exc)
+            raise exc
+    return await handler(request)
+
+
+def _record_refusal(request: web.Request, exc: ApiError) -> None:
+    """A model request refused before its door (no key, not JSON) is recorded like any other."""
+    door = DOOR_PATHS.get(request.path)
+    if door is not None:
+        caller = Caller(request[REQUEST_ID], "anonymous", request.headers)
+        request.app[GATEWAY].pipeline.refuse(caller, door, None, exc)
+
+
 def _bearer(request: web.Request) -> str | None:
     """The key from `Authorization: Bearer` (OpenAI's SDKs) or `x-api-key` (Anthropic's)."""
     header = request.headers.get("authorization", "")
@@ -115,9 +144,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 "invalid_request_error",
                 "invalid_api_key",
             )
-            door = DOOR_PATHS.get(request.path)
-            if door is not None:  # a refused model request is recorded like any other
-                caller = Caller(request[REQUEST_ID], "anonymous", request.headers)
-                request.app[GATEWAY].pipeline.refuse(caller, door, None, exc)
+            _record_refusal(request, exc)
             raise exc
     return await handler(request)

@@ -24,6 +24,7 @@ from gateway.sim.config import (
     check_model_value,
     normalize_value,
 )
+from gateway.sim.embed_serve import EMBED_PATHS, GEMINI_METHOD, serve_embeddings
 from gateway.sim.engine import play_body, play_stream
 from gateway.sim.log import PENDING, SimLog, SimRecord, now
 from gateway.sim.plan import (
@@ -172,9 +173,17 @@ def _error_response(record: SimRecord, err: ErrorReply) -> web.Response:
     return web.Response(status=err.status, reason=reason, body=err.body, headers=dict(err.headers))
 
 
+async def _embeddings(request: web.Request) -> web.StreamResponse:
+    return await serve_embeddings(request, request.app[STATE], request[CONN])
+
+
 async def _chat(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
     info = request[CONN]
+    if (request.match_info.get("target") or "").endswith(GEMINI_METHOD):
+        if info.handshake_ms > 0:  # the middleware leaves the chat route's handshake to it
+            await asyncio.sleep(info.handshake_ms / 1000)
+        return await serve_embeddings(request, st, info)
     log = st.shared.log
     record = log.open(
         server=st.name,
@@ -226,6 +235,11 @@ async def _serve_chat(
     cfg = st.config.models.get(parsed.model)
     if cfg is None:
         return _error_response(record, proto.error(404, model=parsed.model, request_id=rid))
+    if cfg.type == "embedding":
+        message = f"model {parsed.model!r} is an embedding model; it does not chat"
+        return _error_response(
+            record, proto.error(400, model=parsed.model, message=message, request_id=rid)
+        )
     n, degraded = st.shared.next_request(st.name, parsed.model, cfg)
     record.degraded = degraded
     if degraded:
@@ -350,6 +364,8 @@ def make_app(name: str, config: SimServerConfig, shared: SimShared) -> web.Appli
     app[STATE] = ServerState(name, config, shared)
     for path in CHAT_PATHS[config.kind]:
         app.router.add_post(path, _chat)
+    for path in EMBED_PATHS.get(config.kind, ()):
+        app.router.add_post(path, _embeddings)
     app.router.add_get(MODELS_PATHS[config.kind], _models)
     app.router.add_get("/_sim/log", _sim_log)
     app.router.add_post("/_sim/reset", _sim_reset)

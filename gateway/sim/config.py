@@ -20,6 +20,9 @@ Kind = Literal["openai", "anthropic", "gemini", "ollama"]
 KINDS: tuple[str, ...] = ("openai", "anthropic", "gemini", "ollama")
 ToolCallMode = Literal["auto", "never", "always"]
 TOOL_CALL_MODES: tuple[str, ...] = ("auto", "never", "always")
+ModelType = Literal["chat", "embedding"]
+MODEL_TYPES: tuple[str, ...] = ("chat", "embedding")
+MAX_SIM_DIMENSIONS = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,10 @@ class SimModelConfig:
     # the request's x-sim-region header; a region not listed counts 1.0).
     hourly_multipliers: tuple[float, ...] | None = None
     region_multipliers: dict[str, float] | None = None
+    # An embedding model answers the embeddings endpoint (and refuses chat): deterministic
+    # unit vectors of `dimensions` floats per input; its TTFT is the whole call's latency.
+    type: ModelType = "chat"
+    dimensions: int = 256
 
     @property
     def sigma(self) -> float:
@@ -206,6 +213,12 @@ _MODEL_CHECKS: dict[str, Check] = {
     "tool_call": _one_of(TOOL_CALL_MODES),
     "hourly_multipliers": _optional(_hourly),
     "region_multipliers": _optional(_regions),
+    "type": _one_of(MODEL_TYPES),
+    "dimensions": lambda v: (
+        None
+        if _is_int(v) and 1 <= v <= MAX_SIM_DIMENSIONS
+        else f"must be an integer from 1 to {MAX_SIM_DIMENSIONS}"
+    ),
 }
 assert {*_MODEL_CHECKS, "degraded"} == {f.name for f in fields(SimModelConfig)}
 

@@ -122,7 +122,7 @@ def draw_ttft(cfg: SimModelConfig, z: float, u_straggler: float) -> tuple[float,
     return (ttft * cfg.straggler_multiplier if straggler else ttft), straggler
 
 
-def _error_status(cfg: SimModelConfig, u: float) -> int | None:
+def error_status(cfg: SimModelConfig, u: float) -> int | None:
     edge = 0.0
     for status, rate in (
         (429, cfg.error_rate_429),
@@ -215,7 +215,7 @@ def plan_request(
     """
     u_error, z, u_straggler = rng.random(), rng.gauss(0.0, 1.0), rng.random()
     u_fault, u_stall = rng.random(), rng.random()
-    status = _error_status(cfg, u_error)
+    status = error_status(cfg, u_error)
     ttft, straggler = draw_ttft(cfg, z, u_straggler)
     id_seed = _ident(rng)
     reasoning = _words(rng, cfg.reasoning_tokens)

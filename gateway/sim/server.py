@@ -195,6 +195,9 @@ def default_demo_sim_config(seed: int = 42) -> SimConfig:
                         reasoning_tokens=20,
                         error_rate_503=0.0004,
                     ),
+                    "text-embedding-sim": SimModelConfig(
+                        type="embedding", dimensions=1536, ttft_p50_ms=180.0, ttft_p95_ms=420.0
+                    ),
                 },
             ),
             "anthropic-sim": SimServerConfig(
@@ -220,6 +223,9 @@ def default_demo_sim_config(seed: int = 42) -> SimConfig:
                         itl_ms=7.3,
                         tokens=60,
                     ),
+                    "gemini-embedding-sim": SimModelConfig(
+                        type="embedding", dimensions=768, ttft_p50_ms=150.0, ttft_p95_ms=380.0
+                    ),
                 },
             ),
             "ollama-sim": SimServerConfig(
@@ -231,6 +237,9 @@ def default_demo_sim_config(seed: int = 42) -> SimConfig:
                         itl_ms=21.0,
                         tokens=60,
                         error_rate_500=0.0002,
+                    ),
+                    "nomic-embed-sim": SimModelConfig(
+                        type="embedding", dimensions=768, ttft_p50_ms=60.0, ttft_p95_ms=200.0
                     ),
                 },
             ),

@@ -9,9 +9,9 @@ Pure types: no I/O here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.streaming.events import Event, UpstreamError
 
@@ -46,3 +46,17 @@ class WireAdapter(Protocol):
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         """A non-2xx upstream response as an error event."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class OneShotCall:
+    """Plain (non-streaming) upstream requests whose JSON answers together make one answer:
+    an embeddings request split into the provider's batch size.
+
+    `parse(i, body)` reads the 2xx body of request i into a part, or the UpstreamError saying
+    why it cannot; `merge(parts)` joins every part, in request order, into the answer's events.
+    """
+
+    requests: tuple[UpstreamRequest, ...]
+    parse: Callable[[int, bytes], Any]
+    merge: Callable[[list[Any]], list[Event]]

@@ -1,7 +1,8 @@
 """Normalized stream events: every upstream wire format decodes into these.
 
 A *token* is an event that carries user-visible output (non-empty text or
-reasoning, or tool-call data). The race is decided on tokens only.
+reasoning, tool-call data, or a whole batch of embedding vectors). The race is
+decided on tokens only.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ class UpstreamError:
     opens_circuit: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """Every vector of one embeddings request, in input order: an answer that arrives whole
+    (there is no first token to race on), so it counts as the answer's one token."""
+
+    vectors: list[list[float]] = field(compare=True, repr=False)
+
+
 Event = (
     TextDelta
     | ReasoningDelta
@@ -96,6 +105,7 @@ Event = (
     | Usage
     | ResponseMeta
     | UpstreamError
+    | Embeddings
 )
 
 
@@ -105,6 +115,8 @@ def is_token(event: Event) -> bool:
         return bool(event.text)
     if type(event) is ToolCallDelta:
         return bool(event.name or event.arguments or event.id)
+    if type(event) is Embeddings:
+        return bool(event.vectors)
     return False
 
 

@@ -1,9 +1,11 @@
 """Upstream HTTP: one pooled aiohttp session per provider, and the attempt stream.
 
-`stream_events` is the only place where provider adapters meet sockets: it
-sends the adapter's request, feeds the body to the adapter's decoder and yields
-event batches. A stream that is abandoned (cancelled, closed early) drops its
-connection instead of returning it to the pool.
+`stream_events` and `one_shot_events` are the only places where provider adapters
+meet sockets: the first sends the adapter's request, feeds the body to the
+adapter's decoder and yields event batches; the second sends a one-shot call's
+plain requests (an embeddings batch) and yields their merged answer as one batch.
+A stream that is abandoned (cancelled, closed early) drops its connection instead
+of returning it to the pool.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from collections.abc import AsyncGenerator
 import aiohttp
 
 from gateway.compat_aiohttp import pooled_connection_count
-from gateway.streaming.adapter import UpstreamRequest, WireAdapter
+from gateway.streaming.adapter import OneShotCall, UpstreamRequest, WireAdapter
 from gateway.streaming.events import Event, UpstreamError
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024  # a non-streamed answer from a server that ignores stream
+# One embeddings answer: 2048 vectors of 1536 floats as JSON text is about 40 MB.
+MAX_ONE_SHOT_BODY = 96 * 1024 * 1024
+ONE_SHOT_PARALLEL = 4  # calls of one split request in flight at once
 
 
 class UpstreamPool:
@@ -146,6 +151,87 @@ async def stream_events(
             response.release()
         else:
             # Abandoned or failed mid-body: drop the connection, never reuse it.
+            response.close()
+
+
+class _PartFailed(Exception):
+    """One call of a one-shot request failed: the others are cancelled."""
+
+
+async def one_shot_events(
+    pool: UpstreamPool, provider: WireAdapter, call: OneShotCall
+) -> AsyncGenerator[list[Event], None]:
+    """Send every request of `call` (at most ONE_SHOT_PARALLEL at once), read each whole JSON
+    answer, and yield the merged events as one batch. The first failure (HTTP error,
+    transport, bad body) is the whole answer: one UpstreamError batch, the other calls
+    cancelled. Cancellation propagates; unfinished connections are then closed."""
+    count = len(call.requests)
+    parts: list[object] = [None] * count
+    failed: list[UpstreamError] = []
+    gate = asyncio.Semaphore(ONE_SHOT_PARALLEL)
+
+    async def run(i: int) -> None:
+        async with gate:
+            body = await _read_whole(pool, provider, call.requests[i])
+            part = body if type(body) is UpstreamError else call.parse(i, body)  # type: ignore[arg-type]
+            if type(part) is UpstreamError:
+                failed.append(part)
+                raise _PartFailed
+            parts[i] = part
+
+    if count == 1:
+        try:
+            await run(0)
+        except _PartFailed:
+            pass
+    else:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(count):
+                    group.create_task(run(i))
+        except* _PartFailed:
+            pass
+    if failed:
+        yield [failed[0]]
+        return
+    yield call.merge(parts)
+
+
+async def _read_whole(
+    pool: UpstreamPool, provider: WireAdapter, request: UpstreamRequest
+) -> bytes | UpstreamError:
+    """One plain request's whole 2xx body, or the error it ended in."""
+    try:
+        response = await pool.session.request(
+            request.method, request.url, headers=request.headers, data=request.body
+        )
+    except asyncio.CancelledError:
+        raise
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return connection_error(exc)
+    clean = False
+    try:
+        if response.status >= 300:
+            body = await response.content.read(MAX_ERROR_BODY)
+            return provider.parse_error(response.status, response.headers, body)
+        pieces: list[bytes] = []
+        size = 0
+        content = response.content
+        while data := await content.readany():  # b"" at the end of the body
+            size += len(data)
+            if size > MAX_ONE_SHOT_BODY:
+                return UpstreamError(
+                    502, "upstream_protocol_error", "upstream body too large", False
+                )
+            pieces.append(data)
+        clean = True
+        return b"".join(pieces)
+    except (aiohttp.ClientError, OSError) as exc:
+        return connection_error(exc)
+    finally:
+        if clean:
+            response.release()
+        else:
             response.close()
 
 

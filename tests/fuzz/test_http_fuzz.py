@@ -35,7 +35,16 @@ from tests.stack import FAST, Stack, no_gateway_tasks_left, stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SERVERS = {"oa": {"kind": "openai", "models": {"m1": {**FAST, "text": "Hello fuzz"}}}}
+SERVERS = {
+    "oa": {
+        "kind": "openai",
+        "models": {
+            "m1": {**FAST, "text": "Hello fuzz"},
+            "e1": {"type": "embedding", "dimensions": 4, "ttft_ms": 1},
+        },
+    }
+}
+DEPLOYMENTS = {"e1": {"type": "embedding"}}
 ANTHROPIC_ERROR_TYPES = frozenset(get_args(ErrorType))
 FUZZ = settings(
     max_examples=150,
@@ -99,6 +108,7 @@ paths = st.sampled_from(
         "/v1//chat/completions",
         "/v1/models",
         "/v1/models/m1",
+        "/v1/embeddings",
         "/v1/feedback",
         "/healthz",
         "/metrics",
@@ -177,7 +187,7 @@ async def gateway() -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
     connector = aiohttp.TCPConnector(force_close=True)
     timeout = aiohttp.ClientTimeout(total=20)
     async with (
-        stack(SERVERS) as s,
+        stack(SERVERS, deployments=DEPLOYMENTS) as s,
         aiohttp.ClientSession(connector=connector, timeout=timeout) as http,
     ):
         yield s, http
@@ -244,13 +254,18 @@ async def test_any_request(
 
 
 @FUZZ
-@given(body=bodies, stream=st.booleans(), content_type=st.sampled_from(["application/json", ""]))
+@given(
+    body=bodies,
+    stream=st.booleans(),
+    # Any other type is refused with 415 before parsing (test_any_request sends those).
+    content_type=st.sampled_from(["application/json", "application/json; charset=utf-8"]),
+)
 async def test_chat_bodies(
     gateway: tuple[Stack, aiohttp.ClientSession], body: bytes, stream: bool, content_type: str
 ) -> None:
     """Near-valid chat bodies, all sent to the chat endpoint."""
     s, http = gateway
-    headers = {"content-type": content_type} if content_type else {}
+    headers = {"content-type": content_type}
     url = f"{s.url}/v1/chat/completions"
     async with http.post(url, data=body, headers=headers) as resp:
         await check_envelope(resp, "POST")
@@ -310,7 +325,9 @@ async def test_messages_bodies(
     """Near-valid Anthropic bodies to the Messages door: Anthropic's error shape below 500,
     or an answer whose every event is one of the anthropic SDK's stream events."""
     s, http = gateway
-    headers = {"anthropic-version": "2023-06-01"} if version else {}
+    headers = {"content-type": "application/json"}
+    if version:
+        headers["anthropic-version"] = "2023-06-01"
     async with http.post(f"{s.url}/v1/messages", data=body, headers=headers) as resp:
         if resp.status != 200:
             await check_envelope(resp, "POST", "/v1/messages")
@@ -327,6 +344,27 @@ async def test_messages_bodies(
         else:
             assert (await resp.json())["type"] == "message"
             event("answered")
+    await still_healthy(s, http)
+
+
+EMBED: dict[str, Any] = {"model": "e1", "input": ["a", "b"], "encoding_format": "base64"}
+embed_bodies = st.one_of(
+    st.sampled_from([3, 8, 40]).flatmap(lambda rate: mutated(EMBED, rate)).map(dumps),
+    st.sampled_from([3, 8]).flatmap(lambda rate: mutated(CHAT, rate)).map(dumps),
+    bodies,
+)
+
+
+@FUZZ
+@given(body=embed_bodies)
+async def test_embeddings_bodies(gateway: tuple[Stack, aiohttp.ClientSession], body: bytes) -> None:
+    """Near-valid embeddings bodies (and chat ones) sent to the embeddings endpoint."""
+    s, http = gateway
+    async with http.post(f"{s.url}/v1/embeddings", data=body) as resp:
+        await check_envelope(resp, "POST")
+        if resp.status == 200:
+            event("answered")
+            assert (await resp.json())["object"] == "list"
     await still_healthy(s, http)
 
 

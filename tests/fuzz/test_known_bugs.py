@@ -296,7 +296,10 @@ async def test_corrupt_compressed_body_is_a_400(path: str, encoding: str) -> Non
 async def test_stalled_body_gets_408(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server_limits, "BODY_TIMEOUT_S", 0.3)
     async with stack(SERVERS) as s:
-        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+        head = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        )
         answer = await exchange(s.url, head + b'{"model"', wait_s=1.0)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
         assert b'"request_timeout"' in answer

@@ -26,6 +26,7 @@ async def post(
 ) -> tuple[int, dict[str, str], Any]:
     async with aiohttp.ClientSession() as http:
         kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": body}
+        headers = {"content-type": "application/json", **(headers or {})}
         async with http.post(url + path, headers=headers, **kwargs) as resp:
             headers = {k.lower(): v for k, v in resp.headers.items()}
             return resp.status, headers, await resp.json(content_type=None)
@@ -87,6 +88,13 @@ async def test_bad_input_in_anthropic_shape(
         assert got == status
         anthropic_error(answer, type_ or "invalid_request_error")
         assert s.log.records == [], "a refused request never reaches an upstream"
+
+
+async def test_a_body_that_is_not_json_is_415_in_anthropic_shape() -> None:
+    async with stack(ONE) as s:
+        status, _, body = await post(s.url, b"hi", {**VERSION, "content-type": "text/plain"})
+        assert status == 415
+        assert "application/json" in anthropic_error(body, "invalid_request_error")
 
 
 async def test_oversize_unknown_path_and_method_in_anthropic_shape() -> None:

@@ -60,7 +60,8 @@ CODEC = (
 )
 COMPAT = "gateway.compat_aiohttp"
 SEAM = "aiohttp seam"
-AIOHTTP_PUBLIC = ("aiohttp", "aiohttp.web")  # any other aiohttp module is an internal
+# any other aiohttp module is an internal; typedefs holds public type aliases (Middleware, ...)
+AIOHTTP_PUBLIC = ("aiohttp", "aiohttp.web", "aiohttp.typedefs")
 DOMAIN = (  # what the core and the applications above it build on
     *FOUNDATION,
     "gateway.config",
@@ -77,6 +78,7 @@ CORE = (
     "gateway.prewarming",
     "gateway.pipeline",  # a request's road: admission, region, governance, plan, race
     "gateway.admission",
+    "gateway.scrub",  # secrets cut from what upstreams say
     "gateway.region",
     "gateway.record",  # one record per request, to the sinks
     "gateway.sinks",
