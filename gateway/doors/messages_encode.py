@@ -51,6 +51,7 @@ _THINKING = b',"delta":{"type":"thinking_delta","thinking":'
 _JSON = b',"delta":{"type":"input_json_delta","partial_json":'
 _SIGNATURE = b',"delta":{"type":"signature_delta","signature":'
 _END = b"}}\n\n"
+_QUOTE_END = b'"}}\n\n'
 
 
 def error_type(status: int, type_: str | None = None) -> str:
@@ -125,6 +126,7 @@ class MessagesStreamEncoder:
         "_prompt_estimate",
         "_response_id",
         "_started",
+        "_text_head",
         "_tools",
         "_usage",
     )
@@ -143,6 +145,7 @@ class MessagesStreamEncoder:
         self._block = -1  # index of the open (or last) block
         self._index = 0  # index the next block gets
         self._tools: dict[int, int] = {}  # upstream tool index -> block index
+        self._text_head = b""  # the open text block's delta, up to the opening quote
         self._finish: str | None = None
         self._usage: Usage | None = None
 
@@ -225,14 +228,19 @@ class MessagesStreamEncoder:
         return _DELTA_HEAD + str(self._block).encode() + head + value + _END
 
     def _text(self, run: list[TextDelta], out: list[bytes]) -> None:
+        """One text_delta per run; bodies cut from OpenAI-shaped upstream chunks are already
+        JSON-escaped, so they are framed as they are (the hot path: one token per batch)."""
         if self._open != "text":
             self._open_block("text", {"type": "text", "text": ""}, out)
-        raws = [event.raw for event in run]
-        if None in raws:
-            value = orjson.dumps("".join(event.text for event in run))
-        else:  # already JSON-escaped bodies cut from an OpenAI-shaped upstream
-            value = b'"' + "".join(raws).encode() + b'"'  # type: ignore[arg-type]
-        out.append(self._delta(_TEXT, value))
+            self._text_head = _DELTA_HEAD + str(self._block).encode() + _TEXT + b'"'
+        if len(run) == 1:
+            raw = run[0].raw
+            body = raw.encode() if raw is not None else orjson.dumps(run[0].text)[1:-1]
+        elif None in (raws := [event.raw for event in run]):
+            body = orjson.dumps("".join(event.text for event in run))[1:-1]
+        else:
+            body = "".join(raws).encode()  # type: ignore[arg-type]
+        out.append(self._text_head + body + _QUOTE_END)
 
     def _tool(self, event: ToolCallDelta, out: list[bytes]) -> None:
         block = self._tools.get(event.index)
