@@ -7,8 +7,10 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.config import parse_config
 from gateway.config.model import LimitsConfig
 from gateway.doors.messages_parse import parse_messages_request
+from gateway.governance.gate import Governance
 from gateway.providers import registry
 from gateway.providers.base import ProviderSettings, TargetModel
 from gateway.rejection import Rejected
@@ -503,3 +505,34 @@ def test_a_tool_turn_without_signed_thinking_goes_to_anthropic_without_thinking(
     # with no tool loop open, thinking stays on
     body, _ = body_for("anthropic", parse(request(max_tokens=2000, thinking=thinking)))
     assert body["thinking"] == thinking
+
+
+def test_signed_thinking_is_left_out_while_a_data_policy_inspects() -> None:
+    """Signed thinking can be neither inspected nor redacted: with a PII policy it is not
+    sent, and the tool loop it began goes to Anthropic without thinking."""
+    turn = [
+        {"role": "user", "content": "q"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "mail jane.doe@example.com", "signature": "s"},
+                {"type": "tool_use", "id": "a", "name": "w", "input": {}},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "x"}]},
+    ]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    chat = parse(request(max_tokens=2000, thinking=thinking, messages=turn))
+    config = {
+        "providers": {"an": {"kind": "anthropic", "base_url": "http://a.test"}},
+        "deployments": {"c": {"provider": "an", "model": "m"}},
+        "routes": {"chat": {"deployments": ["c"]}},
+    }
+    open_gate = Governance(parse_config(config, env={}))
+    assert open_gate.decide(chat, "chat").chat.anthropic == chat.anthropic
+    gate = Governance(parse_config({**config, "governance": {"pii": {"email": "redact"}}}, env={}))
+    governed = gate.decide(chat, "chat").chat
+    assert governed.anthropic is not None and "thinking" not in governed.anthropic
+    assert chat.anthropic is not None and "thinking" in chat.anthropic, "not mutated"
+    body, _ = body_for("anthropic", governed)
+    assert "jane.doe" not in orjson.dumps(body).decode() and "thinking" not in body
