@@ -56,6 +56,9 @@ simulator:
   deployment with the lowest true median there; the ceiling for selection.
 
 Results: markdown on stdout and bench/results/latency_profiles.{md,json}.
+
+Learning a region from scratch (a deployment fast from one region and slow from
+another, exploration by the race's second slot) is bench/region_learning.py.
 """
 
 from __future__ import annotations

@@ -39,7 +39,38 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
             print(f"  {problem}", file=err)
         return 1
     print(summarize(config), file=out)
+    for warning in heartbeat_warnings(config):
+        print(f"warning: {warning}", file=err)
     return 0
+
+
+def heartbeat_warnings(config: Config) -> list[str]:
+    """Routes whose keep-alives can start before a first-token timeout has decided.
+
+    A keep-alive sends the status line (200) and headers; an attempt's failure after
+    that can only be an in-stream error, so a request that fails before its first token
+    loses its HTTP status (504 on timeouts) for monitors, load balancers and SDK retries.
+    """
+    warnings = []
+    for name, route in config.routes.items():
+        after = route.heartbeat_after_s
+        if after is None:
+            continue
+        members = dict.fromkeys(route.deployments)
+        for tier in route.tiers:
+            members.update(dict.fromkeys(tier.deployments))
+        slowest = max(members, key=lambda d: config.deployments[d].ttft_timeout_s)
+        timeout = config.deployments[slowest].ttft_timeout_s
+        if after <= timeout:
+            warnings.append(
+                f"routes.{name}.heartbeat_after_s: {after:g} s is not above the "
+                f"ttft_timeout_s of {slowest} ({timeout:g} s): keep-alives commit HTTP 200 "
+                "before the first-token timeout decides, so a streamed request whose "
+                "candidates all fail before their first token gets 200 and an in-stream "
+                "error instead of its error status (504 on timeouts). Raise it above "
+                f"{timeout:g} s, or leave it unset unless a proxy cuts idle connections."
+            )
+    return warnings
 
 
 def route_tier_problems(config: Config) -> list[str]:

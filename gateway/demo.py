@@ -83,6 +83,11 @@ Try it with curl:
   curl -N {url}/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{{"model": "chat", "stream": true, "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
+The Responses API (OpenAI's newer door; `store: true` keeps a turn for previous_response_id):
+
+  curl -N {url}/v1/responses -H 'Content-Type: application/json' \\
+    -d '{{"model": "chat", "stream": true, "input": "Hello!"}}'
+
 The Anthropic Messages API (any Anthropic client, base URL {url}):
 
   curl -N {url}/v1/messages -H 'Content-Type: application/json' \\

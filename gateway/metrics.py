@@ -78,6 +78,12 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.budget_refused = Counter(
+            "gateway_extra_load_budget_refused",
+            "Speculative attempts (racing, hedging) the extra-load budget did not start",
+            ["route"],
+            registry=r,
+        )
         self.rejected = Counter(
             "gateway_rejected_requests",
             "Requests refused before any upstream attempt, by front door and reason",
@@ -122,8 +128,9 @@ class GatewayMetrics:
     def on_race_end(self, record: RaceRecord) -> None:
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"
         self.requests.labels(record.route, outcome).inc()
-        if record.budget_limited:
+        if record.budget_refused:
             self.budget_limited.labels(record.route).inc()
+            self.budget_refused.labels(record.route).inc(record.budget_refused)
         if record.winner is not None and record.ttft_s is not None:
             self.request_ttft.labels(record.route).observe(record.ttft_s)
             self.wins.labels(record.winner).inc()

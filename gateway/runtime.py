@@ -76,7 +76,10 @@ class Gateway:
             upstreams=self.upstreams,
             limiter=self.state.limiter,
             health=self.state.health,
-            budgets={r.name: LoadBudget(r.max_extra_load) for r in self.routes.routes()},
+            budgets={
+                r.name: LoadBudget.for_route(r.max_extra_load, r.min_extra_per_s)
+                for r in self.routes.routes()
+            },
             metrics=self.metrics,
             sinks=self.sinks,
             prewarmer=self.prewarmer,

@@ -1,4 +1,4 @@
-"""Shared state per backend: latency counters, rate limits and health sharing.
+"""Shared state per backend: latency counters, rate limits, health sharing, stored responses.
 
 `state.backend: memory` keeps everything in-process; `redis` shares it across
 gateway instances. Either way the request path never waits on Redis.
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from gateway.config.model import Config
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.store import CounterStore, MemoryStore, RedisStore
+from gateway.responses_store import MemoryResponseStore, RedisResponseStore, ResponseStore
 from gateway.routing.feedback import FeedbackStore, MemoryFeedbackStore
 from gateway.routing.feedback_redis import RedisFeedbackStore
 from gateway.routing.health import HealthRegistry
@@ -88,6 +89,14 @@ class SharedState:
             if self.redis
             else MemorySpendTracker()
         )
+        stored = config.responses
+        self.responses: ResponseStore = (
+            RedisResponseStore(state.url, prefix=state.prefix, ttl_s=stored.store_ttl_s)
+            if self.redis
+            else MemoryResponseStore(
+                stored.store_ttl_s, stored.max_stored, int(stored.max_stored_mb * 1024 * 1024)
+            )
+        )
         health = self.health
         self.weights = WeightWorker(
             dict(config.deployments),
@@ -124,4 +133,5 @@ class SharedState:
         if self.shared_health is not None:
             await self.shared_health.close()
         await self.limiter.close()
+        await self.responses.close()
         await self.store.close()

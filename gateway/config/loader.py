@@ -83,6 +83,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
     cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
+    responses = sections.responses(root.section("responses"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -108,6 +109,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         health=health,
         routing=routing,
         cors=cors,
+        responses=responses,
         sim=sim,
     )
 
@@ -368,6 +370,13 @@ def _route_deployments(r: Reader, deployments: Collection[str]) -> tuple[str, ..
     return tuple(str(item) for item in raw)
 
 
+def _optional_seconds(r: Reader, key: str) -> float | None:
+    """A positive duration, or None when absent or null (the feature is off)."""
+    if r.raw(key) in (MISSING, None):
+        return None
+    return r.number(key, 1.0, lo=0, lo_open=True)
+
+
 def _route(
     name: str,
     r: Reader,
@@ -404,8 +413,9 @@ def _route(
         strategy=cast(Strategy, strategy),
         k=k,
         hedge_delay_ms=r.number("hedge_delay_ms", d.hedge_delay_ms, lo=0),
-        heartbeat_after_s=r.number("heartbeat_after_s", d.heartbeat_after_s, lo=0, lo_open=True),
-        max_extra_load=r.number("max_extra_load", d.max_extra_load, lo=0),
+        heartbeat_after_s=_optional_seconds(r, "heartbeat_after_s"),
+        max_extra_load=sections.optional_number(r, "max_extra_load"),
+        min_extra_per_s=r.number("min_extra_per_s", d.min_extra_per_s, lo=0),
         data_residency=residency,
         governance=governance,
         hedge_quantile=r.number("hedge_quantile", d.hedge_quantile, lo=0, hi=1, lo_open=True),

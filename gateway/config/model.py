@@ -164,8 +164,10 @@ class RouteConfig:
     strategy: Strategy = "fallback"
     k: int = 2
     hedge_delay_ms: float = 600.0
-    heartbeat_after_s: float = 10.0
-    max_extra_load: float = 0.5
+    # Off by default: a keep-alive commits HTTP 200 before the outcome is known (README).
+    heartbeat_after_s: float | None = None
+    max_extra_load: float | None = None  # None: races are not limited, hedges get 0.5
+    min_extra_per_s: float = 1.0  # the budget's floor: extra attempts always allowed per second
     data_residency: tuple[str, ...] | None = None
     governance: GovernanceConfig | None = None  # route-level override of the global policy
     hedge_quantile: float = 0.9  # per-deployment hedge delay from the latency profile
@@ -260,6 +262,16 @@ class CorsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """The Responses door's stored responses (`store: true`, `previous_response_id`)."""
+
+    store_ttl_s: float = 3600.0
+    max_stored: int = 10_000  # memory backend only: the oldest records go first ...
+    max_stored_mb: float = 256.0  # ... and so they do past this much JSON
+    store_by_default: bool = False  # when a request has no `store` (the real API: true)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
     level: str = "info"
@@ -281,4 +293,5 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config

@@ -1,5 +1,5 @@
 """Config sections added after the first release: health, routing, tiers, output filtering,
-CORS."""
+CORS, the Responses door's store."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from gateway.config.model import (
     HealthConfig,
     KeyPolicyConfig,
     OutputFilterConfig,
+    ResponsesConfig,
     RoutingConfig,
     TierConfig,
 )
@@ -64,6 +65,18 @@ def routing(r: Reader) -> RoutingConfig:
         key_rpm=optional_int(r, "key_rpm"),
         key_tpm=optional_int(r, "key_tpm"),
         key_daily_budget_usd=optional_number(r, "key_daily_budget_usd"),
+    )
+    r.finish()
+    return out
+
+
+def responses(r: Reader) -> ResponsesConfig:
+    d = ResponsesConfig()
+    out = ResponsesConfig(
+        store_ttl_s=r.number("store_ttl_s", d.store_ttl_s, lo=0, lo_open=True),
+        max_stored=r.integer("max_stored", d.max_stored, lo=1),
+        max_stored_mb=r.number("max_stored_mb", d.max_stored_mb, lo=0, lo_open=True),
+        store_by_default=r.boolean("store_by_default", d.store_by_default),
     )
     r.finish()
     return out

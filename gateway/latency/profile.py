@@ -35,6 +35,11 @@ Back-off
     deployment's configured p50/p95). If some level had enough samples but
     too much censoring, the KM lower bound (its largest observed time) floors
     the prior, so a deployment that keeps timing out never looks like its prior.
+    For a query with a region, the region-less levels (hour, global) hold
+    other regions' samples: they answer only as a pessimistic prior (never
+    below the configured prior) and the estimate says ``borrowed``, with the
+    region's own sample count, so that routing explores the thin cell in that
+    region instead of trusting a latency measured elsewhere.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ KEY_VERSION = "lat1"
 
 _EVENT, _CENSORED, _ITL, _OUTCOME = "t", "c", "i", "o:"
 _LEVELS: tuple[Level, ...] = ("region_hour", "region", "hour", "global")
+_BORROWED = ("hour", "global")  # region-less levels: other regions' samples for a regional query
 _TTFT_KINDS = _EVENT + _CENSORED
 _CACHE_MAX = 4096
 
@@ -73,6 +79,8 @@ class Estimate:
     level: Level
     samples: float  # decayed weight of the samples behind it (events + censored); 0 for prior
     censored_share: float  # censored weight / all weight at that level
+    own_samples: float = 0.0  # the asked region's own samples (how well it is known there)
+    borrowed: bool = False  # from other regions' samples, used only as a pessimistic prior
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,16 +316,28 @@ class LatencyProfiles:
         self, deployment: str, region: str, hour: int, q: float, prior: tuple[float, float]
     ) -> Estimate:
         floor = 0.0
+        own = 0.0
+        regional = bool(region) and region != ANY
         for level, hist in self._levels(deployment, region, hour, _TTFT_KINDS):
             samples = hist.ttft_samples
+            borrowed = regional and level in _BORROWED
+            if not borrowed:
+                own = max(own, samples)
             if not self._enough(samples):
                 continue
             value = km_quantile(hist.events, hist.censored, q)
             if value is None:
                 floor = max(floor, hist.censored.max_value() or 0.0, hist.events.max_value() or 0.0)
                 continue
-            return Estimate(value, level, samples, hist.censored.count / samples)
-        return Estimate(max(prior_quantile(prior[0], prior[1], q), floor), "prior", 0.0, 0.0)
+            share = hist.censored.count / samples
+            if borrowed:
+                # Other regions' latency says nothing good about this one (a model hosted
+                # in Paris is fast from the EU, not from the US): it may only make the
+                # estimate slower than the prior, never faster.
+                value = max(value, prior_quantile(prior[0], prior[1], q), floor)
+                return Estimate(value, level, samples, share, own, borrowed=True)
+            return Estimate(value, level, samples, share, own)
+        return Estimate(max(prior_quantile(prior[0], prior[1], q), floor), "prior", 0.0, 0.0, own)
 
     def itl_quantile(self, deployment: str, region: str, hour: int, q: float) -> Estimate | None:
         """Inter-token latency quantile, same back-off; None when no level has enough."""

@@ -36,6 +36,28 @@ def rank(
     return ranked
 
 
+def least_known_in_last_slot(
+    ranked: list[str], own_samples: Callable[[str], float], k: int, min_samples: float
+) -> list[str] | None:
+    """Give the last of the top ``k`` places to the least-known candidate, or None.
+
+    A race of ``k >= 2`` keeps its ``k - 1`` best-predicted candidates; the
+    candidate with the fewest own samples (below ``min_samples``) among the
+    rest takes place ``k``, so a thin cell is explored while a well-predicted
+    candidate still races beside it. None when no such candidate exists (every
+    candidate from place ``k`` on is known well enough).
+    """
+    if k < 2 or len(ranked) < k:
+        return None
+    rest = ranked[k - 1 :]
+    pick = min(rest, key=own_samples)  # ties keep the better-predicted one
+    if own_samples(pick) >= min_samples:
+        return None
+    out = [name for name in ranked if name != pick]
+    out.insert(k - 1, pick)
+    return out
+
+
 def hedge_delay(estimate_s: float, min_s: float, max_s: float) -> float:
     """``estimate_s`` clamped to ``[min_s, max_s]`` (NaN gives ``max_s``)."""
     if min_s > max_s:

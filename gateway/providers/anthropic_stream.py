@@ -108,6 +108,9 @@ def truncated_error() -> UpstreamError:
     )
 
 
+_NO_MESSAGE = object()  # no message_start seen yet
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -144,6 +147,7 @@ class AnthropicStreamDecoder:
         "_closed",
         "_done",
         "_finished",
+        "_message_id",
         "_secret",
         "_sse",
         "_tools",
@@ -162,6 +166,7 @@ class AnthropicStreamDecoder:
         self._args_seen: set[int] = set()  # tool call indexes that received arguments
         self._usage = UsageState()
         self._finished = False
+        self._message_id: str | object | None = _NO_MESSAGE  # the open message's id
         self._done = False  # message_stop or an error: nothing more is decoded
         self._closed = False
 
@@ -231,6 +236,21 @@ class AnthropicStreamDecoder:
             message = payload.get("message")
             if not isinstance(message, dict):
                 message = {}
+            message_id = message.get("id") if isinstance(message.get("id"), str) else None
+            if self._message_id is not _NO_MESSAGE:
+                if message_id == self._message_id:
+                    return  # a repeated start of the open message: nothing new
+                # A second message inside one stream (a known upstream fault): merging it
+                # would splice two answers (and half a tool call) into one.
+                self._done = True
+                out.append(
+                    protocol_error(
+                        "upstream started a second message inside one stream "
+                        f"({str(message_id)[:64]!r} while {str(self._message_id)[:64]!r} is open)"
+                    )
+                )
+                return
+            self._message_id = message_id
             model = message.get("model")
             out.append(ResponseMeta(model=model if isinstance(model, str) else None))
             # message_start's output_tokens is a placeholder, not output: report 0.

@@ -94,6 +94,13 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def reported_count(value: Any) -> int | None:
+    """A token count the provider reported (a non-negative integer), or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
 def protocol_error(message: str, retryable: bool = True) -> UpstreamError:
     """The upstream broke its own protocol (bad JSON, impossible shapes, cut frames)."""
     return UpstreamError(502, "upstream_protocol_error", message, retryable)

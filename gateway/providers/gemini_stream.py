@@ -14,7 +14,7 @@ import orjson
 from gateway.providers.common import (
     MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
 )
-from gateway.providers.common import clamp_delay, clean_message, json_text
+from gateway.providers.common import clamp_delay, clean_message, json_text, reported_count
 from gateway.providers.common import (
     is_retryable as is_retryable,
 )
@@ -221,9 +221,11 @@ class GeminiChunks:
         thoughts = _int(meta.get("thoughtsTokenCount"))
         usage = Usage(
             prompt=_int(meta.get("promptTokenCount")),
+            # candidatesTokenCount excludes thoughts: fold them in, as OpenAI counts them
             completion=_int(meta.get("candidatesTokenCount")) + thoughts,
             cached=_int(meta.get("cachedContentTokenCount")),
             reasoning=thoughts,
+            total=reported_count(meta.get("totalTokenCount")),
         )
         if usage != self._usage:  # cumulative and repeated on every chunk: send changes only
             self._usage = usage

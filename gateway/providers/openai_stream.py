@@ -16,7 +16,7 @@ import orjson
 from gateway.providers.common import (
     MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
 )
-from gateway.providers.common import clean_message, json_text
+from gateway.providers.common import clean_message, json_text, reported_count
 from gateway.providers.common import (
     is_retryable as is_retryable,
 )
@@ -172,11 +172,22 @@ def _usage(usage: dict[str, Any]) -> Usage:
     reasoning = 0
     if isinstance(completion_details, dict):
         reasoning = _int(completion_details.get("reasoning_tokens"))
+    reasoning = reasoning or _int(usage.get("reasoning_tokens"))  # flat, beside completion
+    prompt = _int(usage.get("prompt_tokens"))
+    completion = _int(usage.get("completion_tokens"))
+    total = reported_count(usage.get("total_tokens"))
+    # OpenAI counts reasoning inside completion_tokens; some providers report it beside
+    # them, which their total (or a reasoning count above completion) gives away.
+    beside = reasoning > 0 and (
+        total - prompt - completion >= reasoning if total is not None else reasoning > completion
+    )
     return Usage(
-        prompt=_int(usage.get("prompt_tokens")),
-        completion=_int(usage.get("completion_tokens")),
+        prompt=prompt,
+        completion=completion,
         cached=cached or _int(usage.get("prompt_cache_hit_tokens")),  # DeepSeek
         reasoning=reasoning,
+        total=total,
+        reasoning_in_completion=not beside,
     )
 
 

@@ -93,8 +93,9 @@ def _deployment_route(config: Config, name: str) -> ResolvedRoute:
         deployments=(config.deployments[name],),
         k=1,
         hedge_delay_s=0.6,
-        heartbeat_after_s=10.0,
+        heartbeat_after_s=None,
         max_extra_load=0.0,
+        min_extra_per_s=0.0,
         data_residency=None,
         direct=True,
     )

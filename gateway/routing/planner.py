@@ -4,7 +4,8 @@ Order of decisions: the route's tier (by request traits) picks strategy and
 deployments; policy (residency, local-only) removes what must never be
 contacted; health skips open breakers and rate-limited deployments; then
 `race`/`hedge` order by predicted TTFT for this region and hour (with a little
-exploration), `weighted` draws by learned weights, `fallback` keeps config order.
+exploration; a race gives its last slot to the candidate least known in the
+client's region), `weighted` draws by learned weights, `fallback` keeps config order.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from gateway.config.model import Config, DeploymentConfig, TierConfig
 from gateway.latency.clock import hour_of
 from gateway.latency.profile import LatencyProfiles
-from gateway.latency.select import hedge_delay, rank
+from gateway.latency.select import hedge_delay, least_known_in_last_slot, rank
 from gateway.request import AnyRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.table import ResolvedRoute
@@ -78,8 +79,10 @@ class CandidatePlanner:
         weights: Callable[[], Mapping[str, float]] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        explore_least_known: bool = True,
     ) -> None:
         self.config = config
+        self.explore_least_known = explore_least_known  # off: only random exploration
         self.health = health
         self.profiles = profiles
         self._weights = weights
@@ -116,13 +119,25 @@ class CandidatePlanner:
         route_cfg = self.config.routes.get(route.name)
         predicted: dict[str, float] = {}
         if self.profiles is not None and strategy in ("race", "hedge") and len(names) > 1:
+            own: dict[str, float] = {}
             for name in names:
                 dep = by_name[name]
                 prior = (dep.prior.ttft_p50_ms, dep.prior.ttft_p95_ms)
-                predicted[name] = self.profiles.ttft_quantile(
-                    name, region, hour, 0.5, prior
-                ).value_s
-            names = rank(names, predicted.__getitem__, k, self.config.latency.exploration, self.rng)
+                estimate = self.profiles.ttft_quantile(name, region, hour, 0.5, prior)
+                predicted[name] = estimate.value_s
+                own[name] = estimate.own_samples
+            ranked = rank(names, predicted.__getitem__, k, 0.0, self.rng)
+            explored = None
+            if strategy == "race" and self.explore_least_known:
+                # A race runs anyway: its last slot learns the client's region at no cost
+                # to the first token, which the best-predicted candidates still race for.
+                known = self.profiles.min_samples * (1.0 - 1e-9)  # decayed sums: float rounding
+                explored = least_known_in_last_slot(ranked, own.__getitem__, k, known)
+            if explored is None:
+                ranked = rank(
+                    names, predicted.__getitem__, k, self.config.latency.exploration, self.rng
+                )
+            names = explored or ranked
         candidates = []
         for name in names:
             dep = by_name[name]

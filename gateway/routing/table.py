@@ -15,8 +15,9 @@ class ResolvedRoute:
     deployments: tuple[DeploymentConfig, ...]
     k: int
     hedge_delay_s: float
-    heartbeat_after_s: float
-    max_extra_load: float
+    heartbeat_after_s: float | None
+    max_extra_load: float | None
+    min_extra_per_s: float
     data_residency: tuple[str, ...] | None
     direct: bool  # the client named a deployment, not a route
 
@@ -41,8 +42,9 @@ class RouteTable:
                     deployments=(dep,),
                     k=1,
                     hedge_delay_s=0.6,
-                    heartbeat_after_s=10.0,
+                    heartbeat_after_s=None,
                     max_extra_load=0.0,
+                    min_extra_per_s=0.0,
                     data_residency=None,
                     direct=True,
                 ),
@@ -58,6 +60,7 @@ class RouteTable:
             hedge_delay_s=route.hedge_delay_ms / 1000.0,
             heartbeat_after_s=route.heartbeat_after_s,
             max_extra_load=route.max_extra_load,
+            min_extra_per_s=route.min_extra_per_s,
             data_residency=route.data_residency,
             direct=False,
         )

@@ -33,7 +33,8 @@ def _json(value: object) -> web.Response:
 
 
 async def profiles(request: web.Request) -> web.Response:
-    """Per deployment x region x hour: TTFT p50/p90/p99, samples, censored share, level."""
+    """Per deployment x region x hour: TTFT p50/p90/p99, samples, censored share, level, and
+    whether the estimate is borrowed from other regions (with the region's own samples)."""
     require_admin(request)
     gateway = request.app[GATEWAY]
     config = gateway.config
@@ -63,6 +64,8 @@ async def profiles(request: web.Request) -> web.Response:
                     row["level"] = estimate.level
                     row["samples"] = round(estimate.samples, 2)
                     row["censored_share"] = round(estimate.censored_share, 3)
+                    row["borrowed"] = estimate.borrowed  # other regions' samples, as a prior
+                    row["own_samples"] = round(estimate.own_samples, 2)
                 rows.append(row)
             per_region[region] = rows
         out[name] = per_region
@@ -71,7 +74,8 @@ async def profiles(request: web.Request) -> web.Response:
 
 
 async def deployments(request: web.Request) -> web.Response:
-    """Breaker state, health score, error rate, TTFT percentiles, weight and spend."""
+    """Breaker state, health score, error rate, TTFT percentiles, weight and spend; per route,
+    its extra-load budget (share, floor, use, refusals)."""
     require_admin(request)
     gateway = request.app[GATEWAY]
     health = gateway.state.health.snapshot()
@@ -91,4 +95,14 @@ async def deployments(request: web.Request) -> web.Response:
             }
         )
         out[name] = item
-    return _json({"deployments": out, "state_degraded": gateway.state.degraded})
+    routes = {
+        route.name: {
+            "strategy": route.strategy,
+            "k": route.k,
+            "heartbeat_after_s": route.heartbeat_after_s,
+            "extra_load_budget": gateway.pipeline.budgets[route.name].snapshot(),
+        }
+        for route in gateway.routes.routes()
+        if not route.direct
+    }
+    return _json({"deployments": out, "routes": routes, "state_degraded": gateway.state.degraded})

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from gateway.routing.table import ResolvedRoute
-from gateway.server import admin, door_messages, feedback
+from gateway.server import admin, door_messages, door_responses, feedback
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -93,6 +93,7 @@ async def healthz(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    door_responses.add_routes(app)
     door_messages.add_routes(app)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)

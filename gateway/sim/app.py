@@ -41,6 +41,7 @@ from gateway.sim.wire_anthropic import AnthropicWire
 from gateway.sim.wire_gemini import GeminiWire
 from gateway.sim.wire_ollama import OllamaWire
 from gateway.sim.wire_openai import OpenAIWire
+from gateway.sim.wire_responses import ResponsesWire
 
 PROTOCOLS: dict[str, WireProtocol] = {
     "openai": OpenAIWire(),
@@ -54,6 +55,9 @@ CHAT_PATHS: dict[str, tuple[str, ...]] = {
     "gemini": ("/v1beta/models/{target}",),
     "ollama": ("/api/chat",),
 }
+# Where the real service also speaks OpenAI's Responses API (same auth, models, errors).
+RESPONSES_PATHS: dict[str, tuple[str, ...]] = {"openai": ("/v1/responses", "/responses")}
+RESPONSES_WIRE = ResponsesWire()
 MODELS_PATHS: dict[str, str] = {
     "openai": "/v1/models",
     "anthropic": "/v1/models",
@@ -221,7 +225,9 @@ def _disconnected(record: SimRecord) -> None:
 async def _serve_chat(
     request: web.Request, st: ServerState, record: SimRecord, sink: ResponseSink
 ) -> web.StreamResponse:
-    proto = st.proto
+    proto: WireProtocol = st.proto
+    if request.path in RESPONSES_PATHS.get(st.config.kind, ()):
+        proto = RESPONSES_WIRE
     rid = uuid.uuid4().hex[:24]
     err = proto.check_auth(request.headers, request.query, rid)
     if err is not None:
@@ -362,7 +368,7 @@ async def _sim_region(request: web.Request) -> web.Response:
 def make_app(name: str, config: SimServerConfig, shared: SimShared) -> web.Application:
     app = web.Application(middlewares=[_connections], client_max_size=MAX_BODY_BYTES)
     app[STATE] = ServerState(name, config, shared)
-    for path in CHAT_PATHS[config.kind]:
+    for path in CHAT_PATHS[config.kind] + RESPONSES_PATHS.get(config.kind, ()):
         app.router.add_post(path, _chat)
     for path in EMBED_PATHS.get(config.kind, ()):
         app.router.add_post(path, _embeddings)

@@ -38,7 +38,7 @@ class AttemptRecord:
 
     @property
     def output_tokens(self) -> int:
-        return self.usage.completion if self.usage and self.usage.completion else self.tokens
+        return self.usage.output if self.usage and self.usage.output else self.tokens
 
     @property
     def cost_usd(self) -> float:
@@ -56,8 +56,13 @@ class RaceRecord:
     ttft_s: float | None = None  # request start -> first token of the winner
     stream_outcome: StreamOutcome = "no_winner"
     status: int = 200
-    budget_limited: bool = False  # the extra-load budget turned racing off for this request
+    budget_refused: int = 0  # speculative attempts the extra-load budget did not start
     total_s: float = 0.0
+
+    @property
+    def budget_limited(self) -> bool:
+        """The extra-load budget turned racing or hedging off for this request."""
+        return self.budget_refused > 0
 
     @property
     def losers(self) -> list[AttemptRecord]:

@@ -53,12 +53,31 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts. Later Usage events replace earlier ones (providers report cumulatively)."""
+    """Token counts as the provider reported them. Later Usage events replace earlier ones
+    (providers report cumulatively).
+
+    `reasoning` is part of `completion` (OpenAI's convention) unless
+    `reasoning_in_completion` is False: some providers report reasoning tokens beside
+    completion tokens, and a `total` that includes them. `total` is the provider's own
+    total, None when it reports none.
+    """
 
     prompt: int = 0
     completion: int = 0
     cached: int = 0
     reasoning: int = 0
+    total: int | None = None
+    reasoning_in_completion: bool = True
+
+    @property
+    def output(self) -> int:
+        """Output tokens to price: completion, plus reasoning reported beside it."""
+        return self.completion if self.reasoning_in_completion else self.completion + self.reasoning
+
+    @property
+    def total_tokens(self) -> int:
+        """The provider's total, or prompt + output when it reports none."""
+        return self.total if self.total is not None else self.prompt + self.output
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,17 +104,20 @@ class Race:
     def _begin(self) -> None:
         self._start_next(speculative=False)
         if self.plan.strategy == "race":
-            for _ in range(min(self.plan.k, len(self._order)) - 1):
-                if not self._spend():
+            extra = min(self.plan.k, len(self._order)) - 1
+            for started in range(extra):
+                if not self._spend(wanted=extra - started):
                     break
                 self._start_next(speculative=True)
 
-    def _spend(self) -> bool:
+    def _spend(self, wanted: int = 1) -> bool:
+        """May one speculative attempt start? A refusal counts the `wanted` attempts it stops."""
         if not self._speculative_ok:
             return False
-        if self._budget is None or self._budget.try_spend():
+        budget = self._budget
+        if budget is None or not budget.covers(self.plan.strategy) or budget.try_spend():
             return True
-        self.record.budget_limited = True
+        self.record.budget_refused += wanted
         self._speculative_ok = False  # degraded to one attempt with fallback
         return False
 

@@ -72,7 +72,7 @@ CASE = AdapterCase(
                 """,
                 C=C,
             ),
-            [C_META, TextDelta("Hello!"), Finish("stop"), Usage(11, 2, 0, 0)],
+            [C_META, TextDelta("Hello!"), Finish("stop"), Usage(11, 2, 0, 0, 13)],
             first_token="Hello",
         ),
         "reasoning": Stream(
@@ -100,7 +100,7 @@ CASE = AdapterCase(
                 ReasoningDelta("The user wants a greeting."),
                 TextDelta("Hi there"),
                 Finish("stop"),
-                Usage(13, 40, 0, 36),
+                Usage(13, 40, 0, 36, 53),
             ],
             first_token="The user",
         ),
@@ -126,7 +126,7 @@ CASE = AdapterCase(
                 C_META,
                 call(0, "call_00_kQ3xZ9", "get_weather", '{"city":"Oslo"}'),
                 Finish("tool_calls"),
-                Usage(120, 18, 64, 0),
+                Usage(120, 18, 64, 0, 138),
             ],
             first_token="get_weather",
         ),
@@ -155,7 +155,7 @@ CASE = AdapterCase(
                 call(0, "call_00_a1", "get_weather", '{"city":"Oslo"}'),
                 call(1, "call_01_b2", "get_weather", '{"city":"Bergen"}'),
                 Finish("tool_calls"),
-                Usage(120, 30, 0, 0),
+                Usage(120, 30, 0, 0, 150),
             ],
         ),
         "usage": Stream(
@@ -172,7 +172,7 @@ CASE = AdapterCase(
                 """,
                 C=C,
             ),
-            [C_META, TextDelta("Sure."), Finish("stop"), Usage(1024, 5, 640, 0)],
+            [C_META, TextDelta("Sure."), Finish("stop"), Usage(1024, 5, 640, 0, 1029)],
         ),
         "length": Stream(
             wire(
@@ -188,7 +188,7 @@ CASE = AdapterCase(
                 """,
                 C=C,
             ),
-            [C_META, TextDelta("Long answer"), Finish("length"), Usage(9, 2, 0, 0)],
+            [C_META, TextDelta("Long answer"), Finish("length"), Usage(9, 2, 0, 0, 11)],
         ),
         "content_filter": Stream(
             wire(
@@ -204,7 +204,7 @@ CASE = AdapterCase(
                 """,
                 C=C,
             ),
-            [C_META, TextDelta("I"), Finish("content_filter"), Usage(9, 1, 0, 0)],
+            [C_META, TextDelta("I"), Finish("content_filter"), Usage(9, 1, 0, 0, 10)],
         ),
         "midstream_error": Stream(
             wire(
@@ -259,7 +259,7 @@ CASE = AdapterCase(
                 """,
                 R=R,
             ),
-            [R_META, ReasoningDelta("Okay"), TextDelta("Hi"), Finish("stop"), Usage(5, 3, 0, 1)],
+            [R_META, ReasoningDelta("Okay"), TextDelta("Hi"), Finish("stop"), Usage(5, 3, 0, 1, 8)],
             first_token="Okay",
         ),
     },
@@ -269,7 +269,13 @@ CASE = AdapterCase(
         + wire(r"""
         {"id":"9e0f1a2b-3c4d","object":"chat.completion","created":1737000000,"model":"deepseek-reasoner","choices":[{"index":0,"message":{"role":"assistant","content":"4","reasoning_content":"2+2 is 4."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":20,"total_tokens":30,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":15},"prompt_cache_hit_tokens":0,"prompt_cache_miss_tokens":10},"system_fingerprint":"fp_7e73fd9a08_prod0225"}
         """),
-        [R_META, ReasoningDelta("2+2 is 4."), TextDelta("4"), Finish("stop"), Usage(10, 20, 0, 15)],
+        [
+            R_META,
+            ReasoningDelta("2+2 is 4."),
+            TextDelta("4"),
+            Finish("stop"),
+            Usage(10, 20, 0, 15, 30),
+        ],
     ),
     errors=[
         HttpError(

@@ -60,9 +60,9 @@ CASE = AdapterCase(
             [
                 META,
                 TextDelta("Hello"),
-                Usage(9, 1),
+                Usage(9, 1, 0, 0, 10),
                 TextDelta(", world"),
-                Usage(9, 3),
+                Usage(9, 3, 0, 0, 12),
                 Finish("stop"),
             ],
             first_token="Hello",
@@ -78,9 +78,9 @@ CASE = AdapterCase(
             [
                 META,
                 ReasoningDelta("Checking the weather in Oslo."),
-                Usage(9, 31, 0, 31),
+                Usage(9, 31, 0, 31, 40),
                 TextDelta("Cold."),
-                Usage(9, 33, 0, 31),
+                Usage(9, 33, 0, 31, 42),
                 Finish("stop"),
             ],
             first_token="Checking the weather in Oslo.",
@@ -94,7 +94,7 @@ CASE = AdapterCase(
             [
                 META,
                 call(0, "call_mKhHaOvXA8-Wz7IP2K3C6Qg_0", "get_weather", '{"city":"Oslo"}'),
-                Usage(40, 5),
+                Usage(40, 5, 0, 0, 45),
                 Finish("tool_calls"),
             ],
             first_token="get_weather",
@@ -110,7 +110,7 @@ CASE = AdapterCase(
                 META,
                 call(0, "call_mKhHaOvXA8-Wz7IP2K3C6Qg_0", "get_weather", '{"city":"Oslo"}'),
                 call(1, "call_mKhHaOvXA8-Wz7IP2K3C6Qg_1", "get_time", "{}"),
-                Usage(40, 9),
+                Usage(40, 9, 0, 0, 49),
                 Finish("tool_calls"),
             ],
         ),
@@ -120,14 +120,14 @@ CASE = AdapterCase(
             data: {"candidates":[{"content":{"parts":[{"text":"42"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":2006,"candidatesTokenCount":44,"totalTokenCount":2306,"cachedContentTokenCount":1920,"thoughtsTokenCount":256,"promptTokensDetails":[{"modality":"TEXT","tokenCount":2006}],"cacheTokensDetails":[{"modality":"TEXT","tokenCount":1920}]},$T}
 
             """),
-            [META, TextDelta("42"), Usage(2006, 300, 1920, 256), Finish("stop")],
+            [META, TextDelta("42"), Usage(2006, 300, 1920, 256, 2306), Finish("stop")],
         ),
         "length": Stream(
             gm(r"""
             data: {"candidates":[{"content":{"parts":[{"text":"Once upon"}],"role":"model"},"finishReason":"MAX_TOKENS","index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":64,"totalTokenCount":73},$T}
 
             """),
-            [META, TextDelta("Once upon"), Usage(9, 64), Finish("length")],
+            [META, TextDelta("Once upon"), Usage(9, 64, 0, 0, 73), Finish("length")],
         ),
         "content_filter": Stream(
             gm(r"""
@@ -136,7 +136,7 @@ CASE = AdapterCase(
             data: {"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"finishReason":"SAFETY","index":0,"safetyRatings":[{"category":"HARM_CATEGORY_DANGEROUS_CONTENT","probability":"HIGH","blocked":true}]}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":2,"totalTokenCount":11},$T}
 
             """),
-            [META, TextDelta("I can"), Usage(9, 2), Finish("content_filter")],
+            [META, TextDelta("I can"), Usage(9, 2, 0, 0, 11), Finish("content_filter")],
         ),
         "midstream_error": Stream(
             gm(r"""
@@ -148,7 +148,7 @@ CASE = AdapterCase(
             [
                 META,
                 TextDelta("Hel"),
-                Usage(9, 1),
+                Usage(9, 1, 0, 0, 10),
                 error(
                     503,
                     "api_error",
@@ -163,7 +163,12 @@ CASE = AdapterCase(
             data: {"candidates":[{"content":{"parts":[{"text":"Hello"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":1,"totalTokenCount":10},$T}
 
             data: {"candidates":[{"content":{"parts":[{"text":", wor"""),
-            [META, TextDelta("Hello"), Usage(9, 1), error(502, "upstream_stream_truncated", True)],
+            [
+                META,
+                TextDelta("Hello"),
+                Usage(9, 1, 0, 0, 10),
+                error(502, "upstream_stream_truncated", True),
+            ],
         ),
         # Gemini 3: an empty text part that only carries a thoughtSignature is not a token.
         "prelude": Stream(
@@ -176,7 +181,7 @@ CASE = AdapterCase(
                 """,
                 "\r\n",
             ),
-            [META, Usage(9, 0), TextDelta("Hi"), Usage(9, 1), Finish("stop")],
+            [META, Usage(9, 0, 0, 0, 9), TextDelta("Hi"), Usage(9, 1, 0, 0, 10), Finish("stop")],
             first_token="Hi",
         ),
     },
@@ -188,7 +193,7 @@ CASE = AdapterCase(
             META,
             TextDelta("Let me check."),
             call(0, "call_r-B2_0", "get_weather", '{"city":"Oslo"}'),
-            Usage(82, 17, 64),
+            Usage(82, 17, 64, 0, 99),
             Finish("tool_calls"),
         ],
     ),

@@ -71,7 +71,7 @@ CASE = AdapterCase(
                 """,
                 S=S,
             ),
-            [S_META, TextDelta("Bonjour !"), Finish("stop"), Usage(10, 3, 0, 0)],
+            [S_META, TextDelta("Bonjour !"), Finish("stop"), Usage(10, 3, 0, 0, 13)],
             first_token="Bonjour",
         ),
         "reasoning": Stream(
@@ -99,7 +99,7 @@ CASE = AdapterCase(
                 ReasoningDelta("Count the letters."),
                 TextDelta("There are three."),
                 Finish("stop"),
-                Usage(20, 40, 0, 0),
+                Usage(20, 40, 0, 0, 60),
             ],
             first_token="Count the",
         ),
@@ -120,7 +120,7 @@ CASE = AdapterCase(
                 S_META,
                 call(0, "gSIMJiOkT", "get_weather", '{"city": "Oslo"}'),
                 Finish("tool_calls"),
-                Usage(124, 22, 0, 0),
+                Usage(124, 22, 0, 0, 146),
             ],
             first_token="gSIMJiOkT",
         ),
@@ -141,7 +141,7 @@ CASE = AdapterCase(
                 call(0, "Xk2Lp9QaZ", "get_weather", '{"city": "Oslo"}'),
                 call(1, "Bq7Rt3WmY", "get_weather", '{"city": "Paris"}'),
                 Finish("tool_calls"),
-                Usage(130, 40, 0, 0),
+                Usage(130, 40, 0, 0, 170),
             ],
         ),
         "usage": Stream(
@@ -158,7 +158,7 @@ CASE = AdapterCase(
                 """,
                 S=S,
             ),
-            [S_META, TextDelta("Oui."), Finish("stop"), Usage(2048, 2, 1536, 0)],
+            [S_META, TextDelta("Oui."), Finish("stop"), Usage(2048, 2, 1536, 0, 2050)],
         ),
         "length": Stream(
             wire(
@@ -174,7 +174,7 @@ CASE = AdapterCase(
                 """,
                 S=S,
             ),
-            [S_META, TextDelta("Il était"), Finish("length"), Usage(8, 2, 0, 0)],
+            [S_META, TextDelta("Il était"), Finish("length"), Usage(8, 2, 0, 0, 10)],
         ),
         "content_filter": None,  # finish reasons are stop, length, tool_calls, error
         # Mistral reports a failure mid-stream as finish_reason "error".
@@ -222,7 +222,7 @@ CASE = AdapterCase(
                 """,
                 S=S,
             ),
-            [S_META, TextDelta("Salut"), Finish("stop"), Usage(4, 1, 0, 0)],
+            [S_META, TextDelta("Salut"), Finish("stop"), Usage(4, 1, 0, 0, 5)],
             first_token="Salut",
         ),
     },
@@ -235,7 +235,7 @@ CASE = AdapterCase(
             ReasoningDelta("Simple sum."),
             TextDelta("2 + 2 = 4"),
             Finish("stop"),
-            Usage(12, 18, 0, 0),
+            Usage(12, 18, 0, 0, 30),
         ],
     ),
     errors=[

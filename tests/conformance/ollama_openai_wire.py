@@ -67,7 +67,7 @@ CASE = AdapterCase(
             data: [DONE]
 
             """),
-            [META, TextDelta("Hello there"), Finish("stop"), Usage(26, 3, 0, 0)],
+            [META, TextDelta("Hello there"), Finish("stop"), Usage(26, 3, 0, 0, 29)],
             first_token="Hello",
         ),
         "reasoning": Stream(
@@ -90,7 +90,7 @@ CASE = AdapterCase(
                 ReasoningDelta("Hmm, a greeting."),
                 TextDelta("Hi!"),
                 Finish("stop"),
-                Usage(10, 8, 0, 0),
+                Usage(10, 8, 0, 0, 18),
             ],
             first_token="Hmm, a",
         ),
@@ -109,7 +109,7 @@ CASE = AdapterCase(
                 META,
                 call(0, "call_k3j2h1g0", "get_weather", '{"city":"Oslo"}'),
                 Finish("tool_calls"),
-                Usage(150, 20, 0, 0),
+                Usage(150, 20, 0, 0, 170),
             ],
             first_token="call_k3j2h1g0",
         ),
@@ -140,7 +140,7 @@ CASE = AdapterCase(
             data: [DONE]
 
             """),
-            [META, TextDelta("Ok"), Finish("stop"), Usage(31, 1, 0, 0)],
+            [META, TextDelta("Ok"), Finish("stop"), Usage(31, 1, 0, 0, 32)],
         ),
         "length": Stream(
             ollama(r"""
@@ -205,7 +205,7 @@ CASE = AdapterCase(
             ReasoningDelta("Need the weather tool."),
             call(0, "call_z9", "get_weather", '{"city":"Oslo"}'),
             Finish("tool_calls"),
-            Usage(40, 25, 0, 0),
+            Usage(40, 25, 0, 0, 65),
         ],
     ),
     errors=[

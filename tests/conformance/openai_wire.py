@@ -35,7 +35,7 @@ OA_USAGE = (
     '"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
     '"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}}}\n\n'
 )
-OA_U = Usage(19, 10, 0, 0)
+OA_U = Usage(19, 10, 0, 0, 29)
 
 
 def oa(text: str) -> bytes:
@@ -141,7 +141,7 @@ CASE = AdapterCase(
             data: [DONE]
 
             """),
-            [OA_META, TextDelta("42"), Finish("stop"), Usage(2006, 300, 1920, 256)],
+            [OA_META, TextDelta("42"), Finish("stop"), Usage(2006, 300, 1920, 256, 2306)],
         ),
         "length": Stream(
             oa(r"""
@@ -223,7 +223,7 @@ CASE = AdapterCase(
             TextDelta("Let me check."),
             call(0, "call_abc", "get_weather", '{"city":"Oslo"}'),
             Finish("tool_calls"),
-            Usage(82, 17, 64, 0),
+            Usage(82, 17, 64, 0, 99),
         ],
     ),
     errors=[

@@ -71,7 +71,7 @@ CASE = AdapterCase(
             data: [DONE]
 
             """),
-            [META, TextDelta("Hello world"), Finish("stop"), Usage(14, 3, 0, 0)],
+            [META, TextDelta("Hello world"), Finish("stop"), Usage(14, 3, 0, 0, 17)],
             first_token="Hello",
         ),
         "reasoning": Stream(
@@ -96,7 +96,7 @@ CASE = AdapterCase(
                 ReasoningDelta("Okay, the user says hi."),
                 TextDelta("Hi!"),
                 Finish("stop"),
-                Usage(9, 12, 0, 0),
+                Usage(9, 12, 0, 0, 21),
             ],
             first_token="Okay, the",
         ),
@@ -121,7 +121,7 @@ CASE = AdapterCase(
                 META,
                 call(0, "chatcmpl-tool-4f2a9c", "get_weather", '{"city": "Oslo"}'),
                 Finish("tool_calls"),
-                Usage(200, 21, 0, 0),
+                Usage(200, 21, 0, 0, 221),
             ],
             first_token="get_weather",
         ),
@@ -149,7 +149,7 @@ CASE = AdapterCase(
                 call(0, "chatcmpl-tool-aa", "get_weather", '{"city": "Oslo"}'),
                 call(1, "chatcmpl-tool-bb", "get_time", "{}"),
                 Finish("tool_calls"),
-                Usage(210, 30, 0, 0),
+                Usage(210, 30, 0, 0, 240),
             ],
         ),
         "usage": Stream(
@@ -165,7 +165,7 @@ CASE = AdapterCase(
             data: [DONE]
 
             """),
-            [META, TextDelta("Yes"), Finish("stop"), Usage(512, 1, 496, 0)],
+            [META, TextDelta("Yes"), Finish("stop"), Usage(512, 1, 496, 0, 513)],
         ),
         "length": Stream(
             vllm(r"""
@@ -180,7 +180,7 @@ CASE = AdapterCase(
             data: [DONE]
 
             """),
-            [META, TextDelta("The first"), Finish("length"), Usage(7, 2, 0, 0)],
+            [META, TextDelta("The first"), Finish("length"), Usage(7, 2, 0, 0, 9)],
         ),
         "content_filter": None,  # vLLM has no content filter
         "midstream_error": Stream(
@@ -231,12 +231,12 @@ CASE = AdapterCase(
             """),
             [
                 META,
-                Usage(12, 0, 0, 0),
-                Usage(12, 0, 0, 0),
+                Usage(12, 0, 0, 0, 12),
+                Usage(12, 0, 0, 0, 12),
                 TextDelta("Hey"),
-                Usage(12, 1, 0, 0),
+                Usage(12, 1, 0, 0, 13),
                 Finish("stop"),
-                Usage(12, 2, 0, 0),
+                Usage(12, 2, 0, 0, 14),
             ],
             first_token="Hey",
         ),
@@ -245,7 +245,13 @@ CASE = AdapterCase(
         wire(r"""
         {"id":"chatcmpl-0c1d2e3f","object":"chat.completion","created":1738000000,"model":"Qwen/Qwen3-8B","choices":[{"index":0,"message":{"role":"assistant","reasoning":"Greeting back.","content":"Hello!","tool_calls":[]},"logprobs":null,"finish_reason":"stop","stop_reason":null}],"usage":{"prompt_tokens":9,"total_tokens":15,"completion_tokens":6,"prompt_tokens_details":null},"prompt_logprobs":null}
         """),
-        [META, ReasoningDelta("Greeting back."), TextDelta("Hello!"), Finish("stop"), Usage(9, 6)],
+        [
+            META,
+            ReasoningDelta("Greeting back."),
+            TextDelta("Hello!"),
+            Finish("stop"),
+            Usage(9, 6, 0, 0, 15),
+        ],
     ),
     errors=[
         HttpError(

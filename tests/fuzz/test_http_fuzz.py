@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from tests.fuzz.strategies import dumps, json_values, mutated
+from tests.fuzz.test_responses_fuzz import RESPONSES as RESPONSES_TEMPLATE
 from tests.stack import FAST, Stack, no_gateway_tasks_left, stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -106,6 +107,8 @@ paths = st.sampled_from(
         "/v1/chat/completions?stream=true",
         "/V1/Chat/Completions",
         "/v1//chat/completions",
+        "/v1/responses",
+        "/v1/responses/resp_unknown",
         "/v1/models",
         "/v1/models/m1",
         "/v1/embeddings",
@@ -353,6 +356,15 @@ embed_bodies = st.one_of(
     st.sampled_from([3, 8]).flatmap(lambda rate: mutated(CHAT, rate)).map(dumps),
     bodies,
 )
+RESPONSES = {**RESPONSES_TEMPLATE, "model": "m1"}
+responses_bodies = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([8, 40, 400]).flatmap(lambda rate: mutated(RESPONSES, rate)).map(dumps),
+    st.sampled_from([8, 40, 400]).flatmap(lambda rate: mutated(RESPONSES, rate)).map(dumps),
+    st.sampled_from([True, False]).map(
+        lambda on: dumps({"model": "m1", "input": "hi", "stream": on})
+    ),
+)
 
 
 @FUZZ
@@ -365,6 +377,18 @@ async def test_embeddings_bodies(gateway: tuple[Stack, aiohttp.ClientSession], b
         if resp.status == 200:
             event("answered")
             assert (await resp.json())["object"] == "list"
+    await still_healthy(s, http)
+
+
+@FUZZ
+@given(body=responses_bodies)
+async def test_responses_bodies(gateway: tuple[Stack, aiohttp.ClientSession], body: bytes) -> None:
+    """Near-valid Responses bodies, sent to the Responses endpoint: the OpenAI envelope."""
+    s, http = gateway
+    async with http.post(f"{s.url}/v1/responses", data=body) as resp:
+        await check_envelope(resp, "POST")
+        if resp.status == 200:
+            event("answered")
     await still_healthy(s, http)
 
 

@@ -65,9 +65,9 @@ async def test_admin_requires_the_admin_key_and_hides_secrets() -> None:
         )
         assert status == 200
         rows = body["deployments"]["m"]["eu"]
-        assert len(rows) == 24 and {"p50_ms", "p90_ms", "p99_ms", "level", "samples"} <= set(
-            rows[0]
-        )
+        fields = {"p50_ms", "p90_ms", "p99_ms", "level", "samples", "borrowed", "own_samples"}
+        assert len(rows) == 24 and fields <= set(rows[0])
+        assert not any(row["borrowed"] for row in rows)  # one sample: the prior answers
         status, _, _ = await call(s, "GET", "/admin/profiles?deployment=zz", key="admin-secret")
         assert status == 404
 

@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 from multidict import CIMultiDict
 
-from tests.stack import FAST, no_gateway_tasks_left, stack
+from tests.stack import FAST, Stack, no_gateway_tasks_left, stack
 
 SLOW_TEXT = {"ttft_ms": 3000, "itl_ms": 1, "tokens": 5, "prelude": True, "keepalive_ms": 20}
 EARLY_TEXT = {"ttft_ms": 30, "itl_ms": 1, "tokens": 5, "prelude": False, "text": "early bird wins"}
@@ -171,6 +171,24 @@ async def test_heartbeat_comments_before_a_late_winner() -> None:
         assert text_of(raw)
 
 
+async def test_streamed_request_timing_out_before_first_token_gets_504_by_default() -> None:
+    """No heartbeat configured: nothing is committed before the outcome, so every candidate
+    timing out before its first token is an HTTP 504 in the error envelope, never a 200."""
+    servers = {
+        "a": {"kind": "openai", "models": {"mute1": {"ttft_ms": 10000, "tokens": 2}}},
+        "b": {"kind": "anthropic", "models": {"mute2": {"ttft_ms": 10000, "tokens": 2}}},
+    }
+    routes = {"chat": {"strategy": "race", "k": 2, "deployments": ["mute1", "mute2"]}}
+    deployments = {"mute1": {"ttft_timeout_s": 0.2}, "mute2": {"ttft_timeout_s": 0.3}}
+    async with stack(servers, routes, deployments) as s:
+        status, headers, raw = await post(s.url, {**BODY, "model": "chat"})
+        assert status == 504
+        assert headers["content-type"].startswith("application/json")
+        assert orjson.loads(raw)["error"]["type"] == "upstream_timeout"
+        assert not raw.startswith(b":")  # no keep-alive went out
+        assert len(s.log.records) == 2
+
+
 async def test_heartbeat_then_total_failure_is_sent_in_stream() -> None:
     servers = {
         "a": {"kind": "openai", "models": {"dead": {"ttft_ms": 10000, "tokens": 2}}},
@@ -185,25 +203,51 @@ async def test_heartbeat_then_total_failure_is_sent_in_stream() -> None:
         assert b'"error"' in raw
 
 
+async def attempts_per_request(s: Stack, requests: int) -> list[int]:
+    attempts = []
+    for _ in range(requests):
+        before = len(s.log.records)
+        status, _, _ = await post(s.url, {**BODY, "model": "chat"})
+        assert status == 200
+        await s.log.wait_for(lambda rs: all(r.outcome != "pending" for r in rs))
+        attempts.append(len(s.log.records) - before)
+    return attempts
+
+
 async def test_extra_load_budget_turns_racing_off_and_on() -> None:
     servers = {
         "a": {"kind": "openai", "models": {"p": FAST}},
         "b": {"kind": "openai", "models": {"q": FAST}},
     }
-    routes = {
-        "chat": {"strategy": "race", "k": 2, "deployments": ["p", "q"], "max_extra_load": 0.5}
-    }
-    async with stack(servers, routes) as s:
-        attempts = []
-        for _ in range(4):
-            before = len(s.log.records)
-            status, _, _ = await post(s.url, {**BODY, "model": "chat"})
-            assert status == 200
-            await s.log.wait_for(lambda rs: all(r.outcome != "pending" for r in rs))
-            attempts.append(len(s.log.records) - before)
-        assert attempts == [2, 1, 2, 1]
+    route = {"strategy": "race", "k": 2, "deployments": ["p", "q"], "max_extra_load": 0.5}
+    routes = {"chat": {**route, "min_extra_per_s": 0}}
+    async with stack(servers, routes, admin={"key": "admin-secret"}) as s:
+        assert await attempts_per_request(s, 4) == [2, 1, 2, 1]
         metrics = s.gateway.metrics.render().decode()
         assert 'gateway_extra_load_budget_exhausted_total{route="chat"} 2.0' in metrics
+        assert 'gateway_extra_load_budget_refused_total{route="chat"} 2.0' in metrics
+        async with aiohttp.ClientSession() as http:
+            headers = {"authorization": "Bearer admin-secret"}
+            async with http.get(f"{s.url}/admin/deployments", headers=headers) as resp:
+                view = await resp.json()
+        budget = view["routes"]["chat"]["extra_load_budget"]
+        assert budget["refused"] == 2 and budget["spent"] == 2
+        assert budget["share"] == 0.5 and budget["min_extra_per_s"] == 0
+
+
+async def test_race_without_budget_races_every_request_and_floor_races_quiet_traffic() -> None:
+    servers = {
+        "a": {"kind": "openai", "models": {"p": FAST}},
+        "b": {"kind": "openai", "models": {"q": FAST}},
+    }
+    for route in (
+        {"strategy": "race", "k": 2, "deployments": ["p", "q"]},  # no share: never limited
+        {"strategy": "race", "k": 2, "deployments": ["p", "q"], "max_extra_load": 0.1},
+    ):
+        async with stack(servers, {"chat": route}) as s:
+            assert await attempts_per_request(s, 6) == [2] * 6
+            metrics = s.gateway.metrics.render().decode()
+            assert "gateway_extra_load_budget_refused_total{" not in metrics
 
 
 async def test_client_disconnect_before_headers_cancels_upstreams() -> None:

@@ -678,3 +678,64 @@ def test_parse_error_x_should_retry_redirect_and_key_redaction() -> None:
         "error": {"type": "authentication_error", "message": "bad sk-secret-123"},
     }
     assert provider.parse_error(401, {}, orjson.dumps(leaky)).message == "bad ***"
+
+
+# --- a second message_start inside one stream ----------------------------------------------
+
+
+def message_start(message_id: str) -> tuple[str, dict[str, Any]]:
+    name, payload = MESSAGE_START
+    return name, {**payload, "message": {**payload["message"], "id": message_id}}
+
+
+@pytest.mark.parametrize("bytewise", [True, False])
+def test_repeated_message_start_with_the_same_id_is_ignored(bytewise: bool) -> None:
+    wire = sse(
+        message_start("msg_01"),
+        TEXT_START,
+        text(0, "Hi"),
+        message_start("msg_01"),  # the same message announced again: nothing new
+        text(0, " there"),
+        block_stop(0),
+        message_delta("end_turn", output_tokens=2),
+        MESSAGE_STOP,
+    )
+    events = decode(wire, bytewise)
+    assert [e for e in events if type(e) is ResponseMeta] == [ResponseMeta(model="claude-x-2025")]
+    assert [e.text for e in events if type(e) is TextDelta] == ["Hi", " there"]
+    assert events[-1] == Finish("stop")
+    assert not any(type(e) is UpstreamError for e in events)
+
+
+@pytest.mark.parametrize("bytewise", [True, False])
+def test_second_message_mid_tool_call_is_a_protocol_error_not_a_merged_answer(
+    bytewise: bool,
+) -> None:
+    """The recorded fault: a new message starts while a tool call's JSON is half sent."""
+    wire = sse(
+        message_start("msg_01"),
+        tool_start(0, "toolu_01", "get_weather"),
+        json_part(0, '{"city": "Os'),
+        message_start("msg_02"),
+        tool_start(0, "toolu_02", "get_weather"),
+        json_part(0, '{"city": "Oslo"}'),
+        block_stop(0),
+        message_delta("tool_use", output_tokens=9),
+        MESSAGE_STOP,
+    )
+    events = decode(wire, bytewise)
+    error = events[-1]
+    assert isinstance(error, UpstreamError)
+    assert error.status == 502 and error.type == "upstream_protocol_error"
+    assert "msg_02" in error.message and "msg_01" in error.message
+    assert first_token_index(events) < len(events) - 1  # after the first token: in-stream
+    assert not any(type(e) is Finish for e in events)  # never finishes cleanly
+    calls = [e for e in events if type(e) is ToolCallDelta]
+    assert [c.id for c in calls if c.id] == ["toolu_01"]  # nothing of the second message
+
+
+def test_second_message_before_any_token_is_a_pre_token_failure() -> None:
+    wire = sse(message_start("msg_01"), TEXT_START, message_start("msg_02"), text(0, "Hi"))
+    events = decode(wire, bytewise=True)
+    assert first_token_index(events) == -1  # the race moves on to the next candidate
+    assert isinstance(events[-1], UpstreamError) and events[-1].retryable

@@ -563,12 +563,41 @@ def test_load_config_reads_yaml(tmp_path: Path) -> None:
 def test_check_config_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    code, out, err = _check(_write(tmp_path, EXAMPLE))
+    code, out, err = _check(_write(tmp_path, EXAMPLE.replace("heartbeat_after_s: 10", "")))
     assert code == 0 and err == ""
     assert out.startswith("config OK: listen 127.0.0.1:8080, 2 providers, 3 deployments")
     assert "  route chat: race k=2 -> gpt-4o-mini, claude-haiku" in out
     for value in ENV.values():
         assert value not in out
+
+
+def test_check_config_warns_when_keep_alives_precede_the_first_token_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = _check(_write(tmp_path, EXAMPLE))  # heartbeat 10 s, ttft timeout 10 s
+    assert code == 0 and out.startswith("config OK")
+    lines = err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("warning: routes.chat.heartbeat_after_s: 10 s is not above")
+    assert "ttft_timeout_s of gpt-4o-mini (10 s)" in lines[0]
+    assert "gets 200 and an in-stream error instead of its error status" in lines[0]
+    above = EXAMPLE.replace("heartbeat_after_s: 10", "heartbeat_after_s: 10.5")
+    assert _check(_write(tmp_path, above))[2] == ""
+    slow = EXAMPLE.replace("    region: us\n", "    region: us\n    ttft_timeout_s: 90\n").replace(
+        "heartbeat_after_s: 10", "heartbeat_after_s: 30"
+    )
+    assert "ttft_timeout_s of claude-haiku (90 s)" in _check(_write(tmp_path, slow))[2]
+
+
+def test_heartbeats_are_off_unless_configured() -> None:
+    data = example()
+    del data["routes"]["chat"]["heartbeat_after_s"]
+    config = parse_config(data, ENV)
+    assert config.routes["chat"].heartbeat_after_s is None
+    data["routes"]["chat"]["heartbeat_after_s"] = None
+    assert parse_config(data, ENV).routes["chat"].heartbeat_after_s is None
 
 
 def test_check_config_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -353,9 +353,9 @@ def test_decode_text(bytewise: bool, newline: bytes) -> None:
     assert events == [
         ResponseMeta(model="gemini-x-001"),
         TextDelta("Hel"),
-        Usage(prompt=5, completion=1),
+        Usage(prompt=5, completion=1, total=6),
         TextDelta("lo"),
-        Usage(prompt=5, completion=2),
+        Usage(prompt=5, completion=2, total=7),
         Finish("stop"),
     ]
     assert first_token_index(events) == 1
@@ -372,10 +372,10 @@ def test_reasoning_signature_and_usage() -> None:
     assert events == [
         ResponseMeta(model="gemini-x-001"),
         ReasoningDelta("Thinking about it"),
-        Usage(prompt=5, completion=7, reasoning=7),
+        Usage(prompt=5, completion=7, reasoning=7, total=12),
         TextDelta("Answer"),
-        Usage(prompt=5, completion=10, reasoning=7),
-        Usage(prompt=5, completion=11, reasoning=7),
+        Usage(prompt=5, completion=10, reasoning=7, total=15),
+        Usage(prompt=5, completion=11, reasoning=7, total=16),
         Finish("length"),
     ]
     usage_only = decode(sse(chunk([{"text": "", "thoughtSignature": "x"}], "STOP")), False)
@@ -397,7 +397,7 @@ def test_function_calls_make_tool_calls_finish() -> None:
 def test_cached_tokens() -> None:
     data = chunk([{"text": "x"}], "STOP")
     data["usageMetadata"]["cachedContentTokenCount"] = 3
-    assert Usage(prompt=5, completion=1, cached=3) in decode(sse(data), False)
+    assert Usage(prompt=5, completion=1, cached=3, total=6) in decode(sse(data), False)
 
 
 @pytest.mark.parametrize(
@@ -425,7 +425,11 @@ def test_blocked_prompt() -> None:
         "modelVersion": "gemini-x-001",
     }
     events = decode(sse(blocked), bytewise=True)
-    assert events == [ResponseMeta("gemini-x-001"), Usage(prompt=8), Finish("content_filter")]
+    assert events == [
+        ResponseMeta("gemini-x-001"),
+        Usage(prompt=8, total=8),
+        Finish("content_filter"),
+    ]
     assert not any(is_token(e) for e in events)
 
 
@@ -466,7 +470,7 @@ def test_parse_response() -> None:
         ResponseMeta("gemini-x-001"),
         TextDelta("Hello"),
         ToolCallDelta(0, "call_r1_0", "f", '{"a":1}'),
-        Usage(prompt=5, completion=1),
+        Usage(prompt=5, completion=1, total=6),
         Finish("tool_calls"),
     ]
 

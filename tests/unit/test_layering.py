@@ -83,6 +83,7 @@ CORE = (
     "gateway.record",  # one record per request, to the sinks
     "gateway.sinks",
     "gateway.metrics",
+    "gateway.responses_store",  # stored responses of the Responses door, per state backend
 )
 ENTRY_POINTS = ("gateway.__main__", "gateway.cli", "gateway.demo", "gateway.check_config")
 

@@ -341,6 +341,37 @@ async def test_all_timed_out_is_504() -> None:
     assert ups.unclosed() == []
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["race", "hedge", "fallback"]),
+    st.lists(st.sampled_from([None, 400, 429, 500, 502, 503]), min_size=1, max_size=4),
+)
+async def test_without_heartbeat_a_pre_token_failure_always_keeps_its_status(
+    strategy: str, failures: list[int | None]
+) -> None:
+    """No heartbeat (the default): whatever fails how, first() answers only with the outcome,
+    so the client's status is the chosen error's (None: a first-token timeout -> 504)."""
+    names = [f"d{i}" for i in range(len(failures))]
+    ups = FakeUpstreams(*names)
+    cands = [
+        Candidate(n, ttft_timeout_s=0.001 if f is None else HUGE, hedge_delay_s=0.001)
+        for n, f in zip(names, failures, strict=True)
+    ]
+    race = make_race(ups, strategy, k=2, candidates=cands)
+    for name, status in zip(names, failures, strict=True):
+        if status is not None:
+            ups[name].fail(status)
+    outcome = await race.first()
+    assert isinstance(outcome, AllFailed)
+    assert sorted(name for name, _ in outcome.errors) == names  # every candidate was tried
+    assert outcome.error == choose_error([e for _, e in outcome.errors])
+    assert 400 <= outcome.error.status <= 599
+    if all(f is None for f in failures):
+        assert outcome.error.status == 504
+    await race.aclose()
+    assert ups.unclosed() == []
+
+
 async def test_idle_timeout_after_winner_ends_stream_with_504() -> None:
     ups = FakeUpstreams("a")
     race = make_race(
@@ -641,6 +672,49 @@ async def test_budget_half_alternates_race_and_single_attempt() -> None:
     ups = FakeUpstreams("a", "b")
     await one_request(ups, budget)
     assert ups.opened == ["a", "b"]
+
+
+async def test_route_without_share_races_k_on_every_request() -> None:
+    """No max_extra_load: a race of k starts k attempts every time, however many requests."""
+    budget = LoadBudget.for_route(None, min_extra_per_s=0.0)  # not even a floor to lean on
+    for _ in range(20):
+        ups = FakeUpstreams("a", "b", "c")
+        record = await one_request(ups, budget, k=3)
+        assert ups.opened == ["a", "b", "c"]
+        assert record.budget_refused == 0
+    assert budget.refused == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.0, 3.0), min_size=1, max_size=40))
+async def test_floor_races_every_request_at_one_per_second_or_less(gaps: list[float]) -> None:
+    """With a share of 0 and a floor of 1/s, requests at most one a second always race."""
+    clock = FakeClock()
+    budget = LoadBudget(0.0, window_s=60.0, clock=clock, min_extra_per_s=1.0)
+    for gap in gaps:
+        clock.now += 1.0 + gap
+        ups = FakeUpstreams("a", "b")
+        record = await one_request(ups, budget)
+        assert ups.opened == ["a", "b"]
+        assert record.budget_refused == 0
+
+
+async def test_budget_refusal_counts_every_attempt_it_stops() -> None:
+    clock = FakeClock()
+    budget = LoadBudget(0.0, window_s=10.0, clock=clock, min_extra_per_s=0.1)  # 1 per window
+    observer = RecordingObserver()
+    ups = FakeUpstreams("a", "b", "c", "d")
+    race = make_race(ups, "race", k=4, budget=budget, observer=observer)
+    first = asyncio.create_task(race.first())
+    await settle()
+    assert ups.opened == ["a", "b"]  # the floor's one extra, then refused
+    ups["b"].send(TextDelta("b"))
+    assert isinstance(await first, Winner)
+    record = await finish(race)
+    assert record.budget_refused == 2  # c and d were not started
+    assert record.budget_limited
+    assert observer.records == [record]
+    assert budget.refused == 1 and budget.spent == 1
 
 
 async def test_budget_zero_never_more_than_one_attempt() -> None:

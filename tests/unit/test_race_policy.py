@@ -91,12 +91,88 @@ def test_budget_never_exceeds_share_of_requests(
             requests.append(clock.now)
             continue
         horizon = clock.now - 10.0
-        live_requests = sum(1 for t in requests if t >= horizon)
-        live_extras = sum(1 for t in extras if t >= horizon)
+        live_requests = sum(1 for t in requests if t > horizon)
+        live_extras = sum(1 for t in extras if t > horizon)
         granted = budget.try_spend()
         assert granted == (live_extras < share * live_requests)
         if granted:
             extras.append(clock.now)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.floats(0.0, 2.0),
+    st.floats(0.0, 3.0),
+    st.lists(st.tuples(st.booleans(), st.floats(0.0, 5.0)), max_size=80),
+)
+def test_budget_with_floor_grants_up_to_the_larger_of_share_and_floor(
+    share: float, floor: float, steps: list[tuple[bool, float]]
+) -> None:
+    """Granted exactly when extras in the window are below max(share * requests, floor * window)."""
+    clock = FakeClock()
+    budget = LoadBudget(share, window_s=10.0, clock=clock, min_extra_per_s=floor)
+    requests: list[float] = []
+    extras: list[float] = []
+    for is_request, dt in steps:
+        clock.now += dt
+        if is_request:
+            budget.note_request()
+            requests.append(clock.now)
+            continue
+        horizon = clock.now - 10.0
+        live_requests = sum(1 for t in requests if t > horizon)
+        live_extras = sum(1 for t in extras if t > horizon)
+        granted = budget.try_spend()
+        assert granted == (live_extras < max(share * live_requests, floor * 10.0))
+        if granted:
+            extras.append(clock.now)
+        assert budget.spent == len(extras)
+
+
+def test_floor_lets_a_quiet_gateway_race_every_request() -> None:
+    """One request a second, one extra each: a 0.5 share alone refuses half, the floor none."""
+    clock = FakeClock()
+    budget = LoadBudget(0.5, clock=clock, min_extra_per_s=1.0)
+    granted = []
+    for _ in range(600):  # ten minutes at 1 rps
+        clock.now += 1.0
+        budget.note_request()
+        granted.append(budget.try_spend())
+    assert all(granted)
+    assert budget.refused == 0
+
+
+def test_share_still_caps_extra_load_at_volume() -> None:
+    """100 requests a second, one extra wanted each: about half are granted, as without a floor."""
+    clock = FakeClock()
+    budget = LoadBudget(0.5, clock=clock, min_extra_per_s=1.0)
+    for _ in range(120 * 100):  # two minutes at 100 rps
+        clock.now += 0.01
+        budget.note_request()
+        budget.try_spend()
+    assert budget.spent == pytest.approx(6000, rel=0.01)  # half of 12,000 requests
+    assert budget.snapshot()["extra_in_window"] == pytest.approx(3000, rel=0.01)  # 0.5 x 6,000
+
+
+def test_route_budget_without_share_never_limits_races_but_limits_hedges() -> None:
+    budget = LoadBudget.for_route(None, 1.0)
+    assert not budget.covers("race")
+    assert budget.covers("hedge")
+    assert budget.max_extra_load == 0.5 and budget.min_extra_per_s == 1.0
+    configured = LoadBudget.for_route(0.2, 0.0)
+    assert configured.covers("race") and configured.covers("hedge")
+    assert configured.max_extra_load == 0.2 and configured.min_extra_per_s == 0.0
+
+
+def test_budget_snapshot_shows_rule_and_use() -> None:
+    clock = FakeClock()
+    budget = LoadBudget(0.5, window_s=10.0, clock=clock, min_extra_per_s=0.0)
+    assert spend_pattern(budget, 4) == [True, False, True, False]
+    snap = budget.snapshot()
+    assert snap["spent"] == 2 and snap["refused"] == 2
+    assert snap["requests_in_window"] == 4 and snap["extra_in_window"] == 2
+    assert snap["utilisation"] == 1.0
+    assert snap["limits_races"] is True
 
 
 # -- choose_error ---------------------------------------------------------------
