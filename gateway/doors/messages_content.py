@@ -11,9 +11,8 @@ from typing import Any
 
 import orjson
 
-from gateway.doors.body import bad, nests_deeper
+from gateway.doors.bounds import MAX_MESSAGE_CHARS, bad, embedded_too_deep
 
-MAX_MESSAGE_CHARS = 1_000_000  # per message: text, tool input and tool result text
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 TOOL_KEYS = frozenset({"type", "name", "description", "input_schema", "cache_control", "strict"})
 
@@ -169,7 +168,7 @@ class MessagesBuilder:
         elif not isinstance(content, str):
             raise bad(f"{at}.content: must be a string or an array of blocks", f"{at}.content")
         text = content if isinstance(content, str) else "".join(p.get("text", "") for p in parts)
-        if text.count("[") + text.count("{") > self.depth and _embedded_too_deep(text, self.depth):
+        if embedded_too_deep(text, self.depth):
             raise bad(
                 f"{at}.content: holds JSON nested deeper than {self.depth} levels",
                 f"{at}.content",
@@ -320,11 +319,3 @@ def _tool_use(block: dict[str, Any], at: str) -> dict[str, Any]:
         raise bad(f"{at}.input: must be an object", f"{at}.input")
     arguments = orjson.dumps(tool_input).decode()
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-
-
-def _embedded_too_deep(text: str, limit: int) -> bool:
-    """Whether JSON text in a tool result (some adapters parse and embed it) nests too deep."""
-    try:
-        return nests_deeper(orjson.loads(text), limit)
-    except orjson.JSONDecodeError as exc:  # not JSON: sent on as text, unless orjson gave up
-        return "depth" in str(exc) or "recursion" in str(exc)

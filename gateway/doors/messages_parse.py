@@ -16,16 +16,13 @@ top-level fields, block types and server tools are refused with a 400 naming the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.doors.body import bad, depth_limit, load_object
+from gateway.config.model import LimitsConfig
+from gateway.doors.bounds import MAX_MODEL_CHARS, bad, depth_limit, load_body
 from gateway.doors.messages_content import MessagesBuilder
 from gateway.request import AnthropicNative, ChatRequest
 
-if TYPE_CHECKING:  # a type only: doors do not depend on the config layer at run time
-    from gateway.config.model import LimitsConfig
-
-MAX_MODEL_CHARS = 256
 FIELDS = frozenset(
     {
         "model",
@@ -71,7 +68,7 @@ def parse_messages_request(
     """`count_only` parses a count_tokens body (no max_tokens, no stream)."""
     if not _header(headers, "anthropic-version"):
         raise bad("anthropic-version: header is required", "anthropic-version")
-    body = load_object(raw, limits.max_json_depth)
+    body = load_body(raw, limits)
     for key in body:
         if key not in FIELDS and key not in DROPPED:
             raise bad(f"{key!r}: this field is not supported by the gateway", key or "body")
@@ -96,7 +93,7 @@ def parse_messages_request(
     if not isinstance(stream, bool):
         raise bad("stream: must be a boolean", "stream")
 
-    builder = MessagesBuilder(limits.max_messages, depth_limit(limits.max_json_depth))
+    builder = MessagesBuilder(limits.max_messages, depth_limit(limits))
     builder.system(body.get("system"))
     builder.conversation(body.get("messages"))
     _sampling(body, params, native)
