@@ -33,7 +33,8 @@ def chat_text(raw: bytes) -> str:
     return "".join(out)
 
 
-def messages_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """`event:` + `data:` events (Anthropic's and the Responses API's framing)."""
     out = []
     for block in raw.split(b"\n\n"):
         lines = [line for line in block.split(b"\n") if not line.startswith(b":")]
@@ -45,8 +46,22 @@ def messages_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
 def messages_text(raw: bytes) -> str:
     return "".join(
         data["delta"]["text"]
-        for name, data in messages_events(raw)
+        for name, data in sse_events(raw)
         if name == "content_block_delta" and data["delta"]["type"] == "text_delta"
+    )
+
+
+def responses_text(raw: bytes) -> str:
+    return "".join(d["delta"] for n, d in sse_events(raw) if n == "response.output_text.delta")
+
+
+def responses_body_text(body: dict[str, Any]) -> str:
+    return "".join(
+        part["text"]
+        for item in body["output"]
+        if item["type"] == "message"
+        for part in item["content"]
+        if part["type"] == "output_text"
     )
 
 
@@ -93,7 +108,18 @@ DOORS = [
         lambda body: body["content"][0]["text"],
         b'event: ping\ndata: {"type":"ping"}\n\n',
         lambda body: body["error"]["type"],
-        lambda raw: messages_events(raw)[-1][0] == "error",
+        lambda raw: sse_events(raw)[-1][0] == "error",
+    ),
+    Door(
+        "responses",
+        "/v1/responses",
+        {},
+        lambda model, stream: {"model": model, "input": "hi", "stream": stream},
+        responses_text,
+        responses_body_text,
+        b": keep-alive\n\n",
+        lambda body: body["error"]["type"],
+        lambda raw: sse_events(raw)[-1][0] == "response.failed",
     ),
 ]
 
