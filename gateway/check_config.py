@@ -6,21 +6,32 @@ runs the routing layer's tier checks, and config sits below routing.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from typing import TextIO
 
+from gateway.catalogue.lifecycle import today_utc
+from gateway.config.facts import lifecycles
 from gateway.config.loader import load_config
 from gateway.config.model import Config
 from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
 from gateway.providers.base import ProviderSettings, can_embed
 from gateway.providers.registry import create
+from gateway.regress.suite import SuiteError, load_suite
 from gateway.routing.planner import tiers_of
 from gateway.routing.tiers import tier_problems
 
 
-def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Print a summary and return 0, or print every problem and return 1."""
+def check_config_main(
+    path: str,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    today: dt.date | None = None,
+) -> int:
+    """Print a summary and return 0, or print every problem and return 1. Deployments whose
+    model is deprecated or shuts down within 30 days are warnings; a model already shut
+    down is a problem."""
     try:
         config = load_config(path)
     except ConfigFileError as e:
@@ -33,6 +44,13 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
             print(f"  {problem}", file=err)
         return 1
     problems = route_tier_problems(config) + embedding_problems(config)
+    problems += auto_regress_problems(config)
+    for name, life in lifecycles(config, today or today_utc()):
+        text = f"deployments.{name}: {life.describe(config.deployments[name].model)}"
+        if life.state == "retired":
+            problems.append(text)
+        else:
+            print(f"warning: {text}", file=err)
     if problems:
         print(f"config {path} has {len(problems)} problem(s):", file=err)
         for problem in problems:
@@ -80,6 +98,17 @@ def route_tier_problems(config: Config) -> list[str]:
         if route.tiers:
             problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
     return problems
+
+
+def auto_regress_problems(config: Config) -> list[str]:
+    """The automatic regression suite must load (`serve` would run without it)."""
+    if config.auto_regress is None:
+        return []
+    try:
+        load_suite(config.auto_regress.suite)
+    except SuiteError as exc:
+        return [f"auto_regress.suite: {p}" for p in exc.problems]
+    return []
 
 
 def embedding_problems(config: Config) -> list[str]:

@@ -14,6 +14,7 @@ server renders it in the door's error shape.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +39,7 @@ from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
 from gateway.request import AnyRequest, EmbedRequest
-from gateway.routing.health import HealthRegistry
+from gateway.routing.health import AllUnavailable, HealthRegistry
 from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
 from gateway.routing.table import ResolvedRoute, RouteTable
@@ -170,6 +171,8 @@ class Answer:
             for attempt in race.attempts:  # the record reaches logs, traces and admin views
                 if attempt.error is not None:
                     attempt.error = self._scrub.error(attempt.error)
+            if self.transform is not None and self.transform.matched:
+                rec.output_filter = tuple(sorted(self.transform.matched))
             rec.race = race
             rec.outcome = race.stream_outcome
             rec.status = race.status if race.winner is None else self.status
@@ -242,7 +245,9 @@ class Pipeline:
             await self.admission.admit(
                 caller.key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
-            region = rec.region = self.regions.of(caller.headers)
+            found = self.regions.of(caller.headers)
+            region = rec.region = found.name
+            rec.region_unknown = found.unknown
             if self.prewarmer is not None:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
@@ -325,6 +330,24 @@ class Pipeline:
         reasoning = caller.headers.get(self.config.routing.reasoning_header)
         try:
             plan = self.planner.plan(chat, route, region, reasoning, allowed, caller.request_id)
+        except AllUnavailable as exc:
+            wait = max(1, math.ceil(exc.retry_in_s))
+            if exc.rate_limited:
+                raise Rejected(
+                    429,
+                    f"every deployment of '{route.name}' is at its rate limit; retry in {wait}s",
+                    "rate_limit_exceeded",
+                    "all_deployments_rate_limited",
+                    headers={"retry-after": str(wait)},
+                ) from None
+            raise Rejected(
+                503,
+                f"every deployment of '{route.name}' is unavailable (open circuit or asked to "
+                f"back off) and is being probed; retry in {wait}s",
+                "service_unavailable",
+                "all_deployments_unavailable",
+                headers={"retry-after": str(wait)},
+            ) from None
         except NoCandidates:
             raise Rejected(
                 400,

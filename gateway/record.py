@@ -22,11 +22,13 @@ class RequestRecord:
     stream: bool = False
     route: str | None = None  # None: refused before a route was found
     region: str | None = None
+    region_unknown: str | None = None  # a region header naming no configured region
     status: int = 200  # the HTTP status the client got
     outcome: RequestOutcome = "no_winner"
     reason: str | None = None  # a refusal's code (rejected) or the upstream error's type
     race: RaceRecord | None = None
     model_version: str | None = None  # what the winning upstream said it is
+    output_filter: tuple[str, ...] = ()  # output-filter patterns/detectors that matched
     setup_s: float = 0.0  # parse-to-race set-up time on the gateway
     total_s: float = 0.0
 

@@ -6,11 +6,16 @@ It holds no request logic of its own: front doors go through `self.pipeline`.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import structlog
 
 from gateway.admission import Admission
+from gateway.config.facts import lifecycles
 from gateway.config.model import Config
 from gateway.governance.gate import Governance
 from gateway.metrics import GatewayMetrics
@@ -19,6 +24,7 @@ from gateway.prewarming import make_prewarmer
 from gateway.record import RecordSink
 from gateway.region import RegionResolver
 from gateway.routing.planner import CandidatePlanner
+from gateway.routing.quarantine import Quarantine
 from gateway.routing.table import RouteTable
 from gateway.sinks import AccessLog, MetricsSink, RaceSink, SpendSink, VersionTracker
 from gateway.state import SharedState
@@ -26,6 +32,29 @@ from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.upstream import UpstreamPool
 from gateway.upstreams import Upstreams
+
+log = structlog.get_logger("gateway")
+
+
+class Service(Protocol):
+    """Background work an entry point attaches (automatic regressions): started after the
+    shared state, closed before it."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RegressionView(Protocol):
+    """What the admin API shows of the automatic regressions (gateway/regress/auto.py)."""
+
+    @property
+    def policy(self) -> str: ...
+
+    @property
+    def suite_path(self) -> str: ...
+
+    def runs(self) -> Mapping[str, Mapping[str, Any]]: ...
 
 
 class Gateway:
@@ -43,6 +72,10 @@ class Gateway:
         self.routes = RouteTable(config)
         self.upstreams = Upstreams(config)
         self.rng = random.Random()
+        state = config.state
+        self.quarantine = Quarantine(
+            state.url if state.backend == "redis" else None, prefix=state.prefix
+        )
         self.planner = CandidatePlanner(
             config,
             self.state.health,
@@ -50,6 +83,8 @@ class Gateway:
             weights=self.weights,
             rng=self.rng,
             clock=clock,
+            on_skip=self.metrics.candidate_skipped,
+            quarantined=self.quarantine.__contains__,
         )
         self.prewarmer = make_prewarmer(config, self.state.profiles, self.upstreams, clock)
         self.governance = Governance(config)
@@ -66,6 +101,16 @@ class Gateway:
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
+        pools = self.upstreams.pools
+        self.metrics.watch_pools(lambda: {name: pool.stats for name, pool in pools.items()})
+        self.today = lambda: dt.datetime.fromtimestamp(clock(), dt.UTC).date()
+        self.metrics.watch_shutdowns(
+            {n: d.shutdown_date for n, d in config.deployments.items() if d.shutdown_date},
+            self.today,
+        )
+        self.metrics.watch_quarantine(list(config.deployments), self.quarantine.held)
+        self.services: list[Service] = []
+        self.regressions: RegressionView | None = None
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
@@ -107,13 +152,33 @@ class Gateway:
         """Learned weights for `weighted` routes (empty until the worker has run)."""
         return dict(self.state.weights.weights())
 
+    def warn_deprecations(self) -> None:
+        """One warning per deployment whose model is deprecated or being shut down."""
+        for name, life in lifecycles(self.config, self.today()):
+            dep = self.config.deployments[name]
+            log.warning(
+                "model_deprecated",
+                deployment=name,
+                state=life.state,
+                shutdown_date=life.shutdown_date.isoformat() if life.shutdown_date else None,
+                days_left=life.days_left,
+                detail=life.describe(dep.model),
+            )
+
     async def start(self) -> None:
+        self.warn_deprecations()
         await self.state.start()
+        await self.quarantine.start()
+        for service in self.services:
+            await service.start()
         if self.prewarmer is not None:
             self.prewarmer.start()
 
     async def close(self) -> None:
         if self.prewarmer is not None:
             await self.prewarmer.close()
+        for service in reversed(self.services):
+            await service.close()
+        await self.quarantine.close()
         await self.state.close()
         await self.upstreams.close()

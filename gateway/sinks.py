@@ -5,7 +5,7 @@ request: a sink that fails is logged and the others still run (see `emit`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -32,6 +32,8 @@ class MetricsSink:
 
     def record(self, rec: RequestRecord) -> None:
         m = self.metrics
+        if rec.region_unknown is not None:
+            m.unknown_region.labels(rec.door).inc()
         if rec.outcome == "rejected":
             m.rejected.labels(rec.door, rec.reason or "unknown").inc()
             if rec.route is not None:
@@ -40,6 +42,8 @@ class MetricsSink:
         if rec.race is not None:
             m.on_race_end(rec.race)
         m.key_cost.labels(rec.key_id).inc(rec.cost_usd)
+        for match in rec.output_filter:
+            m.output_filter.labels(rec.route or "", match).inc()
         m.overhead.observe(rec.setup_s)
 
 
@@ -73,11 +77,13 @@ class RaceSink:
 
 
 class VersionTracker:
-    """The model version each deployment's upstream last reported; logs and counts changes."""
+    """The model version each deployment's upstream last reported; logs and counts changes
+    and tells `listeners` (deployment, old, new): automatic regression runs."""
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self.metrics = metrics
         self.versions: dict[str, str] = {}
+        self.listeners: list[Callable[[str, str, str], None]] = []
 
     def record(self, rec: RequestRecord) -> None:
         if rec.model_version is not None and rec.winner is not None:
@@ -93,6 +99,9 @@ class VersionTracker:
             self.metrics.version_changes.labels(deployment).inc()
             self.metrics.version.remove(deployment, old)
         self.metrics.version.labels(deployment, version).set(1)
+        if old is not None:
+            for listener in self.listeners:
+                listener(deployment, old, version)
 
 
 class AccessLog:
@@ -107,10 +116,12 @@ class AccessLog:
             route=rec.route,
             model=rec.model,
             region=rec.region,
+            region_unknown=rec.region_unknown,
             winner=rec.winner,
             status=rec.status,
             outcome=rec.outcome,
             reason=rec.reason,
+            output_filter=list(rec.output_filter) or None,
             attempts=len(race.attempts) if race is not None else 0,
             budget_limited=race.budget_limited if race is not None else False,
             budget_refused=race.budget_refused if race is not None else 0,

@@ -69,6 +69,7 @@ class SharedState:
             min_requests=h.min_requests,
             cooldown_s=h.cooldown_s,
             probes=h.half_open_probes,
+            probe_interval_s=h.probe_interval_s,
         )
         limits = rate_limits(config)
         self.limiter: RateLimiter = (

@@ -10,10 +10,13 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Collection, Mapping
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from gateway.catalogue.store import Catalogue
 from gateway.config import sections
+from gateway.config.facts import catalogue_section, deployment_facts
 from gateway.config.model import (
     DEPLOYMENT_TYPES,
     EMBEDDING_STRATEGIES,
@@ -26,7 +29,6 @@ from gateway.config.model import (
     ListenConfig,
     LoggingConfig,
     PrewarmConfig,
-    PriceConfig,
     PriorConfig,
     ProviderConfig,
     RouteConfig,
@@ -54,15 +56,19 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Read, parse and validate a YAML config file. An empty file gives the defaults."""
-    return parse_config(read_yaml(path), env)
+    """Read, parse and validate a YAML config file. An empty file gives the defaults.
+    Relative paths in it (private catalogue files) are from the file's directory."""
+    return parse_config(read_yaml(path), env, base_dir=Path(path).parent)
 
 
 # -- parsing ------------------------------------------------------------------
 
 
-def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
-    """Build a `Config` from a YAML tree; `env` resolves `env:NAME` (default os.environ)."""
+def parse_config(
+    data: Any, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    """Build a `Config` from a YAML tree; `env` resolves `env:NAME` (default os.environ);
+    relative catalogue file paths are from `base_dir` (default the working directory)."""
     ctx = Context(os.environ if env is None else env)
     root = Reader(ctx, "", {} if data is None else data)
     listen = _listen(root.section("listen"))
@@ -75,13 +81,16 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     latency, regions = _latency(root.section("latency"))
     logging = _logging(root.section("logging"))
     providers = {name: _provider(name, r) for name, r in root.entries("providers")}
+    catalogue_config, catalogue = catalogue_section(root.section("catalogue"), base_dir)
     deployments = {
-        name: _deployment(name, r, providers, regions) for name, r in root.entries("deployments")
+        name: _deployment(name, r, providers, regions, catalogue)
+        for name, r in root.entries("deployments")
     }
     governance = sections.governance(root.section("governance"), len(auth.keys), regions)
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
+    auto_regress = sections.auto_regress(root.section("auto_regress"), base_dir)
     cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
     responses = sections.responses(root.section("responses"))
     sim = root.raw("sim")
@@ -108,6 +117,8 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         governance=governance,
         health=health,
         routing=routing,
+        catalogue=catalogue_config,
+        auto_regress=auto_regress,
         cors=cors,
         responses=responses,
         sim=sim,
@@ -215,6 +226,10 @@ def _latency(r: Reader) -> tuple[LatencyConfig, tuple[str, ...] | None]:
         regions=regions or d.regions,
         country_header=r.optional_string("country_header"),
         country_regions=country_regions,
+        unknown_region=cast(
+            Literal["default", "refuse"],
+            r.string("unknown_region", d.unknown_region, choices=("default", "refuse")),
+        ),
         min_samples=r.integer("min_samples", d.min_samples, lo=1),
         exploration=r.number("exploration", d.exploration, lo=0, hi=1),
         half_life_days=r.number("half_life_days", d.half_life_days, lo=0, lo_open=True),
@@ -292,17 +307,18 @@ def _deployment(
     r: Reader,
     providers: Mapping[str, ProviderConfig],
     regions: Collection[str] | None,
+    catalogue: Catalogue,
 ) -> DeploymentConfig:
     d = DeploymentConfig(name=name, provider="", model="")
     provider = r.required_string("provider", "the name of an entry in providers")
     if provider and provider not in providers:
         r.problem("provider", f"unknown provider {show(provider)}" + suggest(provider, providers))
-    pr = r.section("price")
-    price = PriceConfig(
-        input=pr.number("input", d.price.input, lo=0),
-        output=pr.number("output", d.price.output, lo=0),
-    )
-    pr.finish()
+    model = r.required_string("model", "the upstream model id")
+    kind = r.string("type", d.type, choices=DEPLOYMENT_TYPES)
+    # the catalogue holds chat models: an embedding deployment inherits only when it names
+    # an entry (`catalogue: ...`)
+    provider_kind = providers[provider].kind if provider in providers else None
+    facts = deployment_facts(r, model, provider_kind if kind == "chat" else None, catalogue)
     pi = r.section("prior")
     p50 = pi.number("ttft_p50_ms", d.prior.ttft_p50_ms, lo=0, lo_open=True)
     p95 = pi.number("ttft_p95_ms", d.prior.ttft_p95_ms, lo=0, lo_open=True)
@@ -312,20 +328,18 @@ def _deployment(
     region = r.optional_string("region")
     if region is not None:
         sections.region_problem(r, "region", region, regions)
-    kind = r.string("type", d.type, choices=DEPLOYMENT_TYPES)
     batch_size = sections.optional_int(r, "batch_size")
     if batch_size is not None and kind != "embedding":
         r.problem("batch_size", "is for embedding deployments only (type: embedding)")
-    if kind == "embedding" and price.output > 0:
-        pr.problem(
-            "output",
+    if kind == "embedding" and facts["price"].output > 0:
+        r.ctx.add(
+            r.at("price") + ".output",
             "embedding deployments are priced by input tokens only; omit price.output",
         )
     out = DeploymentConfig(
         name=name,
         provider=provider,
-        model=r.required_string("model", "the upstream model id"),
-        price=price,
+        model=model,
         ttft_timeout_s=r.number("ttft_timeout_s", d.ttft_timeout_s, lo=0, lo_open=True),
         idle_timeout_s=r.number("idle_timeout_s", d.idle_timeout_s, lo=0, lo_open=True),
         prior=PriorConfig(ttft_p50_ms=p50, ttft_p95_ms=p95),
@@ -340,6 +354,7 @@ def _deployment(
         options=r.mapping("options"),
         type=cast(Any, kind),
         batch_size=batch_size,
+        **facts,
     )
     r.finish()
     return out

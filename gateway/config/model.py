@@ -6,9 +6,11 @@ of reprs and logs.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.catalogue.entry import Capabilities
 from gateway.strategy import Strategy
 
 # What a deployment serves; a route serves one type. Embeddings arrive whole, so their
@@ -89,6 +91,9 @@ class LatencyConfig:
     regions: tuple[str, ...] = ("eu", "us", "apac")
     country_header: str | None = None  # e.g. cf-ipcountry
     country_regions: dict[str, str] = field(default_factory=dict)  # "DE" -> "eu"
+    # a region header naming no configured region: counted, then served from the default
+    # region ("default") or refused with a 400 ("refuse")
+    unknown_region: Literal["default", "refuse"] = "default"
     min_samples: int = 50
     exploration: float = 0.05
     half_life_days: float = 7.0
@@ -110,8 +115,16 @@ class ProviderConfig:
 
 @dataclass(frozen=True, slots=True)
 class PriceConfig:
-    input: float = 0.0  # USD per million tokens
+    """USD per million tokens: the config's figures over the catalogue's (0.0 when neither
+    gives one); the tiers are None where unknown."""
+
+    input: float = 0.0
     output: float = 0.0
+    cached_input: float | None = None
+    batch_input: float | None = None
+    batch_output: float | None = None
+    priority_input: float | None = None
+    priority_output: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,15 @@ class DeploymentConfig:
     options: dict[str, Any] = field(default_factory=dict)
     type: DeploymentType = "chat"
     batch_size: int | None = None  # embedding inputs per upstream call (None: the adapter's)
+    # Model facts: the config's values over the catalogue entry's (see gateway/catalogue).
+    context_window: int | None = None  # None: unknown, never skipped for length
+    max_output_tokens: int | None = None
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    deprecated: bool = False
+    shutdown_date: dt.date | None = None
+    successor: str | None = None
+    catalogue_id: str | None = None  # the entry it inherits from
+    facts_from: dict[str, str] = field(default_factory=dict)  # fact -> "config" | source
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +227,9 @@ class HealthConfig:
     min_requests: int = 20
     cooldown_s: float = 30.0
     half_open_probes: int = 3
+    # when every candidate is open, cooling or rate-limited: one probe per deployment per
+    # interval (shared across instances); other requests are shed at once with retry-after
+    probe_interval_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +303,28 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoRegressConfig:
+    """Run a regression suite on a deployment when its upstream reports a new model version
+    (paths resolved against the config file's directory)."""
+
+    suite: str
+    policy: Literal["alert", "quarantine"] = "alert"
+    reports_dir: str | None = None  # Markdown/JSON/PNG per run; None: the admin API only
+    baseline: str | None = None  # baseline file; default: as `race-gateway regress`
+    min_interval_s: float = 3600.0  # per deployment: at most one run per interval
+    lease_s: float = 3600.0  # a run's lease in the state backend (one run per version)
+    repeat: int = 1
+    concurrency: int = 2
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueConfig:
+    files: tuple[str, ...] = ()  # private catalogue files (paths as given in the config)
+    shipped: bool = True  # inherit from the catalogue in the package
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -292,6 +339,8 @@ class Config:
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    catalogue: CatalogueConfig = field(default_factory=CatalogueConfig)
+    auto_regress: AutoRegressConfig | None = None
     cors: CorsConfig = field(default_factory=CorsConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config
