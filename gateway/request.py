@@ -50,7 +50,8 @@ class AnthropicNative(TypedDict, total=False):
     thinking: dict[str, list[dict[str, Any]]]  # "messages[i]" -> thinking / redacted_thinking
     # blocks (signed by Anthropic) that lead that assistant turn
     body: dict[str, Any]  # request body fields: top_k, thinking (the client's exact config,
-    # authoritative: reasoning_effort is then a hint for the others), output_config, cache_control
+    # authoritative: reasoning_effort is then a hint for the others), output_config,
+    # cache_control, context_management
     beta: str  # the client's anthropic-beta header, added to the deployment's own
 
 

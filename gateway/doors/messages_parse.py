@@ -40,6 +40,7 @@ FIELDS = frozenset(
         "thinking",
         "output_config",
         "cache_control",
+        "context_management",
     }
 )
 # Hints about Anthropic's own fleet and account: accepted and dropped.
@@ -102,6 +103,11 @@ def parse_messages_request(
     _tool_choice(body.get("tool_choice"), params)
     _thinking(body.get("thinking"), params, native, max_tokens)
     _output_config(body.get("output_config"), params, native)
+    context = body.get("context_management")
+    if context is not None:  # Anthropic's own context editing (a beta): for Anthropic only
+        if not isinstance(context, dict):
+            raise bad("context_management: must be an object", "context_management")
+        native.setdefault("body", {})["context_management"] = context
     cache = body.get("cache_control")
     if cache is not None:  # automatic caching: Anthropic marks the last cacheable block
         if not isinstance(cache, dict) or not isinstance(cache.get("type"), str):

@@ -65,6 +65,8 @@ TYPE_BY_STATUS = {status: err_type for err_type, status in STATUS_BY_TYPE.items(
 # Provider options (`headers` is filled in from the provider's config `headers`).
 PROVIDER_OPTIONS = frozenset({"headers", "anthropic_version", "anthropic_beta"})
 TOOL_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+# Body fields a Messages-door client sent that go to Anthropic as they are (AnthropicNative).
+NATIVE_FIELDS = ("top_k", "output_config", "cache_control", "context_management")
 
 
 def parse_data_url(url: str) -> tuple[str, str] | None:
@@ -290,7 +292,7 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
     if request.stop:
         body["stop_sequences"] = request.stop
     body.update(_tools(params, unsupported, converter.decor))
-    for name in ("top_k", "output_config", "cache_control"):  # the Messages door's own fields
+    for name in NATIVE_FIELDS:  # the Messages door's own fields
         if name in native_body:
             body[name] = native_body[name]
     if isinstance(params.get("user"), str):

@@ -301,6 +301,14 @@ def test_anthropic_gets_signed_thinking_and_is_error_back() -> None:
     assert openai_body["reasoning_effort"] == "low"
 
 
+def test_context_management_goes_to_anthropic_only() -> None:
+    edits = {"edits": [{"type": "clear_tool_uses_20250919"}]}
+    chat = parse(request(context_management=edits))
+    assert body_for("anthropic", chat)[0]["context_management"] == edits
+    assert "context_management" not in body_for("openai", chat)[0]
+    assert refused(request(context_management=[])).param == "context_management"
+
+
 def test_output_effort_alone_does_not_turn_anthropic_thinking_on() -> None:
     body, _ = body_for("anthropic", parse(request(output_config={"effort": "high"})))
     assert "thinking" not in body and body["output_config"] == {"effort": "high"}
@@ -447,6 +455,7 @@ def test_anthropic_version_header_is_required() -> None:
         ),
         (request(container="c"), "container"),
         (request(mcp_servers=[]), "mcp_servers"),
+        (request(betas=["x"]), "betas"),
         (request(cache_control="yes"), "cache_control"),
     ],
 )
