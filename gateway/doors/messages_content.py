@@ -15,6 +15,10 @@ from gateway.doors.bounds import MAX_MESSAGE_CHARS, bad, embedded_too_deep
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 TOOL_KEYS = frozenset({"type", "name", "description", "input_schema", "cache_control", "strict"})
+# Custom-tool fields only Anthropic reads: kept for an Anthropic winner, dropped elsewhere.
+ANTHROPIC_TOOL_KEYS = frozenset(
+    {"allowed_callers", "defer_loading", "eager_input_streaming", "input_examples"}
+)
 
 
 class MessagesBuilder:
@@ -204,7 +208,7 @@ class MessagesBuilder:
                     "unsupported_tool",
                 )
             for key in tool:
-                if key not in TOOL_KEYS:
+                if key not in TOOL_KEYS and key not in ANTHROPIC_TOOL_KEYS:
                     raise bad(f"{at}.{key}: unknown tool field", f"{at}.{key}")
             name, schema = tool.get("name"), tool.get("input_schema")
             if not isinstance(name, str) or not name:
@@ -220,9 +224,12 @@ class MessagesBuilder:
             if isinstance(tool.get("strict"), bool):
                 function["strict"] = tool["strict"]
             out.append({"type": "function", "function": function})
+            native = {key: tool[key] for key in ANTHROPIC_TOOL_KEYS if key in tool}
             cache = tool.get("cache_control")
             if cache is not None:
-                self.decor[at] = {"cache_control": _cache_control(cache, at)}
+                native["cache_control"] = _cache_control(cache, at)
+            if native:
+                self.decor[at] = native
         if out:
             params["tools"] = out
 

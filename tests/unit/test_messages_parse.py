@@ -301,6 +301,15 @@ def test_anthropic_gets_signed_thinking_and_is_error_back() -> None:
     assert openai_body["reasoning_effort"] == "low"
 
 
+def test_anthropic_tool_fields_go_to_anthropic_only() -> None:
+    tool = {"name": "w", "input_schema": {"type": "object"}, "eager_input_streaming": True}
+    chat = parse(request(tools=[{**tool, "input_examples": [{"city": "Oslo"}]}]))
+    sent = body_for("anthropic", chat)[0]["tools"][0]
+    assert sent["eager_input_streaming"] is True and sent["input_examples"] == [{"city": "Oslo"}]
+    other = orjson.dumps(body_for("openai", chat)[0]).decode()
+    assert "eager_input_streaming" not in other and "input_examples" not in other
+
+
 def test_context_management_goes_to_anthropic_only() -> None:
     edits = {"edits": [{"type": "clear_tool_uses_20250919"}]}
     chat = parse(request(context_management=edits))
