@@ -190,3 +190,45 @@ async def test_thinking_tool_loop(winner: str) -> None:
             ],
         )
         assert second.stop_reason == "end_turn" and second.content[-1].type == "text"
+
+
+@pytest.mark.parametrize("winner", ["anthropic", "openai"])
+async def test_a_coding_agent_shaped_request(winner: str) -> None:
+    """What coding agents send: the beta endpoint (`?beta=true`, anthropic-beta), cached
+    system blocks and tools, metadata, context editing, a tool loop in the history."""
+    cache: Any = {"type": "ephemeral"}
+    async with (
+        stack(servers_with_winner(winner), route()) as s,
+        client(s.url) as anthropic,
+        anthropic.beta.messages.stream(
+            model="chat",
+            max_tokens=1000,
+            betas=["interleaved-thinking-2025-05-14", "context-management-2025-06-27"],
+            system=[
+                {"type": "text", "text": "You are a coding agent."},
+                {"type": "text", "text": "Repository notes.", "cache_control": cache},
+            ],
+            tools=[{**TOOLS[0], "cache_control": cache, "eager_input_streaming": True}],
+            metadata={"user_id": "user_abc_account_def_session_ghi"},
+            messages=[
+                {"role": "user", "content": "How is it in Oslo?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "5C"},
+                        {"type": "text", "text": "Thanks, summarise.", "cache_control": cache},
+                    ],
+                },
+            ],
+            extra_body={"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}},
+        ) as stream,
+    ):
+        final = await stream.get_final_message()
+    assert final.content[-1].type == "text"
+    assert final.content[-1].text == f"answer from {winner}"  # type: ignore[union-attr]
