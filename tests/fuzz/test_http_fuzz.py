@@ -196,12 +196,22 @@ async def gateway() -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
         yield s, http
 
 
-def anthropic_path(path: str) -> bool:
-    """Where errors leave in Anthropic's shape (the Messages door's paths)."""
-    return path.split("?")[0] == "/v1/messages" or path.startswith("/v1/messages/")
+def anthropic_path(path: str, headers: dict[str, str] | None = None) -> bool:
+    """Where errors leave in Anthropic's shape: the Messages door's paths, and the models
+    list asked for by an Anthropic client (`anthropic-version`)."""
+    path = path.split("?")[0]
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return True
+    asked = any(name.lower() == "anthropic-version" for name in headers or {})
+    return asked and path.startswith("/v1/models")
 
 
-async def check_envelope(resp: aiohttp.ClientResponse, method: str, path: str = "") -> None:
+async def check_envelope(
+    resp: aiohttp.ClientResponse,
+    method: str,
+    path: str = "",
+    headers: dict[str, str] | None = None,
+) -> None:
     raw = await resp.read()
     assert resp.status < 500, (resp.status, raw[:300])
     if resp.status < 400:
@@ -214,7 +224,7 @@ async def check_envelope(resp: aiohttp.ClientResponse, method: str, path: str = 
     if method == "HEAD":
         return
     body = orjson.loads(raw)
-    if anthropic_path(path) and "x-request-id" in resp.headers:
+    if anthropic_path(path, headers) and "x-request-id" in resp.headers:
         assert set(body) == {"type", "error"} and body["type"] == "error", body
         assert set(body["error"]) == {"type", "message"}, body
         assert body["error"]["type"] in ANTHROPIC_ERROR_TYPES, body
@@ -246,7 +256,7 @@ async def test_any_request(
     url = s.url + path
     try:
         async with http.request(method, url, headers=headers, data=body) as resp:
-            await check_envelope(resp, method, path)
+            await check_envelope(resp, method, path, headers)
     except aiohttp.ClientResponseError as exc:  # the client refused the server's reply
         # aiohttp's plain-text 400 for a malformed head carries a body even for HEAD (the
         # parser never learnt the method), which the client rightly rejects.
