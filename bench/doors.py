@@ -1,196 +1,133 @@
-"""Does a front door cost CPU? The same streamed load through each door, in one run.
+"""The same streamed load through each front door of one gateway: does the door cost CPU?
 
-    python -m bench.doors [--quick] [--json FILE]
+    python -m bench.doors [--quick] [--doors chat,responses,messages] [--json FILE]
 
-Starts a simulator and the gateway as separate processes (as bench.overhead does) and
-sends identical rounds of streaming requests (c=50; TTFT 100 ms, ITL 5 ms, 50 tokens from
-one OpenAI-kind upstream) through `/v1/chat/completions`, `/v1/responses` and
-`/v1/messages`, rotating the door order round by round so drift hits each alike. The
-gateway's utime+stime is read from /proc around each door's rounds: CPU per request is
-what that door's parse, pipeline and encoder cost, everything else being equal. The
-client reads every byte of every stream (no SDK parsing: its CPU is not measured).
+Starts a simulator and a gateway (the processes and config of `bench.overhead`), then
+sends identical rounds of streaming requests (TTFT 100 ms, ITL 5 ms, 50 tokens) through
+`/v1/chat/completions`, `/v1/responses` and `/v1/messages` at concurrency 50, alternating
+the order round by round, and charges the gateway's utime+stime to each door's rounds.
+The upstream is the same OpenAI-kind simulator for every door: only the front door
+differs (parse, encode, error shape).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import orjson
 import uvloop
-import yaml
 
+from bench.overhead import API_KEY, MODEL_TTFT, PROMPT, ROOT, write_config
 from bench.procs import Child, Children, cpu_seconds, free_port, machine_busy_seconds
+from gateway.loadtest import make_session, run_load, summarize
+from gateway.loadtest.report import to_json_bytes
+from gateway.loadtest.timing import Door
 
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = "bench-ttft100"
-API_KEY = "bench-key"
-PROMPT = "Say something about latency."
-
-
-@dataclass(frozen=True, slots=True)
-class Door:
-    name: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+DOORS: tuple[Door, ...] = ("chat", "responses", "messages")
 
 
-DOORS = (
-    Door(
-        "chat",
-        "/v1/chat/completions",
-        {},
-        orjson.dumps(
-            {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
-        ),
-    ),
-    Door(
-        "responses",
-        "/v1/responses",
-        {},
-        orjson.dumps({"model": MODEL, "stream": True, "input": PROMPT}),
-    ),
-    Door(
-        "messages",
-        "/v1/messages",
-        {"anthropic-version": "2023-06-01"},
-        orjson.dumps(
-            {
-                "model": MODEL,
-                "stream": True,
-                "max_tokens": 256,
-                "messages": [{"role": "user", "content": PROMPT}],
-            }
-        ),
-    ),
-)
-
-
-def write_config(directory: Path, sim_port: int, gw_port: int) -> Path:
-    config = {
-        "listen": {"host": "127.0.0.1", "port": gw_port},
-        "auth": {"keys": [API_KEY]},
-        "logging": {"format": "json", "level": "info"},
-        "providers": {
-            "sim": {
-                "kind": "openai",
-                "base_url": f"http://127.0.0.1:{sim_port}/v1",
-                "api_key": API_KEY,
-                "max_connections": 512,
-            }
-        },
-        "deployments": {MODEL: {"provider": "sim", "model": MODEL}},
-        "sim": {
-            "seed": 1,
-            "servers": {
-                "sim": {
-                    "kind": "openai",
-                    "port": sim_port,
-                    "models": {MODEL: {"ttft_ms": 100, "itl_ms": 5, "tokens": 50}},
-                }
-            },
-        },
+async def measure(
+    url: str, gw_pid: int, doors: Sequence[Door], concurrency: int, requests: int, rounds: int
+) -> list[dict[str, Any]]:
+    tallies: dict[str, dict[str, Any]] = {
+        d: {"cpu_s": 0.0, "samples": [], "elapsed_s": 0.0, "foreign_s": 0.0} for d in doors
     }
-    path = directory / "bench-doors.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-async def one(session: aiohttp.ClientSession, url: str, door: Door) -> int:
-    headers = {"content-type": "application/json", "x-api-key": API_KEY, **door.headers}
-    async with session.post(url + door.path, data=door.body, headers=headers) as resp:
-        size = 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-        if resp.status != 200:
-            raise RuntimeError(f"{door.name}: HTTP {resp.status}")
-        return size
-
-
-async def load(url: str, door: Door, concurrency: int, requests: int) -> float:
-    """Send `requests` streams, `concurrency` at a time; the elapsed seconds."""
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        queue = iter(range(requests))
-        started = time.perf_counter()
-
-        async def worker() -> None:
-            for _ in queue:
-                await one(session, url, door)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(concurrency):
-                group.create_task(worker())
-        return time.perf_counter() - started
-
-
-async def bench(url: str, gw_pid: int, sim_pid: int, rounds: int, requests: int) -> dict[str, Any]:
-    totals = {door.name: {"cpu_s": 0.0, "requests": 0, "elapsed_s": 0.0} for door in DOORS}
-    foreign = {door.name: 0.0 for door in DOORS}
-    for door in DOORS:  # warm-up: connections, caches, the first import of each door
-        await load(url, door, 10, 20)
-    for round_no in range(rounds):
-        shift = round_no % len(DOORS)
-        for door in DOORS[shift:] + DOORS[:shift]:
-            busy0, cpu0, client0 = machine_busy_seconds(), cpu_seconds(gw_pid), time.process_time()
-            sim0 = cpu_seconds(sim_pid)
-            elapsed = await load(url, door, 50, requests)
-            cpu = cpu_seconds(gw_pid) - cpu0
-            own = cpu + time.process_time() - client0 + cpu_seconds(sim_pid) - sim0
-            foreign[door.name] += max(0.0, machine_busy_seconds() - busy0 - own)
-            tally = totals[door.name]
-            tally["cpu_s"] += cpu
-            tally["requests"] += requests
-            tally["elapsed_s"] += elapsed
-    chat = totals["chat"]["cpu_s"] / totals["chat"]["requests"]
+    session = make_session(concurrency)
+    try:
+        for door in doors:  # warm-up, not measured
+            await run_load(
+                url,
+                MODEL_TTFT,
+                api_key=API_KEY,
+                concurrency=concurrency,
+                requests=concurrency,
+                prompt=PROMPT,
+                session=session,
+                progress=False,
+                door=door,
+            )
+        for r in range(rounds):
+            for door in doors if r % 2 == 0 else tuple(reversed(doors)):
+                cpu0, busy0, client0 = (
+                    cpu_seconds(gw_pid),
+                    machine_busy_seconds(),
+                    time.process_time(),
+                )
+                result = await run_load(
+                    url,
+                    MODEL_TTFT,
+                    api_key=API_KEY,
+                    concurrency=concurrency,
+                    requests=requests,
+                    prompt=PROMPT,
+                    session=session,
+                    progress=False,
+                    door=door,
+                )
+                cpu = cpu_seconds(gw_pid) - cpu0
+                busy = machine_busy_seconds() - busy0 - cpu - (time.process_time() - client0)
+                tally = tallies[door]
+                tally["cpu_s"] += cpu
+                tally["samples"].extend(result.samples)
+                tally["elapsed_s"] += result.summary.elapsed_s
+                tally["foreign_s"] += max(busy, 0.0)
+                s = result.summary
+                print(
+                    f"  round {r + 1} {door:<10} {cpu * 1000 / requests:6.2f} ms CPU/req  "
+                    f"TTFT p50 {s.ttft_ms.p50 or 0:6.1f} ms  errors {s.errors or 0}",
+                    file=sys.stderr,
+                )
+    finally:
+        await session.close()
     rows = []
-    for door in DOORS:
-        tally = totals[door.name]
-        per = tally["cpu_s"] / tally["requests"]
+    for door, tally in tallies.items():
+        n = len(tally["samples"])
+        s = summarize(tally["samples"], tally["elapsed_s"])
         rows.append(
             {
-                "door": door.name,
-                "requests": tally["requests"],
-                "cpu_ms_per_request": round(per * 1000, 3),
-                "vs_chat": round(per / chat, 3),
-                "requests_per_s": round(tally["requests"] / tally["elapsed_s"], 1),
-                "other_processes_cpu_s": round(foreign[door.name], 2),
+                "door": door,
+                "requests": n,
+                "cpu_ms_per_request": tally["cpu_s"] * 1000 / n if n else None,
+                "ttft_p50_ms": s.ttft_ms.p50,
+                "ttft_p99_ms": s.ttft_ms.p99,
+                "errors": s.errors,
+                "other_processes_share": tally["foreign_s"] / tally["elapsed_s"] * 100,
             }
         )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    chat = next((r["cpu_ms_per_request"] for r in rows if r["door"] == "chat"), None)
     lines = [
-        "| door | requests | gateway CPU ms / request | vs chat | req/s | other processes CPU s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| door | requests | CPU ms/req (gw) | vs chat | TTFT p50 ms | TTFT p99 ms | errors "
+        "| other processes, % of a core |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    for r in rows:
+        cpu = r["cpu_ms_per_request"]
+        ratio = f"{(cpu / chat - 1) * 100:+.1f} %" if chat and cpu else "-"
+        errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
         lines.append(
-            f"| {row['door']} | {row['requests']} | {row['cpu_ms_per_request']:.3f} | "
-            f"{row['vs_chat']:.2f} | {row['requests_per_s']:.0f} | "
-            f"{row['other_processes_cpu_s']:.1f} |"
+            f"| {r['door']} | {r['requests']} | {cpu:.2f} | {ratio} | {r['ttft_p50_ms']:.1f} "
+            f"| {r['ttft_p99_ms']:.1f} | {errors} | {r['other_processes_share']:.0f} |"
         )
-    return {"rows": rows, "markdown": "\n".join(lines)}
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
-    parser.add_argument("--json", help="write the results here")
-    return parser.parse_args(argv)
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    rounds, requests = (2, 100) if args.quick else (3, 1000)
+    parser = argparse.ArgumentParser(prog="python -m bench.doors", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
+    parser.add_argument("--doors", default=",".join(DOORS), help="comma-separated doors")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    args = parser.parse_args(argv)
+    doors: tuple[Door, ...] = tuple(d.strip() for d in args.doors.split(","))  # type: ignore[misc]
+    requests, rounds = (100, 2) if args.quick else (1000, 3)
     sim_port, gw_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="bench-doors-") as tmp, Children() as children:
         directory = Path(tmp)
@@ -206,20 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
         gw.wait_http(f"http://127.0.0.1:{gw_port}/healthz")
-        started = time.monotonic()
-        url = f"http://127.0.0.1:{gw_port}"
-        out = uvloop.run(bench(url, gw.pid, sim.pid, rounds, requests))
-        took = time.monotonic() - started
-    env = (
-        f"{platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs; client, simulator and gateway share them; {took:.0f} s"
-    )
-    print(out["markdown"])
-    print(f"\n{env}. c=50, TTFT 100 ms, ITL 5 ms, 50 tokens; rounds rotate the door order.")
+        url = f"http://127.0.0.1:{gw_port}/v1"
+        rows = uvloop.run(measure(url, gw.pid, doors, 50, requests, rounds))
+    print(table(rows))
     if args.json:
-        out["environment"] = env
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
+        Path(args.json).write_bytes(to_json_bytes({"rows": rows}) + b"\n")
     return 0
 
 
