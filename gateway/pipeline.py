@@ -24,7 +24,7 @@ from typing import Protocol
 import structlog
 
 from gateway.admission import Admission
-from gateway.config.model import Config, DeploymentConfig
+from gateway.config.model import Config, DeploymentConfig, KeyConfig
 from gateway.governance.gate import (
     Decision,
     EmbedDecision,
@@ -57,12 +57,14 @@ audit = structlog.get_logger("gateway.audit")
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who asks: the request id, the gateway key's id (never the key), the request headers
-    (region, reasoning hint), and when the request arrived (`time.perf_counter()`)."""
+    (region, reasoning hint), when the request arrived (`time.perf_counter()`), and the
+    key's scope and policy (None: no key, as when auth is off)."""
 
     request_id: str
     key_id: str = "anonymous"
     headers: Mapping[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    key: KeyConfig | None = None
 
 
 class UpstreamBuilder(Protocol):
@@ -229,6 +231,7 @@ class Pipeline:
         """Admit, govern and plan the request; the race starts on the Answer's `first()`.
         `route` overrides the lookup of `chat.model` (regress names its target)."""
         rec = RequestRecord(caller.request_id, door, caller.key_id, chat.model, chat.stream)
+        named = route is None
         try:
             if route is None:
                 route = self.routes.get(chat.model)
@@ -241,9 +244,10 @@ class Pipeline:
                     "model",
                 )
             rec.route = route.name
+            self.admission.check_scope(caller.key, route, named)
             _check_type(chat, route)
             await self.admission.admit(
-                caller.key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
+                caller.key_id, caller.key, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
             found = self.regions.of(caller.headers)
             region = rec.region = found.name
@@ -288,9 +292,9 @@ class Pipeline:
         try:
             if isinstance(chat, EmbedRequest):
                 return self._audited(
-                    self.governance.decide_embedding(chat, route, caller.key_id), caller
+                    self.governance.decide_embedding(chat, route, caller.key), caller
                 )
-            decision = self.governance.decide(chat, route, caller.key_id)
+            decision = self.governance.decide(chat, route, caller.key)
         except PolicyRejected as exc:
             audit.info(
                 "governance",

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from gateway.access.keyring import KeyRing
 from gateway.admission import Admission
 from gateway.config.facts import lifecycles
 from gateway.config.model import Config
@@ -26,7 +27,14 @@ from gateway.region import RegionResolver
 from gateway.routing.planner import CandidatePlanner
 from gateway.routing.quarantine import Quarantine
 from gateway.routing.table import RouteTable
-from gateway.sinks import AccessLog, MetricsSink, RaceSink, SpendSink, VersionTracker
+from gateway.sinks import (
+    AccessLog,
+    FeedbackSink,
+    MetricsSink,
+    RaceSink,
+    SpendSink,
+    VersionTracker,
+)
 from gateway.state import SharedState
 from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
@@ -69,6 +77,7 @@ class Gateway:
         self.config = config
         self.metrics = metrics or GatewayMetrics()
         self.state = SharedState(config, clock)
+        self.keyring = KeyRing(config, self.state.keys)
         self.routes = RouteTable(config)
         self.upstreams = Upstreams(config)
         self.rng = random.Random()
@@ -95,7 +104,7 @@ class Gateway:
             self.spend,
             RaceSink(self.state.health),
             RaceSink(self.state.profiles),
-            RaceSink(self.state.feedback),
+            FeedbackSink(self.state.feedback),
             self.version_tracker,
         ]
         if access_log:  # off where the caller reports each request itself (regress)
@@ -114,7 +123,7 @@ class Gateway:
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
-            admission=Admission(config, self.state.spend, self.state.limiter),
+            admission=Admission(config, self.state.spend, self.state.limiter, self.routes),
             regions=RegionResolver(config.latency),
             governance=self.governance,
             planner=self.planner,
@@ -171,12 +180,14 @@ class Gateway:
         await self.quarantine.start()
         for service in self.services:
             await service.start()
+        await self.keyring.start()
         if self.prewarmer is not None:
             self.prewarmer.start()
 
     async def close(self) -> None:
         if self.prewarmer is not None:
             await self.prewarmer.close()
+        await self.keyring.close()
         for service in reversed(self.services):
             await service.close()
         await self.quarantine.close()

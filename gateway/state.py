@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from gateway.access.runtime_keys import MemoryKeyStore, RedisKeyStore, RuntimeKeyStore
 from gateway.config.model import Config
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.store import CounterStore, MemoryStore, RedisStore
@@ -29,12 +30,9 @@ from gateway.routing.spend import MemorySpendTracker, RedisSpendTracker, SpendTr
 from gateway.routing.weights import WeightWorker, stats_from_snapshot
 
 
-def key_ids(config: Config) -> list[str]:
-    """Stable, non-secret ids for the configured gateway keys: key-1, key-2, ..."""
-    return [f"key-{i + 1}" for i in range(len(config.auth.keys))]
-
-
 def rate_limits(config: Config) -> dict[str, Limit]:
+    """Deployments' own limits, and the default per-key limit of unauthenticated callers
+    (a key's limit comes with the key: `Admission`)."""
     limits = {
         deployment_limit(d.name): Limit(d.rpm, d.tpm)
         for d in config.deployments.values()
@@ -42,9 +40,14 @@ def rate_limits(config: Config) -> dict[str, Limit]:
     }
     r = config.routing
     if r.key_rpm is not None or r.key_tpm is not None:
-        for key_id in [*key_ids(config), "anonymous"]:
-            limits[key_limit(key_id)] = Limit(r.key_rpm, r.key_tpm)
+        limits[key_limit("anonymous")] = Limit(r.key_rpm, r.key_tpm)
     return limits
+
+
+def keys_limited(config: Config) -> bool:
+    """Whether any key may have a rate limit (so a Redis limiter is needed)."""
+    r = config.routing
+    return bool(r.key_rpm or r.key_tpm or config.auth.enabled)
 
 
 class SharedState:
@@ -74,16 +77,22 @@ class SharedState:
         limits = rate_limits(config)
         self.limiter: RateLimiter = (
             RedisRateLimiter(state.url, limits, prefix=state.prefix)
-            if self.redis and limits
+            if self.redis and (limits or keys_limited(config))
             else MemoryRateLimiter(limits)
         )
         self.shared_health = (
             SharedHealth(self.health, state.url, prefix=state.prefix) if self.redis else None
         )
+        window_s = config.routing.feedback_window_s
         self.feedback: FeedbackStore = (
-            RedisFeedbackStore(state.url, prefix=state.prefix)
+            RedisFeedbackStore(state.url, prefix=state.prefix, window_s=window_s)
             if self.redis
-            else MemoryFeedbackStore()
+            else MemoryFeedbackStore(window_s=window_s)
+        )
+        self.keys: RuntimeKeyStore = (
+            RedisKeyStore(state.url, prefix=state.prefix, refresh_s=config.auth.refresh_s)
+            if self.redis and config.auth.enabled
+            else MemoryKeyStore()
         )
         self.spend: SpendTracker = (
             RedisSpendTracker(state.url, prefix=state.prefix)
@@ -112,6 +121,7 @@ class SharedState:
     def degraded(self) -> bool:
         """True while a Redis-backed component runs on its local view only."""
         parts = [self.limiter.degraded, self.feedback.degraded, self.spend.degraded]
+        parts.append(self.keys.degraded)
         parts.append(self.weights.degraded)
         if self.shared_health is not None:
             parts.append(self.shared_health.degraded)

@@ -15,13 +15,12 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from gateway.catalogue.store import Catalogue
-from gateway.config import sections
+from gateway.config import keys, sections
 from gateway.config.facts import catalogue_section, deployment_facts
 from gateway.config.model import (
     DEPLOYMENT_TYPES,
     EMBEDDING_STRATEGIES,
     AdminConfig,
-    AuthConfig,
     Config,
     DeploymentConfig,
     LatencyConfig,
@@ -72,7 +71,6 @@ def parse_config(
     ctx = Context(os.environ if env is None else env)
     root = Reader(ctx, "", {} if data is None else data)
     listen = _listen(root.section("listen"))
-    auth = _auth(root.section("auth"))
     admin_r = root.section("admin")
     admin = AdminConfig(key=admin_r.secret("key"))
     admin_r.finish()
@@ -86,8 +84,12 @@ def parse_config(
         name: _deployment(name, r, providers, regions, catalogue)
         for name, r in root.entries("deployments")
     }
-    governance = sections.governance(root.section("governance"), len(auth.keys), regions)
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
+    auth_r = root.section("auth")
+    auth = keys.auth(auth_r, [*routes, *deployments], regions, admin.key is not None)
+    governance_r = root.section("governance")
+    governance = sections.governance(governance_r, [k.name for k in auth.keys], regions)
+    auth = keys.fold_governance(governance_r, auth, governance)
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
     auto_regress = sections.auto_regress(root.section("auto_regress"), base_dir)
@@ -134,24 +136,6 @@ def _listen(r: Reader) -> ListenConfig:
     )
     r.finish()
     return out
-
-
-def _auth(r: Reader) -> AuthConfig:
-    keys: list[Any] = []
-    raw = r.raw("keys")
-    if r.given and (raw is MISSING or raw is None or raw == []):
-        r.problem("keys", "at least one key is required (omit `auth` to disable auth)")
-    elif raw is not MISSING and raw is not None and not isinstance(raw, list):
-        r.problem("keys", f"must be a list of keys (literal or env:NAME), got {kind_of(raw)}")
-    elif isinstance(raw, list):
-        for i, item in enumerate(raw):
-            secret = r.ctx.resolve_secret(r.at(f"keys[{i}]"), item)
-            if secret is not None and secret in keys:
-                first = keys.index(secret)
-                r.problem(f"keys[{i}]", f"duplicate of auth.keys[{first}]")
-            keys.append(secret)
-    r.finish()
-    return AuthConfig(keys=tuple(k for k in keys if k is not None))
 
 
 def _limits(r: Reader) -> LimitsConfig:

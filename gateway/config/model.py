@@ -51,8 +51,42 @@ class ListenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """One gateway key: an `auth.keys` entry, or a runtime key made through the admin API.
+
+    `name` is its id in logs, metrics, spend and the admin API (`key-N` for the N-th
+    entry when not named). The secret is kept as its SHA-256 `digest` only; `secret` is
+    the value when the config gives it (so it can be scrubbed), None for `sha256:` and
+    runtime keys."""
+
+    name: str
+    digest: bytes = field(repr=False)
+    secret: Secret | None = None
+    routes: tuple[str, ...] | None = None  # routes (or deployments) it may use; None: all
+    rpm: int | None = None  # None: routing.key_rpm
+    tpm: int | None = None  # None: routing.key_tpm
+    budget_daily_usd: float | None = None  # None: routing.key_daily_budget_usd
+    budget_monthly_usd: float | None = None
+    pii: dict[str, str] = field(default_factory=dict)  # overrides of the route's PII actions
+    data_residency: tuple[str, ...] | None = None  # narrows the route's residency
+    allow_direct_deployments: bool | None = None  # None: routing.allow_direct_deployments
+    metadata: dict[str, Any] = field(default_factory=dict)  # free (team, owner ...)
+    runtime: bool = False  # made through POST /admin/keys
+    created_at: float | None = None  # wall time, runtime keys
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
-    keys: tuple[Secret, ...] = ()
+    """`enabled`: the `auth` section is given, so /v1/* needs a key (config or runtime)."""
+
+    keys: tuple[KeyConfig, ...] = ()
+    enabled: bool = False
+    refresh_s: float = 0.5  # how often runtime keys are re-read from the state backend
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """The key values the config holds (for scrubbing); `sha256:` keys hold none."""
+        return tuple(k.secret for k in self.keys if k.secret is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +242,8 @@ class OutputFilterConfig:
 
 @dataclass(frozen=True, slots=True)
 class KeyPolicyConfig:
-    """Per gateway key ("key-1" = the first of auth.keys): PII overrides and residency."""
+    """`governance.keys.<key name>`: PII overrides and residency of a key (the loader folds
+    them into the key's `KeyConfig`; the key object is where the gate reads them)."""
 
     pii: dict[str, str] = field(default_factory=dict)
     data_residency: tuple[str, ...] | None = None
@@ -239,6 +274,10 @@ class RoutingConfig:
     key_rpm: int | None = None  # per gateway key, shared across instances
     key_tpm: int | None = None
     key_daily_budget_usd: float | None = None
+    # A client may name a deployment as `model` (bypassing routes) only when allowed here
+    # or by its key; the residency and governance of the routes holding it still apply.
+    allow_direct_deployments: bool = False
+    feedback_window_s: float = 86_400.0  # how long after a request its key may rate it
 
 
 # What the official SDKs send (openai-python/-node, anthropic-sdk-python/-typescript): a

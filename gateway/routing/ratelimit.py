@@ -73,7 +73,11 @@ class RateLimiter(Protocol):
 
     def limit_for(self, name: str) -> Limit | None: ...
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision: ...
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        """`limit` (a gateway key's own) stands in for the configured limit of `name`."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -126,8 +130,10 @@ class MemoryRateLimiter:
     def limit_for(self, name: str) -> Limit | None:
         return self.limits.get(name)
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
-        limit = self.limits.get(name)
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        limit = limit or self.limits.get(name)
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
         start, reset_s = _window(self._clock(), self.window_s)
@@ -198,8 +204,10 @@ class RedisRateLimiter:
     def key(self, name: str, window_start: int) -> str:
         return f"{self.prefix}:rl:{name}:{window_start}"
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
-        limit = self.limits.get(name)
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        limit = limit or self.limits.get(name)
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
         start, reset_s = _window(self._clock(), self.window_s)

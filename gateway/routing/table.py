@@ -1,9 +1,14 @@
-"""Route table: the `model` a client sends -> strategy and ordered candidate deployments."""
+"""Route table: the `model` a client sends -> strategy and ordered candidate deployments.
+
+A deployment's own name resolves too, as a one-candidate `direct` route (whether a client
+may use it is admission's call). Its residency is the strictest of the routes holding it:
+the intersection of their `data_residency` (None when none of them restricts it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.config.holding import routes_holding, strictest_residency
 from gateway.config.model import Config, DeploymentConfig, DeploymentType, RouteConfig
 from gateway.strategy import Strategy
 
@@ -31,6 +36,7 @@ class RouteTable:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._routes: dict[str, ResolvedRoute] = {}
+        self._holding = routes_holding(config)
         for route in config.routes.values():
             self._routes[route.name] = self._resolve_route(route)
         for dep in config.deployments.values():
@@ -45,7 +51,9 @@ class RouteTable:
                     heartbeat_after_s=None,
                     max_extra_load=0.0,
                     min_extra_per_s=0.0,
-                    data_residency=None,
+                    data_residency=strictest_residency(
+                        config.routes[r].data_residency for r in self._holding.get(dep.name, ())
+                    ),
                     direct=True,
                 ),
             )
@@ -67,6 +75,10 @@ class RouteTable:
 
     def get(self, model: str) -> ResolvedRoute | None:
         return self._routes.get(model)
+
+    def holding(self, deployment: str) -> tuple[str, ...]:
+        """The routes (by name) that hold `deployment`, in a tier or not."""
+        return self._holding.get(deployment, ())
 
     def names(self) -> list[str]:
         """Every addressable model name: routes first, then deployments."""

@@ -8,21 +8,27 @@ import hmac
 import orjson
 from aiohttp import web
 
+from gateway.config.model import Config
 from gateway.server.errors import ApiError
 from gateway.server.keys import GATEWAY
 
 QUANTILES = (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99))
 
 
+def is_admin(config: Config, given: str) -> bool:
+    key = config.admin.key
+    return key is not None and hmac.compare_digest(given.encode(), key.reveal().encode())
+
+
 def require_admin(request: web.Request) -> None:
-    key = request.app[GATEWAY].config.admin.key
-    if key is None:
+    config = request.app[GATEWAY].config
+    if config.admin.key is None:
         raise ApiError(
             403, "the admin API is disabled: set admin.key", "permission_error", "admin_disabled"
         )
     header = request.headers.get("authorization", "")
     given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    if not hmac.compare_digest(given.encode(), key.reveal().encode()):
+    if not is_admin(config, given):
         raise ApiError(
             401, "invalid or missing admin key", "invalid_request_error", "invalid_api_key"
         )

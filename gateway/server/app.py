@@ -39,7 +39,7 @@ from gateway.config.model import Config
 from gateway.runtime import Gateway
 from gateway.server import admin_regress, handlers
 from gateway.server.cors import CorsPolicy, cors_middleware
-from gateway.server.keys import AUTH_KEYS, GATEWAY
+from gateway.server.keys import GATEWAY
 from gateway.server.limits import runner_kwargs
 from gateway.server.middlewares import (
     auth_middleware,
@@ -71,7 +71,6 @@ def build_app(gateway: Gateway) -> web.Application:
     if cors is not None:  # every /v1/ response, streams and errors included
         app.on_response_prepare.append(cors.add_headers)
     app[GATEWAY] = gateway
-    app[AUTH_KEYS] = tuple(key.reveal().encode() for key in config.auth.keys)
     handlers.add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from gateway.routing.table import ResolvedRoute
-from gateway.server import admin, door_messages, door_responses, feedback
+from gateway.server import admin, admin_keys, door_messages, door_responses, feedback
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -18,7 +18,7 @@ from gateway.server.answering import (
 )
 from gateway.server.door_embeddings import embeddings
 from gateway.server.errors import ApiError, upstream_error_response
-from gateway.server.keys import GATEWAY
+from gateway.server.keys import GATEWAY, KEY
 from gateway.server.parse import parse_chat_request
 from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
 
@@ -51,7 +51,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    routes = request.app[GATEWAY].routes.routes()
+    """The routes (and deployments, where direct access is on) the caller's key may use."""
+    gateway = request.app[GATEWAY]
+    usable = gateway.pipeline.admission.usable
+    key = request.get(KEY)
+    routes = [route for route in gateway.routes.routes() if usable(key, route)]
     if "anthropic-version" in request.headers:  # an Anthropic client: its list shape
         names = [route.name for route in routes if route.type == "chat"]
         return door_messages.anthropic_models(request, names)
@@ -61,8 +65,9 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def retrieve_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
-    route = request.app[GATEWAY].routes.get(name)
-    if route is None:
+    gateway = request.app[GATEWAY]
+    route = gateway.routes.get(name)
+    if route is None or not gateway.pipeline.admission.usable(request.get(KEY), route):
         raise ApiError(
             404,
             f"The model '{name}' does not exist",
@@ -102,6 +107,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/feedback", feedback.feedback)
     app.router.add_get("/admin/profiles", admin.profiles)
     app.router.add_get("/admin/deployments", admin.deployments)
+    admin_keys.add_routes(app)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -87,6 +87,7 @@ CORE = (
     "gateway.sinks",
     "gateway.metrics",
     "gateway.responses_store",  # stored responses of the Responses door, per state backend
+    "gateway.access",  # the key ring: config and runtime gateway keys
 )
 ENTRY_POINTS = (
     "gateway.__main__",
