@@ -29,7 +29,7 @@ from gateway.server.answering import (
     stream_answer,
 )
 from gateway.server.errors import MAX_RETRY_AFTER_S, ErrorShape
-from gateway.server.keys import ERROR_SHAPES, GATEWAY
+from gateway.server.keys import ERROR_SHAPES, GATEWAY, KEY
 from gateway.server.limits import body_timeout_s, read_body
 from gateway.streaming.events import UpstreamError
 
@@ -101,7 +101,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     limits = gateway.config.limits
     raw = await read_body(request, limits.max_body_bytes, body_timeout_s(limits))
     chat = parse_messages_request(raw, request.headers, limits, count_only=True)
-    if gateway.routes.get(chat.model) is None:
+    route = gateway.routes.get(chat.model)
+    if route is None or not gateway.pipeline.admission.usable(request.get(KEY), route):
         raise Rejected(404, f"model: {chat.model} names no route or deployment", param="model")
     tools = chat.params.get("tools")
     tool_chars = len(orjson.dumps(tools)) if tools else 0
