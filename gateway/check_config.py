@@ -16,7 +16,7 @@ from gateway.config.loader import load_config
 from gateway.config.model import Config
 from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
-from gateway.providers.base import ProviderSettings, can_embed
+from gateway.providers.base import ProviderSettings, can_continue, can_embed
 from gateway.providers.registry import create
 from gateway.regress.suite import SuiteError, load_suite
 from gateway.routing.planner import tiers_of
@@ -57,9 +57,42 @@ def check_config_main(
             print(f"  {problem}", file=err)
         return 1
     print(summarize(config), file=out)
-    for warning in heartbeat_warnings(config):
+    for warning in heartbeat_warnings(config) + resume_warnings(config):
         print(f"warning: {warning}", file=err)
     return 0
+
+
+def resume_warnings(config: Config) -> list[str]:
+    """Routes with `resume` where a cut answer has no other deployment to go on on: a
+    resume needs a deployment that can continue a prefix besides the one that was cut."""
+    able: dict[str, bool] = {}
+    for name, provider in config.providers.items():
+        settings = ProviderSettings(name, provider.kind, provider.base_url, None, provider.options)
+        try:
+            able[name] = can_continue(create(settings))
+        except (KeyError, ValueError):  # unknown kind or bad options: reported by the loader
+            able[name] = False
+    warnings = []
+    for name, route in config.routes.items():
+        if not route.resume:
+            continue
+        members = dict.fromkeys(route.deployments)
+        for tier in route.tiers:
+            members.update(dict.fromkeys(tier.deployments))
+        continuing = [
+            d
+            for d in members
+            if config.deployments[d].continuation and able.get(config.deployments[d].provider)
+        ]
+        if len(continuing) < 2:
+            which = ", ".join(continuing) or "none"
+            warnings.append(
+                f"routes.{name}.resume: {len(continuing)} deployment(s) can continue a prefix "
+                f"({which}); a cut answer can only go on on another one. Kinds that can: "
+                "anthropic, deepseek, mistral, vllm, ollama, ollama_openai (or a provider "
+                "with the `continuation` option)."
+            )
+    return warnings
 
 
 def heartbeat_warnings(config: Config) -> list[str]:

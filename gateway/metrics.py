@@ -85,6 +85,12 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.resumes = Counter(
+            "gateway_resumes",
+            "Cut answers sent to a backup to continue, by route and outcome (resumed | failed)",
+            ["route", "outcome"],
+            registry=r,
+        )
         self.rejected = Counter(
             "gateway_rejected_requests",
             "Requests refused before any upstream attempt, by front door and reason",
@@ -181,6 +187,12 @@ class GatewayMetrics:
         if record.budget_refused:
             self.budget_limited.labels(record.route).inc()
             self.budget_refused.labels(record.route).inc(record.budget_refused)
+        if record.resumes:  # each continuation race has at most one winner
+            won = sum(1 for a in record.attempts if a.resumed_from and a.outcome == "won")
+            if won:
+                self.resumes.labels(record.route, "resumed").inc(won)
+            if record.resumes > won:
+                self.resumes.labels(record.route, "failed").inc(record.resumes - won)
         if record.winner is not None and record.ttft_s is not None:
             self.request_ttft.labels(record.route).observe(record.ttft_s)
             self.wins.labels(record.winner).inc()

@@ -38,7 +38,7 @@ from gateway.providers.base import OneShotCall, UpstreamRequest
 from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
-from gateway.request import AnyRequest, EmbedRequest
+from gateway.request import AnyRequest, ChatRequest, EmbedRequest
 from gateway.routing.health import AllUnavailable, HealthRegistry
 from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
@@ -46,9 +46,10 @@ from gateway.routing.table import ResolvedRoute, RouteTable
 from gateway.scrub import Scrubber, config_secrets
 from gateway.sinks import emit
 from gateway.streaming.events import Event, ResponseMeta, UpstreamError
-from gateway.streaming.plan import AllFailed, Heartbeat, Opener, RacePlan, Winner
+from gateway.streaming.plan import AllFailed, Candidate, Heartbeat, Opener, RacePlan, Winner
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Race
+from gateway.streaming.resume import Continuer, Resumer
 from gateway.upstreams import Built
 
 audit = structlog.get_logger("gateway.audit")
@@ -81,19 +82,33 @@ class UpstreamBuilder(Protocol):
         health: HealthRegistry,
     ) -> Opener: ...
 
+    def continuer(
+        self,
+        chat: ChatRequest,
+        candidates: list[Candidate],
+        limiter: RateLimiter,
+        health: HealthRegistry,
+    ) -> Continuer:
+        """How a cut answer to `chat` goes on: on those of `candidates` that can continue a
+        prefix (resume on a backup)."""
+        ...
+
 
 class Answer:
     """One admitted request's answer. `first()` until a Winner or AllFailed (a Heartbeat
     means: no winner yet, keep the client alive), then `next_batch()` until None; always
-    `aclose()` in a finally block: it records the request, once."""
+    `aclose()` in a finally block: it records the request, once. On a route with `resume`,
+    the batches come through a `Resumer` (a cut text answer goes on on a backup)."""
 
     __slots__ = (
         "_closed",
         "_ended",
         "_metrics",
         "_race",
+        "_resumer",
         "_scrub",
         "_sinks",
+        "_source",
         "_started",
         "record",
         "status",
@@ -109,8 +124,11 @@ class Answer:
         metrics: GatewayMetrics,
         started: float,
         scrub: Scrubber,
+        resumer: Resumer | None = None,
     ) -> None:
         self._race = race
+        self._resumer = resumer
+        self._source: Race | Resumer = race if resumer is None else resumer
         self._scrub = scrub
         self._started = started
         self.transform = transform
@@ -134,6 +152,8 @@ class Answer:
                 if type(event) is ResponseMeta and event.model:
                     self.record.model_version = event.model
                     break
+            if self._resumer is not None:  # an error right after the first token may resume
+                events = self._resumer.first_events(events)
             if events and type(events[-1]) is UpstreamError:  # the race cuts after an error
                 events = [*events[:-1], self._scrub.error(events[-1])]
             if self.transform is not None:
@@ -149,7 +169,7 @@ class Answer:
         transform = self.transform
         if self._ended or (transform is not None and transform.stopped):
             return None
-        batch = await self._race.next_batch()
+        batch = await self._source.next_batch()
         if batch is not None and type(batch[-1]) is UpstreamError:
             batch[-1] = self._scrub.error(batch[-1])
         if transform is None:
@@ -167,9 +187,15 @@ class Answer:
         self._closed = True
         self._metrics.in_flight.dec()
         try:
-            await self._race.aclose(client_gone=client_gone)
+            try:
+                await self._race.aclose(client_gone=client_gone)
+            finally:
+                if self._resumer is not None:
+                    await self._resumer.aclose(client_gone=client_gone)
         finally:
             race = self._race.record
+            if self._resumer is not None:
+                self._resumer.merge(race)
             for attempt in race.attempts:  # the record reaches logs, traces and admin views
                 if attempt.error is not None:
                     attempt.error = self._scrub.error(attempt.error)
@@ -256,7 +282,9 @@ class Pipeline:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
             try:
-                race = self._race(decision.request, route, caller, region, decision.allowed)
+                race, resumer = self._race(
+                    decision.request, route, caller, region, decision.allowed
+                )
             except Rejected as exc:
                 if decision.audit is not None:
                     audit.info(
@@ -272,7 +300,14 @@ class Pipeline:
             raise
         rec.setup_s = time.perf_counter() - caller.started
         return Answer(
-            race, decision.transform, rec, self.sinks, self.metrics, caller.started, self.scrub
+            race,
+            decision.transform,
+            rec,
+            self.sinks,
+            self.metrics,
+            caller.started,
+            self.scrub,
+            resumer,
         )
 
     def refuse(self, caller: Caller, door: Door, model: str | None, exc: Rejected) -> None:
@@ -329,8 +364,9 @@ class Pipeline:
         caller: Caller,
         region: str,
         allowed: Callable[[DeploymentConfig], bool] | None,
-    ) -> Race:
-        """Plan the candidates, build their upstream requests, and set up the race."""
+    ) -> tuple[Race, Resumer | None]:
+        """Plan the candidates, build their upstream requests, and set up the race (and its
+        resumer, on a route with `resume`)."""
         reasoning = caller.headers.get(self.config.routing.reasoning_header)
         try:
             plan = self.planner.plan(chat, route, region, reasoning, allowed, caller.request_id)
@@ -385,13 +421,19 @@ class Pipeline:
             prompt_estimate=prompt_estimate,
             region=region,
         )
-        return Race(
+        queue_size = self.config.limits.stream_buffer_events
+        race = Race(
             race_plan,
             opener,
             budget=self.budgets.get(route.name),
             rng=self.rng,
-            queue_size=self.config.limits.stream_buffer_events,
+            queue_size=queue_size,
         )
+        if not route.resume or not isinstance(chat, ChatRequest):
+            return race, None
+        continuer = self.upstreams.continuer(chat, built.candidates, self.limiter, self.health)
+        resumer = Resumer(race, continuer, route.max_resumes, rng=self.rng, queue_size=queue_size)
+        return race, resumer
 
 
 def _check_type(request: AnyRequest, route: ResolvedRoute) -> None:

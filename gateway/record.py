@@ -50,8 +50,8 @@ class RequestRecord:
     def output_tokens(self) -> int:
         if self.race is None:
             return 0
-        won = next((a for a in self.race.attempts if a.outcome == "won"), None)
-        return won.output_tokens if won is not None else 0
+        # the winner's, plus its continuations' when a backup resumed a cut answer
+        return sum(a.output_tokens for a in self.race.attempts if a.outcome == "won")
 
 
 class RecordSink(Protocol):

@@ -18,6 +18,7 @@ from gateway.access.keyring import KeyRing
 from gateway.admission import Admission
 from gateway.config.facts import lifecycles
 from gateway.config.model import Config
+from gateway.console import ConsoleSinks
 from gateway.governance.gate import Governance
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import Pipeline
@@ -109,6 +110,8 @@ class Gateway:
         ]
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
+        self.console = ConsoleSinks(clock)  # the last requests, live rates, winners' spend
+        self.sinks.extend(self.console.sinks)
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
         pools = self.upstreams.pools
         self.metrics.watch_pools(lambda: {name: pool.stats for name, pool in pools.items()})

@@ -139,6 +139,7 @@ class AccessLog:
             attempts=len(race.attempts) if race is not None else 0,
             budget_limited=race.budget_limited if race is not None else False,
             budget_refused=race.budget_refused if race is not None else 0,
+            resumes=race.resumes if race is not None else 0,
             ttft_ms=round(race.ttft_s * 1000, 1) if race and race.ttft_s is not None else None,
             total_ms=round(rec.total_s * 1000, 1),
             tokens=rec.output_tokens,

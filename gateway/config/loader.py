@@ -339,6 +339,7 @@ def _deployment(
         type=cast(Any, kind),
         batch_size=batch_size,
         **facts,
+        continuation=r.boolean("continuation", d.continuation),
     )
     r.finish()
     return out
@@ -421,8 +422,14 @@ def _route(
         hedge_min_ms=r.number("hedge_min_ms", d.hedge_min_ms, lo=0),
         hedge_max_ms=r.number("hedge_max_ms", d.hedge_max_ms, lo=0, lo_open=True),
         tiers=sections.tiers(r, deployments),
+        resume=r.boolean("resume", d.resume),
+        max_resumes=r.integer("max_resumes", d.max_resumes, lo=1),
     )
     _route_types(r, out, deployments)
+    if out.resume and any(
+        deployments[m].type == "embedding" for m in out.deployments if m in deployments
+    ):
+        r.problem("resume", "is for chat routes (an embeddings answer arrives whole)")
     r.finish()
     return out
 

@@ -196,6 +196,9 @@ class DeploymentConfig:
     successor: str | None = None
     catalogue_id: str | None = None  # the entry it inherits from
     facts_from: dict[str, str] = field(default_factory=dict)  # fact -> "config" | source
+    # May continue another deployment's cut answer (resume) when its provider can; off for
+    # models that refuse a trailing assistant message (Claude 4.6+ rejects prefill).
+    continuation: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +233,10 @@ class RouteConfig:
     hedge_min_ms: float = 50.0
     hedge_max_ms: float = 5000.0
     tiers: tuple[TierConfig, ...] = ()
+    # Resume on a backup: a text answer cut after its first token is continued by the next
+    # candidate that can continue a prefix, up to `max_resumes` times per request.
+    resume: bool = False
+    max_resumes: int = 1
 
 
 @dataclass(frozen=True, slots=True)

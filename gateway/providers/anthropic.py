@@ -35,7 +35,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import checked_headers, json_object, json_text
+from gateway.providers.common import checked_headers, json_object, json_text, with_prefix
 from gateway.request import AnthropicNative, ChatRequest
 from gateway.streaming.events import (
     Event,
@@ -358,12 +358,32 @@ class AnthropicProvider:
 
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         body = build_body(request, target, self.settings.name)
+        return UpstreamRequest("POST", self._url, self._headers_for(request), orjson.dumps(body))
+
+    def _headers_for(self, request: ChatRequest) -> dict[str, str]:
         headers = dict(self._headers)
         beta = (request.anthropic or {}).get("beta")
         if beta:  # the client's betas (Messages door) join the deployment's own
             own = headers.get("anthropic-beta")
             headers["anthropic-beta"] = f"{own},{beta}" if own else beta
-        return UpstreamRequest("POST", self._url, headers, orjson.dumps(body))
+        return headers
+
+    # Assistant prefill: a trailing assistant turn is continued, and only the rest is
+    # streamed. Not with extended thinking (the API refuses it), and not on models that
+    # dropped prefill (Claude 4.6+ answer 400: set `continuation: false` on such
+    # deployments). The prefix never ends in whitespace, which the API also refuses.
+    continues = True
+
+    def build_continuation(
+        self, request: ChatRequest, target: TargetModel, prefix: str
+    ) -> UpstreamRequest:
+        if request.params.get("reasoning_effort") not in (None, "none"):
+            raise UnsupportedParams(
+                ["reasoning_effort (assistant prefill cannot follow extended thinking)"],
+                self.settings.name,
+            )
+        body = build_body(with_prefix(request, prefix), target, self.settings.name)
+        return UpstreamRequest("POST", self._url, self._headers_for(request), orjson.dumps(body))
 
     def decoder(self) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)

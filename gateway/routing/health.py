@@ -291,7 +291,8 @@ class HealthRegistry:
             # not counted as a failure, but the retry-after still holds
             self.breaker(name).cool(error.retry_after_s or 0.0)
         if attempt.outcome == "won":
-            if error is not None and error.opens_circuit and record.stream_outcome == "failed":
+            # A winner cut mid-stream is a failure even when a backup resumed its answer.
+            if error is not None and error.opens_circuit:
                 self.record_failure(name, error.status, error.retry_after_s)
             else:
                 self.record_success(name, attempt.ttft_s)

@@ -25,6 +25,8 @@ class ResolvedRoute:
     min_extra_per_s: float
     data_residency: tuple[str, ...] | None
     direct: bool  # the client named a deployment, not a route
+    resume: bool = False  # continue a cut text answer on a backup (RouteConfig.resume)
+    max_resumes: int = 1
 
     @property
     def type(self) -> DeploymentType:
@@ -71,6 +73,8 @@ class RouteTable:
             min_extra_per_s=route.min_extra_per_s,
             data_residency=route.data_residency,
             direct=False,
+            resume=route.resume,
+            max_resumes=route.max_resumes,
         )
 
     def get(self, model: str) -> ResolvedRoute | None:

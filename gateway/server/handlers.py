@@ -8,7 +8,15 @@ import orjson
 from aiohttp import web
 
 from gateway.routing.table import ResolvedRoute
-from gateway.server import admin, admin_keys, door_messages, door_responses, feedback
+from gateway.server import (
+    admin,
+    admin_console,
+    admin_keys,
+    console_ui,
+    door_messages,
+    door_responses,
+    feedback,
+)
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -108,6 +116,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/profiles", admin.profiles)
     app.router.add_get("/admin/deployments", admin.deployments)
     admin_keys.add_routes(app)
+    admin_console.add_routes(app)  # /admin/live, recent, costs, upstreams
+    console_ui.add_routes(app)  # /ui
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -47,6 +47,7 @@ class SimRecord:
     outcome: str = PENDING  # completed | client_disconnect | error_<status> | cut | midstream_error
     tokens_sent: int = 0
     last_user_text: str = ""  # first 500 characters (tests prove what left the gateway)
+    continued_from: str | None = None  # the assistant prefix a continuation request sent
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -99,6 +99,11 @@ class Race:
         if budget is not None:
             budget.note_request()
 
+    @property
+    def started_at(self) -> float:
+        """When the race began (the loop's clock): attempt offsets count from here."""
+        return self._t0
+
     # -- starting attempts -------------------------------------------------
 
     def _begin(self) -> None:

@@ -85,6 +85,7 @@ CORE = (
     "gateway.region",
     "gateway.record",  # one record per request, to the sinks
     "gateway.sinks",
+    "gateway.console",  # the console's sinks: recent requests, live rates, spend by outcome
     "gateway.metrics",
     "gateway.responses_store",  # stored responses of the Responses door, per state backend
     "gateway.access",  # the key ring: config and runtime gateway keys

@@ -95,3 +95,32 @@ async def test_fails_open_when_redis_is_unreachable() -> None:
         assert limiter.degraded and limiter.outage.outages == 1
     finally:
         await limiter.close()
+
+
+async def test_used_reads_every_instances_use_without_taking(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    _, prefix = redis_prefix
+    limits = {"dep:d": Limit(rpm=10, tpm=1000)}
+    a = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: NOW)
+    b = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: NOW)
+    try:
+        assert await b.used("dep:d") == (0, 0)
+        await a.check_and_take("dep:d", tokens=40)
+        await b.check_and_take("dep:d", tokens=2)
+        assert await a.used("dep:d") == (2, 42)
+        assert await b.used("dep:d") == (2, 42)  # reading took nothing
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_used_is_none_while_redis_is_away() -> None:
+    limiter = RedisRateLimiter(
+        "redis://127.0.0.1:1/0", {"dep:d": Limit(rpm=1)}, prefix="rl-away", op_timeout_s=0.2
+    )
+    try:
+        assert await limiter.used("dep:d") is None
+        assert limiter.degraded
+    finally:
+        await limiter.close()
