@@ -8,6 +8,8 @@ from gateway.config.model import KeyConfig
 from gateway.runtime import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
+# Front doors' error shapes, first match wins (see middlewares.renderer_for).
+ERROR_SHAPES = web.AppKey("error_shapes", list)
 REQUEST_ID = web.RequestKey("request_id", str)
 # The key's name (never the key itself), "anonymous" (auth off), or "admin" (the admin key,
 # on /v1/feedback only).
