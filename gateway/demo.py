@@ -71,6 +71,12 @@ def demo_config(sim: SimConfig, base_urls: dict[str, str], port: int) -> Config:
     return parse_config(demo_gateway_config(sim, base_urls, port), env={})
 
 
+MESSAGES_BODY = (
+    '{"model": "chat", "max_tokens": 256, "stream": true, '
+    '"messages": [{"role": "user", "content": "Hello!"}]}'
+)
+
+
 def banner(url: str) -> str:
     return f"""
 Race Gateway demo is running on {url} (simulated providers, no keys needed).
@@ -84,6 +90,12 @@ The Responses API (OpenAI's newer door; `store: true` keeps a turn for previous_
 
   curl -N {url}/v1/responses -H 'Content-Type: application/json' \\
     -d '{{"model": "chat", "stream": true, "input": "Hello!"}}'
+
+The Anthropic Messages API (any Anthropic client, base URL {url}):
+
+  curl -N {url}/v1/messages -H 'Content-Type: application/json' \\
+    -H 'anthropic-version: 2023-06-01' \\
+    -d '{MESSAGES_BODY}'
 
 Or with the official OpenAI SDK (pip install openai):
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from gateway.config.holding import routes_holding, strictest_residency
 from gateway.config.model import Config, DeploymentConfig, KeyConfig, OutputFilterConfig
@@ -95,6 +96,7 @@ class Governance:
         redactor: Redactor | None = None
         local_only = False
         if policy.inspected:
+            chat = _without_signed_thinking(chat)
             inspection = inspect_request(chat, policy)
             if inspection.counts:
                 audit.update(inspection.audit())
@@ -142,6 +144,18 @@ class Governance:
         if residency is not None:
             audit["residency"] = list(residency)
         return EmbedDecision(request, _allowed(residency, local_only), audit or None)
+
+
+def _without_signed_thinking(chat: ChatRequest) -> ChatRequest:
+    """Thinking blocks a Messages client sends back (for Anthropic only) are signed: they can
+    be neither inspected nor redacted, and may hold values an earlier answer restored. While
+    the policy inspects anything they are left out (Anthropic then gets no thinking for a
+    tool loop they began; see providers/anthropic.py)."""
+    native = chat.anthropic
+    if not native or not native.get("thinking"):
+        return chat
+    kept: Any = {key: value for key, value in native.items() if key != "thinking"}
+    return replace(chat, anthropic=kept)
 
 
 def merged_outputs(outputs: list[OutputFilterConfig | None]) -> OutputFilterConfig | None:

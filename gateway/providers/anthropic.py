@@ -36,11 +36,12 @@ from gateway.providers.base import (
     UpstreamRequest,
 )
 from gateway.providers.common import checked_headers, json_object, json_text, with_prefix
-from gateway.request import ChatRequest
+from gateway.request import AnthropicNative, ChatRequest
 from gateway.streaming.events import (
     Event,
     Finish,
     ReasoningDelta,
+    ReasoningSignature,
     ResponseMeta,
     TextDelta,
     ToolCallDelta,
@@ -64,6 +65,8 @@ TYPE_BY_STATUS = {status: err_type for err_type, status in STATUS_BY_TYPE.items(
 # Provider options (`headers` is filled in from the provider's config `headers`).
 PROVIDER_OPTIONS = frozenset({"headers", "anthropic_version", "anthropic_beta"})
 TOOL_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+# Body fields a Messages-door client sent that go to Anthropic as they are (AnthropicNative).
+NATIVE_FIELDS = ("top_k", "output_config", "cache_control", "context_management")
 
 
 def parse_data_url(url: str) -> tuple[str, str] | None:
@@ -75,13 +78,25 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
 
 
 class _Converter:
-    """OpenAI chat messages -> (system blocks, alternating Anthropic turns)."""
+    """OpenAI chat messages -> (system blocks, alternating Anthropic turns).
 
-    def __init__(self, unsupported: list[str], provider: str) -> None:
+    `native` (from the Messages front door) adds what the chat shape cannot hold: keys set
+    on the block built from a path (cache_control, is_error) and signed thinking blocks.
+    """
+
+    def __init__(
+        self, unsupported: list[str], provider: str, native: AnthropicNative | None = None
+    ) -> None:
         self.unsupported = unsupported
         self.provider = provider
         self.system: list[dict[str, Any]] = []
         self.turns: list[dict[str, Any]] = []
+        self.decor = (native or {}).get("blocks") or {}
+        self.thinking = (native or {}).get("thinking") or {}
+
+    def decorate(self, block: dict[str, Any], path: str) -> dict[str, Any]:
+        keys = self.decor.get(path)
+        return {**block, **keys} if keys else block
 
     def run(self, messages: list[dict[str, Any]]) -> None:
         for i, message in enumerate(messages):
@@ -92,9 +107,10 @@ class _Converter:
             elif role == "user":
                 self.append("user", self.blocks(content, where, images=True))
             elif role == "assistant":
-                blocks = self.blocks(content, where, images=False)
+                blocks = [*self.thinking.get(where, ()), *self.blocks(content, where, False)]
                 for j, call in enumerate(message.get("tool_calls") or ()):
-                    blocks.append(self.tool_use(call, f"{where}.tool_calls[{j}]"))
+                    at = f"{where}.tool_calls[{j}]"
+                    blocks.append(self.decorate(self.tool_use(call, at), at))
                 self.append("assistant", blocks)
             elif role == "tool":
                 result: dict[str, Any] = {
@@ -106,7 +122,7 @@ class _Converter:
                         result["content"] = content
                 elif content:
                     result["content"] = self.blocks(content, where, images=True)
-                self.append("user", [result])
+                self.append("user", [self.decorate(result, where)])
             else:
                 self.unsupported.append(f"{where}.role={role}")
         for turn in self.turns:  # tool_result blocks must lead their user turn
@@ -133,11 +149,11 @@ class _Converter:
                     block: dict[str, Any] = {"type": "text", "text": text}
                     if "cache_control" in part:  # prompt caching, as sent by litellm users
                         block["cache_control"] = part["cache_control"]
-                    blocks.append(block)
+                    blocks.append(self.decorate(block, f"{where}.content[{j}]"))
             elif kind == "image_url" and images:
                 image = self.image(part.get("image_url"), f"{where}.content[{j}]")
                 if image is not None:
-                    blocks.append(image)
+                    blocks.append(self.decorate(image, f"{where}.content[{j}]"))
             else:
                 self.unsupported.append(f"{where}.content[{j}].type={kind}")
         return blocks
@@ -180,7 +196,9 @@ class _Converter:
         }
 
 
-def _tools(params: dict[str, Any], unsupported: list[str]) -> dict[str, Any]:
+def _tools(
+    params: dict[str, Any], unsupported: list[str], decor: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """OpenAI tools / tool_choice / parallel_tool_calls -> Messages API fields."""
     tools: list[dict[str, Any]] = []
     for i, tool in enumerate(params.get("tools") or ()):
@@ -194,7 +212,7 @@ def _tools(params: dict[str, Any], unsupported: list[str]) -> dict[str, Any]:
         if function.get("description"):
             entry["description"] = function["description"]
         entry["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
-        tools.append(entry)
+        tools.append({**entry, **decor.get(f"tools[{i}]", {})})
     if not tools:
         return {}
     out: dict[str, Any] = {"tools": tools}
@@ -213,11 +231,23 @@ def _tools(params: dict[str, Any], unsupported: list[str]) -> dict[str, Any]:
     return out
 
 
+def _unsigned_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """Whether the last assistant turn used tools without leading (signed) thinking, e.g.
+    because another provider won it: Anthropic refuses thinking then, as a tool loop must
+    keep one thinking mode, so the request goes without thinking instead."""
+    last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
+    if last is None or not any(b.get("type") == "tool_use" for b in last["content"]):
+        return False
+    return last["content"][0].get("type") not in ("thinking", "redacted_thinking")
+
+
 def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict[str, Any]:
     """The Messages API request body. Raises UnsupportedParams."""
     params = request.params
     unsupported: list[str] = []
-    converter = _Converter(unsupported, provider)
+    native = request.anthropic or {}
+    native_body = native.get("body") or {}
+    converter = _Converter(unsupported, provider, native)
     converter.run(request.messages)
     max_tokens = request.max_tokens or target.max_tokens_default
     body: dict[str, Any] = {"model": target.model, "messages": converter.turns}
@@ -228,7 +258,15 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
 
     effort = params.get("reasoning_effort")
     thinking = False
-    if effort in THINKING_BUDGETS:
+    native_thinking = native_body.get("thinking")
+    if request.anthropic is not None:  # the Messages door: the client's own thinking config
+        if isinstance(native_thinking, dict):  # (reasoning_effort is a hint for the others)
+            thinking = native_thinking.get("type") != "disabled"
+            if thinking and _unsigned_tool_turn(converter.turns):
+                thinking = False  # see _unsigned_tool_turn
+            else:
+                body["thinking"] = native_thinking
+    elif effort in THINKING_BUDGETS:
         budget = THINKING_BUDGETS[effort]
         thinking = True
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
@@ -253,7 +291,10 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
             body["top_p"] = top_p
     if request.stop:
         body["stop_sequences"] = request.stop
-    body.update(_tools(params, unsupported))
+    body.update(_tools(params, unsupported, converter.decor))
+    for name in NATIVE_FIELDS:  # the Messages door's own fields
+        if name in native_body:
+            body[name] = native_body[name]
     if isinstance(params.get("user"), str):
         body["metadata"] = {"user_id": params["user"]}
 
@@ -264,7 +305,8 @@ def build_body(request: ChatRequest, target: TargetModel, provider: str) -> dict
         unsupported.append("seed")
     response_format = params.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
-        unsupported.append(f"response_format={response_format.get('type')}")
+        if "output_config" not in native_body:  # else the client's own format is sent (below)
+            unsupported.append(f"response_format={response_format.get('type')}")
     for name, value in request.extra.items():
         if name in PASSTHROUGH_EXTRA:
             body[name] = value
@@ -316,7 +358,15 @@ class AnthropicProvider:
 
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         body = build_body(request, target, self.settings.name)
-        return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+        return UpstreamRequest("POST", self._url, self._headers_for(request), orjson.dumps(body))
+
+    def _headers_for(self, request: ChatRequest) -> dict[str, str]:
+        headers = dict(self._headers)
+        beta = (request.anthropic or {}).get("beta")
+        if beta:  # the client's betas (Messages door) join the deployment's own
+            own = headers.get("anthropic-beta")
+            headers["anthropic-beta"] = f"{own},{beta}" if own else beta
+        return headers
 
     # Assistant prefill: a trailing assistant turn is continued, and only the rest is
     # streamed. Not with extended thinking (the API refuses it), and not on models that
@@ -333,7 +383,7 @@ class AnthropicProvider:
                 self.settings.name,
             )
         body = build_body(with_prefix(request, prefix), target, self.settings.name)
-        return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+        return UpstreamRequest("POST", self._url, self._headers_for(request), orjson.dumps(body))
 
     def decoder(self) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(self.settings.max_line_bytes, secret=self.settings.api_key)
@@ -359,9 +409,11 @@ class AnthropicProvider:
                 if isinstance(text, str) and text:
                     events.append(TextDelta(text))
             elif kind == "thinking":
-                text = block.get("thinking")
+                text, signature = block.get("thinking"), block.get("signature")
                 if isinstance(text, str) and text:
                     events.append(ReasoningDelta(text))
+                if isinstance(signature, str) and signature:
+                    events.append(ReasoningSignature(signature))
             elif kind == "tool_use":
                 tool_input = block.get("input")
                 arguments = json_text(tool_input) if isinstance(tool_input, dict) else "{}"

@@ -8,7 +8,15 @@ import orjson
 from aiohttp import web
 
 from gateway.routing.table import ResolvedRoute
-from gateway.server import admin, admin_console, admin_keys, console_ui, door_responses, feedback
+from gateway.server import (
+    admin,
+    admin_console,
+    admin_keys,
+    console_ui,
+    door_messages,
+    door_responses,
+    feedback,
+)
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -55,7 +63,11 @@ async def list_models(request: web.Request) -> web.Response:
     gateway = request[GATEWAY]
     usable = gateway.pipeline.admission.usable
     key = request.get(KEY)
-    data = [model_object(route) for route in gateway.routes.routes() if usable(key, route)]
+    routes = [route for route in gateway.routes.routes() if usable(key, route)]
+    if "anthropic-version" in request.headers:  # an Anthropic client: its list shape
+        names = [route.name for route in routes if route.type == "chat"]
+        return door_messages.anthropic_models(request, names)
+    data = [model_object(route) for route in routes]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
@@ -71,6 +83,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
             "model_not_found",
             "model",
         )
+    if "anthropic-version" in request.headers:
+        return web.json_response(door_messages.model_info(route.name), dumps=_dumps)
     return web.json_response(model_object(route), dumps=_dumps)
 
 
@@ -93,6 +107,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     door_responses.add_routes(app)
+    door_messages.add_routes(app)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
     app.router.add_get("/healthz", healthz)

@@ -12,6 +12,8 @@ LIVE = web.AppKey("live", LiveGateway)  # the gateway that serves now; reloads s
 # The gateway of the config a request started on (taken once, at its start): a reload
 # never changes it under a request in flight.
 GATEWAY = web.RequestKey("gateway", Gateway)
+# Front doors' error shapes, first match wins (see middlewares.renderer_for).
+ERROR_SHAPES = web.AppKey("error_shapes", list)
 REQUEST_ID = web.RequestKey("request_id", str)
 # The key's name (never the key itself), "anonymous" (auth off), or "admin" (the admin key,
 # on /v1/feedback only).

@@ -1,5 +1,9 @@
-"""Request id, error rendering, JSON-only POST bodies and authentication. Every error leaves
-as an OpenAI envelope."""
+"""Request id, error rendering, JSON-only POST bodies and authentication.
+
+Every error leaves as an OpenAI envelope, except on paths a front door claims for its own
+protocol's error shape: a door adds an `ErrorShape` (a request predicate and a renderer) to
+`app[ERROR_SHAPES]`, and the error middleware renders with the first shape that matches.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from aiohttp import web
 from gateway.pipeline import Caller
 from gateway.record import Door
 from gateway.server.admin import is_admin
-from gateway.server.errors import ApiError, api_error_response, error_response
-from gateway.server.keys import GATEWAY, KEY, KEY_ID, LIVE, REQUEST_ID
+from gateway.server.errors import ApiError, ErrorRenderer, error_response
+from gateway.server.keys import ERROR_SHAPES, GATEWAY, KEY, KEY_ID, LIVE, REQUEST_ID
 
 # The paths of the front doors whose requests go through the pipeline (and are recorded).
 DOOR_PATHS: dict[str, Door] = {
@@ -52,6 +56,14 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return await handler(request)
 
 
+def renderer_for(request: web.Request) -> ErrorRenderer:
+    """The error shape of the door that owns the request's path (OpenAI's by default)."""
+    for shape in request.app.get(ERROR_SHAPES, ()):
+        if shape.matches(request):
+            return shape.render
+    return error_response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request.get(REQUEST_ID, "")
@@ -59,7 +71,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         exc.headers.setdefault("x-request-id", rid)
-        return api_error_response(exc)
+        render = renderer_for(request)
+        return render(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -74,10 +87,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {"x-request-id": rid}
         if exc.status == 405 and "Allow" in exc.headers:
             headers["allow"] = exc.headers["Allow"]
-        return error_response(exc.status, message, "invalid_request_error", code, None, headers)
+        render = renderer_for(request)
+        return render(exc.status, message, "invalid_request_error", code, None, headers)
     except Exception:
         log.exception("unhandled_error", request_id=rid, path=request.path)
-        return error_response(
+        return renderer_for(request)(
             500,
             "internal gateway error",
             "server_error",
@@ -117,6 +131,7 @@ def _record_refusal(request: web.Request, exc: ApiError) -> None:
 
 
 def _bearer(request: web.Request) -> str | None:
+    """The key from `Authorization: Bearer` (OpenAI's SDKs) or `x-api-key` (Anthropic's)."""
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
@@ -142,7 +157,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         else:
             exc = ApiError(
                 401,
-                "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                "invalid or missing API key: send 'Authorization: Bearer <key>' or "
+                "'x-api-key: <key>'",
                 "invalid_request_error",
                 "invalid_api_key",
             )

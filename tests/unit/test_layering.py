@@ -82,6 +82,7 @@ CORE = (
     "gateway.upstreams",
     "gateway.prewarming",
     "gateway.pipeline",  # a request's road: admission, region, governance, plan, race
+    "gateway.answer",  # one admitted request's answer (the race or resumer, recorded once)
     "gateway.admission",
     "gateway.scrub",  # secrets cut from what upstreams say
     "gateway.region",
