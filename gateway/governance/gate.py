@@ -150,7 +150,7 @@ def _without_signed_thinking(chat: ChatRequest) -> ChatRequest:
     """Thinking blocks a Messages client sends back (for Anthropic only) are signed: they can
     be neither inspected nor redacted, and may hold values an earlier answer restored. While
     the policy inspects anything they are left out (Anthropic then gets no thinking for a
-    tool loop they began; see providers/anthropic.py)."""
+    tool loop they began; see providers/anthropic_body.py)."""
     native = chat.anthropic
     if not native or not native.get("thinking"):
         return chat
