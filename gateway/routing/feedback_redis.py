@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
+from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 from gateway.routing.feedback import (
     DEFAULT_HALF_LIFE_S,
     DEFAULT_TTL_S,
@@ -22,17 +24,23 @@ from gateway.routing.feedback import (
     _remember_record,
     _RequestMemory,
 )
-from gateway.routing.redisconn import Outage, connect, log
+from gateway.routing.redisconn import log
 from gateway.streaming.accounting import RaceRecord
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
+# KEYS[1] ratings hash, KEYS[2] the instance's high-water mark (one hash tag: one slot).
+# ARGV: half-life, ratings ttl, batch sequence number, then (deployment, rating, at)...
+# A batch resent after a lost reply (its number not above the mark) changes nothing.
 _ADD_RATINGS = """
+local seq = tonumber(ARGV[3])
+if seq <= tonumber(redis.call('GET', KEYS[2]) or '0') then return 0 end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', 7 * 86400)
 local h = tonumber(ARGV[1])
 local function decay(age)
   if h <= 0 then return 1 end
   return 2 ^ (-age / h)
 end
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local d = ARGV[i]
   local r = tonumber(ARGV[i + 1])
   local at = tonumber(ARGV[i + 2])
@@ -70,7 +78,7 @@ class RedisFeedbackStore:
 
     def __init__(
         self,
-        redis: Redis | str,
+        redis: RedisLayer | RedisClient | str,
         *,
         prefix: str = "rg",
         ttl_s: int = DEFAULT_TTL_S,
@@ -81,11 +89,14 @@ class RedisFeedbackStore:
         flush_interval_s: float = 0.2,
         refresh_s: float = 1.0,
         op_timeout_s: float = 0.5,
+        instance_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self._layer, self._owns_layer = as_layer(redis, prefix)
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self._seq = 0
+        self._unsent_seq = 0  # number of the ratings batch being sent (or resent)
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.ratings_ttl_s = ratings_ttl_s
@@ -102,21 +113,28 @@ class RedisFeedbackStore:
         self._inflight_ratings: list[_Rating] = []
         self._snapshot: dict[str, DecayedSum] = {}
         self._refreshed_at: float | None = None
-        self._script = self._redis.register_script(_ADD_RATINGS)
+        self._script = self._layer.client.register_script(_ADD_RATINGS)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.outage = Outage("feedback")
 
     @property
     def degraded(self) -> bool:
-        return self.outage.degraded
+        return self._layer.degraded
+
+    @property
+    def outage(self) -> RedisGuard:
+        return self._layer.guard
 
     def request_key(self, request_id: str) -> str:
         return f"{self.prefix}:fb:req:{request_id}"
 
     @property
     def ratings_key(self) -> str:
-        return f"{self.prefix}:fb:ratings"
+        return f"{{{self.prefix}:fb}}:ratings"
+
+    @property
+    def mark_key(self) -> str:
+        return f"{{{self.prefix}:fb}}:seq:{self.instance_id}"
 
     # -- request path (no awaits) -------------------------------------------
 
@@ -137,13 +155,13 @@ class RedisFeedbackStore:
         served = self._requests.get(request_id)
         if served is not None:
             return served
+        key = self.request_key(request_id)
         try:
-            async with asyncio.timeout(self.op_timeout_s):
-                raw = await self._redis.get(self.request_key(request_id))
-        except Exception as exc:
-            self.outage.failed("lookup", exc)
+            raw = await self._layer.guard.call(
+                lambda: self._layer.client.get(key), timeout_s=self.op_timeout_s, part="feedback"
+            )
+        except RedisUnavailable:
             return None
-        self.outage.ok("lookup")
         if raw is None:
             return None
         try:
@@ -186,8 +204,8 @@ class RedisFeedbackStore:
         if task is not None:
             if self._pending_requests or self._pending_ratings:
                 await self.flush()  # best effort, bounded by op_timeout_s
-        if self._owns_client:
-            await self._redis.aclose()
+        if self._owns_layer:
+            await self._layer.close()
 
     async def _run(self) -> None:
         while True:
@@ -199,10 +217,16 @@ class RedisFeedbackStore:
             raise_if_cancelling()  # redis-py may have swallowed a cancellation
 
     async def flush(self) -> None:
-        """Write pending request ids and ratings, refresh the ratings snapshot if due."""
+        """Write pending request ids and ratings, refresh the ratings snapshot if due.
+
+        Ratings that were sent but not acknowledged stay in flight and are resent as the
+        same batch (same number) until Redis answers: each counts exactly once."""
         requests, self._pending_requests = self._pending_requests, OrderedDict()
-        ratings, self._pending_ratings = self._pending_ratings, []
-        self._inflight_ratings = ratings
+        if not self._inflight_ratings and self._pending_ratings:
+            self._seq += 1
+            self._unsent_seq = self._seq
+            self._inflight_ratings, self._pending_ratings = self._pending_ratings, []
+        ratings = self._inflight_ratings
         now = self._clock()
         refresh = (
             bool(ratings)
@@ -210,42 +234,45 @@ class RedisFeedbackStore:
             or now - self._refreshed_at >= self.refresh_s
         )
         if not requests and not refresh:
-            self._inflight_ratings = []
             return
         try:
-            async with asyncio.timeout(self.op_timeout_s):
-                pipe = self._redis.pipeline(transaction=False)
-                for request_id, served in requests.items():
-                    value = orjson.dumps({"d": served.deployment, "r": served.route})
-                    pipe.set(self.request_key(request_id), value, ex=self.ttl_s)
-                if ratings:
-                    args: list[str | float] = [self.half_life_s, self.ratings_ttl_s]
-                    for item in ratings:
-                        args += [item.deployment, repr(item.rating), repr(item.at)]
-                    await self._script(keys=[self.ratings_key], args=args, client=pipe)
-                if refresh:
-                    pipe.hgetall(self.ratings_key)
-                results = await pipe.execute()
+            results = await self._layer.guard.call(
+                lambda: self._write(requests, ratings, refresh),
+                timeout_s=self.op_timeout_s,
+                part="feedback",
+            )
         except asyncio.CancelledError:
-            self._restore(requests, ratings)
+            self._restore(requests)
             raise
-        except Exception as exc:
-            self._restore(requests, ratings)
-            self.outage.failed("flush", exc)
+        except RedisUnavailable:
+            self._restore(requests)
             return
-        finally:
-            self._inflight_ratings = []
-        self.outage.ok("flush")
+        self._inflight_ratings = []
         if refresh:
             self._snapshot = _parse_ratings(results[-1])
             self._refreshed_at = now
 
-    def _restore(self, requests: Mapping[str, Served], ratings: list[_Rating]) -> None:
+    async def _write(
+        self, requests: Mapping[str, Served], ratings: list[_Rating], refresh: bool
+    ) -> list[Any]:
+        if ratings:
+            args: list[str | float] = [self.half_life_s, self.ratings_ttl_s, self._unsent_seq]
+            for item in ratings:
+                args += [item.deployment, repr(item.rating), repr(item.at)]
+            await self._script(keys=[self.ratings_key, self.mark_key], args=args)
+        pipe = self._layer.pipeline()
+        for request_id, served in requests.items():
+            value = orjson.dumps({"d": served.deployment, "r": served.route})
+            pipe.set(self.request_key(request_id), value, ex=self.ttl_s)
+        if refresh:
+            pipe.hgetall(self.ratings_key)
+        return list(await pipe.execute()) if len(pipe) else []
+
+    def _restore(self, requests: Mapping[str, Served]) -> None:
         for request_id, served in requests.items():
             self._pending_requests.setdefault(request_id, served)
         while len(self._pending_requests) > self.max_pending:
             self._pending_requests.popitem(last=False)
-        self._pending_ratings = [*ratings, *self._pending_ratings][-self.max_pending :]
 
 
 def _parse_ratings(raw: Mapping[bytes | str, bytes | str]) -> dict[str, DecayedSum]:

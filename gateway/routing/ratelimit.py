@@ -10,12 +10,15 @@ window_s`), so the clock is wall-clock seconds (`time.time`), not monotonic:
 every instance must agree on where a window starts.
 
 `RedisRateLimiter` keeps one hash per name and window,
-``{prefix}:rl:{name}:{window_start}`` with fields ``r`` (requests) and ``t``
-(tokens), and checks and takes in one Lua script: a request is admitted only
-when both counters stay within their limits, and a refused request takes
-nothing. Because the script is atomic the total admitted over all instances
-is exactly the limit. The key expires a little after its window. On a Redis
-failure it fails open (admits) and sets `degraded` (one log line per outage).
+``{prefix:rl:name}:{window_start}`` with fields ``r`` (requests) and ``t``
+(tokens), and checks and takes in one Lua script on that one key (one cluster
+slot): a request is admitted only when both counters stay within their limits,
+and a refused request takes nothing. Because the script is atomic the total
+admitted over all instances is exactly the limit. The key expires a little after
+its window. The call has the request path's Redis budget (`RedisGuard.request`,
+a few ms); when Redis fails, hangs or is known to be away, this instance decides
+on its own view (a `MemoryRateLimiter` with the same limits, starting from the
+last counts Redis returned) until it is back.
 
 `MemoryRateLimiter` is the same for ``state.backend: memory`` (one instance).
 
@@ -25,17 +28,13 @@ durations (`go_duration`: "1s", "6m0s", "20ms").
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from redis.asyncio import Redis
-
-from gateway.routing.redisconn import Outage, connect
-from gateway.tasks import raise_if_cancelling
+from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +125,10 @@ class MemoryRateLimiter:
     def limit_for(self, name: str) -> Limit | None:
         return self.limits.get(name)
 
+    def seed(self, name: str, window_start: int, used_r: int, used_t: int) -> None:
+        """What the shared counter said: where this view starts if Redis goes away."""
+        self._used[name] = (window_start, used_r, used_t)
+
     async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
         limit = self.limits.get(name)
         if limit is None or (limit.rpm is None and limit.tpm is None):
@@ -170,33 +173,35 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        redis: Redis | str,
+        redis: RedisLayer | RedisClient | str,
         limits: Mapping[str, Limit],
         *,
         prefix: str = "rg",
         window_s: float = 60.0,
-        op_timeout_s: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self._layer, self._owns_layer = as_layer(redis, prefix)
         self.limits = dict(limits)
         self.prefix = prefix
         self.window_s = window_s
-        self.op_timeout_s = op_timeout_s
         self._clock = clock
-        self._script = self._redis.register_script(_CHECK_AND_TAKE)
-        self.outage = Outage("rate_limits")
+        self.local = MemoryRateLimiter(limits, window_s, clock)  # while Redis is away
+        self.local_decisions = 0
 
     @property
     def degraded(self) -> bool:
-        return self.outage.degraded
+        return self._layer.degraded
+
+    @property
+    def outage(self) -> RedisGuard:
+        """The Redis layer's breaker (outage count, failures, calls answered locally)."""
+        return self._layer.guard
 
     def limit_for(self, name: str) -> Limit | None:
         return self.limits.get(name)
 
     def key(self, name: str, window_start: int) -> str:
-        return f"{self.prefix}:rl:{name}:{window_start}"
+        return f"{{{self.prefix}:rl:{name}}}:{window_start}"
 
     async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
         limit = self.limits.get(name)
@@ -211,21 +216,21 @@ class RedisRateLimiter:
             -1 if limit.tpm is None else limit.tpm,
             ttl,
         ]
-        try:
-            async with asyncio.timeout(self.op_timeout_s):
-                admitted, used_r, used_t = await self._script(
-                    keys=[self.key(name, start)], args=args
-                )
-        except Exception as exc:  # fail open: a limiter outage must not fail requests
-            self.outage.failed("check_and_take", exc)
-            return _decision(True, limit, 0, 0, reset_s, degraded=True)
-        raise_if_cancelling()  # the client went away while redis-py swallowed the cancellation
-        self.outage.ok("check_and_take")
+        key = self.key(name, start)
+        try:  # batched with other requests' calls (one round trip), within the budget
+            admitted, used_r, used_t = await self._layer.request(
+                lambda pipe: pipe.eval(_CHECK_AND_TAKE, 1, key, *args), "rate_limits"
+            )
+        except RedisUnavailable:  # decide on this instance's own view meanwhile
+            self.local_decisions += 1
+            local = await self.local.check_and_take(name, requests, tokens)
+            return replace(local, degraded=True)
+        self.local.seed(name, start, int(used_r), int(used_t))
         return _decision(bool(admitted), limit, int(used_r), int(used_t), reset_s)
 
     async def close(self) -> None:
-        if self._owns_client:
-            await self._redis.aclose()
+        if self._owns_layer:
+            await self._layer.close()
 
 
 # -- headers ---------------------------------------------------------------

@@ -57,23 +57,27 @@ async def test_one_counter_per_window_with_tokens_and_expiry(
     assert first.allowed and first.remaining_tokens == 200 and first.reset_s == pytest.approx(45)
     refused = await limiter.check_and_take("dep:d", tokens=300)
     assert not refused.allowed and refused.remaining_tokens == 200  # took nothing
-    key = f"{prefix}:rl:dep:d:{int(NOW)}"
+    key = limiter.key("dep:d", int(NOW))
+    assert key == f"{{{prefix}:rl:dep:d}}:{int(NOW)}"  # one hash tag per limited name
     assert await client.hgetall(key) == {b"r": b"1", b"t": b"800"}
     assert 0 < await client.ttl(key) <= 65
     clock[0] += 45  # the next window: a new counter
     assert (await limiter.check_and_take("dep:d", tokens=300)).allowed
-    assert await client.exists(f"{prefix}:rl:dep:d:{int(NOW) + 60}")
+    assert await client.exists(limiter.key("dep:d", int(NOW) + 60))
     await limiter.close()  # does not close a client it was given
     assert await client.ping()
 
 
-async def test_fails_open_when_redis_is_unreachable() -> None:
+async def test_decides_locally_when_redis_is_unreachable() -> None:
     limiter = RedisRateLimiter(
         "redis://127.0.0.1:1/0", {key_limit("k"): Limit(rpm=1)}, prefix="never", clock=lambda: NOW
     )
     try:
         decisions = [await limiter.check_and_take(key_limit("k")) for _ in range(3)]
-        assert all(d.allowed and d.degraded for d in decisions)
+        assert all(d.degraded for d in decisions)
+        # this instance's own view still holds the limit (never fails a request either way)
+        assert [d.allowed for d in decisions] == [True, False, False]
         assert limiter.degraded and limiter.outage.outages == 1
+        assert limiter.outage.skipped == 2  # the outage is remembered: no second attempt
     finally:
         await limiter.close()

@@ -1,0 +1,120 @@
+"""`RedisLayer`: the one connection to Redis that every Redis-backed component shares.
+
+It owns the client (single node, Sentinel or Cluster: `RedisSettings`), the breaker in
+front of it (`RedisGuard`), and the key prefix. Components take a layer (or, for tests
+and tools, a URL or a ready client: `as_layer`) and never build clients themselves, so
+the topology, credentials, TLS and outage behaviour are chosen once, by config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from gateway.config.model import StateConfig
+from gateway.redislayer.batcher import CommandBatcher, Fill
+from gateway.redislayer.client import RedisClient, make_client
+from gateway.redislayer.guard import RedisGuard
+from gateway.redislayer.keys import tagged
+from gateway.redislayer.settings import RedisSettings, Topology
+
+log = structlog.get_logger("gateway.redis")
+
+# A component built from a URL or a bare client (tools, tests) waits longer on Redis than
+# the gateway's request path does (`state.request_timeout_ms`, a few ms).
+TOOL_BUDGET_S = 0.25
+
+
+class RedisLayer:
+    def __init__(
+        self,
+        settings: RedisSettings,
+        *,
+        prefix: str = "rg",
+        client: RedisClient | None = None,
+        open_after: int = 3,
+    ) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self._owns_client = client is None
+        self.client: RedisClient = client if client is not None else make_client(settings)
+        self.guard = RedisGuard(
+            self.client.ping,
+            request_timeout_s=settings.request_timeout_s,
+            probe_interval_s=settings.probe_interval_s,
+            open_after=open_after,
+            where=settings.redacted,
+        )
+        self.batcher = CommandBatcher(self.pipeline, batch_timeout_s=settings.socket_timeout_s)
+
+    @classmethod
+    def from_config(cls, state: StateConfig) -> RedisLayer:
+        return cls(RedisSettings.from_config(state), prefix=state.prefix)
+
+    @property
+    def cluster(self) -> bool:
+        return self.settings.topology == "cluster"
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is known to be away: every component uses its local view."""
+        return self.guard.open
+
+    def key(self, group: str, *rest: str) -> str:
+        """A key of `group` (the hash tag) under this layer's prefix."""
+        return tagged(self.prefix, group, *rest)
+
+    async def request(self, fill: Fill, part: str) -> Any:
+        """One command on the request path: batched with other requests' commands, waited
+        for at most the request budget (the connect timeout until a first batch has been
+        answered), and not sent at all while the breaker is open (`RedisUnavailable`)."""
+        batcher = self.batcher
+        budget = (
+            self.settings.request_timeout_s
+            if batcher.connected
+            else max(self.settings.connect_timeout_s, self.settings.request_timeout_s)
+        )
+        return await self.guard.call(
+            lambda: asyncio.shield(batcher.submit(fill)), timeout_s=budget, part=part
+        )
+
+    def pipeline(self) -> Any:
+        """A non-transactional pipeline (a cluster pipeline splits it by node)."""
+        if self.cluster:
+            return self.client.pipeline()
+        return self.client.pipeline(transaction=False)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        await self.guard.close()
+        if self._owns_client:
+            try:
+                await self.client.aclose()
+            except Exception as exc:  # a dead server must not fail shutdown
+                log.debug("redis_close_failed", error=type(exc).__name__)
+
+
+def as_layer(
+    redis: RedisLayer | RedisClient | str, prefix: str = "rg", *, cluster: bool = False
+) -> tuple[RedisLayer, bool]:
+    """(a layer, whether the caller owns it): a shared layer as is; a URL or a bare client
+    wrapped in a private one (tests and tools)."""
+    if isinstance(redis, RedisLayer):
+        return redis, False
+    if isinstance(redis, str):
+        settings = replace(
+            RedisSettings.from_url(redis, cluster=cluster), request_timeout_s=TOOL_BUDGET_S
+        )
+        return RedisLayer(settings, prefix=prefix), True
+    topology: Topology = "cluster" if _is_cluster(redis) else "single"
+    settings = RedisSettings(url="", topology=topology, request_timeout_s=TOOL_BUDGET_S)
+    return RedisLayer(settings, prefix=prefix, client=redis), True
+
+
+def _is_cluster(client: RedisClient) -> bool:
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
