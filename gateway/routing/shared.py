@@ -192,6 +192,7 @@ class SharedHealth:
     async def _send(
         self, changes: dict[str, StateChange], pending: dict[str, deque[bytes]]
     ) -> None:
+        messages: list[bytes] = []
         pipe = self._layer.pipeline()
         now, wall = self._clock(), self._wall()
         for name, change in changes.items():
@@ -207,7 +208,7 @@ class SharedHealth:
                     "u": round(wall + retry_in_s, 3),
                 }
             )
-            pipe.publish(self.channel, message)
+            messages.append(message)
             pipe.hset(self.state_key, name, message)
             pipe.expire(self.state_key, self.outcome_ttl_s)
         for name, entries in pending.items():
@@ -217,6 +218,8 @@ class SharedHealth:
             pipe.expire(key, self.outcome_ttl_s)
         if len(pipe):
             await pipe.execute()
+        for message in messages:  # stored first, so a late subscriber's resync finds it
+            await self._layer.client.publish(self.channel, message)  # not pipelined on a cluster
 
     async def _seed_windows(self) -> None:
         names = self.registry.names()

@@ -1,0 +1,219 @@
+"""Throwaway `redis-server` processes for tests and benches: a private single node (that a
+test may stop, freeze with SIGSTOP and thaw), a Redis Cluster of three masters (with
+optional replicas, for failover), and a Sentinel. Free ports, no persistence, a temporary
+directory each; every process is stopped afterwards. Needs the `redis-server` and
+`redis-cli` binaries (`REDIS_BINARIES` says whether they are there)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+REDIS_SERVER = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+REDIS_BINARIES = REDIS_SERVER is not None and REDIS_CLI is not None
+MISSING_REASON = "redis-server and redis-cli are not installed: cannot start throwaway servers"
+
+
+def free_port(bus: bool = False, avoid: Sequence[int] = ()) -> int:
+    """A free TCP port (and port + 10000 for a cluster bus when `bus`)."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(20000, 50000)
+        wanted = (port, port + 10000) if bus else (port,)
+        if any(abs(p - q) in (0, 10000) for p in wanted for q in avoid):
+            continue
+        try:
+            for p in wanted:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def cli(port: int, *command: str, password: str | None = None) -> str:
+    assert REDIS_CLI is not None
+    auth = ["--user", "default", "--pass", password, "--no-auth-warning"] if password else []
+    out = subprocess.run(
+        [REDIS_CLI, "-p", str(port), *auth, *command], capture_output=True, text=True, timeout=10
+    )
+    return out.stdout
+
+
+def wait_for(port: int, command: Sequence[str], expect: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while expect not in cli(port, *command):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"node {port}: {list(command)} never gave {expect!r}")
+        time.sleep(0.05)
+
+
+@dataclass
+class RedisNode:
+    port: int
+    args: list[str]
+    workdir: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.send_signal(signal.SIGCONT)  # a frozen server cannot exit
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing (a hung Redis)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+def node_args(port: int, workdir: str, *extra: str) -> list[str]:
+    assert REDIS_SERVER is not None
+    return [
+        REDIS_SERVER,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", workdir,
+        "--save", "",
+        "--appendonly", "no",
+        *extra,
+    ]  # fmt: skip
+
+
+@contextmanager
+def redis_node(*extra: str) -> Iterator[RedisNode]:
+    """One private redis-server (extra: more server arguments)."""
+    workdir = tempfile.mkdtemp(prefix="rg-redis-")
+    port = free_port()
+    node = RedisNode(port, node_args(port, workdir, *extra), workdir)
+    node.start()
+    try:
+        wait_for(port, ["ping"], "PONG")
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class RedisClusterProcs:
+    masters: list[RedisNode]
+    replicas: list[RedisNode] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.masters[0].port}"
+
+    @property
+    def nodes(self) -> list[RedisNode]:
+        return [*self.masters, *self.replicas]
+
+    def node_id(self, port: int) -> str:
+        return cli(port, "cluster", "myid").strip()
+
+    def owner_of(self, slot: int) -> RedisNode:
+        """The master serving `slot` now (asks the cluster)."""
+        for line in cli(self.masters[0].port, "cluster", "nodes").splitlines():
+            parts = line.split()
+            if "master" not in parts[2] or "fail" in parts[2]:
+                continue
+            for spec in parts[8:]:
+                lo, _, hi = spec.partition("-")
+                if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                    port = int(parts[1].split(":")[1].split("@")[0])
+                    return next(n for n in self.nodes if n.port == port)
+        raise AssertionError(f"no master serves slot {slot}")
+
+
+@contextmanager
+def redis_cluster(masters: int = 3, replicas: int = 0) -> Iterator[RedisClusterProcs]:
+    """A Redis Cluster of `masters` masters (and `replicas` replicas each) on free ports."""
+    workdir = tempfile.mkdtemp(prefix="rg-cluster-")
+    ports: list[int] = []
+    for _ in range(masters * (1 + replicas)):
+        ports.append(free_port(bus=True, avoid=ports))
+    nodes = []
+    for port in ports:
+        path = os.path.join(workdir, str(port))
+        os.makedirs(path)
+        extra = (
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", "1000",  # failover within a couple of seconds
+        )  # fmt: skip
+        nodes.append(RedisNode(port, node_args(port, path, *extra), path))
+    cluster = RedisClusterProcs(nodes[:masters], nodes[masters:])
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            wait_for(node.port, ["ping"], "PONG")
+        assert REDIS_CLI is not None
+        subprocess.run(
+            [
+                REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas", str(replicas), "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )  # fmt: skip
+        for node in nodes:
+            wait_for(node.port, ["cluster", "info"], "cluster_state:ok")
+        if replicas:  # redis-cli pairs masters and replicas itself: read who is who
+            roles = {n.port: cli(n.port, "role").split("\n", 1)[0].strip() for n in nodes}
+            cluster = RedisClusterProcs(
+                [n for n in nodes if roles[n.port] == "master"],
+                [n for n in nodes if roles[n.port] != "master"],
+            )
+            for node in cluster.replicas:
+                wait_for(node.port, ["info", "replication"], "master_link_status:up")
+        yield cluster
+    finally:
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def move_slot(cluster: RedisClusterProcs, slot: int, target: RedisNode) -> None:
+    """Migrate `slot` with its keys to `target` (the way redis-cli --cluster reshard does:
+    IMPORTING/MIGRATING, MIGRATE key batches, then SETSLOT NODE everywhere). Clients see
+    ASK while it moves and MOVED afterwards."""
+    source = cluster.owner_of(slot)
+    assert source.port != target.port
+    source_id, target_id = cluster.node_id(source.port), cluster.node_id(target.port)
+    cli(target.port, "cluster", "setslot", str(slot), "importing", source_id)
+    cli(source.port, "cluster", "setslot", str(slot), "migrating", target_id)
+    while True:
+        keys = cli(source.port, "cluster", "getkeysinslot", str(slot), "100").split()
+        if not keys:
+            break
+        cli(source.port, "migrate", "127.0.0.1", str(target.port), "", "0", "5000", "keys", *keys)
+    for node in cluster.masters:
+        cli(node.port, "cluster", "setslot", str(slot), "node", target_id)
