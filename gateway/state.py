@@ -123,6 +123,8 @@ class SharedState:
         return self.redis_layer is not None and self.redis_layer.degraded
 
     async def start(self) -> None:
+        if self.redis_layer is not None:
+            await self.redis_layer.start()
         await self.store.start()
         if self.shared_health is not None:
             await self.shared_health.start()

@@ -16,15 +16,25 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from gateway.tasks import cancel_and_wait
+from gateway.redislayer.guard import RedisGuard
+from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 Fill = Callable[[Any], None]  # adds one command to a pipeline
 
 
 class CommandBatcher:
-    def __init__(self, pipeline: Callable[[], Any], *, batch_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        pipeline: Callable[[], Any],
+        guard: RedisGuard,
+        *,
+        batch_timeout_s: float = 1.0,
+        hung_after_s: float = 0.25,
+    ) -> None:
         self._pipeline = pipeline
+        self._guard = guard  # told how batches go: the breaker's evidence
         self.batch_timeout_s = batch_timeout_s  # a batch on a hung Redis is abandoned after
+        self.hung_after_s = hung_after_s  # a batch unanswered this long opens the breaker
         self._queue: list[tuple[Fill, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -53,20 +63,41 @@ class CommandBatcher:
 
     async def _send(self, batch: list[tuple[Fill, asyncio.Future[Any]]]) -> None:
         pipe = self._pipeline()
-        for fill, _ in batch:
-            fill(pipe)
+        queued = []
+        for fill, fut in batch:
+            try:
+                fill(pipe)
+            except Exception as exc:  # a command the pipeline refuses: its caller's error
+                fut.set_exception(exc)
+                fut.exception()
+                continue
+            queued.append((fill, fut))
+        batch = queued
+        if not batch:
+            return
         self.batches += 1
         self.commands += len(batch)
+        # the first batch also connects (and, on a cluster, discovers the slots)
+        patience = self.hung_after_s if self.connected else max(self.hung_after_s, 2.0)
+        hung = asyncio.get_running_loop().call_later(
+            patience, self._guard.hung, "request path", patience
+        )
         try:
             async with asyncio.timeout(self.batch_timeout_s):
                 replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # every caller of the batch gets the error
+            raise_if_cancelling(exc)
+            if not self._guard.open:
+                self._guard.failed("request path", exc)
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
                     fut.exception()  # a caller that gave up never reads it: no warning
             return
+        finally:
+            hung.cancel()
         self.connected = True
+        self._guard.succeeded()
         for (_, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue

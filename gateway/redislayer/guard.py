@@ -3,8 +3,10 @@
 Routing state in Redis is an optimisation: when Redis is away (down, or hung) every
 component decides on its own local view. The guard makes that cheap:
 
-- every call has a time budget: `request` (the request path, a few ms by default) or
-  `call(timeout_s=...)` (background flushes);
+- every call has a time budget: a few ms on the request path (`RedisLayer.request`),
+  longer for background flushes (`call(timeout_s=...)`); a request that runs out of its
+  budget decides locally without counting as a failure (a busy event loop is not an
+  outage), but a request-path batch left unanswered for `hung_after_s` is;
 - after `open_after` consecutive failures (at once for a refused connection) the breaker
   opens: the outage is remembered across requests, calls fail at once with
   `RedisUnavailable` without touching the network, and one background task probes Redis
@@ -82,13 +84,23 @@ class RedisGuard:
                 result = await op()
         except Exception as exc:
             raise_if_cancelling(exc)  # redis-py may disguise a cancellation as an error
-            self._failed(part, exc)
+            self.failed(part, exc)
             raise RedisUnavailable(describe(exc)) from exc
         raise_if_cancelling()  # redis-py may have swallowed a cancellation
         self._consecutive = 0
         return result
 
-    def _failed(self, part: str, exc: BaseException) -> None:
+    def succeeded(self) -> None:
+        self._consecutive = 0
+
+    def hung(self, part: str, waited_s: float) -> None:
+        """A command has been outstanding for `waited_s`: Redis is hung, open at once."""
+        self._consecutive = self.open_after
+        self.failed(part, TimeoutError(f"no answer for {waited_s * 1000:.0f} ms"))
+
+    def failed(self, part: str, exc: BaseException) -> None:
+        """Count a failed call; open the breaker after `open_after` in a row (at once for a
+        refused connection)."""
         self.failures += 1
         self._consecutive += 1
         refused = isinstance(exc, RedisConnectionError | ConnectionRefusedError)

@@ -9,6 +9,8 @@ the topology, credentials, TLS and outage behaviour are chosen once, by config.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,9 +19,10 @@ import structlog
 from gateway.config.model import StateConfig
 from gateway.redislayer.batcher import CommandBatcher, Fill
 from gateway.redislayer.client import RedisClient, make_client
-from gateway.redislayer.guard import RedisGuard
+from gateway.redislayer.guard import RedisGuard, RedisUnavailable, describe
 from gateway.redislayer.keys import tagged
 from gateway.redislayer.settings import RedisSettings, Topology
+from gateway.tasks import raise_if_cancelling
 
 log = structlog.get_logger("gateway.redis")
 
@@ -48,7 +51,13 @@ class RedisLayer:
             open_after=open_after,
             where=settings.redacted,
         )
-        self.batcher = CommandBatcher(self.pipeline, batch_timeout_s=settings.socket_timeout_s)
+        self.batcher = CommandBatcher(
+            self.pipeline,
+            self.guard,
+            batch_timeout_s=settings.socket_timeout_s,
+            hung_after_s=settings.hung_after_s,
+        )
+        self.budget_misses = 0  # request-path calls decided locally: no answer within budget
 
     @classmethod
     def from_config(cls, state: StateConfig) -> RedisLayer:
@@ -67,25 +76,49 @@ class RedisLayer:
         """A key of `group` (the hash tag) under this layer's prefix."""
         return tagged(self.prefix, group, *rest)
 
-    async def request(self, fill: Fill, part: str) -> Any:
+    async def request(
+        self, fill: Fill, part: str, late: Callable[[Any], None] | None = None
+    ) -> Any:
         """One command on the request path: batched with other requests' commands, waited
         for at most the request budget (the connect timeout until a first batch has been
-        answered), and not sent at all while the breaker is open (`RedisUnavailable`)."""
-        batcher = self.batcher
+        answered), and not sent at all while the breaker is open (`RedisUnavailable`).
+        `late(reply)` is called with the reply whenever it comes, even after the budget
+        (so a caller that decided locally can still learn what Redis said)."""
+        guard, batcher = self.guard, self.batcher
+        if guard.open:
+            guard.skipped += 1
+            raise RedisUnavailable("redis is away (breaker open)")
         budget = (
             self.settings.request_timeout_s
             if batcher.connected
             else max(self.settings.connect_timeout_s, self.settings.request_timeout_s)
         )
-        return await self.guard.call(
-            lambda: asyncio.shield(batcher.submit(fill)), timeout_s=budget, part=part
-        )
+        reply = batcher.submit(fill)
+        if late is not None:
+            reply.add_done_callback(lambda done: _late(done, late))
+        try:
+            async with asyncio.timeout(budget):
+                return await asyncio.shield(reply)
+        except TimeoutError:
+            raise_if_cancelling()
+            self.budget_misses += 1  # the batch goes on; the batcher tells the breaker
+            raise RedisUnavailable(f"no answer within {budget * 1000:g} ms") from None
+        except Exception as exc:  # the batch failed (already counted) or this command did
+            raise_if_cancelling(exc)
+            raise RedisUnavailable(describe(exc)) from exc
 
     def pipeline(self) -> Any:
         """A non-transactional pipeline (a cluster pipeline splits it by node)."""
         if self.cluster:
             return self.client.pipeline()
         return self.client.pipeline(transaction=False)
+
+    async def start(self) -> None:
+        """Connect now (and discover a cluster's slots) rather than on the first request;
+        a Redis that is away is noted by the breaker, never fails the start."""
+        with contextlib.suppress(RedisUnavailable):
+            key = self.key("ping")  # a keyed command: a cluster pipeline refuses PING
+            await self.request(lambda pipe: pipe.exists(key), "start")
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -95,6 +128,11 @@ class RedisLayer:
                 await self.client.aclose()
             except Exception as exc:  # a dead server must not fail shutdown
                 log.debug("redis_close_failed", error=type(exc).__name__)
+
+
+def _late(done: asyncio.Future[Any], late: Callable[[Any], None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        late(done.result())
 
 
 def as_layer(

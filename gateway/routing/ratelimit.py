@@ -126,8 +126,12 @@ class MemoryRateLimiter:
         return self.limits.get(name)
 
     def seed(self, name: str, window_start: int, used_r: int, used_t: int) -> None:
-        """What the shared counter said: where this view starts if Redis goes away."""
-        self._used[name] = (window_start, used_r, used_t)
+        """What the shared counter said (even after the caller stopped waiting): this view
+        never counts less, so the local decisions made meanwhile start from there."""
+        window, r, t = self._used.get(name, (window_start, 0, 0))
+        if window != window_start:
+            r = t = 0
+        self._used[name] = (window_start, max(r, used_r), max(t, used_t))
 
     async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
         limit = self.limits.get(name)
@@ -219,13 +223,14 @@ class RedisRateLimiter:
         key = self.key(name, start)
         try:  # batched with other requests' calls (one round trip), within the budget
             admitted, used_r, used_t = await self._layer.request(
-                lambda pipe: pipe.eval(_CHECK_AND_TAKE, 1, key, *args), "rate_limits"
+                lambda pipe: pipe.eval(_CHECK_AND_TAKE, 1, key, *args),
+                "rate_limits",
+                late=lambda reply: self.local.seed(name, start, int(reply[1]), int(reply[2])),
             )
         except RedisUnavailable:  # decide on this instance's own view meanwhile
             self.local_decisions += 1
             local = await self.local.check_and_take(name, requests, tokens)
             return replace(local, degraded=True)
-        self.local.seed(name, start, int(used_r), int(used_t))
         return _decision(bool(admitted), limit, int(used_r), int(used_t), reset_s)
 
     async def close(self) -> None:
