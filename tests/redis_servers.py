@@ -165,7 +165,7 @@ def redis_cluster(masters: int = 3, replicas: int = 0) -> Iterator[RedisClusterP
         extra = (
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", "1000",  # failover within a couple of seconds
+            "--cluster-node-timeout", "500",  # failover within a second or two
         )  # fmt: skip
         nodes.append(RedisNode(port, node_args(port, path, *extra), path))
     cluster = RedisClusterProcs(nodes[:masters], nodes[masters:])

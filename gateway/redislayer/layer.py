@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import structlog
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.config.model import StateConfig
 from gateway.redislayer.batcher import CommandBatcher, Fill
@@ -45,7 +46,7 @@ class RedisLayer:
         self._owns_client = client is None
         self.client: RedisClient = client if client is not None else make_client(settings)
         self.guard = RedisGuard(
-            self.client.ping,
+            self._probe,
             request_timeout_s=settings.request_timeout_s,
             probe_interval_s=settings.probe_interval_s,
             open_after=open_after,
@@ -58,6 +59,14 @@ class RedisLayer:
             hung_after_s=settings.hung_after_s,
         )
         self.budget_misses = 0  # request-path calls decided locally: no answer within budget
+
+    async def _probe(self) -> object:
+        """Is Redis back? On a cluster every master must answer (a probe that reached a
+        healthy node while the failed one's slots are still unserved would close the
+        breaker too early); a failed probe also makes the client refresh its slot map."""
+        if isinstance(self.client, RedisCluster):
+            return await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
+        return await self.client.ping()
 
     @classmethod
     def from_config(cls, state: StateConfig) -> RedisLayer:
@@ -153,6 +162,4 @@ def as_layer(
 
 
 def _is_cluster(client: RedisClient) -> bool:
-    from redis.asyncio.cluster import RedisCluster
-
     return isinstance(client, RedisCluster)
