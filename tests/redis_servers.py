@@ -59,6 +59,18 @@ def wait_for(port: int, command: Sequence[str], expect: str, timeout: float = 15
         time.sleep(0.05)
 
 
+def wait_accepting(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @dataclass
 class RedisNode:
     port: int
@@ -107,14 +119,19 @@ def node_args(port: int, workdir: str, *extra: str) -> list[str]:
 
 
 @contextmanager
-def redis_node(*extra: str) -> Iterator[RedisNode]:
-    """One private redis-server (extra: more server arguments)."""
+def redis_node(*extra: str, tls: bool = False) -> Iterator[RedisNode]:
+    """One private redis-server (extra: more server arguments, where ``{port}`` is its
+    port; `tls`: it listens with TLS only, so readiness is its port accepting)."""
     workdir = tempfile.mkdtemp(prefix="rg-redis-")
     port = free_port()
-    node = RedisNode(port, node_args(port, workdir, *extra), workdir)
+    args = node_args(port, workdir, *(a.replace("{port}", str(port)) for a in extra))
+    node = RedisNode(port, args, workdir)
     node.start()
     try:
-        wait_for(port, ["ping"], "PONG")
+        if tls:
+            wait_accepting(port)
+        else:
+            wait_for(port, ["ping"], "PONG")
         yield node
     finally:
         node.stop()
@@ -217,3 +234,49 @@ def move_slot(cluster: RedisClusterProcs, slot: int, target: RedisNode) -> None:
         cli(source.port, "migrate", "127.0.0.1", str(target.port), "", "0", "5000", "keys", *keys)
     for node in cluster.masters:
         cli(node.port, "cluster", "setslot", str(slot), "node", target_id)
+
+
+@contextmanager
+def redis_sentinel(master_port: int, name: str = "mymaster") -> Iterator[int]:
+    """A Sentinel watching the master on `master_port`; yields its port."""
+    assert REDIS_SERVER is not None
+    workdir = tempfile.mkdtemp(prefix="rg-sentinel-")
+    port = free_port()
+    conf = os.path.join(workdir, "sentinel.conf")
+    with open(conf, "w") as f:
+        f.write(f"port {port}\nbind 127.0.0.1\ndir {workdir}\n")
+        f.write(f"sentinel monitor {name} 127.0.0.1 {master_port} 1\n")
+    node = RedisNode(port, [REDIS_SERVER, conf, "--sentinel"], workdir)
+    node.start()
+    try:
+        wait_for(port, ["sentinel", "get-master-addr-by-name", name], str(master_port))
+        yield port
+    finally:
+        node.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def tls_files(workdir: str) -> dict[str, str]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (needs `openssl`)."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None
+    paths = {n: os.path.join(workdir, n) for n in ("ca.key", "ca.crt", "srv.key", "srv.csr")}
+    paths["srv.crt"] = os.path.join(workdir, "srv.crt")
+    ext = os.path.join(workdir, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    quiet = {"check": True, "capture_output": True, "timeout": 30}
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", paths["ca.key"], "-out", paths["ca.crt"], "-subj", "/CN=test-ca"], **quiet
+    )  # fmt: skip
+    subprocess.run(
+        [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", paths["srv.key"],
+         "-out", paths["srv.csr"], "-subj", "/CN=127.0.0.1"], **quiet
+    )  # fmt: skip
+    subprocess.run(
+        [openssl, "x509", "-req", "-in", paths["srv.csr"], "-CA", paths["ca.crt"],
+         "-CAkey", paths["ca.key"], "-CAcreateserial", "-days", "1",
+         "-out", paths["srv.crt"], "-extfile", ext], **quiet
+    )  # fmt: skip
+    return paths
