@@ -81,6 +81,20 @@ class RedisLayer:
         """True while Redis is known to be away: every component uses its local view."""
         return self.guard.open
 
+    def stats(self) -> dict[str, object]:
+        """What the admin view shows: where Redis is (no credentials) and how it goes."""
+        guard, batcher = self.guard, self.batcher
+        return {
+            "redis": self.settings.redacted,
+            "degraded": guard.open,
+            "outages": guard.outages,
+            "failures": guard.failures,
+            "answered_locally": guard.skipped,
+            "over_budget": self.budget_misses,
+            "request_batches": batcher.batches,
+            "request_commands": batcher.commands,
+        }
+
     def key(self, group: str, *rest: str) -> str:
         """A key of `group` (the hash tag) under this layer's prefix."""
         return tagged(self.prefix, group, *rest)

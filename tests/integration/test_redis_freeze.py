@@ -69,6 +69,8 @@ async def test_frozen_redis_fails_no_request_and_spend_stays_exact() -> None:
             assert await degraded_gauge(http, f.urls[0]) == 1.0
             skipped = layer.guard.skipped
             assert skipped > 0  # the outage is remembered: requests do not try Redis
+            stats = layer.stats()  # what /admin/deployments shows as state_redis
+            assert stats["degraded"] and stats["answered_locally"] == skipped
 
             node.thaw()
             after: list[int] = []
