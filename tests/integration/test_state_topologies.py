@@ -93,6 +93,8 @@ async def test_spend_adds_up_exactly_and_a_resent_batch_counts_once(
         b._cache.clear()
         assert await b.spent("k") == pytest.approx(100 * 0.1875 + 10.0, abs=1e-9)
         assert await b.spent("other") == pytest.approx(100.0)
+        # a budget spent through one instance is spent for the other
+        assert await b.over_budget("other", 100.0) and not await b.over_budget("other", 100.5)
         await a.close()
         await b.close()
 
