@@ -17,8 +17,11 @@ and a refused request takes nothing. Because the script is atomic the total
 admitted over all instances is exactly the limit. The key expires a little after
 its window. The call has the request path's Redis budget (`RedisGuard.request`,
 a few ms); when Redis fails, hangs or is known to be away, this instance decides
-on its own view (a `MemoryRateLimiter` with the same limits, starting from the
-last counts Redis returned) until it is back.
+on its own view until it is back: a `MemoryRateLimiter` starting from the last
+counts Redis returned for the current window, and, for a window Redis never
+answered for, this instance's share of the limit (the fraction of the last
+window's admitted requests that were its own), so that N instances on their own
+views admit about one limit in total rather than N.
 
 `MemoryRateLimiter` is the same for ``state.backend: memory`` (one instance).
 
@@ -32,7 +35,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 
@@ -133,8 +136,11 @@ class MemoryRateLimiter:
             r = t = 0
         self._used[name] = (window_start, max(r, used_r), max(t, used_t))
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
-        limit = self.limits.get(name)
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        """`limit` stands in for the configured limit of `name` (a share of it, say)."""
+        limit = limit or self.limits.get(name)
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
         start, reset_s = _window(self._clock(), self.window_s)
@@ -172,6 +178,9 @@ return {1, r, t}
 """
 
 
+MIN_SHARE_SAMPLE = 10  # requests counted in a window before our share of it is trusted
+
+
 class RedisRateLimiter:
     """Fixed windows in Redis, exact across instances (see the module doc)."""
 
@@ -191,6 +200,9 @@ class RedisRateLimiter:
         self._clock = clock
         self.local = MemoryRateLimiter(limits, window_s, clock)  # while Redis is away
         self.local_decisions = 0
+        self._seen: dict[str, int] = {}  # name -> the last window Redis told us about
+        self._own: dict[str, tuple[int, int]] = {}  # name -> (window, our admitted requests)
+        self.shares: dict[str, float] = {}  # name -> our share of its use (Redis's answers)
 
     @property
     def degraded(self) -> bool:
@@ -225,13 +237,36 @@ class RedisRateLimiter:
             admitted, used_r, used_t = await self._layer.request(
                 lambda pipe: pipe.eval(_CHECK_AND_TAKE, 1, key, *args),
                 "rate_limits",
-                late=lambda reply: self.local.seed(name, start, int(reply[1]), int(reply[2])),
+                late=lambda reply: self._answered(name, start, requests, reply),
             )
         except RedisUnavailable:  # decide on this instance's own view meanwhile
             self.local_decisions += 1
-            local = await self.local.check_and_take(name, requests, tokens)
+            local_limit = limit if self._seen.get(name) == start else self._share_of(name, limit)
+            local = await self.local.check_and_take(name, requests, tokens, local_limit)
             return replace(local, degraded=True)
         return _decision(bool(admitted), limit, int(used_r), int(used_t), reset_s)
+
+    def _answered(self, name: str, start: int, requests: int, reply: Any) -> None:
+        """What Redis said (even after the caller stopped waiting): the local view starts
+        from its counts, and our share of the name's use is updated."""
+        admitted, used_r, used_t = int(reply[0]), int(reply[1]), int(reply[2])
+        self.local.seed(name, start, used_r, used_t)
+        self._seen[name] = start
+        window, own = self._own.get(name, (start, 0))
+        own = (own if window == start else 0) + (requests if admitted else 0)
+        self._own[name] = (start, own)
+        if used_r >= MIN_SHARE_SAMPLE:  # early in a window one request says little
+            self.shares[name] = min(own / used_r, 1.0)
+
+    def _share_of(self, name: str, limit: Limit) -> Limit:
+        """A window Redis never answered for: this instance's share of the limit, so that
+        N instances on their own views admit about one limit in total, not N."""
+        share = self.shares.get(name, 1.0)
+
+        def part(n: int | None) -> int | None:
+            return None if n is None else max(math.floor(n * share), 1)
+
+        return Limit(part(limit.rpm), part(limit.tpm))
 
     async def close(self) -> None:
         if self._owns_layer:

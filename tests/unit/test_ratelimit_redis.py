@@ -81,3 +81,34 @@ async def test_decides_locally_when_redis_is_unreachable() -> None:
         assert limiter.outage.skipped == 2  # the outage is remembered: no second attempt
     finally:
         await limiter.close()
+
+
+async def test_on_their_own_views_instances_admit_about_one_limit(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    """While Redis is away, a window it never answered for gets this instance's share of
+    the limit (its part of the last window's use), not the whole limit on each instance."""
+    _, prefix = redis_prefix
+    clock = [NOW]
+    limits = {key_limit("k"): Limit(rpm=100)}
+    a = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: clock[0])
+    b = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: clock[0])
+    try:
+        for i in range(40):  # a sends three requests for every one of b's
+            await (b if i % 4 == 3 else a).check_and_take(key_limit("k"))
+        await asyncio.sleep(0)  # replies are noted by callbacks
+        assert a.shares[key_limit("k")] == pytest.approx(0.75, abs=0.05)
+        assert b.shares[key_limit("k")] == pytest.approx(0.25, abs=0.05)
+        for lim in (a, b):
+            lim.outage.hung("test", 0.25)  # Redis away: the breaker opens
+        clock[0] += 60  # a new window, never answered for
+        allowed = {}
+        for name, lim in (("a", a), ("b", b)):
+            decisions = [await lim.check_and_take(key_limit("k")) for _ in range(100)]
+            assert all(d.degraded for d in decisions)
+            allowed[name] = sum(d.allowed for d in decisions)
+        assert 70 <= allowed["a"] <= 80 and 20 <= allowed["b"] <= 30
+        assert allowed["a"] + allowed["b"] <= 105  # not 200
+    finally:
+        await a.close()
+        await b.close()
