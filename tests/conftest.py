@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -41,9 +41,10 @@ class Topology:
         }
 
     def layer(self) -> RedisLayer:
-        return RedisLayer(
-            RedisSettings.from_url(self.url, cluster=self.cluster), prefix=self.prefix
-        )
+        """A layer with a generous request budget: these tests show sharing on a busy
+        machine; the budget itself is shown by test_redis_freeze.py."""
+        settings = RedisSettings.from_url(self.url, cluster=self.cluster)
+        return RedisLayer(replace(settings, request_timeout_s=0.25), prefix=self.prefix)
 
 
 @pytest.fixture(params=["single", "cluster"])
