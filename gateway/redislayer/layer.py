@@ -59,6 +59,8 @@ class RedisLayer:
             hung_after_s=settings.hung_after_s,
         )
         self.budget_misses = 0  # request-path calls decided locally: no answer within budget
+        self.command_errors = 0  # request-path calls that got an error instead of a reply
+        self.last_error = ""
 
     async def _probe(self) -> object:
         """Is Redis back? On a cluster every master must answer (a probe that reached a
@@ -91,6 +93,8 @@ class RedisLayer:
             "failures": guard.failures,
             "answered_locally": guard.skipped,
             "over_budget": self.budget_misses,
+            "command_errors": self.command_errors,
+            "last_error": self.last_error,
             "request_batches": batcher.batches,
             "request_commands": batcher.commands,
         }
@@ -128,6 +132,8 @@ class RedisLayer:
             raise RedisUnavailable(f"no answer within {budget * 1000:g} ms") from None
         except Exception as exc:  # the batch failed (already counted) or this command did
             raise_if_cancelling(exc)
+            self.command_errors += 1
+            self.last_error = describe(exc)
             raise RedisUnavailable(describe(exc)) from exc
 
     def pipeline(self) -> Any:
