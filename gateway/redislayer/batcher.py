@@ -29,7 +29,7 @@ class CommandBatcher:
         guard: RedisGuard,
         *,
         batch_timeout_s: float = 1.0,
-        hung_after_s: float = 0.25,
+        hung_after_s: float = 0.5,
     ) -> None:
         self._pipeline = pipeline
         self._guard = guard  # told how batches go: the breaker's evidence

@@ -39,7 +39,7 @@ class RedisSettings:
     db: int = 0
     request_timeout_s: float = 0.005  # the request path's budget per Redis call
     probe_interval_s: float = 0.5
-    hung_after_s: float = 0.25  # a request-path batch unanswered this long: Redis is hung
+    hung_after_s: float = 0.5  # a request-path batch unanswered this long: Redis is hung
     connect_timeout_s: float = 0.5
     socket_timeout_s: float = 1.0
 
