@@ -6,21 +6,32 @@ runs the routing layer's tier checks, and config sits below routing.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from typing import TextIO
 
+from gateway.catalogue.lifecycle import today_utc
+from gateway.config.facts import lifecycles
 from gateway.config.loader import load_config
 from gateway.config.model import Config
 from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
-from gateway.providers.base import ProviderSettings, can_embed
+from gateway.providers.base import ProviderSettings, can_continue, can_embed
 from gateway.providers.registry import create
+from gateway.regress.suite import SuiteError, load_suite
 from gateway.routing.planner import tiers_of
 from gateway.routing.tiers import tier_problems
 
 
-def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Print a summary and return 0, or print every problem and return 1."""
+def check_config_main(
+    path: str,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    today: dt.date | None = None,
+) -> int:
+    """Print a summary and return 0, or print every problem and return 1. Deployments whose
+    model is deprecated or shuts down within 30 days are warnings; a model already shut
+    down is a problem."""
     try:
         config = load_config(path)
     except ConfigFileError as e:
@@ -33,15 +44,55 @@ def check_config_main(path: str, out: TextIO = sys.stdout, err: TextIO = sys.std
             print(f"  {problem}", file=err)
         return 1
     problems = route_tier_problems(config) + embedding_problems(config)
+    problems += auto_regress_problems(config)
+    for name, life in lifecycles(config, today or today_utc()):
+        text = f"deployments.{name}: {life.describe(config.deployments[name].model)}"
+        if life.state == "retired":
+            problems.append(text)
+        else:
+            print(f"warning: {text}", file=err)
     if problems:
         print(f"config {path} has {len(problems)} problem(s):", file=err)
         for problem in problems:
             print(f"  {problem}", file=err)
         return 1
     print(summarize(config), file=out)
-    for warning in heartbeat_warnings(config):
+    for warning in heartbeat_warnings(config) + resume_warnings(config):
         print(f"warning: {warning}", file=err)
     return 0
+
+
+def resume_warnings(config: Config) -> list[str]:
+    """Routes with `resume` where a cut answer has no other deployment to go on on: a
+    resume needs a deployment that can continue a prefix besides the one that was cut."""
+    able: dict[str, bool] = {}
+    for name, provider in config.providers.items():
+        settings = ProviderSettings(name, provider.kind, provider.base_url, None, provider.options)
+        try:
+            able[name] = can_continue(create(settings))
+        except (KeyError, ValueError):  # unknown kind or bad options: reported by the loader
+            able[name] = False
+    warnings = []
+    for name, route in config.routes.items():
+        if not route.resume:
+            continue
+        members = dict.fromkeys(route.deployments)
+        for tier in route.tiers:
+            members.update(dict.fromkeys(tier.deployments))
+        continuing = [
+            d
+            for d in members
+            if config.deployments[d].continuation and able.get(config.deployments[d].provider)
+        ]
+        if len(continuing) < 2:
+            which = ", ".join(continuing) or "none"
+            warnings.append(
+                f"routes.{name}.resume: {len(continuing)} deployment(s) can continue a prefix "
+                f"({which}); a cut answer can only go on on another one. Kinds that can: "
+                "anthropic, deepseek, mistral, vllm, ollama, ollama_openai (or a provider "
+                "with the `continuation` option)."
+            )
+    return warnings
 
 
 def heartbeat_warnings(config: Config) -> list[str]:
@@ -80,6 +131,17 @@ def route_tier_problems(config: Config) -> list[str]:
         if route.tiers:
             problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
     return problems
+
+
+def auto_regress_problems(config: Config) -> list[str]:
+    """The automatic regression suite must load (`serve` would run without it)."""
+    if config.auto_regress is None:
+        return []
+    try:
+        load_suite(config.auto_regress.suite)
+    except SuiteError as exc:
+        return [f"auto_regress.suite: {p}" for p in exc.problems]
+    return []
 
 
 def embedding_problems(config: Config) -> list[str]:

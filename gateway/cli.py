@@ -1,4 +1,5 @@
-"""Command line: serve, demo, sim, check-config. `python -m gateway` is the same program."""
+"""Command line: serve, demo, sim, check-config, bench, regress, models.
+`python -m gateway` is the same program."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     # These two parse their own options (everything after the command name).
     sub.add_parser("bench", help="load-test any OpenAI-compatible endpoint", add_help=False)
     sub.add_parser("regress", help="run a canonical-prompt regression suite", add_help=False)
+    sub.add_parser(
+        "models", help="list configured models (or --all: the catalogue)", add_help=False
+    )
     return parser
 
 
@@ -67,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.loadtest import main as bench_main
 
         return bench_main(argv[1:])
+    if argv and argv[0] == "models":
+        from gateway.list_models import main as models_main
+
+        return models_main(argv[1:])
     if argv and argv[0] == "regress":
         from gateway.regress import main as regress_main
 
@@ -99,11 +107,21 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.server.workers import supervise
 
             return supervise(args.config, config, host, port, args.workers, args.grace)
+        from gateway.regress.auto import attach as attach_auto_regress
         from gateway.server.app import ListenError
         from gateway.server.app import serve as serve_main
 
         try:
-            _run(serve_main(config, host, port, grace_s=args.grace, worker=args.worker_of))
+            _run(
+                serve_main(
+                    config,
+                    host,
+                    port,
+                    grace_s=args.grace,
+                    worker=args.worker_of,
+                    setup=attach_auto_regress,
+                )
+            )
         except ListenError as exc:
             print(str(exc), file=sys.stderr)
             return 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.streaming.accounting import RaceRecord
@@ -84,10 +85,28 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.resumes = Counter(
+            "gateway_resumes",
+            "Cut answers sent to a backup to continue, by route and outcome (resumed | failed)",
+            ["route", "outcome"],
+            registry=r,
+        )
         self.rejected = Counter(
             "gateway_rejected_requests",
             "Requests refused before any upstream attempt, by front door and reason",
             ["door", "reason"],
+            registry=r,
+        )
+        self.unknown_region = Counter(
+            "gateway_unknown_region_requests",
+            "Requests whose region header named no configured region",
+            ["door"],
+            registry=r,
+        )
+        self.output_filter = Counter(
+            "gateway_output_filter_matches",
+            "Answers in which the output filter matched, by route and pattern or detector",
+            ["route", "match"],
             registry=r,
         )
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests in progress", registry=r)
@@ -112,6 +131,26 @@ class GatewayMetrics:
             ["deployment"],
             registry=r,
         )
+        self.candidates_skipped = Counter(
+            "gateway_candidates_skipped",
+            "Candidates dropped by planning before any attempt: the model's context window "
+            "or a capability the request needs (reason)",
+            ["deployment", "reason"],
+            registry=r,
+        )
+        self.auto_regress_runs = Counter(
+            "gateway_auto_regress_runs",
+            "Regression runs started by a model version change, by result (passed, "
+            "regressions, error, leased_elsewhere, rate_limited)",
+            ["deployment", "result"],
+            registry=r,
+        )
+        self.auto_regress_cost = Counter(
+            "gateway_auto_regress_cost_usd",
+            "Estimated upstream cost of automatic regression runs",
+            ["deployment"],
+            registry=r,
+        )
         self.version = Gauge(
             "gateway_model_version_info",
             "The model version the upstream last reported (value 1)",
@@ -125,12 +164,35 @@ class GatewayMetrics:
         """Gauges read at scrape time from the health registry and the state backend."""
         self.registry.register(_HealthCollector(snapshot, degraded))
 
+    def candidate_skipped(self, deployment: str, reason: str) -> None:
+        self.candidates_skipped.labels(deployment, reason).inc()
+
+    def watch_shutdowns(
+        self, shutdowns: Mapping[str, dt.date], today: Callable[[], dt.date]
+    ) -> None:
+        """`gateway_model_shutdown_days{deployment}`: days until the deployment's model is
+        shut down (negative once past), computed at scrape time."""
+        if shutdowns:
+            self.registry.register(_ShutdownCollector(dict(shutdowns), today))
+
+    def watch_quarantine(
+        self, deployments: list[str], held: Callable[[], Mapping[str, Any]]
+    ) -> None:
+        """`gateway_deployment_quarantined{deployment}`, read at scrape time."""
+        self.registry.register(_QuarantineCollector(deployments, held))
+
     def on_race_end(self, record: RaceRecord) -> None:
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"
         self.requests.labels(record.route, outcome).inc()
         if record.budget_refused:
             self.budget_limited.labels(record.route).inc()
             self.budget_refused.labels(record.route).inc(record.budget_refused)
+        if record.resumes:  # each continuation race has at most one winner
+            won = sum(1 for a in record.attempts if a.resumed_from and a.outcome == "won")
+            if won:
+                self.resumes.labels(record.route, "resumed").inc(won)
+            if record.resumes > won:
+                self.resumes.labels(record.route, "failed").inc(record.resumes - won)
         if record.winner is not None and record.ttft_s is not None:
             self.request_ttft.labels(record.route).observe(record.ttft_s)
             self.wins.labels(record.winner).inc()
@@ -146,6 +208,10 @@ class GatewayMetrics:
                     attempt.input_tokens + attempt.output_tokens
                 )
                 self.wasted_cost.labels(attempt.deployment).inc(attempt.cost_usd)
+
+    def watch_pools(self, stats: Callable[[], Mapping[str, Any]]) -> None:
+        """Upstream connection counters per provider, read at scrape time (`PoolStats`)."""
+        self.registry.register(_PoolCollector(stats))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -185,3 +251,60 @@ class _HealthCollector(Collector):
         )
         degraded.add_metric([], 1.0 if self._degraded() else 0.0)
         yield from (score, open_, errors, degraded)
+
+
+class _ShutdownCollector(Collector):
+    def __init__(self, shutdowns: dict[str, dt.date], today: Callable[[], dt.date]) -> None:
+        self._shutdowns = shutdowns
+        self._today = today
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        days = GaugeMetricFamily(
+            "gateway_model_shutdown_days",
+            "Days until the deployment's model is shut down (catalogue or config)",
+            labels=["deployment"],
+        )
+        today = self._today()
+        for name, date in self._shutdowns.items():
+            days.add_metric([name], float((date - today).days))
+        yield days
+
+
+class _QuarantineCollector(Collector):
+    def __init__(self, deployments: list[str], held: Callable[[], Mapping[str, Any]]) -> None:
+        self._deployments = deployments
+        self._held = held
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "gateway_deployment_quarantined",
+            "1 while the deployment is kept out of races after a failed regression suite",
+            labels=["deployment"],
+        )
+        held = self._held()
+        for name in self._deployments:
+            gauge.add_metric([name], 1.0 if name in held else 0.0)
+        yield gauge
+
+
+class _PoolCollector(Collector):
+    def __init__(self, stats: Callable[[], Mapping[str, Any]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        connections = CounterMetricFamily(
+            "gateway_upstream_connections",
+            "Upstream connections per provider: opened (new) or reused (idle keep-alive)",
+            labels=["provider", "event"],
+        )
+        prewarm = CounterMetricFamily(
+            "gateway_prewarm_requests",
+            "Pre-warm requests per provider that left an idle connection (ok) or failed",
+            labels=["provider", "result"],
+        )
+        for name, stats in self._stats().items():
+            connections.add_metric([name, "opened"], float(stats.opened))
+            connections.add_metric([name, "reused"], float(stats.reused))
+            prewarm.add_metric([name, "ok"], float(stats.warmed))
+            prewarm.add_metric([name, "failed"], float(stats.warm_failed))
+        yield from (connections, prewarm)

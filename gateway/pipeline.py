@@ -14,6 +14,7 @@ server renders it in the door's error shape.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Protocol
 import structlog
 
 from gateway.admission import Admission
-from gateway.config.model import Config, DeploymentConfig
+from gateway.config.model import Config, DeploymentConfig, KeyConfig
 from gateway.governance.gate import (
     Decision,
     EmbedDecision,
@@ -37,17 +38,19 @@ from gateway.providers.base import OneShotCall, UpstreamRequest
 from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
-from gateway.request import AnyRequest, EmbedRequest
-from gateway.routing.health import HealthRegistry
+from gateway.request import AnyRequest, ChatRequest, EmbedRequest
+from gateway.routing.health import AllUnavailable, HealthRegistry
 from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
 from gateway.routing.table import ResolvedRoute, RouteTable
 from gateway.scrub import Scrubber, config_secrets
 from gateway.sinks import emit
 from gateway.streaming.events import Event, ResponseMeta, UpstreamError
-from gateway.streaming.plan import AllFailed, Heartbeat, Opener, RacePlan, Winner
+from gateway.streaming.plan import AllFailed, Candidate, Heartbeat, Opener, RacePlan, Winner
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Race
+from gateway.streaming.resume import Continuer, Resumer
+from gateway.telemetry.context import TraceContext, Tracing
 from gateway.upstreams import Built
 
 audit = structlog.get_logger("gateway.audit")
@@ -56,12 +59,14 @@ audit = structlog.get_logger("gateway.audit")
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who asks: the request id, the gateway key's id (never the key), the request headers
-    (region, reasoning hint), and when the request arrived (`time.perf_counter()`)."""
+    (region, reasoning hint), when the request arrived (`time.perf_counter()`), and the
+    key's scope and policy (None: no key, as when auth is off)."""
 
     request_id: str
     key_id: str = "anonymous"
     headers: Mapping[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    key: KeyConfig | None = None
 
 
 class UpstreamBuilder(Protocol):
@@ -78,20 +83,35 @@ class UpstreamBuilder(Protocol):
         health: HealthRegistry,
     ) -> Opener: ...
 
+    def continuer(
+        self,
+        chat: ChatRequest,
+        candidates: list[Candidate],
+        limiter: RateLimiter,
+        health: HealthRegistry,
+    ) -> Continuer:
+        """How a cut answer to `chat` goes on: on those of `candidates` that can continue a
+        prefix (resume on a backup)."""
+        ...
+
 
 class Answer:
     """One admitted request's answer. `first()` until a Winner or AllFailed (a Heartbeat
     means: no winner yet, keep the client alive), then `next_batch()` until None; always
-    `aclose()` in a finally block: it records the request, once."""
+    `aclose()` in a finally block: it records the request, once. On a route with `resume`,
+    the batches come through a `Resumer` (a cut text answer goes on on a backup)."""
 
     __slots__ = (
         "_closed",
         "_ended",
         "_metrics",
         "_race",
+        "_resumer",
         "_scrub",
         "_sinks",
+        "_source",
         "_started",
+        "_trace",
         "record",
         "status",
         "transform",
@@ -106,12 +126,17 @@ class Answer:
         metrics: GatewayMetrics,
         started: float,
         scrub: Scrubber,
+        resumer: Resumer | None = None,
     ) -> None:
         self._race = race
+        self._resumer = resumer
+        self._source: Race | Resumer = race if resumer is None else resumer
         self._scrub = scrub
         self._started = started
         self.transform = transform
         self.record = record
+        trace = record.trace  # keeps the answer's text only when the config opts in
+        self._trace = trace if trace is not None and trace.output is not None else None
         self._sinks = sinks
         self._metrics = metrics
         self._closed = False
@@ -131,10 +156,14 @@ class Answer:
                 if type(event) is ResponseMeta and event.model:
                     self.record.model_version = event.model
                     break
+            if self._resumer is not None:  # an error right after the first token may resume
+                events = self._resumer.first_events(events)
             if events and type(events[-1]) is UpstreamError:  # the race cuts after an error
                 events = [*events[:-1], self._scrub.error(events[-1])]
             if self.transform is not None:
                 events = self.transform(events)
+            if self._trace is not None:
+                self._trace.collect(events)
             if events is not outcome.events:
                 return Winner(outcome.deployment, events)
         elif type(outcome) is AllFailed:
@@ -146,16 +175,18 @@ class Answer:
         transform = self.transform
         if self._ended or (transform is not None and transform.stopped):
             return None
-        batch = await self._race.next_batch()
+        batch = await self._source.next_batch()
         if batch is not None and type(batch[-1]) is UpstreamError:
             batch[-1] = self._scrub.error(batch[-1])
-        if transform is None:
-            return batch
-        if batch is None:
-            self._ended = True
-            tail = transform.flush()
-            return tail or None
-        return transform(batch)
+        if transform is not None:
+            if batch is None:
+                self._ended = True
+                batch = transform.flush() or None
+            else:
+                batch = transform(batch)
+        if self._trace is not None and batch is not None:
+            self._trace.collect(batch)
+        return batch
 
     async def aclose(self, client_gone: bool = False) -> RequestRecord:
         rec = self.record
@@ -164,12 +195,20 @@ class Answer:
         self._closed = True
         self._metrics.in_flight.dec()
         try:
-            await self._race.aclose(client_gone=client_gone)
+            try:
+                await self._race.aclose(client_gone=client_gone)
+            finally:
+                if self._resumer is not None:
+                    await self._resumer.aclose(client_gone=client_gone)
         finally:
             race = self._race.record
+            if self._resumer is not None:
+                self._resumer.merge(race)
             for attempt in race.attempts:  # the record reaches logs, traces and admin views
                 if attempt.error is not None:
                     attempt.error = self._scrub.error(attempt.error)
+            if self.transform is not None and self.transform.matched:
+                rec.output_filter = tuple(sorted(self.transform.matched))
             rec.race = race
             rec.outcome = race.stream_outcome
             rec.status = race.status if race.winner is None else self.status
@@ -199,8 +238,10 @@ class Pipeline:
         prewarmer: PreWarmer | None = None,
         rng: random.Random | None = None,
         scrub: Scrubber | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.scrub = scrub or Scrubber(config_secrets(config))
+        self.tracing = tracing  # None: traces are off, no trace header goes upstream
         self.config = config
         self.routes = routes
         self.admission = admission
@@ -226,6 +267,8 @@ class Pipeline:
         """Admit, govern and plan the request; the race starts on the Answer's `first()`.
         `route` overrides the lookup of `chat.model` (regress names its target)."""
         rec = RequestRecord(caller.request_id, door, caller.key_id, chat.model, chat.stream)
+        rec.trace = self._trace(caller)
+        named = route is None
         try:
             if route is None:
                 route = self.routes.get(chat.model)
@@ -238,16 +281,19 @@ class Pipeline:
                     "model",
                 )
             rec.route = route.name
+            self.admission.check_scope(caller.key, route, named)
             _check_type(chat, route)
             await self.admission.admit(
-                caller.key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
+                caller.key_id, caller.key, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
-            region = rec.region = self.regions.of(caller.headers)
+            found = self.regions.of(caller.headers)
+            region = rec.region = found.name
+            rec.region_unknown = found.unknown
             if self.prewarmer is not None:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
             try:
-                race = self._race(decision.request, route, caller, region, decision.allowed)
+                race, resumer = self._race(decision.request, route, caller, rec, decision.allowed)
             except Rejected as exc:
                 if decision.audit is not None:
                     audit.info(
@@ -263,12 +309,26 @@ class Pipeline:
             raise
         rec.setup_s = time.perf_counter() - caller.started
         return Answer(
-            race, decision.transform, rec, self.sinks, self.metrics, caller.started, self.scrub
+            race,
+            decision.transform,
+            rec,
+            self.sinks,
+            self.metrics,
+            caller.started,
+            self.scrub,
+            resumer,
         )
 
     def refuse(self, caller: Caller, door: Door, model: str | None, exc: Rejected) -> None:
         """Record a request the door refused before the pipeline (unparsable body, ...)."""
-        self._refused(RequestRecord(caller.request_id, door, caller.key_id, model), exc, caller)
+        rec = RequestRecord(caller.request_id, door, caller.key_id, model)
+        rec.trace = self._trace(caller)
+        self._refused(rec, exc, caller)
+
+    def _trace(self, caller: Caller) -> TraceContext | None:
+        if self.tracing is None:
+            return None
+        return self.tracing.start(caller.headers, caller.started)
 
     def _refused(self, rec: RequestRecord, exc: Rejected, caller: Caller) -> None:
         rec.outcome = "rejected"
@@ -283,9 +343,9 @@ class Pipeline:
         try:
             if isinstance(chat, EmbedRequest):
                 return self._audited(
-                    self.governance.decide_embedding(chat, route, caller.key_id), caller
+                    self.governance.decide_embedding(chat, route, caller.key), caller
                 )
-            decision = self.governance.decide(chat, route, caller.key_id)
+            decision = self.governance.decide(chat, route, caller.key)
         except PolicyRejected as exc:
             audit.info(
                 "governance",
@@ -318,13 +378,33 @@ class Pipeline:
         chat: AnyRequest,
         route: ResolvedRoute,
         caller: Caller,
-        region: str,
+        rec: RequestRecord,
         allowed: Callable[[DeploymentConfig], bool] | None,
-    ) -> Race:
-        """Plan the candidates, build their upstream requests, and set up the race."""
+    ) -> tuple[Race, Resumer | None]:
+        """Plan the candidates, build their upstream requests, and set up the race (and its
+        resumer, on a route with `resume`)."""
+        region = rec.region or ""
         reasoning = caller.headers.get(self.config.routing.reasoning_header)
         try:
             plan = self.planner.plan(chat, route, region, reasoning, allowed, caller.request_id)
+        except AllUnavailable as exc:
+            wait = max(1, math.ceil(exc.retry_in_s))
+            if exc.rate_limited:
+                raise Rejected(
+                    429,
+                    f"every deployment of '{route.name}' is at its rate limit; retry in {wait}s",
+                    "rate_limit_exceeded",
+                    "all_deployments_rate_limited",
+                    headers={"retry-after": str(wait)},
+                ) from None
+            raise Rejected(
+                503,
+                f"every deployment of '{route.name}' is unavailable (open circuit or asked to "
+                f"back off) and is being probed; retry in {wait}s",
+                "service_unavailable",
+                "all_deployments_unavailable",
+                headers={"retry-after": str(wait)},
+            ) from None
         except NoCandidates:
             raise Rejected(
                 400,
@@ -333,6 +413,7 @@ class Pipeline:
                 "invalid_request_error",
                 "no_compliant_deployment",
             ) from None
+        rec.tier = plan.tier
         built = self.upstreams.build(chat, plan)
         if not built.candidates:
             params = built.unsupported
@@ -344,6 +425,9 @@ class Pipeline:
                 "unsupported_parameter",
                 params[0] if params else None,
             )
+        if rec.trace is not None and self.tracing is not None:
+            self.tracing.note_request(rec.trace, chat)
+            self.tracing.add_headers(rec.trace, built.requests)
         prompt_estimate = chat.estimated_prompt_tokens()
         opener = self.upstreams.opener(
             built.requests, prompt_estimate + (chat.max_tokens or 0), self.limiter, self.health
@@ -358,13 +442,19 @@ class Pipeline:
             prompt_estimate=prompt_estimate,
             region=region,
         )
-        return Race(
+        queue_size = self.config.limits.stream_buffer_events
+        race = Race(
             race_plan,
             opener,
             budget=self.budgets.get(route.name),
             rng=self.rng,
-            queue_size=self.config.limits.stream_buffer_events,
+            queue_size=queue_size,
         )
+        if not route.resume or not isinstance(chat, ChatRequest):
+            return race, None
+        continuer = self.upstreams.continuer(chat, built.candidates, self.limiter, self.health)
+        resumer = Resumer(race, continuer, route.max_resumes, rng=self.rng, queue_size=queue_size)
+        return race, resumer
 
 
 def _check_type(request: AnyRequest, route: ResolvedRoute) -> None:

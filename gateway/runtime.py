@@ -6,12 +6,19 @@ It holds no request logic of its own: front doors go through `self.pipeline`.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
+import structlog
+
+from gateway.access.keyring import KeyRing
 from gateway.admission import Admission
+from gateway.config.facts import lifecycles
 from gateway.config.model import Config
+from gateway.console import ConsoleSinks
 from gateway.governance.gate import Governance
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import Pipeline
@@ -19,13 +26,50 @@ from gateway.prewarming import make_prewarmer
 from gateway.record import RecordSink
 from gateway.region import RegionResolver
 from gateway.routing.planner import CandidatePlanner
+from gateway.routing.quarantine import Quarantine
 from gateway.routing.table import RouteTable
-from gateway.sinks import AccessLog, MetricsSink, RaceSink, SpendSink, VersionTracker
+from gateway.scrub import Scrubber, config_secrets
+from gateway.sinks import (
+    AccessLog,
+    FeedbackSink,
+    MetricsSink,
+    RaceSink,
+    SpendSink,
+    VersionTracker,
+)
 from gateway.state import SharedState
 from gateway.streaming.accounting import RaceObserver
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.upstream import UpstreamPool
+from gateway.telemetry.context import Tracing
 from gateway.upstreams import Upstreams
+
+log = structlog.get_logger("gateway")
+
+
+class Service(Protocol):
+    """Background work an entry point attaches (automatic regressions): started after the
+    shared state, closed before it."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RegressionView(Protocol):
+    """What the admin API shows of the automatic regressions (gateway/regress/auto.py)."""
+
+    @property
+    def policy(self) -> str: ...
+
+    @property
+    def suite_path(self) -> str: ...
+
+    def runs(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+if TYPE_CHECKING:
+    from gateway.telemetry.export import TraceSink
 
 
 class Gateway:
@@ -40,9 +84,15 @@ class Gateway:
         self.config = config
         self.metrics = metrics or GatewayMetrics()
         self.state = SharedState(config, clock)
+        self.keyring = KeyRing(config, self.state.keys)
         self.routes = RouteTable(config)
         self.upstreams = Upstreams(config)
         self.rng = random.Random()
+        state = config.state
+        layer = self.state.redis_layer  # the process's one Redis client (any topology)
+        self.quarantine = Quarantine(
+            layer.client if layer is not None else None, prefix=state.prefix
+        )
         self.planner = CandidatePlanner(
             config,
             self.state.health,
@@ -50,6 +100,8 @@ class Gateway:
             weights=self.weights,
             rng=self.rng,
             clock=clock,
+            on_skip=self.metrics.candidate_skipped,
+            quarantined=self.quarantine.__contains__,
         )
         self.prewarmer = make_prewarmer(config, self.state.profiles, self.upstreams, clock)
         self.governance = Governance(config)
@@ -60,16 +112,39 @@ class Gateway:
             self.spend,
             RaceSink(self.state.health),
             RaceSink(self.state.profiles),
-            RaceSink(self.state.feedback),
+            FeedbackSink(self.state.feedback),
             self.version_tracker,
         ]
         if access_log:  # off where the caller reports each request itself (regress)
             self.sinks.append(AccessLog())
+        self.console = ConsoleSinks(clock)  # the last requests, live rates, winners' spend
+        self.sinks.extend(self.console.sinks)
+        self.scrub = Scrubber(config_secrets(config))
+        self.tracing: Tracing | None = None  # None: no trace context, no trace headers
+        self.trace_sink: TraceSink | None = None
+        if config.telemetry.traces.enabled:
+            # The otel extra is imported only here: without `telemetry.traces.enabled` the
+            # gateway neither needs nor loads OpenTelemetry.
+            from gateway.telemetry.export import TraceSink
+
+            self.tracing = Tracing(config.telemetry.traces)
+            self.trace_sink = TraceSink(config, self.scrub)
+            self.sinks.append(self.trace_sink)
         self.metrics.watch(self.state.health.snapshot, lambda: self.state.degraded)
+        pools = self.upstreams.pools
+        self.metrics.watch_pools(lambda: {name: pool.stats for name, pool in pools.items()})
+        self.today = lambda: dt.datetime.fromtimestamp(clock(), dt.UTC).date()
+        self.metrics.watch_shutdowns(
+            {n: d.shutdown_date for n, d in config.deployments.items() if d.shutdown_date},
+            self.today,
+        )
+        self.metrics.watch_quarantine(list(config.deployments), self.quarantine.held)
+        self.services: list[Service] = []
+        self.regressions: RegressionView | None = None
         self.pipeline = Pipeline(
             config,
             routes=self.routes,
-            admission=Admission(config, self.state.spend, self.state.limiter),
+            admission=Admission(config, self.state.spend, self.state.limiter, self.routes),
             regions=RegionResolver(config.latency),
             governance=self.governance,
             planner=self.planner,
@@ -84,6 +159,8 @@ class Gateway:
             sinks=self.sinks,
             prewarmer=self.prewarmer,
             rng=self.rng,
+            scrub=self.scrub,
+            tracing=self.tracing,
         )
 
     @property
@@ -107,13 +184,37 @@ class Gateway:
         """Learned weights for `weighted` routes (empty until the worker has run)."""
         return dict(self.state.weights.weights())
 
+    def warn_deprecations(self) -> None:
+        """One warning per deployment whose model is deprecated or being shut down."""
+        for name, life in lifecycles(self.config, self.today()):
+            dep = self.config.deployments[name]
+            log.warning(
+                "model_deprecated",
+                deployment=name,
+                state=life.state,
+                shutdown_date=life.shutdown_date.isoformat() if life.shutdown_date else None,
+                days_left=life.days_left,
+                detail=life.describe(dep.model),
+            )
+
     async def start(self) -> None:
+        self.warn_deprecations()
         await self.state.start()
+        await self.quarantine.start()
+        for service in self.services:
+            await service.start()
+        await self.keyring.start()
         if self.prewarmer is not None:
             self.prewarmer.start()
 
     async def close(self) -> None:
         if self.prewarmer is not None:
             await self.prewarmer.close()
+        await self.keyring.close()
+        for service in reversed(self.services):
+            await service.close()
+        await self.quarantine.close()
         await self.state.close()
         await self.upstreams.close()
+        if self.trace_sink is not None:  # sends the spans still queued
+            await self.trace_sink.close()

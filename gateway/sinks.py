@@ -1,16 +1,17 @@
 """The sinks every `RequestRecord` goes to: metrics, spend (per key and per deployment),
-the race observers (latency profiles, health, feedback index), the model-version tracker
-and the access log. Each takes the record on the loop, cheaply, and never raises into the
-request: a sink that fails is logged and the others still run (see `emit`)."""
+the race observers (latency profiles, health), the feedback index, the model-version
+tracker and the access log. Each takes the record on the loop, cheaply, and never raises
+into the request: a sink that fails is logged and the others still run (see `emit`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from gateway.metrics import GatewayMetrics
 from gateway.record import RecordSink, RequestRecord
+from gateway.routing.feedback import FeedbackStore
 from gateway.routing.spend import SpendTracker
 from gateway.streaming.accounting import RaceObserver
 
@@ -32,6 +33,8 @@ class MetricsSink:
 
     def record(self, rec: RequestRecord) -> None:
         m = self.metrics
+        if rec.region_unknown is not None:
+            m.unknown_region.labels(rec.door).inc()
         if rec.outcome == "rejected":
             m.rejected.labels(rec.door, rec.reason or "unknown").inc()
             if rec.route is not None:
@@ -40,12 +43,14 @@ class MetricsSink:
         if rec.race is not None:
             m.on_race_end(rec.race)
         m.key_cost.labels(rec.key_id).inc(rec.cost_usd)
+        for match in rec.output_filter:
+            m.output_filter.labels(rec.route or "", match).inc()
         m.overhead.observe(rec.setup_s)
 
 
 class SpendSink:
-    """Spend per key (the budget's ledger, shared through the state backend) and per
-    deployment (this instance's running total, shown by the admin view)."""
+    """Spend per key and per deployment (the budgets' ledger, day and month, shared and
+    kept by the state backend), and this instance's running total per deployment."""
 
     def __init__(self, spend: SpendTracker) -> None:
         self.spend = spend
@@ -60,8 +65,21 @@ class SpendSink:
             self.by_deployment[attempt.deployment] = spent + attempt.cost_usd
 
 
+class FeedbackSink:
+    """The feedback index: which deployment served which request, for which key (only that
+    key may rate it)."""
+
+    def __init__(self, feedback: FeedbackStore) -> None:
+        self.feedback = feedback
+
+    def record(self, rec: RequestRecord) -> None:
+        winner = rec.winner
+        if winner is not None:
+            self.feedback.remember(rec.request_id, winner, rec.route or "", rec.key_id)
+
+
 class RaceSink:
-    """Adapts a `RaceObserver` (health, latency profiles, feedback index, bench collectors)
+    """Adapts a `RaceObserver` (health, latency profiles, bench collectors)
     to the record: it sees every request that reached the race."""
 
     def __init__(self, observer: RaceObserver) -> None:
@@ -73,11 +91,13 @@ class RaceSink:
 
 
 class VersionTracker:
-    """The model version each deployment's upstream last reported; logs and counts changes."""
+    """The model version each deployment's upstream last reported; logs and counts changes
+    and tells `listeners` (deployment, old, new): automatic regression runs."""
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self.metrics = metrics
         self.versions: dict[str, str] = {}
+        self.listeners: list[Callable[[str, str, str], None]] = []
 
     def record(self, rec: RequestRecord) -> None:
         if rec.model_version is not None and rec.winner is not None:
@@ -93,6 +113,9 @@ class VersionTracker:
             self.metrics.version_changes.labels(deployment).inc()
             self.metrics.version.remove(deployment, old)
         self.metrics.version.labels(deployment, version).set(1)
+        if old is not None:
+            for listener in self.listeners:
+                listener(deployment, old, version)
 
 
 class AccessLog:
@@ -107,13 +130,16 @@ class AccessLog:
             route=rec.route,
             model=rec.model,
             region=rec.region,
+            region_unknown=rec.region_unknown,
             winner=rec.winner,
             status=rec.status,
             outcome=rec.outcome,
             reason=rec.reason,
+            output_filter=list(rec.output_filter) or None,
             attempts=len(race.attempts) if race is not None else 0,
             budget_limited=race.budget_limited if race is not None else False,
             budget_refused=race.budget_refused if race is not None else 0,
+            resumes=race.resumes if race is not None else 0,
             ttft_ms=round(race.ttft_s * 1000, 1) if race and race.ttft_s is not None else None,
             total_ms=round(rec.total_s * 1000, 1),
             tokens=rec.output_tokens,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from gateway.access.runtime_keys import MemoryKeyStore, RedisKeyStore, RuntimeKeyStore
 from gateway.config.model import Config
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.store import CounterStore, MemoryStore, RedisStore
@@ -35,12 +36,9 @@ from gateway.routing.spend import MemorySpendTracker, RedisSpendTracker, SpendTr
 from gateway.routing.weights import WeightWorker, stats_from_snapshot
 
 
-def key_ids(config: Config) -> list[str]:
-    """Stable, non-secret ids for the configured gateway keys: key-1, key-2, ..."""
-    return [f"key-{i + 1}" for i in range(len(config.auth.keys))]
-
-
 def rate_limits(config: Config) -> dict[str, Limit]:
+    """Deployments' own limits, and the default per-key limit of unauthenticated callers
+    (a key's limit comes with the key: `Admission`)."""
     limits = {
         deployment_limit(d.name): Limit(d.rpm, d.tpm)
         for d in config.deployments.values()
@@ -48,9 +46,14 @@ def rate_limits(config: Config) -> dict[str, Limit]:
     }
     r = config.routing
     if r.key_rpm is not None or r.key_tpm is not None:
-        for key_id in [*key_ids(config), "anonymous"]:
-            limits[key_limit(key_id)] = Limit(r.key_rpm, r.key_tpm)
+        limits[key_limit("anonymous")] = Limit(r.key_rpm, r.key_tpm)
     return limits
+
+
+def keys_limited(config: Config) -> bool:
+    """Whether any key may have a rate limit (so a Redis limiter is needed)."""
+    r = config.routing
+    return bool(r.key_rpm or r.key_tpm or config.auth.enabled)
 
 
 class SharedState:
@@ -77,20 +80,27 @@ class SharedState:
             min_requests=h.min_requests,
             cooldown_s=h.cooldown_s,
             probes=h.half_open_probes,
+            probe_interval_s=h.probe_interval_s,
         )
         limits = rate_limits(config)
         self.limiter: RateLimiter = (
             RedisRateLimiter(layer, limits, prefix=state.prefix)
-            if layer is not None and limits
+            if layer is not None and (limits or keys_limited(config))
             else MemoryRateLimiter(limits)
         )
         self.shared_health = (
             SharedHealth(self.health, layer, prefix=state.prefix) if layer is not None else None
         )
+        window_s = config.routing.feedback_window_s
         self.feedback: FeedbackStore = (
-            RedisFeedbackStore(layer, prefix=state.prefix)
+            RedisFeedbackStore(layer, prefix=state.prefix, window_s=window_s)
             if layer is not None
-            else MemoryFeedbackStore()
+            else MemoryFeedbackStore(window_s=window_s)
+        )
+        self.keys: RuntimeKeyStore = (  # the layer's one client (any topology)
+            RedisKeyStore(layer.client, prefix=state.prefix, refresh_s=config.auth.refresh_s)
+            if layer is not None and config.auth.enabled
+            else MemoryKeyStore()
         )
         self.spend: SpendTracker = (
             RedisSpendTracker(layer, prefix=state.prefix)
@@ -119,8 +129,10 @@ class SharedState:
     def degraded(self) -> bool:
         """True while Redis is known to be away (the layer's breaker is open): every
         Redis-backed component runs on its local view. It clears when a probe gets an
-        answer, whatever traffic there is."""
-        return self.redis_layer is not None and self.redis_layer.degraded
+        answer, whatever traffic there is. (The runtime key store still keeps its own
+        flag, cleared by its next refresh, every `auth.refresh_s`.)"""
+        layer_down = self.redis_layer is not None and self.redis_layer.degraded
+        return layer_down or self.keys.degraded
 
     async def start(self) -> None:
         if self.redis_layer is not None:

@@ -232,7 +232,10 @@ def move_slot(cluster: RedisClusterProcs, slot: int, target: RedisNode) -> None:
         if not keys:
             break
         cli(source.port, "migrate", "127.0.0.1", str(target.port), "", "0", "5000", "keys", *keys)
-    for node in cluster.masters:
+    # the owner-to-be first, then the old owner, then the rest (as redis-cli does): in the
+    # other order the two would send a client back and forth (MOVED <-> MOVED)
+    others = [n for n in cluster.masters if n.port not in (target.port, source.port)]
+    for node in (target, source, *others):
         cli(node.port, "cluster", "setslot", str(slot), "node", target_id)
 
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Collection, Mapping
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from gateway.config import sections
+from gateway.catalogue.store import Catalogue
+from gateway.config import keys, sections
+from gateway.config.facts import catalogue_section, deployment_facts
 from gateway.config.model import (
     DEPLOYMENT_TYPES,
     EMBEDDING_STRATEGIES,
     AdminConfig,
-    AuthConfig,
     Config,
     DeploymentConfig,
     LatencyConfig,
@@ -26,12 +28,12 @@ from gateway.config.model import (
     ListenConfig,
     LoggingConfig,
     PrewarmConfig,
-    PriceConfig,
     PriorConfig,
     ProviderConfig,
     RouteConfig,
     StateConfig,
 )
+from gateway.config.telemetry import telemetry as _telemetry
 from gateway.config.validate import (
     MISSING,
     ConfigError,
@@ -54,19 +56,22 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Read, parse and validate a YAML config file. An empty file gives the defaults."""
-    return parse_config(read_yaml(path), env)
+    """Read, parse and validate a YAML config file. An empty file gives the defaults.
+    Relative paths in it (private catalogue files) are from the file's directory."""
+    return parse_config(read_yaml(path), env, base_dir=Path(path).parent)
 
 
 # -- parsing ------------------------------------------------------------------
 
 
-def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
-    """Build a `Config` from a YAML tree; `env` resolves `env:NAME` (default os.environ)."""
+def parse_config(
+    data: Any, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    """Build a `Config` from a YAML tree; `env` resolves `env:NAME` (default os.environ);
+    relative catalogue file paths are from `base_dir` (default the working directory)."""
     ctx = Context(os.environ if env is None else env)
     root = Reader(ctx, "", {} if data is None else data)
     listen = _listen(root.section("listen"))
-    auth = _auth(root.section("auth"))
     admin_r = root.section("admin")
     admin = AdminConfig(key=admin_r.secret("key"))
     admin_r.finish()
@@ -75,15 +80,23 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     latency, regions = _latency(root.section("latency"))
     logging = _logging(root.section("logging"))
     providers = {name: _provider(name, r) for name, r in root.entries("providers")}
+    catalogue_config, catalogue = catalogue_section(root.section("catalogue"), base_dir)
     deployments = {
-        name: _deployment(name, r, providers, regions) for name, r in root.entries("deployments")
+        name: _deployment(name, r, providers, regions, catalogue)
+        for name, r in root.entries("deployments")
     }
-    governance = sections.governance(root.section("governance"), len(auth.keys), regions)
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
+    auth_r = root.section("auth")
+    auth = keys.auth(auth_r, [*routes, *deployments], regions, admin.key is not None)
+    governance_r = root.section("governance")
+    governance = sections.governance(governance_r, [k.name for k in auth.keys], regions)
+    auth = keys.fold_governance(governance_r, auth, governance)
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
+    auto_regress = sections.auto_regress(root.section("auto_regress"), base_dir)
     cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
     responses = sections.responses(root.section("responses"))
+    telemetry = _telemetry(root.section("telemetry"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -108,8 +121,11 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         governance=governance,
         health=health,
         routing=routing,
+        catalogue=catalogue_config,
+        auto_regress=auto_regress,
         cors=cors,
         responses=responses,
+        telemetry=telemetry,
         sim=sim,
     )
 
@@ -123,24 +139,6 @@ def _listen(r: Reader) -> ListenConfig:
     )
     r.finish()
     return out
-
-
-def _auth(r: Reader) -> AuthConfig:
-    keys: list[Any] = []
-    raw = r.raw("keys")
-    if r.given and (raw is MISSING or raw is None or raw == []):
-        r.problem("keys", "at least one key is required (omit `auth` to disable auth)")
-    elif raw is not MISSING and raw is not None and not isinstance(raw, list):
-        r.problem("keys", f"must be a list of keys (literal or env:NAME), got {kind_of(raw)}")
-    elif isinstance(raw, list):
-        for i, item in enumerate(raw):
-            secret = r.ctx.resolve_secret(r.at(f"keys[{i}]"), item)
-            if secret is not None and secret in keys:
-                first = keys.index(secret)
-                r.problem(f"keys[{i}]", f"duplicate of auth.keys[{first}]")
-            keys.append(secret)
-    r.finish()
-    return AuthConfig(keys=tuple(k for k in keys if k is not None))
 
 
 def _limits(r: Reader) -> LimitsConfig:
@@ -234,6 +232,10 @@ def _latency(r: Reader) -> tuple[LatencyConfig, tuple[str, ...] | None]:
         regions=regions or d.regions,
         country_header=r.optional_string("country_header"),
         country_regions=country_regions,
+        unknown_region=cast(
+            Literal["default", "refuse"],
+            r.string("unknown_region", d.unknown_region, choices=("default", "refuse")),
+        ),
         min_samples=r.integer("min_samples", d.min_samples, lo=1),
         exploration=r.number("exploration", d.exploration, lo=0, hi=1),
         half_life_days=r.number("half_life_days", d.half_life_days, lo=0, lo_open=True),
@@ -311,17 +313,18 @@ def _deployment(
     r: Reader,
     providers: Mapping[str, ProviderConfig],
     regions: Collection[str] | None,
+    catalogue: Catalogue,
 ) -> DeploymentConfig:
     d = DeploymentConfig(name=name, provider="", model="")
     provider = r.required_string("provider", "the name of an entry in providers")
     if provider and provider not in providers:
         r.problem("provider", f"unknown provider {show(provider)}" + suggest(provider, providers))
-    pr = r.section("price")
-    price = PriceConfig(
-        input=pr.number("input", d.price.input, lo=0),
-        output=pr.number("output", d.price.output, lo=0),
-    )
-    pr.finish()
+    model = r.required_string("model", "the upstream model id")
+    kind = r.string("type", d.type, choices=DEPLOYMENT_TYPES)
+    # the catalogue holds chat models: an embedding deployment inherits only when it names
+    # an entry (`catalogue: ...`)
+    provider_kind = providers[provider].kind if provider in providers else None
+    facts = deployment_facts(r, model, provider_kind if kind == "chat" else None, catalogue)
     pi = r.section("prior")
     p50 = pi.number("ttft_p50_ms", d.prior.ttft_p50_ms, lo=0, lo_open=True)
     p95 = pi.number("ttft_p95_ms", d.prior.ttft_p95_ms, lo=0, lo_open=True)
@@ -331,20 +334,18 @@ def _deployment(
     region = r.optional_string("region")
     if region is not None:
         sections.region_problem(r, "region", region, regions)
-    kind = r.string("type", d.type, choices=DEPLOYMENT_TYPES)
     batch_size = sections.optional_int(r, "batch_size")
     if batch_size is not None and kind != "embedding":
         r.problem("batch_size", "is for embedding deployments only (type: embedding)")
-    if kind == "embedding" and price.output > 0:
-        pr.problem(
-            "output",
+    if kind == "embedding" and facts["price"].output > 0:
+        r.ctx.add(
+            r.at("price") + ".output",
             "embedding deployments are priced by input tokens only; omit price.output",
         )
     out = DeploymentConfig(
         name=name,
         provider=provider,
-        model=r.required_string("model", "the upstream model id"),
-        price=price,
+        model=model,
         ttft_timeout_s=r.number("ttft_timeout_s", d.ttft_timeout_s, lo=0, lo_open=True),
         idle_timeout_s=r.number("idle_timeout_s", d.idle_timeout_s, lo=0, lo_open=True),
         prior=PriorConfig(ttft_p50_ms=p50, ttft_p95_ms=p95),
@@ -359,6 +360,8 @@ def _deployment(
         options=r.mapping("options"),
         type=cast(Any, kind),
         batch_size=batch_size,
+        **facts,
+        continuation=r.boolean("continuation", d.continuation),
     )
     r.finish()
     return out
@@ -441,8 +444,14 @@ def _route(
         hedge_min_ms=r.number("hedge_min_ms", d.hedge_min_ms, lo=0),
         hedge_max_ms=r.number("hedge_max_ms", d.hedge_max_ms, lo=0, lo_open=True),
         tiers=sections.tiers(r, deployments),
+        resume=r.boolean("resume", d.resume),
+        max_resumes=r.integer("max_resumes", d.max_resumes, lo=1),
     )
     _route_types(r, out, deployments)
+    if out.resume and any(
+        deployments[m].type == "embedding" for m in out.deployments if m in deployments
+    ):
+        r.problem("resume", "is for chat routes (an embeddings answer arrives whole)")
     r.finish()
     return out
 

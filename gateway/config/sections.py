@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 from gateway.config.model import (
+    AutoRegressConfig,
     CorsConfig,
     GovernanceConfig,
     HealthConfig,
@@ -50,6 +52,7 @@ def health(r: Reader) -> HealthConfig:
         min_requests=r.integer("min_requests", d.min_requests, lo=1),
         cooldown_s=r.number("cooldown_s", d.cooldown_s, lo=0, lo_open=True),
         half_open_probes=r.integer("half_open_probes", d.half_open_probes, lo=1),
+        probe_interval_s=r.number("probe_interval_s", d.probe_interval_s, lo=0, lo_open=True),
     )
     if out.min_requests > out.window:
         r.problem("min_requests", f"must be <= health.window ({out.window})")
@@ -65,6 +68,8 @@ def routing(r: Reader) -> RoutingConfig:
         key_rpm=optional_int(r, "key_rpm"),
         key_tpm=optional_int(r, "key_tpm"),
         key_daily_budget_usd=optional_number(r, "key_daily_budget_usd"),
+        allow_direct_deployments=r.boolean("allow_direct_deployments", d.allow_direct_deployments),
+        feedback_window_s=r.number("feedback_window_s", d.feedback_window_s, lo=0, lo_open=True),
     )
     r.finish()
     return out
@@ -184,13 +189,13 @@ def pii_actions(r: Reader) -> dict[str, str]:
 
 
 def governance(
-    r: Reader, key_count: int = 0, regions: Collection[str] | None = None
+    r: Reader, key_names: Collection[str] = (), regions: Collection[str] | None = None
 ) -> GovernanceConfig:
     pii = pii_actions(r)
     output = output_filter(r.section("output"))
     keys: dict[str, KeyPolicyConfig] = {}
     for key_id, kr in r.entries("keys"):
-        known = [f"key-{i + 1}" for i in range(key_count)]
+        known = list(key_names)
         if key_id not in known:
             kr.ctx.add(
                 kr.path,
@@ -204,6 +209,34 @@ def governance(
         kr.finish()
     r.finish()
     return GovernanceConfig(pii=pii, output=output, keys=keys)
+
+
+def auto_regress(r: Reader, base_dir: Path | None) -> AutoRegressConfig | None:
+    """`auto_regress: {suite, policy, reports_dir, baseline, min_interval_s, ...}`."""
+    if not r.given:
+        return None
+
+    def path(key: str) -> str | None:
+        value = r.optional_string(key)
+        if value is None or base_dir is None:
+            return value
+        return str(base_dir / value)
+
+    d = AutoRegressConfig(suite="")
+    suite = r.required_string("suite", "the path of a regression suite YAML")
+    out = AutoRegressConfig(
+        suite=str(base_dir / suite) if suite and base_dir is not None else suite,
+        policy=cast(Any, r.string("policy", d.policy, choices=("alert", "quarantine"))),
+        reports_dir=path("reports_dir"),
+        baseline=path("baseline"),
+        min_interval_s=r.number("min_interval_s", d.min_interval_s, lo=0),
+        lease_s=r.number("lease_s", d.lease_s, lo=1),
+        repeat=r.integer("repeat", d.repeat, lo=1),
+        concurrency=r.integer("concurrency", d.concurrency, lo=1),
+        timeout_s=r.number("timeout_s", d.timeout_s, lo=0, lo_open=True),
+    )
+    r.finish()
+    return out
 
 
 # scheme://host[:port|:*]: what a browser sends as `Origin` (lowercase, no path).

@@ -236,8 +236,13 @@ class LatencyProfiles:
                 elif attempt.outcome in ("timed_out", "running"):
                     censored = _duration(attempt, record.total_s)
             itl: float | None = None
-            completed = attempt.outcome == "won" and record.stream_outcome == "completed"
-            if completed and record.ttft_s is not None and attempt.output_tokens > 1:
+            completed = (
+                attempt.outcome == "won"
+                and record.stream_outcome == "completed"
+                and attempt.error is None  # a winner whose cut answer a backup resumed
+            )
+            itl_known = completed and attempt.resumed_from is None  # timed by the request
+            if itl_known and record.ttft_s is not None and attempt.output_tokens > 1:
                 itl = _finite((record.total_s - record.ttft_s) / (attempt.output_tokens - 1))
             outcomes: tuple[Outcome, ...] = ()
             if attempt.outcome != "running":

@@ -35,7 +35,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import checked_headers, json_object, json_text
+from gateway.providers.common import checked_headers, json_object, json_text, with_prefix
 from gateway.request import ChatRequest
 from gateway.streaming.events import (
     Event,
@@ -316,6 +316,23 @@ class AnthropicProvider:
 
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         body = build_body(request, target, self.settings.name)
+        return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+
+    # Assistant prefill: a trailing assistant turn is continued, and only the rest is
+    # streamed. Not with extended thinking (the API refuses it), and not on models that
+    # dropped prefill (Claude 4.6+ answer 400: set `continuation: false` on such
+    # deployments). The prefix never ends in whitespace, which the API also refuses.
+    continues = True
+
+    def build_continuation(
+        self, request: ChatRequest, target: TargetModel, prefix: str
+    ) -> UpstreamRequest:
+        if request.params.get("reasoning_effort") not in (None, "none"):
+            raise UnsupportedParams(
+                ["reasoning_effort (assistant prefill cannot follow extended thinking)"],
+                self.settings.name,
+            )
+        body = build_body(with_prefix(request, prefix), target, self.settings.name)
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
 
     def decoder(self) -> AnthropicStreamDecoder:

@@ -64,6 +64,7 @@ class RedisGuard:
         self.outages = 0  # times the breaker opened
         self.skipped = 0  # calls answered locally at once because the breaker was open
         self.failures = 0  # calls that failed or ran out of time
+        self.last_outage = ""  # what opened the breaker last (part: error)
 
     @property
     def open(self) -> bool:
@@ -108,6 +109,7 @@ class RedisGuard:
             return
         self._open = True
         self.outages += 1
+        self.last_outage = f"{part}: {describe(exc)}"
         log.warning(
             "redis unavailable, using local views",
             redis=self.where,

@@ -90,6 +90,7 @@ class RedisLayer:
             "redis": self.settings.redacted,
             "degraded": guard.open,
             "outages": guard.outages,
+            "last_outage": guard.last_outage,
             "failures": guard.failures,
             "answered_locally": guard.skipped,
             "over_budget": self.budget_misses,

@@ -262,7 +262,7 @@ async def run(args: argparse.Namespace) -> int:
         records = await _run_suite_jobs(config, jobs, options)
     except Exception as exc:  # the gateway could not start (a provider plugin failed, ...)
         return _fail(f"could not run the gateway: {type(exc).__name__}: {exc}")
-    cells = _cells(jobs, records)
+    cells = cells_of(jobs, records)
     ignore = frozenset(args.ignore)
     for cell in cells:
         compare_cell(
@@ -302,7 +302,7 @@ async def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _cells(jobs: Sequence[Job], records: Sequence[RunRecord]) -> list[Cell]:
+def cells_of(jobs: Sequence[Job], records: Sequence[RunRecord]) -> list[Cell]:
     grouped: dict[tuple[str, str], list[RunRecord]] = {}
     prompts = {}
     for job, record in zip(jobs, records, strict=True):

@@ -1,5 +1,16 @@
 """The Redis-backed feedback store: served-request records and decayed ratings shared by
-every gateway instance (see gateway.routing.feedback for the model)."""
+every gateway instance (see gateway.routing.feedback for the model).
+
+Keys: ``{prefix}:fb:req:{request_id}`` (JSON: deployment, route, key, time; expires after
+the feedback window), ``{prefix}:fb:rated:{request_id}`` (the request's current rating
+and its time, swapped atomically with ``SET ... GET`` so that a second rating, on any
+instance, replaces the first exactly once) and ``{prefix:fb}:ratings`` (the decayed sums).
+Ratings go in numbered batches: the script applies a batch only when its number is above
+the instance's high-water mark ``{prefix:fb}:seq:{instance}`` (same hash tag: one slot)
+and raises it, so a batch resent after a lost reply counts once. Every call goes through
+the process's Redis layer and its breaker. While Redis is away a rating is still taken,
+and replaced, from this instance's memory.
+"""
 
 from __future__ import annotations
 
@@ -17,20 +28,21 @@ import orjson
 from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 from gateway.routing.feedback import (
     DEFAULT_HALF_LIFE_S,
-    DEFAULT_TTL_S,
+    DEFAULT_WINDOW_S,
     MAX_REQUESTS,
     DecayedSum,
     Served,
-    _remember_record,
+    _may_index,
     _RequestMemory,
+    check_rating,
 )
 from gateway.routing.redisconn import log
-from gateway.streaming.accounting import RaceRecord
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 # KEYS[1] ratings hash, KEYS[2] the instance's high-water mark (one hash tag: one slot).
-# ARGV: half-life, ratings ttl, batch sequence number, then (deployment, rating, at)...
-# A batch resent after a lost reply (its number not above the mark) changes nothing.
+# ARGV: half-life s, ttl s, batch number, then (deployment, rating, wall time, weight)
+# quadruples. Decays each deployment's (s, n) to the rating's time and adds it
+# (DecayedSum.add). A batch resent after a lost reply (number not above the mark): no-op.
 _ADD_RATINGS = """
 local seq = tonumber(ARGV[3])
 if seq <= tonumber(redis.call('GET', KEYS[2]) or '0') then return 0 end
@@ -40,23 +52,24 @@ local function decay(age)
   if h <= 0 then return 1 end
   return 2 ^ (-age / h)
 end
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, 4 do
   local d = ARGV[i]
   local r = tonumber(ARGV[i + 1])
   local at = tonumber(ARGV[i + 2])
+  local w = tonumber(ARGV[i + 3])
   local v = redis.call('HMGET', KEYS[1], d .. '|s', d .. '|n', d .. '|t')
   local s = (v[1] and tonumber(v[1])) or 0
   local n = (v[2] and tonumber(v[2])) or 0
   local t = (v[3] and tonumber(v[3])) or at
   if at >= t then
     local f = decay(at - t)
-    s = s * f + r
-    n = n * f + 1
+    s = s * f + r * w
+    n = n * f + w
     t = at
   else
     local f = decay(t - at)
-    s = s + r * f
-    n = n + f
+    s = s + r * w * f
+    n = n + w * f
   end
   redis.call('HSET', KEYS[1], d .. '|s', string.format('%.17g', s),
     d .. '|n', string.format('%.17g', n), d .. '|t', string.format('%.17g', t))
@@ -71,6 +84,7 @@ class _Rating:
     deployment: str
     rating: float
     at: float
+    weight: float = 1.0  # -1: a replaced rating taken back out
 
 
 class RedisFeedbackStore:
@@ -81,7 +95,7 @@ class RedisFeedbackStore:
         redis: RedisLayer | RedisClient | str,
         *,
         prefix: str = "rg",
-        ttl_s: int = DEFAULT_TTL_S,
+        window_s: float = DEFAULT_WINDOW_S,
         ratings_ttl_s: int = 30 * 86_400,
         max_requests: int = MAX_REQUESTS,
         max_pending: int = 10_000,
@@ -98,7 +112,8 @@ class RedisFeedbackStore:
         self._seq = 0
         self._unsent_seq = 0  # number of the ratings batch being sent (or resent)
         self.prefix = prefix
-        self.ttl_s = ttl_s
+        self.window_s = window_s
+        self.ttl_s = int(window_s) + 60  # an entry is of use only within the window
         self.ratings_ttl_s = ratings_ttl_s
         self.max_pending = max(max_pending, 1)
         self.half_life_s = half_life_s
@@ -108,6 +123,7 @@ class RedisFeedbackStore:
         self._clock = clock
         self._wall = wall_clock
         self._requests = _RequestMemory(max_requests)
+        self._rated: OrderedDict[str, tuple[float, float]] = OrderedDict()  # id -> (rating, at)
         self._pending_requests: OrderedDict[str, Served] = OrderedDict()
         self._pending_ratings: list[_Rating] = []
         self._inflight_ratings: list[_Rating] = []
@@ -128,6 +144,9 @@ class RedisFeedbackStore:
     def request_key(self, request_id: str) -> str:
         return f"{self.prefix}:fb:req:{request_id}"
 
+    def rated_key(self, request_id: str) -> str:
+        return f"{self.prefix}:fb:rated:{request_id}"
+
     @property
     def ratings_key(self) -> str:
         return f"{{{self.prefix}:fb}}:ratings"
@@ -136,17 +155,21 @@ class RedisFeedbackStore:
     def mark_key(self) -> str:
         return f"{{{self.prefix}:fb}}:seq:{self.instance_id}"
 
+    async def _call(self, op: Callable[[], Any]) -> Any:
+        return await self._layer.guard.call(op, timeout_s=self.op_timeout_s, part="feedback")
+
     # -- request path (no awaits) -------------------------------------------
 
-    def remember(self, request_id: str, deployment: str, route: str = "") -> None:
-        served = Served(deployment, route)
+    def remember(
+        self, request_id: str, deployment: str, route: str = "", key_id: str = "anonymous"
+    ) -> None:
+        if not _may_index(self._requests.get(request_id), key_id):
+            return
+        served = Served(deployment, route, key_id, self._wall())
         self._requests.put(request_id, served)
         self._pending_requests[request_id] = served
         while len(self._pending_requests) > self.max_pending:
             self._pending_requests.popitem(last=False)
-
-    def on_race_end(self, record: RaceRecord) -> None:
-        _remember_record(self, record)
 
     # -- feedback endpoint --------------------------------------------------
 
@@ -157,27 +180,48 @@ class RedisFeedbackStore:
             return served
         key = self.request_key(request_id)
         try:
-            raw = await self._layer.guard.call(
-                lambda: self._layer.client.get(key), timeout_s=self.op_timeout_s, part="feedback"
-            )
+            raw = await self._call(lambda: self._layer.client.get(key))
         except RedisUnavailable:
             return None
         if raw is None:
             return None
         try:
             data = orjson.loads(raw)
-            served = Served(str(data["d"]), str(data.get("r", "")))
+            at = data.get("t")
+            served = Served(
+                str(data["d"]),
+                str(data.get("r", "")),
+                str(data.get("k", "anonymous")),
+                float(at) if at is not None else None,
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             log.warning("bad feedback request entry ignored", key=self.request_key(request_id))
             return None
         self._requests.put(request_id, served)
         return served
 
-    async def rate(self, request_id: str, rating: float) -> str | None:
-        served = await self.lookup(request_id)
+    async def rate(self, request_id: str, rating: float, key_id: str | None = None) -> str | None:
+        now = self._wall()
+        served = check_rating(await self.lookup(request_id), key_id, now, self.window_s)
         if served is None:
             return None
-        self._pending_ratings.append(_Rating(served.deployment, float(rating), self._wall()))
+        value = float(rating)
+        previous = self._rated.pop(request_id, None)
+        key, client = self.rated_key(request_id), self._layer.client
+        try:  # swap in the new rating; the old one (from any instance) comes back
+            old = await self._call(
+                lambda: client.set(key, f"{value!r}|{now!r}", ex=self.ttl_s, get=True)
+            )
+        except RedisUnavailable:  # Redis away: this instance's memory of the rating
+            pass
+        else:
+            previous = _parse_rated(old if not isinstance(old, bool) else None)
+        self._rated[request_id] = (value, now)
+        while len(self._rated) > self._requests.max_requests:
+            self._rated.popitem(last=False)
+        if previous is not None:  # once per request: take the replaced rating back out
+            self._pending_ratings.append(_Rating(served.deployment, *previous, -1.0))
+        self._pending_ratings.append(_Rating(served.deployment, value, now))
         if len(self._pending_ratings) > self.max_pending:
             del self._pending_ratings[: len(self._pending_ratings) - self.max_pending]
         self._wake.set()
@@ -187,7 +231,7 @@ class RedisFeedbackStore:
         merged = {name: DecayedSum(d.s, d.n, d.t) for name, d in self._snapshot.items()}
         for item in (*self._inflight_ratings, *self._pending_ratings):
             merged.setdefault(item.deployment, DecayedSum()).add(
-                item.rating, item.at, self.half_life_s
+                item.rating, item.at, self.half_life_s, item.weight
             )
         now = self._wall()
         return {name: d.at(now, self.half_life_s) for name, d in merged.items()}
@@ -236,11 +280,7 @@ class RedisFeedbackStore:
         if not requests and not refresh:
             return
         try:
-            results = await self._layer.guard.call(
-                lambda: self._write(requests, ratings, refresh),
-                timeout_s=self.op_timeout_s,
-                part="feedback",
-            )
+            results = await self._call(lambda: self._write(requests, ratings, refresh))
         except asyncio.CancelledError:
             self._restore(requests)
             raise
@@ -258,12 +298,15 @@ class RedisFeedbackStore:
         if ratings:
             args: list[str | float] = [self.half_life_s, self.ratings_ttl_s, self._unsent_seq]
             for item in ratings:
-                args += [item.deployment, repr(item.rating), repr(item.at)]
+                args += [item.deployment, repr(item.rating), repr(item.at), item.weight]
             await self._script(keys=[self.ratings_key, self.mark_key], args=args)
         pipe = self._layer.pipeline()
         for request_id, served in requests.items():
-            value = orjson.dumps({"d": served.deployment, "r": served.route})
-            pipe.set(self.request_key(request_id), value, ex=self.ttl_s)
+            value = orjson.dumps(
+                {"d": served.deployment, "r": served.route, "k": served.key_id, "t": served.at}
+            )
+            # NX: the first request under an id keeps it (ids may be client-chosen)
+            pipe.set(self.request_key(request_id), value, ex=self.ttl_s, nx=True)
         if refresh:
             pipe.hgetall(self.ratings_key)
         return list(await pipe.execute()) if len(pipe) else []
@@ -273,6 +316,17 @@ class RedisFeedbackStore:
             self._pending_requests.setdefault(request_id, served)
         while len(self._pending_requests) > self.max_pending:
             self._pending_requests.popitem(last=False)
+
+
+def _parse_rated(raw: bytes | str | None) -> tuple[float, float] | None:
+    """A stored ``rating|wall time`` (None when absent or unreadable)."""
+    if raw is None:
+        return None
+    rating, _, at = (raw.decode() if isinstance(raw, bytes) else raw).partition("|")
+    try:
+        return float(rating), float(at)
+    except ValueError:
+        return None
 
 
 def _parse_ratings(raw: Mapping[bytes | str, bytes | str]) -> dict[str, DecayedSum]:

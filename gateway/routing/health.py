@@ -62,6 +62,17 @@ class Outcome:
 
 StateListener = Callable[[StateChange], None]
 OutcomeListener = Callable[[Outcome], None]
+ProbeListener = Callable[[str, float], None]  # (deployment, seconds the probe slot is held)
+
+
+class AllUnavailable(Exception):
+    """Every candidate is open, cooling or rate-limited, and each one's probe for this
+    interval is already out (here or on another instance): shed the request at once."""
+
+    def __init__(self, retry_in_s: float, rate_limited: bool) -> None:
+        super().__init__(f"every deployment is unavailable for {retry_in_s:.1f}s")
+        self.retry_in_s = retry_in_s
+        self.rate_limited = rate_limited  # every candidate is at its own rpm/tpm limit
 
 
 class HealthRegistry:
@@ -75,6 +86,7 @@ class HealthRegistry:
         clock: Callable[[], float] = time.monotonic,
         *,
         ttft_ref_s: float = 2.0,
+        probe_interval_s: float = 1.0,
     ) -> None:
         """`deployments` maps each deployment name to its error budget (e.g. 0.05, 0.01)."""
         self.window = window
@@ -88,6 +100,9 @@ class HealthRegistry:
         self._grants: OrderedDict[str, list[str]] = OrderedDict()
         self._state_listeners: list[StateListener] = []
         self._outcome_listeners: list[OutcomeListener] = []
+        self._probe_listeners: list[ProbeListener] = []
+        self.probe_interval_s = probe_interval_s
+        self._forced_until: dict[str, float] = {}  # the last forced probe's slot, per deployment
         self._applying_remote = False
         for name, budget in deployments.items():
             self._add(name, budget)
@@ -174,11 +189,16 @@ class HealthRegistry:
                     probed.append(name)
             elif breaker.allow():
                 allowed.append(name)
-        if not allowed:
+        if not allowed:  # one forced probe per deployment per interval; shed the rest
+            free = [(i, n) for i, n in enumerate(candidates) if self._forced_until.get(n, 0) <= now]
+            if not free:
+                raise self._shed(candidates, now)
             best = min(
-                enumerate(candidates),
-                key=lambda item: (self.retry_in_s(item[1]), -self.score(item[1]), item[0]),
+                free, key=lambda item: (self.retry_in_s(item[1]), -self.score(item[1]), item[0])
             )[1]
+            self._forced_until[best] = now + self.probe_interval_s
+            for listener in list(self._probe_listeners):
+                listener(best, self.probe_interval_s)
             breaker = self.breaker(best)
             breaker.force_probe()
             if breaker.phase == "half_open":
@@ -189,6 +209,35 @@ class HealthRegistry:
             while len(self._grants) > MAX_TRACKED_REQUESTS:
                 self._grants.popitem(last=False)
         return allowed
+
+    def _shed(self, candidates: list[str], now: float) -> AllUnavailable:
+        """The shortest wait until some candidate takes requests again (its breaker's or
+        rate limit's own wait; for one that only waits on probe slots, the slot), and whether
+        every candidate is at its own rate limit."""
+        wait = min(
+            self.retry_in_s(name) or max(self._forced_until.get(name, 0.0) - now, 0.0)
+            for name in candidates
+        )
+        limited = all(self._limited_for(name, now) > 0 for name in candidates)
+        return AllUnavailable(max(wait, 0.0), limited)
+
+    def note_remote_probe(self, name: str, held_s: float) -> None:
+        """Another instance forced a probe of `name`: none from here for `held_s`."""
+        if held_s > 0:
+            until = self._clock() + held_s
+            self._forced_until[name] = max(until, self._forced_until.get(name, 0.0))
+
+    def probe_held_s(self, name: str) -> float:
+        """Seconds until a forced probe of `name` may go out again (here or elsewhere)."""
+        return max(self._forced_until.get(name, 0.0) - self._clock(), 0.0)
+
+    def add_probe_listener(self, listener: ProbeListener) -> None:
+        """Called when this instance forces a probe (shared health publishes it)."""
+        self._probe_listeners.append(listener)
+
+    def remove_probe_listener(self, listener: ProbeListener) -> None:
+        if listener in self._probe_listeners:
+            self._probe_listeners.remove(listener)
 
     def retry_in_s(self, name: str) -> float:
         """Seconds until `name` may be tried again (breaker open, cooling or rate-limited)."""
@@ -242,7 +291,8 @@ class HealthRegistry:
             # not counted as a failure, but the retry-after still holds
             self.breaker(name).cool(error.retry_after_s or 0.0)
         if attempt.outcome == "won":
-            if error is not None and error.opens_circuit and record.stream_outcome == "failed":
+            # A winner cut mid-stream is a failure even when a backup resumed its answer.
+            if error is not None and error.opens_circuit:
                 self.record_failure(name, error.status, error.retry_after_s)
             else:
                 self.record_success(name, attempt.ttft_s)

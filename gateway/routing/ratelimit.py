@@ -75,7 +75,13 @@ class RateLimiter(Protocol):
 
     def limit_for(self, name: str) -> Limit | None: ...
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision: ...
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        """`limit` (a gateway key's own) stands in for the configured limit of `name`."""
+        ...
+
+    async def used(self, name: str) -> tuple[int, int] | None: ...
 
     async def close(self) -> None: ...
 
@@ -154,6 +160,12 @@ class MemoryRateLimiter:
         self._used[name] = (start, used_r, used_t)
         return _decision(True, limit, used_r, used_t, reset_s)
 
+    async def used(self, name: str) -> tuple[int, int]:
+        """Requests and tokens taken in the current window (read-only)."""
+        start, _ = _window(self._clock(), self.window_s)
+        window, used_r, used_t = self._used.get(name, (start, 0, 0))
+        return (used_r, used_t) if window == start else (0, 0)
+
     async def close(self) -> None:
         self._used.clear()
 
@@ -191,9 +203,11 @@ class RedisRateLimiter:
         *,
         prefix: str = "rg",
         window_s: float = 60.0,
+        op_timeout_s: float = 0.5,  # reads off the request path (`used`)
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._layer, self._owns_layer = as_layer(redis, prefix)
+        self.op_timeout_s = op_timeout_s
         self.limits = dict(limits)
         self.prefix = prefix
         self.window_s = window_s
@@ -219,8 +233,10 @@ class RedisRateLimiter:
     def key(self, name: str, window_start: int) -> str:
         return f"{{{self.prefix}:rl:{name}}}:{window_start}"
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
-        limit = self.limits.get(name)
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        limit = limit or self.limits.get(name)
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
         start, reset_s = _window(self._clock(), self.window_s)
@@ -267,6 +283,21 @@ class RedisRateLimiter:
             return None if n is None else max(math.floor(n * share), 1)
 
         return Limit(part(limit.rpm), part(limit.tpm))
+
+    async def used(self, name: str) -> tuple[int, int] | None:
+        """Requests and tokens taken in the current window by every instance (read-only);
+        None when Redis does not answer."""
+        start, _ = _window(self._clock(), self.window_s)
+        key, client = self.key(name, start), self._layer.client
+        try:
+            raw = await self._layer.guard.call(
+                lambda: client.hmget(key, ["r", "t"]),
+                timeout_s=self.op_timeout_s,
+                part="rate_limits",
+            )
+        except RedisUnavailable:
+            return None
+        return int(raw[0] or 0), int(raw[1] or 0)
 
     async def close(self) -> None:
         if self._owns_layer:

@@ -77,6 +77,7 @@ class SharedHealth:
         self._seeded = not seed
         self._pending: dict[str, deque[bytes]] = {}
         self._changes: dict[str, StateChange] = {}
+        self._probes: dict[str, tuple[float, float]] = {}  # deployment -> (at, held_s)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.applied = 0  # remote changes applied (for tests and metrics)
@@ -110,6 +111,7 @@ class SharedHealth:
             return
         self.registry.add_listener(self._on_change)
         self.registry.add_outcome_listener(self._on_outcome)
+        self.registry.add_probe_listener(self._on_probe)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._publisher(), name="shared-health-publisher"),
@@ -119,6 +121,7 @@ class SharedHealth:
     async def close(self) -> None:
         self.registry.remove_listener(self._on_change)
         self.registry.remove_outcome_listener(self._on_outcome)
+        self.registry.remove_probe_listener(self._on_probe)
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(*tasks)
         if tasks and (self._changes or self._pending):
@@ -132,6 +135,10 @@ class SharedHealth:
         if change.remote or change.new not in PUBLISHED_STATES:
             return
         self._changes[change.deployment] = change
+        self._wake.set()
+
+    def _on_probe(self, deployment: str, held_s: float) -> None:
+        self._probes[deployment] = (self._clock(), held_s)
         self._wake.set()
 
     def _on_outcome(self, outcome: Outcome) -> None:
@@ -158,11 +165,12 @@ class SharedHealth:
     async def _flush(self) -> None:
         changes, self._changes = self._changes, {}
         pending, self._pending = self._pending, {}
-        if not changes and not pending and self._seeded:
+        probes, self._probes = self._probes, {}
+        if not changes and not pending and not probes and self._seeded:
             return
         try:
             await self._layer.guard.call(
-                lambda: self._send_all(changes, pending),
+                lambda: self._send_all(changes, pending, probes),
                 timeout_s=self.op_timeout_s,
                 part="shared_health",
             )
@@ -173,13 +181,16 @@ class SharedHealth:
             self._restore(changes, pending)
 
     async def _send_all(
-        self, changes: dict[str, StateChange], pending: dict[str, deque[bytes]]
+        self,
+        changes: dict[str, StateChange],
+        pending: dict[str, deque[bytes]],
+        probes: dict[str, tuple[float, float]],
     ) -> None:
         if not self._seeded:
             await self._seed_windows()
             self._seeded = True
-        if changes or pending:
-            await self._send(changes, pending)
+        if changes or pending or probes:
+            await self._send(changes, pending, probes)
 
     def _restore(self, changes: dict[str, StateChange], pending: dict[str, deque[bytes]]) -> None:
         """Keep what could not be sent for the next flush (newer changes win, bounded)."""
@@ -190,11 +201,20 @@ class SharedHealth:
             self._pending[name] = deque([*entries, *newer], maxlen=self.window)
 
     async def _send(
-        self, changes: dict[str, StateChange], pending: dict[str, deque[bytes]]
+        self,
+        changes: dict[str, StateChange],
+        pending: dict[str, deque[bytes]],
+        probes: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         messages: list[bytes] = []
         pipe = self._layer.pipeline()
         now, wall = self._clock(), self._wall()
+        for name, (at, held_s) in (probes or {}).items():
+            left = held_s - (now - at)
+            if left > 0:  # a forced probe's slot: the other instances hold theirs back
+                slot = {"i": self.instance_id, "d": name, "s": "probe", "r": round(left, 3)}
+                slot["u"] = round(wall + left, 3)
+                messages.append(orjson.dumps(slot))
         for name, change in changes.items():
             retry_in_s = max(change.retry_in_s - (now - change.at), 0.0)
             if change.new != "closed" and retry_in_s <= 0:
@@ -293,5 +313,9 @@ class SharedHealth:
             return
         if from_hash and (state == "closed" or retry_in_s <= 0):
             return  # only what still blocks matters when catching up
+        if state == "probe":
+            self.registry.note_remote_probe(name, retry_in_s)
+            self.applied += 1
+            return
         self.registry.apply_remote(name, str(state), retry_in_s)
         self.applied += 1

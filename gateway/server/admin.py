@@ -8,21 +8,27 @@ import hmac
 import orjson
 from aiohttp import web
 
+from gateway.config.model import Config
 from gateway.server.errors import ApiError
 from gateway.server.keys import GATEWAY
 
 QUANTILES = (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99))
 
 
+def is_admin(config: Config, given: str) -> bool:
+    key = config.admin.key
+    return key is not None and hmac.compare_digest(given.encode(), key.reveal().encode())
+
+
 def require_admin(request: web.Request) -> None:
-    key = request.app[GATEWAY].config.admin.key
-    if key is None:
+    config = request.app[GATEWAY].config
+    if config.admin.key is None:
         raise ApiError(
             403, "the admin API is disabled: set admin.key", "permission_error", "admin_disabled"
         )
     header = request.headers.get("authorization", "")
     given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    if not hmac.compare_digest(given.encode(), key.reveal().encode()):
+    if not is_admin(config, given):
         raise ApiError(
             401, "invalid or missing admin key", "invalid_request_error", "invalid_api_key"
         )
@@ -34,7 +40,8 @@ def _json(value: object) -> web.Response:
 
 async def profiles(request: web.Request) -> web.Response:
     """Per deployment x region x hour: TTFT p50/p90/p99, samples, censored share, level, and
-    whether the estimate is borrowed from other regions (with the region's own samples)."""
+    whether the estimate is borrowed from other regions (with the region's own samples);
+    `by_quantile` has those per quantile (p50 may come from a finer level than p99)."""
     require_admin(request)
     gateway = request.app[GATEWAY]
     config = gateway.config
@@ -58,14 +65,20 @@ async def profiles(request: web.Request) -> web.Response:
             rows = []
             for hour in range(24):
                 row: dict[str, object] = {"hour": hour}
+                by_quantile: dict[str, dict[str, object]] = {}
                 for label, q in QUANTILES:
                     estimate = store.ttft_quantile(name, region, hour, q, prior_t)
                     row[label] = round(estimate.value_s * 1000, 1)
-                    row["level"] = estimate.level
-                    row["samples"] = round(estimate.samples, 2)
-                    row["censored_share"] = round(estimate.censored_share, 3)
-                    row["borrowed"] = estimate.borrowed  # other regions' samples, as a prior
-                    row["own_samples"] = round(estimate.own_samples, 2)
+                    detail: dict[str, object] = {
+                        "level": estimate.level,
+                        "samples": round(estimate.samples, 2),
+                        "censored_share": round(estimate.censored_share, 3),
+                        "borrowed": estimate.borrowed,  # other regions' samples, as a prior
+                        "own_samples": round(estimate.own_samples, 2),
+                    }
+                    row.update(detail)  # these top-level fields: the last quantile's (p99)
+                    by_quantile[label] = detail  # each quantile backs off on its own
+                row["by_quantile"] = by_quantile
                 rows.append(row)
             per_region[region] = rows
         out[name] = per_region
@@ -100,6 +113,8 @@ async def deployments(request: web.Request) -> web.Response:
             "strategy": route.strategy,
             "k": route.k,
             "heartbeat_after_s": route.heartbeat_after_s,
+            "resume": route.resume,
+            "max_resumes": route.max_resumes,
             "extra_load_budget": gateway.pipeline.budgets[route.name].snapshot(),
         }
         for route in gateway.routes.routes()

@@ -19,7 +19,7 @@ from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
 from gateway.request import ChatRequest, EmbedRequest
-from gateway.server.keys import GATEWAY, KEY_ID, REQUEST_ID
+from gateway.server.keys import GATEWAY, KEY, KEY_ID, REQUEST_ID
 from gateway.server.limits import body_timeout_s, read_body
 from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
@@ -61,7 +61,7 @@ class SSEResponse(web.StreamResponse):
 
 
 def caller_of(request: web.Request, started: float) -> Caller:
-    return Caller(request[REQUEST_ID], request[KEY_ID], request.headers, started)
+    return Caller(request[REQUEST_ID], request[KEY_ID], request.headers, started, request.get(KEY))
 
 
 async def open_answer(

@@ -28,7 +28,7 @@ import os
 import signal
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
@@ -37,9 +37,9 @@ from aiohttp.typedefs import Middleware
 from gateway.compat_aiohttp import abort_connections, open_connection_count
 from gateway.config.model import Config
 from gateway.runtime import Gateway
-from gateway.server import handlers
+from gateway.server import admin_regress, handlers
 from gateway.server.cors import CorsPolicy, cors_middleware
-from gateway.server.keys import AUTH_KEYS, GATEWAY
+from gateway.server.keys import GATEWAY
 from gateway.server.limits import runner_kwargs
 from gateway.server.middlewares import (
     auth_middleware,
@@ -71,7 +71,6 @@ def build_app(gateway: Gateway) -> web.Application:
     if cors is not None:  # every /v1/ response, streams and errors included
         app.on_response_prepare.append(cors.add_headers)
     app[GATEWAY] = gateway
-    app[AUTH_KEYS] = tuple(key.reveal().encode() for key in config.auth.keys)
     handlers.add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -80,6 +79,7 @@ def build_app(gateway: Gateway) -> web.Application:
         await gateway.close()
 
     app.cleanup_ctx.append(lifecycle)
+    admin_regress.add_routes(app)
     return app
 
 
@@ -228,6 +228,7 @@ async def serve(
     *,
     grace_s: float = DEFAULT_GRACE_S,
     worker: str | None = None,
+    setup: Callable[[Gateway], object] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain (see the module docstring).
 
@@ -240,6 +241,8 @@ async def serve(
     signals.install()  # before the server starts: an early SIGTERM still drains
     try:
         gateway = Gateway(config)
+        if setup is not None:  # the entry point attaches services (automatic regressions)
+            setup(gateway)
         runner, url = await start_server(
             gateway,
             host or config.listen.host,

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from gateway.routing.table import ResolvedRoute
-from gateway.server import admin, door_responses, feedback
+from gateway.server import admin, admin_console, admin_keys, console_ui, door_responses, feedback
 from gateway.server.answering import (
     answer_headers,
     complete_answer,
@@ -18,7 +18,7 @@ from gateway.server.answering import (
 )
 from gateway.server.door_embeddings import embeddings
 from gateway.server.errors import ApiError, upstream_error_response
-from gateway.server.keys import GATEWAY
+from gateway.server.keys import GATEWAY, KEY
 from gateway.server.parse import parse_chat_request
 from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
 
@@ -51,15 +51,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    routes = request.app[GATEWAY].routes.routes()
-    data = [model_object(route) for route in routes]
+    """The routes (and deployments, where direct access is on) the caller's key may use."""
+    gateway = request.app[GATEWAY]
+    usable = gateway.pipeline.admission.usable
+    key = request.get(KEY)
+    data = [model_object(route) for route in gateway.routes.routes() if usable(key, route)]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
-    route = request.app[GATEWAY].routes.get(name)
-    if route is None:
+    gateway = request.app[GATEWAY]
+    route = gateway.routes.get(name)
+    if route is None or not gateway.pipeline.admission.usable(request.get(KEY), route):
         raise ApiError(
             404,
             f"The model '{name}' does not exist",
@@ -96,6 +100,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/feedback", feedback.feedback)
     app.router.add_get("/admin/profiles", admin.profiles)
     app.router.add_get("/admin/deployments", admin.deployments)
+    admin_keys.add_routes(app)
+    admin_console.add_routes(app)  # /admin/live, recent, costs, upstreams
+    console_ui.add_routes(app)  # /ui
 
 
 async def metrics(request: web.Request) -> web.Response:

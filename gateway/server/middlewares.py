@@ -3,7 +3,6 @@ as an OpenAI envelope."""
 
 from __future__ import annotations
 
-import hmac
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,8 +12,9 @@ from aiohttp import web
 
 from gateway.pipeline import Caller
 from gateway.record import Door
+from gateway.server.admin import is_admin
 from gateway.server.errors import ApiError, api_error_response, error_response
-from gateway.server.keys import AUTH_KEYS, GATEWAY, KEY_ID, REQUEST_ID
+from gateway.server.keys import GATEWAY, KEY, KEY_ID, REQUEST_ID
 
 # The paths of the front doors whose requests go through the pipeline (and are recorded).
 DOOR_PATHS: dict[str, Door] = {
@@ -23,6 +23,7 @@ DOOR_PATHS: dict[str, Door] = {
     "/v1/messages": "messages",
     "/v1/embeddings": "embeddings",
 }
+FEEDBACK_PATH = "/v1/feedback"  # where the admin key is taken too (it may rate any request)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 log = structlog.get_logger("gateway")
@@ -112,16 +113,21 @@ def _bearer(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys: tuple[bytes, ...] = request.app[AUTH_KEYS]
     request[KEY_ID] = "anonymous"
-    if keys and request.path.startswith("/v1/"):
-        given = (_bearer(request) or "").encode()
-        matched = 0
-        for i, key in enumerate(keys, 1):  # compare with every key: timing tells nothing
-            if hmac.compare_digest(given, key):
-                matched = i
-        request[KEY_ID] = f"key-{matched}"
-        if not matched:
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    gateway = request.app[GATEWAY]
+    given = _bearer(request) or ""
+    if request.path == FEEDBACK_PATH and given and is_admin(gateway.config, given):
+        request[KEY_ID] = "admin"
+        return await handler(request)
+    keyring = gateway.keyring
+    if keyring.enabled:
+        key = keyring.authenticate(given)
+        if key is not None:
+            request[KEY_ID] = key.name
+            request[KEY] = key
+        else:
             exc = ApiError(
                 401,
                 "invalid or missing API key: send 'Authorization: Bearer <key>'",

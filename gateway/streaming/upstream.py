@@ -26,6 +26,33 @@ MAX_ONE_SHOT_BODY = 96 * 1024 * 1024
 ONE_SHOT_PARALLEL = 4  # calls of one split request in flight at once
 
 
+class PoolStats:
+    """What a pool did with its connections: opened (new TCP/TLS connections), reused (a
+    request served on an idle keep-alive connection, pre-warmed ones included), and
+    pre-warm requests that left a connection idle (warmed) or failed."""
+
+    __slots__ = ("opened", "reused", "warm_failed", "warmed")
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.reused = 0
+        self.warmed = 0
+        self.warm_failed = 0
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        config = aiohttp.TraceConfig()
+
+        async def created(*_: object) -> None:
+            self.opened += 1
+
+        async def reused(*_: object) -> None:
+            self.reused += 1
+
+        config.on_connection_create_end.append(created)
+        config.on_connection_reuseconn.append(reused)
+        return config
+
+
 class UpstreamPool:
     """A bounded keep-alive connection pool for one provider."""
 
@@ -41,6 +68,9 @@ class UpstreamPool:
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        # Counters read at scrape time (metrics.PoolCollector): one increment per connection
+        # or warm-up, never per chunk.
+        self.stats = PoolStats()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -59,6 +89,7 @@ class UpstreamPool:
                 timeout=timeout,
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
+                trace_configs=[self.stats.trace_config()],
             )
         return self._session
 
@@ -77,11 +108,16 @@ class UpstreamPool:
                     request.method, request.url, headers=request.headers
                 ) as response:
                     await response.read()
-                    return response.status < 400
+                    ok = response.status < 400
         except asyncio.CancelledError:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError):
-            return False
+            ok = False
+        if ok:
+            self.stats.warmed += 1
+        else:
+            self.stats.warm_failed += 1
+        return ok
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

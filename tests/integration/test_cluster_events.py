@@ -69,10 +69,14 @@ async def test_slot_migration_under_load(cluster_procs: RedisClusterProcs) -> No
         assert cluster_procs.owner_of(slot).port == target.port
         assert statuses == [200] * len(statuses)
         layers = [gw.state.redis_layer for gw in f.gateways]
-        assert all(layer is not None and layer.guard.outages == 0 for layer in layers)
+        assert all(layer is not None and layer.guard.outages == 0 for layer in layers), [
+            layer.guard.last_outage for layer in layers if layer is not None
+        ]
         # MOVED/ASK never surface as errors (a call over its budget on this busy machine
         # may still decide locally; its take lands all the same, as counted below)
-        assert all(layer.command_errors == 0 for layer in layers if layer is not None)
+        assert all(layer.command_errors == 0 for layer in layers if layer is not None), [
+            layer.last_error for layer in layers if layer is not None
+        ]
         assert await takes_in_redis(cluster_procs.url, limiter, name) == len(statuses)
 
 

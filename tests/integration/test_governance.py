@@ -125,6 +125,8 @@ async def test_output_filter_stop_ends_with_content_filter() -> None:
         assert status == 200 and "ZEBRA" not in text
         assert finishes == ["content_filter"]
         assert raw.endswith(b"data: [DONE]\n\n")
+        metrics = s.gateway.metrics.render().decode()
+        assert 'gateway_output_filter_matches_total{match="launch",route="m"} 1.0' in metrics
 
 
 async def test_output_filter_redacts_split_matches() -> None:
@@ -137,6 +139,8 @@ async def test_output_filter_redacts_split_matches() -> None:
         text, finishes = streamed_text(raw)
         assert status == 200 and "bob@corp.example" not in text
         assert text.startswith("mail ") and text.endswith(" now") and finishes == ["stop"]
+        metrics = s.gateway.metrics.render().decode()
+        assert 'gateway_output_filter_matches_total{match="email",route="m"} 1.0' in metrics
 
 
 async def test_key_policy_narrows_residency_and_pii() -> None:

@@ -24,6 +24,14 @@ async def first_request_record(prewarm: bool) -> tuple[bool, float]:
             async with http.post(f"{s.url}/v1/chat/completions", json=body) as resp:
                 assert resp.status == 200
         record = s.records("m")[0]
+        metrics = s.gateway.metrics.render().decode()
+        warmed = 'gateway_prewarm_requests_total{provider="a",result="ok"}'
+        if prewarm:  # the warm-up opened the connection and the request reused it
+            assert f"{warmed} 1.0" in metrics
+            assert 'gateway_upstream_connections_total{event="reused",provider="a"} 1.0' in metrics
+        else:
+            assert 'gateway_upstream_connections_total{event="opened",provider="a"} 1.0' in metrics
+            assert 'gateway_upstream_connections_total{event="reused",provider="a"} 0.0' in metrics
         return record.new_connection, record.handshake_ms
 
 

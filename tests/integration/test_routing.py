@@ -66,7 +66,9 @@ async def test_breaker_opens_on_failures_and_closes_after_recovery() -> None:
 
 async def test_all_open_still_probes_one() -> None:
     servers = {"a": {"kind": "openai", "models": {"bad": {**FAST, "error_rate_503": 1.0}}}}
-    health = {"window": 10, "min_requests": 2, "cooldown_s": 60}
+    # every request may probe here (the probe interval is a microsecond): see the shedding
+    # tests for one probe per interval
+    health = {"window": 10, "min_requests": 2, "cooldown_s": 60, "probe_interval_s": 1e-6}
     async with stack(servers, health=health) as s:
         for _ in range(4):
             status, _ = await ask(s, "bad")

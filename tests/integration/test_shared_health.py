@@ -16,7 +16,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from gateway.routing.health import HealthRegistry
+from gateway.routing.health import AllUnavailable, HealthRegistry
 from gateway.routing.redisconn import connect
 from gateway.routing.shared import SharedHealth
 
@@ -211,3 +211,26 @@ async def test_outage_then_reconnects_by_itself(redis_prefix: tuple[Redis, str])
         await a.close()
         await b.close()
         await proxy.cut()
+
+
+async def test_a_forced_probe_on_one_instance_sheds_the_other(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    _, prefix = redis_prefix
+    reg_a, reg_b = registry(), registry()
+    a = SharedHealth(reg_a, REDIS_URL, prefix=prefix, instance_id="a")
+    b = SharedHealth(reg_b, REDIS_URL, prefix=prefix, instance_id="b")
+    await a.start()
+    await b.start()
+    try:
+        await eventually(lambda: b.subscribed, 2.0)
+        for reg in (reg_a, reg_b):
+            reg.probe_interval_s = 30.0
+            reg.breaker("premium").trip(60)
+        assert reg_a.filter(["premium"]) == ["premium"]  # a sends the one probe
+        await eventually(lambda: reg_b.probe_held_s("premium") > 25, 2.0)
+        with pytest.raises(AllUnavailable):
+            reg_b.filter(["premium"])  # b sends none: it sheds
+    finally:
+        await a.close()
+        await b.close()

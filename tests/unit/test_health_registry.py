@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.routing.health import HealthRegistry, Outcome, StateChange
+from gateway.routing.health import AllUnavailable, HealthRegistry, Outcome, StateChange
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
 from gateway.streaming.events import UpstreamError
 
@@ -198,3 +198,48 @@ def test_snapshot() -> None:
     assert b["state"] == "open" and b["health_score"] == 0.0 and b["error_rate"] == 1.0
     assert b["retry_in_s"] == 30 and b["ttft_p99_s"] is None
     assert snap["c"]["error_budget"] == 0.01
+
+
+def test_all_blocked_probes_each_deployment_once_per_interval_then_sheds() -> None:
+    clock = Clock()
+    reg = registry(clock)
+    reg.probe_interval_s = 2.0
+    probes: list[tuple[str, float]] = []
+    reg.add_probe_listener(lambda name, held: probes.append((name, held)))
+    trip(reg, "a")
+    trip(reg, "b")
+    assert reg.filter(["a", "b"]) == ["a"]  # a forced probe
+    assert reg.filter(["a", "b"]) == ["b"]  # a's slot is taken: b's probe
+    with pytest.raises(AllUnavailable) as shed:
+        reg.filter(["a", "b"])
+    # the shortest wait: each breaker asked for 30 s (a probe slot frees sooner, but only
+    # for the one probe)
+    assert shed.value.retry_in_s == pytest.approx(30.0) and not shed.value.rate_limited
+    assert probes == [("a", 2.0), ("b", 2.0)]
+    clock.now += 2.0  # the interval is over: one more probe each
+    assert reg.filter(["b", "a"]) == ["b"]
+
+
+def test_shed_waits_for_the_shortest_wait_and_says_when_all_are_rate_limited() -> None:
+    clock = Clock()
+    reg = registry(clock)
+    reg.probe_interval_s = 1.0
+    reg.mark_rate_limited("a", 5.0)
+    reg.mark_rate_limited("b", 3.0)
+    assert reg.filter(["a", "b"]) == ["b"]
+    assert reg.filter(["a", "b"]) == ["a"]
+    with pytest.raises(AllUnavailable) as shed:
+        reg.filter(["a", "b"])
+    assert shed.value.rate_limited and shed.value.retry_in_s == pytest.approx(3.0)
+
+
+def test_a_probe_forced_on_another_instance_holds_ours_back() -> None:
+    clock = Clock()
+    reg = registry(clock)
+    trip(reg, "a")
+    reg.note_remote_probe("a", 1.5)
+    with pytest.raises(AllUnavailable) as shed:
+        reg.filter(["a"])
+    assert shed.value.retry_in_s == pytest.approx(30.0)  # a's own breaker wait is longer
+    clock.now += 31
+    assert reg.filter(["a"]) == ["a"]  # half-open now: a normal probe slot

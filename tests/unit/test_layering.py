@@ -9,6 +9,7 @@ always import its own layer. Layers are listed bottom up:
   chat encoders, the adapter contract of `streaming/adapter.py`);
 - providers: pure adapters, one per wire protocol; they see requests and the codec only
   (never config: they get `ProviderSettings`, never server, runtime or routing);
+- catalogue: the model facts shipped in the package and a config's private catalogue files;
 - config: the YAML model and loader; it asks the provider registry for the valid kinds;
 - doors: the front doors' parsers and encoders, transport-free (notes/doors.md);
 - aiohttp seam: `compat_aiohttp.py`, the only module that touches aiohttp's internals;
@@ -18,7 +19,8 @@ always import its own layer. Layers are listed bottom up:
   record, sinks, metrics, runtime, state, upstreams, prewarming); the engine never learns
   which front door a request came through, so no doors here;
 - server (HTTP), regress (suites with no HTTP), loadtest and sim (standalone tools);
-- entry points (`__main__`, cli, demo, check_config): the only importers of server.
+- entry points (`__main__`, cli, demo, check_config, list_models): the only importers of
+  server.
 
 Pure layers (providers, codec, doors, governance) also import no I/O library and no
 clock, and only the seam imports aiohttp modules other than `aiohttp` and `aiohttp.web`.
@@ -64,6 +66,7 @@ SEAM = "aiohttp seam"
 AIOHTTP_PUBLIC = ("aiohttp", "aiohttp.web", "aiohttp.typedefs")
 DOMAIN = (  # what the core and the applications above it build on
     *FOUNDATION,
+    "gateway.catalogue",
     "gateway.config",
     "gateway.redislayer",
     "gateway.providers",
@@ -83,10 +86,19 @@ CORE = (
     "gateway.region",
     "gateway.record",  # one record per request, to the sinks
     "gateway.sinks",
+    "gateway.console",  # the console's sinks: recent requests, live rates, spend by outcome
     "gateway.metrics",
     "gateway.responses_store",  # stored responses of the Responses door, per state backend
+    "gateway.telemetry",  # traces built from the record; only its `export` imports OTel
+    "gateway.access",  # the key ring: config and runtime gateway keys
 )
-ENTRY_POINTS = ("gateway.__main__", "gateway.cli", "gateway.demo", "gateway.check_config")
+ENTRY_POINTS = (
+    "gateway.__main__",
+    "gateway.cli",
+    "gateway.demo",
+    "gateway.check_config",
+    "gateway.list_models",
+)
 
 LAYERS: tuple[Layer, ...] = (
     Layer("foundation", FOUNDATION, ()),
@@ -94,7 +106,12 @@ LAYERS: tuple[Layer, ...] = (
     Layer("providers", ("gateway.providers",), ("gateway.request", *CODEC), pure=True),
     # config asks the provider registry for the valid kinds (plugins included); it imports
     # it by name (`importlib`), so that config tests can swap the registry out
-    Layer("config", ("gateway.config",), (*MODELS, "gateway.providers.registry")),
+    Layer("catalogue", ("gateway.catalogue",), ()),
+    Layer(
+        "config",
+        ("gateway.config",),
+        (*MODELS, "gateway.providers.registry", "gateway.catalogue"),
+    ),
     Layer(
         "doors",
         ("gateway.doors",),
