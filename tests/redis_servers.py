@@ -148,6 +148,12 @@ class RedisClusterProcs:
         return f"redis://127.0.0.1:{self.masters[0].port}"
 
     @property
+    def live_url(self) -> str:
+        """A node that still runs (after a test stopped one)."""
+        node = next(n for n in self.nodes if n.proc is not None)
+        return f"redis://127.0.0.1:{node.port}"
+
+    @property
     def nodes(self) -> list[RedisNode]:
         return [*self.masters, *self.replicas]
 
@@ -155,8 +161,10 @@ class RedisClusterProcs:
         return cli(port, "cluster", "myid").strip()
 
     def owner_of(self, slot: int) -> RedisNode:
-        """The master serving `slot` now (asks the cluster)."""
-        for line in cli(self.masters[0].port, "cluster", "nodes").splitlines():
+        """The master serving `slot` now (asks the first node that answers)."""
+        live = (n for n in self.nodes if n.proc is not None)
+        table = next((t for n in live if (t := cli(n.port, "cluster", "nodes").strip())), "")
+        for line in table.splitlines():
             parts = line.split()
             if "master" not in parts[2] or "fail" in parts[2]:
                 continue

@@ -66,9 +66,14 @@ class RedisLayer:
         """Is Redis back? On a cluster every master must answer (a probe that reached a
         healthy node while the failed one's slots are still unserved would close the
         breaker too early); a failed probe also makes the client refresh its slot map."""
-        if isinstance(self.client, RedisCluster):
-            return await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
-        return await self.client.ping()
+        client = self.client
+        if not isinstance(client, RedisCluster):
+            return await client.ping()
+        try:
+            return await client.ping(target_nodes=RedisCluster.PRIMARIES)
+        except Exception:  # re-read the slot map: a replica may have taken over meanwhile
+            await client.nodes_manager.initialize()
+            raise
 
     @classmethod
     def from_config(cls, state: StateConfig) -> RedisLayer:

@@ -111,7 +111,8 @@ async def test_master_failover_under_load() -> None:
             # outage per instance, remembered (no flapping), closed once the replica took over
             assert all(gw.state.redis_layer.guard.outages <= 1 for gw in f.gateways)  # type: ignore[union-attr]
             # shared again on the promoted replica: new takes land there
-            assert await takes_in_redis(procs.url, limiter, name) >= counted_before + len(after)
+            counted = await takes_in_redis(procs.live_url, limiter, name)
+            assert counted >= counted_before + len(after)
 
 
 def _has_owner(procs: RedisClusterProcs, slot: int, dead_port: int) -> bool:
