@@ -11,23 +11,23 @@ them: another key gets the same 404 as an unknown id.
 `RedisResponseStore` shares them across instances: ``{prefix}:resp:{id}`` holds the
 record as JSON, written with ``SET ... PX``. Unlike the routing state, a stored
 conversation cannot be rebuilt from a local view, so a Redis failure is an error
-(`StoreUnavailable`, a 503 to the client), never a silent 404.
+(`StoreUnavailable`, a 503 to the client), never a silent 404; while the Redis
+layer's breaker is open that error comes at once instead of after a timeout.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from gateway.routing.redisconn import connect, describe
-from gateway.tasks import raise_if_cancelling
+from gateway.redislayer import RedisClient, RedisLayer, RedisUnavailable, as_layer
+
+T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):
@@ -122,29 +122,36 @@ class MemoryResponseStore:
 class RedisResponseStore:
     """Records shared through Redis with a TTL (see the module doc)."""
 
-    def __init__(self, redis: Redis | str, *, prefix: str, ttl_s: float) -> None:
-        self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+    def __init__(
+        self,
+        redis: RedisLayer | RedisClient | str,
+        *,
+        prefix: str,
+        ttl_s: float,
+        op_timeout_s: float = 1.0,
+    ) -> None:
+        self._layer, self._owns_layer = as_layer(redis, prefix)
         self.prefix = prefix
         self.ttl_ms = max(1, int(ttl_s * 1000))
+        self.op_timeout_s = op_timeout_s
 
     def key(self, response_id: str) -> str:
         return f"{self.prefix}:resp:{response_id}"
 
-    async def put(self, record: StoredResponse) -> None:
-        key = self.key(record.response["id"])
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        """`op` within its budget; fails at once while the Redis layer's breaker is open."""
         try:
-            await self._redis.set(key, record.dumps(), px=self.ttl_ms)
-        except (RedisError, OSError) as exc:
-            raise_if_cancelling(exc)
-            raise StoreUnavailable(describe(exc)) from exc
+            return await self._layer.guard.call(op, timeout_s=self.op_timeout_s, part="responses")
+        except RedisUnavailable as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def put(self, record: StoredResponse) -> None:
+        key, raw = self.key(record.response["id"]), record.dumps()
+        await self._call(lambda: self._layer.client.set(key, raw, px=self.ttl_ms))
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None:
-        try:
-            raw = await self._redis.get(self.key(response_id))
-        except (RedisError, OSError) as exc:
-            raise_if_cancelling(exc)
-            raise StoreUnavailable(describe(exc)) from exc
+        key = self.key(response_id)
+        raw = await self._call(lambda: self._layer.client.get(key))
         if raw is None:
             return None
         record = StoredResponse.loads(raw)
@@ -153,12 +160,9 @@ class RedisResponseStore:
     async def delete(self, response_id: str, owner: str) -> bool:
         if await self.get(response_id, owner) is None:
             return False
-        try:
-            return bool(await self._redis.delete(self.key(response_id)))
-        except (RedisError, OSError) as exc:
-            raise_if_cancelling(exc)
-            raise StoreUnavailable(describe(exc)) from exc
+        key = self.key(response_id)
+        return bool(await self._call(lambda: self._layer.client.delete(key)))
 
     async def close(self) -> None:
-        if self._owns_client:
-            await self._redis.aclose()
+        if self._owns_layer:
+            await self._layer.close()

@@ -108,9 +108,9 @@ class Gateway:
             self.quarantine = previous.quarantine
         else:
             self.state = SharedState(config, clock)
-            state = config.state
+            layer = self.state.redis_layer  # the process's one Redis client (any topology)
             self.quarantine = Quarantine(
-                state.url if state.backend == "redis" else None, prefix=state.prefix
+                layer.client if layer is not None else None, prefix=config.state.prefix
             )
         self.keyring = KeyRing(config, self.state.keys)
         self.rng = random.Random()

@@ -49,6 +49,8 @@ def config_secrets(config: Config) -> list[str]:
         parts = urlsplit(config.state.url)
         if parts.password:
             found.append(unquote(parts.password))
+        if config.state.password is not None:
+            found.append(config.state.password.reveal())
     return found
 
 

@@ -1,7 +1,12 @@
 """Shared state per backend: latency counters, rate limits, health sharing, stored responses.
 
 `state.backend: memory` keeps everything in-process; `redis` shares it across
-gateway instances. Either way the request path never waits on Redis.
+gateway instances through one `RedisLayer` (one client for single node, Sentinel or
+Cluster, and one breaker): every component below gets that layer, so topology,
+credentials, TLS, key layout and outage behaviour are the same for all of them. The
+request path waits on Redis at most `state.request_timeout_ms` per call, and not at all
+while the breaker remembers an outage. A component added later (keys, probes ...) takes
+`SharedState.redis_layer` the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from gateway.access.runtime_keys import MemoryKeyStore, RedisKeyStore, RuntimeKe
 from gateway.config.model import Config
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.store import CounterStore, MemoryStore, RedisStore
+from gateway.redislayer import RedisLayer
 from gateway.responses_store import MemoryResponseStore, RedisResponseStore, ResponseStore
 from gateway.routing.feedback import FeedbackStore, MemoryFeedbackStore
 from gateway.routing.feedback_redis import RedisFeedbackStore
@@ -55,9 +61,11 @@ class SharedState:
         self.config = config
         state = config.state
         self.redis = state.backend == "redis"
+        self.redis_layer: RedisLayer | None = RedisLayer.from_config(state) if self.redis else None
+        layer = self.redis_layer
         self.store: CounterStore = (
-            RedisStore(state.url, prefix=state.prefix, cluster=state.cluster)
-            if self.redis
+            RedisStore(layer, prefix=state.prefix)
+            if layer is not None
             else MemoryStore(state.prefix)
         )
         self.profiles = LatencyProfiles(
@@ -77,33 +85,33 @@ class SharedState:
         )
         limits = rate_limits(config)
         self.limiter: RateLimiter = (
-            RedisRateLimiter(state.url, limits, prefix=state.prefix)
-            if self.redis and (limits or keys_limited(config))
+            RedisRateLimiter(layer, limits, prefix=state.prefix)
+            if layer is not None and (limits or keys_limited(config))
             else MemoryRateLimiter(limits)
         )
         self.shared_health = (
-            SharedHealth(self.health, state.url, prefix=state.prefix) if self.redis else None
+            SharedHealth(self.health, layer, prefix=state.prefix) if layer is not None else None
         )
         window_s = config.routing.feedback_window_s
         self.feedback: FeedbackStore = (
-            RedisFeedbackStore(state.url, prefix=state.prefix, window_s=window_s)
-            if self.redis
+            RedisFeedbackStore(layer, prefix=state.prefix, window_s=window_s)
+            if layer is not None
             else MemoryFeedbackStore(window_s=window_s)
         )
-        self.keys: RuntimeKeyStore = (
-            RedisKeyStore(state.url, prefix=state.prefix, refresh_s=config.auth.refresh_s)
-            if self.redis and config.auth.enabled
+        self.keys: RuntimeKeyStore = (  # the layer's one client (any topology)
+            RedisKeyStore(layer.client, prefix=state.prefix, refresh_s=config.auth.refresh_s)
+            if layer is not None and config.auth.enabled
             else MemoryKeyStore()
         )
         self.spend: SpendTracker = (
-            RedisSpendTracker(state.url, prefix=state.prefix)
-            if self.redis
+            RedisSpendTracker(layer, prefix=state.prefix)
+            if layer is not None
             else MemorySpendTracker()
         )
         stored = config.responses
         self.responses: ResponseStore = (
-            RedisResponseStore(state.url, prefix=state.prefix, ttl_s=stored.store_ttl_s)
-            if self.redis
+            RedisResponseStore(layer, prefix=state.prefix, ttl_s=stored.store_ttl_s)
+            if layer is not None
             else MemoryResponseStore(
                 stored.store_ttl_s, stored.max_stored, int(stored.max_stored_mb * 1024 * 1024)
             )
@@ -114,7 +122,7 @@ class SharedState:
             lambda: stats_from_snapshot(health.snapshot()),
             self.feedback.ratings,
             interval_s=config.routing.weights_interval_s,
-            redis=state.url if self.redis else None,
+            redis=layer,
             prefix=state.prefix,
         )
 
@@ -166,17 +174,16 @@ class SharedState:
 
     @property
     def degraded(self) -> bool:
-        """True while a Redis-backed component runs on its local view only."""
-        parts = [self.limiter.degraded, self.feedback.degraded, self.spend.degraded]
-        parts.append(self.keys.degraded)
-        parts.append(self.weights.degraded)
-        if self.shared_health is not None:
-            parts.append(self.shared_health.degraded)
-        if isinstance(self.store, RedisStore):
-            parts.append(not self.store.healthy)
-        return any(parts)
+        """True while Redis is known to be away (the layer's breaker is open): every
+        Redis-backed component runs on its local view. It clears when a probe gets an
+        answer, whatever traffic there is. (The runtime key store still keeps its own
+        flag, cleared by its next refresh, every `auth.refresh_s`.)"""
+        layer_down = self.redis_layer is not None and self.redis_layer.degraded
+        return layer_down or self.keys.degraded
 
     async def start(self) -> None:
+        if self.redis_layer is not None:
+            await self.redis_layer.start()
         await self.store.start()
         if self.shared_health is not None:
             await self.shared_health.start()
@@ -193,3 +200,5 @@ class SharedState:
         await self.limiter.close()
         await self.responses.close()
         await self.store.close()
+        if self.redis_layer is not None:
+            await self.redis_layer.close()

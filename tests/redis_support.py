@@ -33,6 +33,7 @@ async def redis_with_prefix(tag: str) -> AsyncIterator[tuple[Redis, str]]:
         yield client, prefix
     finally:
         keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
+        keys += [key async for key in client.scan_iter(match=f"{{{prefix}:*", count=500)]
         if keys:
             await client.delete(*keys)
         await client.aclose()

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
 
 from gateway.config.model import KeyConfig
+from gateway.redislayer import RedisClient
 from gateway.routing.redisconn import Outage, connect, log
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
@@ -137,7 +137,7 @@ class MemoryKeyStore(_Listeners):
 class RedisKeyStore(_Listeners):
     def __init__(
         self,
-        redis: Redis | str,
+        redis: RedisClient | str,
         *,
         prefix: str = "rg",
         refresh_s: float = 0.5,
@@ -145,7 +145,7 @@ class RedisKeyStore(_Listeners):
     ) -> None:
         super().__init__()
         self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self._redis: RedisClient = connect(redis) if isinstance(redis, str) else redis
         self.hash_key = f"{prefix}:keys"
         self.refresh_s = refresh_s
         self.op_timeout_s = op_timeout_s

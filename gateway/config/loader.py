@@ -50,7 +50,7 @@ from gateway.strategy import STRATEGIES, Strategy
 __all__ = ["ConfigError", "ConfigFileError", "load_config", "parse_config"]
 
 STATE_BACKENDS = ("memory", "redis")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -160,14 +160,33 @@ def _state(r: Reader) -> StateConfig:
     backend = r.string("backend", d.backend, choices=STATE_BACKENDS)
     url = r.string("url", d.url)
     if not url.startswith(REDIS_SCHEMES):
-        r.problem("url", "must start with redis://, rediss:// or unix://")  # may hold a password
+        # the value may hold a password: never echo it
+        r.problem("url", "must start with redis://, rediss://, unix:// or redis+sentinel://")
         url = d.url
+    sentinels = r.string_list("sentinels") or ()
+    for i, node in enumerate(sentinels):
+        host, sep, port = node.rpartition(":")
+        if not (sep and host and port.isdigit()):
+            r.problem(f"sentinels[{i}]", f"must be host:port, got {show(node)}")
     out = StateConfig(
         backend=cast(Any, backend),
         url=url,
         prefix=r.string("prefix", d.prefix),
         cluster=r.boolean("cluster", d.cluster),
+        username=r.optional_string("username"),
+        password=r.secret("password"),
+        sentinel_master=r.optional_string("sentinel_master"),
+        sentinels=sentinels,
+        tls_ca_file=r.optional_string("tls_ca_file"),
+        request_timeout_ms=r.number("request_timeout_ms", d.request_timeout_ms, lo=0.1, hi=10_000),
+        probe_interval_s=r.number("probe_interval_s", d.probe_interval_s, lo=0.01, hi=60),
     )
+    if out.cluster and (out.sentinels or url.startswith(("redis+sentinel", "rediss+sentinel"))):
+        r.problem("cluster", "Redis Cluster and Sentinel are two different setups: choose one")
+    if bool(out.sentinels) != bool(out.sentinel_master) and not url.startswith(
+        ("redis+sentinel", "rediss+sentinel")
+    ):
+        r.problem("sentinels", "sentinels and sentinel_master go together")
     r.finish()
     return out
 

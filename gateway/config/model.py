@@ -107,9 +107,16 @@ class LimitsConfig:
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     backend: Literal["memory", "redis"] = "memory"
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = "redis://127.0.0.1:6379/0"  # redis://, rediss:// (TLS), unix://, redis+sentinel://
     prefix: str = "rg"
-    cluster: bool = False
+    cluster: bool = False  # Redis Cluster (or a managed service speaking its protocol)
+    username: str | None = None  # ACL user (else the URL's)
+    password: Secret | None = None  # ACL password (else the URL's)
+    sentinel_master: str | None = None  # Sentinel: the monitored master's name
+    sentinels: tuple[str, ...] = ()  # Sentinel: host:port of each sentinel
+    tls_ca_file: str | None = None  # rediss://: CA bundle to verify the server with
+    request_timeout_ms: float = 5.0  # longest the request path waits on Redis
+    probe_interval_s: float = 0.5  # while Redis is away: how often it is tried again
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,11 @@ take: they are dropped and counted in ``dropped_updates``; one warning is
 logged per outage, and the loop keeps going until Redis answers again.
 
 Keys carry a hash tag, ``{prefix:deployment}:…``, so every key of a deployment
-lives in one Redis Cluster slot.
+lives in one Redis Cluster slot. The store uses the process's one Redis layer
+(`RedisLayer`: single node, Sentinel or Cluster) and its breaker: while Redis is
+known to be away a flush is dropped at once instead of waiting for a timeout.
+A batch is never resent (a resent batch could count twice): profile counters are
+at most once, and the dropped increments are counted.
 """
 
 from __future__ import annotations
@@ -26,11 +30,8 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 import structlog
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
+from gateway.redislayer import RedisClient, RedisLayer, RedisUnavailable, as_layer, tagged
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})
@@ -56,7 +57,7 @@ class CounterStore(Protocol):
 
 def tagged_key(prefix: str, deployment: str, suffix: str) -> str:
     """``{prefix:deployment}:suffix``: all keys of a deployment share a cluster slot."""
-    return f"{{{prefix.rstrip(':')}:{deployment}}}:{suffix}"
+    return tagged(prefix, deployment, suffix)
 
 
 def _add(target: dict[str, float], deltas: Mapping[str, float]) -> None:
@@ -109,13 +110,12 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str,
+        redis: RedisLayer | RedisClient | str,
         *,
         prefix: str = "rg",
         cluster: bool = False,
         flush_interval_s: float = 1.0,
         refresh_interval_s: float = 2.0,
-        socket_timeout_s: float = 0.5,
         op_timeout_s: float = 2.0,
         interest_ttl_s: float = 600.0,
         key_ttl_s: int | None = 365 * 86400,
@@ -123,11 +123,10 @@ class RedisStore:
         if flush_interval_s <= 0 or refresh_interval_s <= 0:
             raise ValueError("flush_interval_s and refresh_interval_s must be > 0")
         self.prefix = prefix
-        self.cluster = cluster
-        self._url = url
+        self._layer, self._owns_layer = as_layer(redis, prefix, cluster=cluster)
+        self.cluster = self._layer.cluster
         self._flush_interval = flush_interval_s
         self._refresh_interval = refresh_interval_s
-        self._socket_timeout = socket_timeout_s
         self._op_timeout = op_timeout_s
         self._interest_ttl = interest_ttl_s
         self._key_ttl = key_ttl_s
@@ -135,10 +134,10 @@ class RedisStore:
         self._pending: dict[str, dict[str, float]] = {}
         self._pending_ops = 0
         self._interest: dict[str, float] = {}  # key -> monotonic time of its last read
-        self._client: Redis | RedisCluster | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._healthy = True
+        self._closed = True  # until started (close() before start() sends nothing)
         self._log = structlog.get_logger("gateway.latency")
         self.dropped_updates = 0  # incr() calls whose batch Redis did not take
         self.outages = 0  # transitions from reachable to unreachable
@@ -166,44 +165,33 @@ class RedisStore:
         return self._view.get(key, _EMPTY)
 
     @property
+    def layer(self) -> RedisLayer:
+        return self._layer
+
+    @property
     def healthy(self) -> bool:
         return self._healthy
 
     # -- lifecycle -------------------------------------------------------------
 
-    def _connect(self) -> Redis | RedisCluster:
-        options: dict[str, Any] = {
-            "socket_timeout": self._socket_timeout,
-            "socket_connect_timeout": self._socket_timeout,
-            "retry": Retry(NoBackoff(), 1),  # one immediate retry (stale socket); our loop retries
-        }
-        if self.cluster:
-            return RedisCluster.from_url(self._url, **options)
-        return Redis.from_url(self._url, **options)
-
     async def start(self) -> None:
         if self._task is not None:
             return
-        if self._client is None:
-            self._client = self._connect()
+        self._closed = False
         self._task = asyncio.create_task(self._run(), name="latency-store-sync")
 
     async def close(self) -> None:
         """Stop the background task, flush what is buffered (best effort), drop the pool."""
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        client = self._client
-        if client is None:
-            return
         try:
-            async with self._lock:
-                await self._flush()
+            if not self._closed:
+                self._closed = True
+                async with self._lock:
+                    await self._flush()
         finally:
-            self._client = None
-            try:
-                await client.aclose()
-            except Exception as exc:  # a dead server must not fail shutdown
-                self._log.debug("latency_store_close_failed", error=repr(exc))
+            if self._owns_layer:
+                await self._layer.close()
 
     async def sync(self) -> None:
         """One flush and one refresh now (the background task does this periodically)."""
@@ -229,28 +217,32 @@ class RedisStore:
 
     # -- background I/O --------------------------------------------------------
 
-    def _pipeline(self, client: Redis | RedisCluster) -> Any:
-        if isinstance(client, RedisCluster):
-            return client.pipeline()
-        return client.pipeline(transaction=False)
+    async def _execute(self, fill: Any) -> list[Any]:
+        """One pipeline filled by `fill(pipe)`, through the layer's breaker."""
+
+        async def run() -> list[Any]:
+            async with self._layer.pipeline() as pipe:
+                fill(pipe)
+                return list(await pipe.execute())
+
+        return await self._layer.guard.call(run, timeout_s=self._op_timeout, part="profiles")
 
     async def _flush(self) -> None:
         if not self._pending:
             return
         batch, ops = self._pending, self._pending_ops
         self._pending, self._pending_ops = {}, 0
-        client = self._client
+
+        def fill(pipe: Any) -> None:
+            for key, fields in batch.items():
+                for name, amount in fields.items():
+                    pipe.hincrbyfloat(key, name, amount)
+                if self._key_ttl is not None:
+                    pipe.expire(key, self._key_ttl)
+
         try:
-            if client is None:
-                raise ConnectionError("store not started")
-            async with asyncio.timeout(self._op_timeout), self._pipeline(client) as pipe:
-                for key, fields in batch.items():
-                    for name, amount in fields.items():
-                        pipe.hincrbyfloat(key, name, amount)
-                    if self._key_ttl is not None:
-                        pipe.expire(key, self._key_ttl)
-                await pipe.execute()
-        except Exception as exc:
+            await self._execute(fill)
+        except RedisUnavailable as exc:
             self.dropped_updates += ops
             self._unavailable("flush", exc)
             return
@@ -263,15 +255,16 @@ class RedisStore:
             del self._interest[key]
             self._view.pop(key, None)
         keys = list(self._interest)
-        client = self._client
-        if not keys or client is None:
+        if not keys:
             return
+
+        def fill(pipe: Any) -> None:
+            for key in keys:
+                pipe.hgetall(key)
+
         try:
-            async with asyncio.timeout(self._op_timeout), self._pipeline(client) as pipe:
-                for key in keys:
-                    pipe.hgetall(key)
-                results = await pipe.execute()
-        except Exception as exc:
+            results = await self._execute(fill)
+        except RedisUnavailable as exc:
             self._unavailable("refresh", exc)
             return
         for key, raw in zip(keys, results, strict=True):
@@ -291,7 +284,7 @@ class RedisStore:
             self._log.warning(
                 "latency_store_unavailable",
                 op=op,
-                error=f"{type(exc).__name__}: {exc}",
+                error=str(exc),
                 dropped_updates=self.dropped_updates,
             )
 

@@ -84,8 +84,8 @@ def baseline_store(gateway: Gateway, cfg: AutoRegressConfig) -> BaselineStore:
 
 
 def lease_for(gateway: Gateway) -> Lease:
-    state = gateway.config.state
-    return RedisLease(state.url, state.prefix) if state.backend == "redis" else MemoryLease()
+    state, layer = gateway.config.state, gateway.state.redis_layer
+    return RedisLease(layer.client, state.prefix) if layer is not None else MemoryLease()
 
 
 class AutoRegress:

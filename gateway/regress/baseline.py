@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+
+from gateway.redislayer import RedisSettings, make_client
 
 FORMAT = "race-gateway-regress-baseline/1"
 DEFAULT_FILE = "regress-baseline.json"
@@ -196,21 +198,23 @@ class FileBaselineStore:
 class RedisBaselineStore:
     """One string key, ``{prefix}:regress:baseline``, holding the JSON document."""
 
-    def __init__(self, url: str, prefix: str = "rg", cluster: bool = False) -> None:
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "rg",
+        cluster: bool = False,
+        settings: RedisSettings | None = None,
+    ) -> None:
+        self.settings = replace(
+            settings or RedisSettings.from_url(url, cluster=cluster),
+            connect_timeout_s=2.0,
+            socket_timeout_s=5.0,
+        )
         self.key = f"{prefix}:regress:baseline"
-        self.cluster = cluster
         self.location = f"redis key {self.key}"
 
     def _client(self) -> Any:
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
-        if self.cluster:
-            from redis.asyncio.cluster import RedisCluster
-
-            return RedisCluster.from_url(self.url, **options)
-        from redis.asyncio import Redis
-
-        return Redis.from_url(self.url, **options)
+        return make_client(self.settings)  # the gateway's topology, credentials and TLS
 
     async def load(self) -> Baseline | None:
         client = self._client()

@@ -19,6 +19,7 @@ import structlog
 
 from gateway.config import ConfigError, load_config
 from gateway.config.model import Config
+from gateway.redislayer import RedisSettings
 from gateway.regress.baseline import (
     DEFAULT_FILE,
     BaselineError,
@@ -185,7 +186,8 @@ def _store(args: argparse.Namespace, config: Config) -> BaselineStore:
         return FileBaselineStore(args.baseline)
     state = config.state
     if state.backend == "redis":
-        return RedisBaselineStore(state.url, state.prefix, state.cluster)
+        settings = RedisSettings.from_config(state)
+        return RedisBaselineStore(state.url, state.prefix, state.cluster, settings=settings)
     return FileBaselineStore(DEFAULT_FILE)
 
 

@@ -13,8 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
-
+from gateway.redislayer import RedisClient
 from gateway.routing.redisconn import connect, describe, log
 from gateway.tasks import raise_if_cancelling
 
@@ -42,9 +41,9 @@ class MemoryLease:
 
 
 class RedisLease:
-    def __init__(self, redis: Redis | str, prefix: str = "rg") -> None:
+    def __init__(self, redis: RedisClient | str, prefix: str = "rg") -> None:
         self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self._redis: RedisClient = connect(redis) if isinstance(redis, str) else redis
         self.prefix = prefix
         self.instance = uuid.uuid4().hex[:12]
 

@@ -4,8 +4,12 @@ every gateway instance (see gateway.routing.feedback for the model).
 Keys: ``{prefix}:fb:req:{request_id}`` (JSON: deployment, route, key, time; expires after
 the feedback window), ``{prefix}:fb:rated:{request_id}`` (the request's current rating
 and its time, swapped atomically with ``SET ... GET`` so that a second rating, on any
-instance, replaces the first exactly once) and ``{prefix}:fb:ratings`` (the decayed sums).
-While Redis is away a rating is still taken, and replaced, from this instance's memory.
+instance, replaces the first exactly once) and ``{prefix:fb}:ratings`` (the decayed sums).
+Ratings go in numbered batches: the script applies a batch only when its number is above
+the instance's high-water mark ``{prefix:fb}:seq:{instance}`` (same hash tag: one slot)
+and raises it, so a batch resent after a lost reply counts once. Every call goes through
+the process's Redis layer and its breaker. While Redis is away a rating is still taken,
+and replaced, from this instance's memory.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
+from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 from gateway.routing.feedback import (
     DEFAULT_HALF_LIFE_S,
     DEFAULT_WINDOW_S,
@@ -30,18 +36,23 @@ from gateway.routing.feedback import (
     _RequestMemory,
     check_rating,
 )
-from gateway.routing.redisconn import Outage, connect, log
+from gateway.routing.redisconn import log
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
-# KEYS[1] ratings hash; ARGV: half-life s, ttl s, then (deployment, rating, wall time, weight)
-# quadruples. Decays each deployment's (s, n) to the rating's time and adds it (DecayedSum.add).
+# KEYS[1] ratings hash, KEYS[2] the instance's high-water mark (one hash tag: one slot).
+# ARGV: half-life s, ttl s, batch number, then (deployment, rating, wall time, weight)
+# quadruples. Decays each deployment's (s, n) to the rating's time and adds it
+# (DecayedSum.add). A batch resent after a lost reply (number not above the mark): no-op.
 _ADD_RATINGS = """
+local seq = tonumber(ARGV[3])
+if seq <= tonumber(redis.call('GET', KEYS[2]) or '0') then return 0 end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', 7 * 86400)
 local h = tonumber(ARGV[1])
 local function decay(age)
   if h <= 0 then return 1 end
   return 2 ^ (-age / h)
 end
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local d = ARGV[i]
   local r = tonumber(ARGV[i + 1])
   local at = tonumber(ARGV[i + 2])
@@ -81,7 +92,7 @@ class RedisFeedbackStore:
 
     def __init__(
         self,
-        redis: Redis | str,
+        redis: RedisLayer | RedisClient | str,
         *,
         prefix: str = "rg",
         window_s: float = DEFAULT_WINDOW_S,
@@ -92,11 +103,14 @@ class RedisFeedbackStore:
         flush_interval_s: float = 0.2,
         refresh_s: float = 1.0,
         op_timeout_s: float = 0.5,
+        instance_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self._layer, self._owns_layer = as_layer(redis, prefix)
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self._seq = 0
+        self._unsent_seq = 0  # number of the ratings batch being sent (or resent)
         self.prefix = prefix
         self.window_s = window_s
         self.ttl_s = int(window_s) + 60  # an entry is of use only within the window
@@ -115,14 +129,17 @@ class RedisFeedbackStore:
         self._inflight_ratings: list[_Rating] = []
         self._snapshot: dict[str, DecayedSum] = {}
         self._refreshed_at: float | None = None
-        self._script = self._redis.register_script(_ADD_RATINGS)
+        self._script = self._layer.client.register_script(_ADD_RATINGS)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.outage = Outage("feedback")
 
     @property
     def degraded(self) -> bool:
-        return self.outage.degraded
+        return self._layer.degraded
+
+    @property
+    def outage(self) -> RedisGuard:
+        return self._layer.guard
 
     def request_key(self, request_id: str) -> str:
         return f"{self.prefix}:fb:req:{request_id}"
@@ -132,7 +149,14 @@ class RedisFeedbackStore:
 
     @property
     def ratings_key(self) -> str:
-        return f"{self.prefix}:fb:ratings"
+        return f"{{{self.prefix}:fb}}:ratings"
+
+    @property
+    def mark_key(self) -> str:
+        return f"{{{self.prefix}:fb}}:seq:{self.instance_id}"
+
+    async def _call(self, op: Callable[[], Any]) -> Any:
+        return await self._layer.guard.call(op, timeout_s=self.op_timeout_s, part="feedback")
 
     # -- request path (no awaits) -------------------------------------------
 
@@ -154,13 +178,11 @@ class RedisFeedbackStore:
         served = self._requests.get(request_id)
         if served is not None:
             return served
+        key = self.request_key(request_id)
         try:
-            async with asyncio.timeout(self.op_timeout_s):
-                raw = await self._redis.get(self.request_key(request_id))
-        except Exception as exc:
-            self.outage.failed("lookup", exc)
+            raw = await self._call(lambda: self._layer.client.get(key))
+        except RedisUnavailable:
             return None
-        self.outage.ok("lookup")
         if raw is None:
             return None
         try:
@@ -185,15 +207,14 @@ class RedisFeedbackStore:
             return None
         value = float(rating)
         previous = self._rated.pop(request_id, None)
+        key, client = self.rated_key(request_id), self._layer.client
         try:  # swap in the new rating; the old one (from any instance) comes back
-            async with asyncio.timeout(self.op_timeout_s):
-                old = await self._redis.set(
-                    self.rated_key(request_id), f"{value!r}|{now!r}", ex=self.ttl_s, get=True
-                )
-        except Exception as exc:  # Redis away: this instance's memory of the rating
-            self.outage.failed("rate", exc)
+            old = await self._call(
+                lambda: client.set(key, f"{value!r}|{now!r}", ex=self.ttl_s, get=True)
+            )
+        except RedisUnavailable:  # Redis away: this instance's memory of the rating
+            pass
         else:
-            self.outage.ok("rate")
             previous = _parse_rated(old if not isinstance(old, bool) else None)
         self._rated[request_id] = (value, now)
         while len(self._rated) > self._requests.max_requests:
@@ -227,8 +248,8 @@ class RedisFeedbackStore:
         if task is not None:
             if self._pending_requests or self._pending_ratings:
                 await self.flush()  # best effort, bounded by op_timeout_s
-        if self._owns_client:
-            await self._redis.aclose()
+        if self._owns_layer:
+            await self._layer.close()
 
     async def _run(self) -> None:
         while True:
@@ -240,10 +261,16 @@ class RedisFeedbackStore:
             raise_if_cancelling()  # redis-py may have swallowed a cancellation
 
     async def flush(self) -> None:
-        """Write pending request ids and ratings, refresh the ratings snapshot if due."""
+        """Write pending request ids and ratings, refresh the ratings snapshot if due.
+
+        Ratings that were sent but not acknowledged stay in flight and are resent as the
+        same batch (same number) until Redis answers: each counts exactly once."""
         requests, self._pending_requests = self._pending_requests, OrderedDict()
-        ratings, self._pending_ratings = self._pending_ratings, []
-        self._inflight_ratings = ratings
+        if not self._inflight_ratings and self._pending_ratings:
+            self._seq += 1
+            self._unsent_seq = self._seq
+            self._inflight_ratings, self._pending_ratings = self._pending_ratings, []
+        ratings = self._inflight_ratings
         now = self._clock()
         refresh = (
             bool(ratings)
@@ -251,50 +278,44 @@ class RedisFeedbackStore:
             or now - self._refreshed_at >= self.refresh_s
         )
         if not requests and not refresh:
-            self._inflight_ratings = []
             return
         try:
-            async with asyncio.timeout(self.op_timeout_s):
-                pipe = self._redis.pipeline(transaction=False)
-                for request_id, served in requests.items():
-                    value = orjson.dumps(
-                        {
-                            "d": served.deployment,
-                            "r": served.route,
-                            "k": served.key_id,
-                            "t": served.at,
-                        }
-                    )
-                    # NX: the first request under an id keeps it (ids may be client-chosen)
-                    pipe.set(self.request_key(request_id), value, ex=self.ttl_s, nx=True)
-                if ratings:
-                    args: list[str | float] = [self.half_life_s, self.ratings_ttl_s]
-                    for item in ratings:
-                        args += [item.deployment, repr(item.rating), repr(item.at), item.weight]
-                    await self._script(keys=[self.ratings_key], args=args, client=pipe)
-                if refresh:
-                    pipe.hgetall(self.ratings_key)
-                results = await pipe.execute()
+            results = await self._call(lambda: self._write(requests, ratings, refresh))
         except asyncio.CancelledError:
-            self._restore(requests, ratings)
+            self._restore(requests)
             raise
-        except Exception as exc:
-            self._restore(requests, ratings)
-            self.outage.failed("flush", exc)
+        except RedisUnavailable:
+            self._restore(requests)
             return
-        finally:
-            self._inflight_ratings = []
-        self.outage.ok("flush")
+        self._inflight_ratings = []
         if refresh:
             self._snapshot = _parse_ratings(results[-1])
             self._refreshed_at = now
 
-    def _restore(self, requests: Mapping[str, Served], ratings: list[_Rating]) -> None:
+    async def _write(
+        self, requests: Mapping[str, Served], ratings: list[_Rating], refresh: bool
+    ) -> list[Any]:
+        if ratings:
+            args: list[str | float] = [self.half_life_s, self.ratings_ttl_s, self._unsent_seq]
+            for item in ratings:
+                args += [item.deployment, repr(item.rating), repr(item.at), item.weight]
+            await self._script(keys=[self.ratings_key, self.mark_key], args=args)
+        pipe = self._layer.pipeline()
+        for request_id, served in requests.items():
+            value = orjson.dumps(
+                {"d": served.deployment, "r": served.route, "k": served.key_id, "t": served.at}
+            )
+            # NX: the first request under an id keeps it (ids may be client-chosen)
+            pipe.set(self.request_key(request_id), value, ex=self.ttl_s, nx=True)
+        if refresh:
+            pipe.hgetall(self.ratings_key)
+        return list(await pipe.execute()) if len(pipe) else []
+
+    def _restore(self, requests: Mapping[str, Served]) -> None:
         for request_id, served in requests.items():
             self._pending_requests.setdefault(request_id, served)
         while len(self._pending_requests) > self.max_pending:
             self._pending_requests.popitem(last=False)
-        self._pending_ratings = [*ratings, *self._pending_ratings][-self.max_pending :]
 
 
 def _parse_rated(raw: bytes | str | None) -> tuple[float, float] | None:

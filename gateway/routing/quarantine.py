@@ -15,18 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
+from gateway.redislayer import RedisClient
 from gateway.routing.redisconn import Outage, connect
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 
 class Quarantine:
     def __init__(
-        self, redis: Redis | str | None = None, *, prefix: str = "rg", refresh_s: float = 2.0
+        self, redis: RedisClient | str | None = None, *, prefix: str = "rg", refresh_s: float = 2.0
     ) -> None:
         self._owns_client = isinstance(redis, str)
-        self._redis: Redis | None = connect(redis) if isinstance(redis, str) else redis
+        self._redis: RedisClient | None = connect(redis) if isinstance(redis, str) else redis
         self.key = f"{prefix}:quarantine"
         self.refresh_s = refresh_s
         self._held: dict[str, dict[str, Any]] = {}

@@ -10,12 +10,18 @@ window_s`), so the clock is wall-clock seconds (`time.time`), not monotonic:
 every instance must agree on where a window starts.
 
 `RedisRateLimiter` keeps one hash per name and window,
-``{prefix}:rl:{name}:{window_start}`` with fields ``r`` (requests) and ``t``
-(tokens), and checks and takes in one Lua script: a request is admitted only
-when both counters stay within their limits, and a refused request takes
-nothing. Because the script is atomic the total admitted over all instances
-is exactly the limit. The key expires a little after its window. On a Redis
-failure it fails open (admits) and sets `degraded` (one log line per outage).
+``{prefix:rl:name}:{window_start}`` with fields ``r`` (requests) and ``t``
+(tokens), and checks and takes in one Lua script on that one key (one cluster
+slot): a request is admitted only when both counters stay within their limits,
+and a refused request takes nothing. Because the script is atomic the total
+admitted over all instances is exactly the limit. The key expires a little after
+its window. The call has the request path's Redis budget (`RedisGuard.request`,
+a few ms); when Redis fails, hangs or is known to be away, this instance decides
+on its own view until it is back: a `MemoryRateLimiter` starting from the last
+counts Redis returned for the current window, and, for a window Redis never
+answered for, this instance's share of the limit (the fraction of the last
+window's admitted requests that were its own), so that N instances on their own
+views admit about one limit in total rather than N.
 
 `MemoryRateLimiter` is the same for ``state.backend: memory`` (one instance).
 
@@ -25,17 +31,13 @@ durations (`go_duration`: "1s", "6m0s", "20ms").
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
-from gateway.routing.redisconn import Outage, connect
-from gateway.tasks import raise_if_cancelling
+from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +136,18 @@ class MemoryRateLimiter:
     def limit_for(self, name: str) -> Limit | None:
         return self.limits.get(name)
 
+    def seed(self, name: str, window_start: int, used_r: int, used_t: int) -> None:
+        """What the shared counter said (even after the caller stopped waiting): this view
+        never counts less, so the local decisions made meanwhile start from there."""
+        window, r, t = self._used.get(name, (window_start, 0, 0))
+        if window != window_start:
+            r = t = 0
+        self._used[name] = (window_start, max(r, used_r), max(t, used_t))
+
     async def check_and_take(
         self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
     ) -> Decision:
+        """`limit` stands in for the configured limit of `name` (a share of it, say)."""
         limit = limit or self.limits.get(name)
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
@@ -181,38 +192,48 @@ return {1, r, t}
 """
 
 
+MIN_SHARE_SAMPLE = 10  # requests counted in a window before our share of it is trusted
+
+
 class RedisRateLimiter:
     """Fixed windows in Redis, exact across instances (see the module doc)."""
 
     def __init__(
         self,
-        redis: Redis | str,
+        redis: RedisLayer | RedisClient | str,
         limits: Mapping[str, Limit],
         *,
         prefix: str = "rg",
         window_s: float = 60.0,
-        op_timeout_s: float = 0.5,
+        op_timeout_s: float = 0.5,  # reads off the request path (`used`)
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self._layer, self._owns_layer = as_layer(redis, prefix)
+        self.op_timeout_s = op_timeout_s
         self.limits = dict(limits)
         self.prefix = prefix
         self.window_s = window_s
-        self.op_timeout_s = op_timeout_s
         self._clock = clock
-        self._script = self._redis.register_script(_CHECK_AND_TAKE)
-        self.outage = Outage("rate_limits")
+        self.local = MemoryRateLimiter(limits, window_s, clock)  # while Redis is away
+        self.local_decisions = 0
+        self._seen: dict[str, int] = {}  # name -> the last window Redis told us about
+        self._own: dict[str, tuple[int, int]] = {}  # name -> (window, our admitted requests)
+        self.shares: dict[str, float] = {}  # name -> our share of its use (Redis's answers)
 
     @property
     def degraded(self) -> bool:
-        return self.outage.degraded
+        return self._layer.degraded
+
+    @property
+    def outage(self) -> RedisGuard:
+        """The Redis layer's breaker (outage count, failures, calls answered locally)."""
+        return self._layer.guard
 
     def limit_for(self, name: str) -> Limit | None:
         return self.limits.get(name)
 
     def key(self, name: str, window_start: int) -> str:
-        return f"{self.prefix}:rl:{name}:{window_start}"
+        return f"{{{self.prefix}:rl:{name}}}:{window_start}"
 
     async def check_and_take(
         self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
@@ -229,35 +250,60 @@ class RedisRateLimiter:
             -1 if limit.tpm is None else limit.tpm,
             ttl,
         ]
-        try:
-            async with asyncio.timeout(self.op_timeout_s):
-                admitted, used_r, used_t = await self._script(
-                    keys=[self.key(name, start)], args=args
-                )
-        except Exception as exc:  # fail open: a limiter outage must not fail requests
-            self.outage.failed("check_and_take", exc)
-            return _decision(True, limit, 0, 0, reset_s, degraded=True)
-        raise_if_cancelling()  # the client went away while redis-py swallowed the cancellation
-        self.outage.ok("check_and_take")
+        key = self.key(name, start)
+        try:  # batched with other requests' calls (one round trip), within the budget
+            admitted, used_r, used_t = await self._layer.request(
+                lambda pipe: pipe.eval(_CHECK_AND_TAKE, 1, key, *args),
+                "rate_limits",
+                late=lambda reply: self._answered(name, start, requests, reply),
+            )
+        except RedisUnavailable:  # decide on this instance's own view meanwhile
+            self.local_decisions += 1
+            local_limit = limit if self._seen.get(name) == start else self._share_of(name, limit)
+            local = await self.local.check_and_take(name, requests, tokens, local_limit)
+            return replace(local, degraded=True)
         return _decision(bool(admitted), limit, int(used_r), int(used_t), reset_s)
+
+    def _answered(self, name: str, start: int, requests: int, reply: Any) -> None:
+        """What Redis said (even after the caller stopped waiting): the local view starts
+        from its counts, and our share of the name's use is updated."""
+        admitted, used_r, used_t = int(reply[0]), int(reply[1]), int(reply[2])
+        self.local.seed(name, start, used_r, used_t)
+        self._seen[name] = start
+        window, own = self._own.get(name, (start, 0))
+        own = (own if window == start else 0) + (requests if admitted else 0)
+        self._own[name] = (start, own)
+        if used_r >= MIN_SHARE_SAMPLE:  # early in a window one request says little
+            self.shares[name] = min(own / used_r, 1.0)
+
+    def _share_of(self, name: str, limit: Limit) -> Limit:
+        """A window Redis never answered for: this instance's share of the limit, so that
+        N instances on their own views admit about one limit in total, not N."""
+        share = self.shares.get(name, 1.0)
+
+        def part(n: int | None) -> int | None:
+            return None if n is None else max(math.floor(n * share), 1)
+
+        return Limit(part(limit.rpm), part(limit.tpm))
 
     async def used(self, name: str) -> tuple[int, int] | None:
         """Requests and tokens taken in the current window by every instance (read-only);
         None when Redis does not answer."""
         start, _ = _window(self._clock(), self.window_s)
+        key, client = self.key(name, start), self._layer.client
         try:
-            async with asyncio.timeout(self.op_timeout_s):
-                raw = await self._redis.hmget(self.key(name, start), ["r", "t"])
-        except Exception as exc:
-            self.outage.failed("used", exc)
+            raw = await self._layer.guard.call(
+                lambda: client.hmget(key, ["r", "t"]),
+                timeout_s=self.op_timeout_s,
+                part="rate_limits",
+            )
+        except RedisUnavailable:
             return None
-        raise_if_cancelling()
-        self.outage.ok("used")
         return int(raw[0] or 0), int(raw[1] or 0)
 
     async def close(self) -> None:
-        if self._owns_client:
-            await self._redis.aclose()
+        if self._owns_layer:
+            await self._layer.close()
 
 
 # -- headers ---------------------------------------------------------------

@@ -1,9 +1,8 @@
-"""Redis plumbing shared by the routing layer: a client that fails fast, and outage bookkeeping.
+"""Redis plumbing kept for components written before the shared layer (`gateway.redislayer`):
+a fail-fast single-node client and per-component outage bookkeeping.
 
-Routing state in Redis is an optimisation: when Redis is away every instance
-falls back to its own view. So the clients made here do not retry (a retry
-could apply a rate-limit take twice) and time out quickly, and `Outage`
-turns failures into one flag for a metric and one log line per outage.
+New code takes a `RedisLayer` (one client per process for single node, Sentinel or
+Cluster, and one breaker); `connect` and `Outage` remain for callers that have not moved.
 """
 
 from __future__ import annotations
@@ -12,31 +11,31 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
+from gateway.redislayer import RedisSettings, describe, make_client
 from gateway.tasks import raise_if_cancelling
+
+__all__ = ["Outage", "connect", "describe", "log"]
 
 log = structlog.get_logger("gateway.routing")
 
-CONNECT_TIMEOUT_S = 0.5
-SOCKET_TIMEOUT_S = 1.0
-
 
 def connect(url: str, **kwargs: Any) -> Redis:
-    """A client for `url` that fails fast (no retries, short timeouts); connects lazily."""
-    options: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        "socket_timeout": SOCKET_TIMEOUT_S,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    options.update(kwargs)
-    return Redis.from_url(url, **options)
+    """A single-node client for `url` that fails fast (no retries, short timeouts)."""
+    if kwargs:
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
-
-def describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        options: dict[str, Any] = {
+            "socket_connect_timeout": 0.5,
+            "socket_timeout": 1.0,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        options.update(kwargs)
+        return Redis.from_url(url, **options)
+    client = make_client(RedisSettings.from_url(url))
+    assert isinstance(client, Redis)
+    return client
 
 
 class Outage:

@@ -2,7 +2,9 @@
 
 Keys (all under `prefix`):
 
-- ``{prefix}:health:{deployment}``: the deployment's recent outcomes, newest
+Every key shares the hash tag ``{prefix:health}`` (one cluster slot).
+
+- ``{prefix:health}:outcomes:{deployment}``: the deployment's recent outcomes, newest
   first, capped at `window` (LPUSH + LTRIM, pipelined about every
   `flush_interval_s`). Each entry is JSON ``[ok, value, wall_time]`` where
   value is the TTFT (s) of a success or the status of a failure. A starting
@@ -14,12 +16,13 @@ Keys (all under `prefix`):
   instance applies other instances' changes to its own registry
   (`HealthRegistry.apply_remote`), so an open breaker seen by one instance
   stops the others within about a second.
-- ``{prefix}:breaker:state`` (hash): the last change per deployment, read on
+- ``{prefix:health}:breaker`` (hash): the last change per deployment, read on
   every (re)subscribe so an instance that missed messages catches up.
 
-Redis outage: both loops catch every error, set `degraded` (one warning per
-outage, see `Outage`), keep the newest pending outcomes and changes, and retry
-with backoff; the registry keeps working on its own view. Nothing here is on
+Redis outage: both loops go through the layer's breaker (`RedisGuard`), keep
+the newest pending outcomes and changes, and retry with backoff; the registry
+keeps working on its own view. On a cluster the subscriber listens on one node:
+a PUBLISH reaches every node of the cluster. Nothing here is on
 the request path: listeners only append to in-memory buffers.
 """
 
@@ -27,16 +30,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
+from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 from gateway.routing.health import HealthRegistry, Outcome, StateChange
-from gateway.routing.redisconn import Outage, connect, log
+from gateway.routing.redisconn import log
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 PUBLISHED_STATES = frozenset({"open", "cooling", "closed"})
@@ -46,7 +51,7 @@ class SharedHealth:
     def __init__(
         self,
         registry: HealthRegistry,
-        redis: Redis | str,
+        redis: RedisLayer | RedisClient | str,
         *,
         prefix: str = "rg",
         instance_id: str | None = None,
@@ -59,8 +64,7 @@ class SharedHealth:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
-        self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self._layer, self._owns_layer = as_layer(redis, prefix)
         self.prefix = prefix
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.flush_interval_s = flush_interval_s
@@ -76,7 +80,6 @@ class SharedHealth:
         self._probes: dict[str, tuple[float, float]] = {}  # deployment -> (at, held_s)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.outage = Outage("shared_health")
         self.applied = 0  # remote changes applied (for tests and metrics)
         self.subscribed = False  # listening to other instances right now
 
@@ -86,15 +89,20 @@ class SharedHealth:
 
     @property
     def state_key(self) -> str:
-        return f"{self.prefix}:breaker:state"
+        return f"{{{self.prefix}:health}}:breaker"
 
     def outcomes_key(self, deployment: str) -> str:
-        return f"{self.prefix}:health:{deployment}"
+        return f"{{{self.prefix}:health}}:outcomes:{deployment}"
 
     @property
     def degraded(self) -> bool:
         """True while Redis cannot be used: every decision is this instance's own."""
-        return self.outage.degraded
+        return self._layer.degraded
+
+    @property
+    def outage(self) -> RedisGuard:
+        """The Redis layer's breaker (outage count, failures, calls answered locally)."""
+        return self._layer.guard
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -118,8 +126,8 @@ class SharedHealth:
         await cancel_and_wait(*tasks)
         if tasks and (self._changes or self._pending):
             await self._flush()  # best effort: the last changes (bounded by op_timeout_s)
-        if self._owns_client:
-            await self._redis.aclose()
+        if self._owns_layer:
+            await self._layer.close()
 
     # -- from the registry (synchronous, request path) ---------------------
 
@@ -158,22 +166,31 @@ class SharedHealth:
         changes, self._changes = self._changes, {}
         pending, self._pending = self._pending, {}
         probes, self._probes = self._probes, {}
+        if not changes and not pending and not probes and self._seeded:
+            return
         try:
-            async with asyncio.timeout(self.op_timeout_s):
-                if not self._seeded:
-                    await self._seed_windows()
-                    self._seeded = True
-                if changes or pending or probes:
-                    await self._send(changes, pending, probes)
-                elif self.outage.degraded:
-                    await self._redis.ping()  # notice the end of an outage
-            self.outage.ok("publisher")
+            await self._layer.guard.call(
+                lambda: self._send_all(changes, pending, probes),
+                timeout_s=self.op_timeout_s,
+                part="shared_health",
+            )
         except asyncio.CancelledError:
             self._restore(changes, pending)
             raise
-        except Exception as exc:
+        except RedisUnavailable:
             self._restore(changes, pending)
-            self.outage.failed("publisher", exc)
+
+    async def _send_all(
+        self,
+        changes: dict[str, StateChange],
+        pending: dict[str, deque[bytes]],
+        probes: dict[str, tuple[float, float]],
+    ) -> None:
+        if not self._seeded:
+            await self._seed_windows()
+            self._seeded = True
+        if changes or pending or probes:
+            await self._send(changes, pending, probes)
 
     def _restore(self, changes: dict[str, StateChange], pending: dict[str, deque[bytes]]) -> None:
         """Keep what could not be sent for the next flush (newer changes win, bounded)."""
@@ -189,14 +206,15 @@ class SharedHealth:
         pending: dict[str, deque[bytes]],
         probes: dict[str, tuple[float, float]] | None = None,
     ) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        messages: list[bytes] = []
+        pipe = self._layer.pipeline()
         now, wall = self._clock(), self._wall()
         for name, (at, held_s) in (probes or {}).items():
             left = held_s - (now - at)
             if left > 0:  # a forced probe's slot: the other instances hold theirs back
                 slot = {"i": self.instance_id, "d": name, "s": "probe", "r": round(left, 3)}
                 slot["u"] = round(wall + left, 3)
-                pipe.publish(self.channel, orjson.dumps(slot))
+                messages.append(orjson.dumps(slot))
         for name, change in changes.items():
             retry_in_s = max(change.retry_in_s - (now - change.at), 0.0)
             if change.new != "closed" and retry_in_s <= 0:
@@ -210,7 +228,7 @@ class SharedHealth:
                     "u": round(wall + retry_in_s, 3),
                 }
             )
-            pipe.publish(self.channel, message)
+            messages.append(message)
             pipe.hset(self.state_key, name, message)
             pipe.expire(self.state_key, self.outcome_ttl_s)
         for name, entries in pending.items():
@@ -220,12 +238,14 @@ class SharedHealth:
             pipe.expire(key, self.outcome_ttl_s)
         if len(pipe):
             await pipe.execute()
+        for message in messages:  # stored first, so a late subscriber's resync finds it
+            await self._layer.client.publish(self.channel, message)  # not pipelined on a cluster
 
     async def _seed_windows(self) -> None:
         names = self.registry.names()
         if not names:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._layer.pipeline()
         for name in names:
             pipe.lrange(self.outcomes_key(name), 0, self.window - 1)
         results = await pipe.execute()
@@ -246,21 +266,22 @@ class SharedHealth:
     async def _subscriber(self) -> None:
         backoff = 0.1
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub = self._layer.client.pubsub()
             try:
-                async with asyncio.timeout(self.op_timeout_s):
-                    await pubsub.subscribe(self.channel)
-                    await self._resync()
+                await self._layer.guard.call(
+                    functools.partial(self._subscribe, pubsub),
+                    timeout_s=self.op_timeout_s,
+                    part="shared_health",
+                )
                 self.subscribed = True
-                self.outage.ok("subscriber")
                 backoff = 0.1
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     raise_if_cancelling()
                     if message is not None and message.get("type") == "message":
                         self._apply(message["data"], from_hash=False)
-            except Exception as exc:
-                self.outage.failed("subscriber", exc)
+            except Exception as exc:  # the subscription broke: subscribe again
+                raise_if_cancelling(exc)
             finally:
                 self.subscribed = False
                 with contextlib.suppress(Exception):
@@ -269,8 +290,12 @@ class SharedHealth:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.reconnect_max_s)
 
+    async def _subscribe(self, pubsub: Any) -> None:
+        await pubsub.subscribe(self.channel)
+        await self._resync()
+
     async def _resync(self) -> None:
-        states = await self._redis.hgetall(self.state_key)
+        states = await self._layer.client.hgetall(self.state_key)
         for raw in states.values():
             self._apply(raw, from_hash=True)
 

@@ -14,21 +14,24 @@ The day (``YYYYMMDD``) and month (``YYYYMM``) are those of the injected wall clo
 `MemorySpendTracker` keeps the current and previous periods in process
 (state.backend memory; gone at a restart).
 
-`RedisSpendTracker` shares and persists them: ``{prefix}:spend:{subject}:{period}``
-(a float counter) gets ``INCRBYFLOAT`` for the sum of the local adds since the
-last flush, and ``EXPIRE`` (two days for a day, 62 for a month), pipelined by a
-background task about every
-`flush_interval_s` (0.5 s). INCRBYFLOAT returns the new total, which refreshes
-the local cache for free. `spent` reads the cache, refreshed from Redis at most
-every `refresh_s` (1 s, one bounded ``GET``; concurrent callers use the stale
-value meanwhile), plus what this instance added and has not flushed yet. So a
-budget is enforced across instances within about a second and a half.
+`RedisSpendTracker` shares and persists them: ``{prefix:spend}:{subject}:{period}``
+(a float counter; every spend key shares the ``{prefix:spend}`` hash tag, so one
+script can change them together on a cluster). A background task sends the local adds
+about every `flush_interval_s` (0.5 s) as one *batch*: a script that adds each total
+with ``INCRBYFLOAT`` (and ``EXPIRE``: two days for a day, 62 for a month) only if the
+batch's sequence number is above the instance's high-water mark
+``{prefix:spend}:seq:{instance}``, which it raises in the same script. A batch whose
+reply was lost (a timeout after Redis applied it) is resent as is, with the same
+number, until Redis answers: it counts exactly once. Adds made meanwhile wait for the
+next batch. The script returns the new totals, which refresh the local cache for free.
+`spent` reads the cache, refreshed from Redis at most every `refresh_s` (1 s, one
+``GET`` within the request path's Redis budget; concurrent callers use the stale value
+meanwhile), plus what this instance added and has not sent yet. So a budget is enforced
+across instances within about a second and a half.
 
-Redis outage: adds keep accumulating locally (one total per key and day) and
-are retried; `spent` answers from the last known total plus the local adds;
-`degraded` is set with one warning per outage (see `Outage`). A flush that
-timed out after Redis applied it is retried and may count twice; with the
-fail-fast client that is rare, and it errs toward enforcing a budget.
+Redis outage (down, hung, or the layer's breaker open): adds keep accumulating
+locally; `spent` answers at once from the last known total plus the local adds;
+`degraded` follows the layer's breaker.
 """
 
 from __future__ import annotations
@@ -36,14 +39,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from redis.asyncio import Redis
-
-from gateway.routing.redisconn import Outage, connect
+from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 from gateway.streaming.accounting import RaceRecord
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
@@ -170,43 +172,79 @@ class _Cached:
     seq: int = 0  # bumped by every flush that updates `total`
 
 
+# KEYS[1] the instance's high-water mark, KEYS[2..] counters (one hash tag: one slot).
+# ARGV[1] batch sequence number, ARGV[2] mark ttl, then (amount, ttl) per counter.
+# Applies the batch only when its number is above the mark; returns the counters' totals.
+_ADD_BATCH = """
+local seq = tonumber(ARGV[1])
+local fresh = seq > tonumber(redis.call('GET', KEYS[1]) or '0')
+if fresh then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) end
+local out = {}
+for i = 2, #KEYS do
+  local total
+  if fresh then
+    total = redis.call('INCRBYFLOAT', KEYS[i], ARGV[2 * i - 1])
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2 * i]))
+  else
+    total = redis.call('GET', KEYS[i]) or '0'
+  end
+  out[#out + 1] = total
+end
+return out
+"""
+MARK_TTL_S = 7 * 86_400  # a batch is resent until it lands; an instance's mark outlives that
+
+
 class RedisSpendTracker:
-    """Daily spend shared across instances through Redis (see the module doc)."""
+    """Spend shared across instances through Redis (see the module doc)."""
 
     def __init__(
         self,
-        redis: Redis | str,
+        redis: RedisLayer | RedisClient | str,
         *,
         prefix: str = "rg",
         flush_interval_s: float = 0.5,
         refresh_s: float = 1.0,
-        op_timeout_s: float = 0.25,
+        op_timeout_s: float = 0.5,
         ttl_s: int = SPEND_TTL_S,
+        instance_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._owns_client = isinstance(redis, str)
-        self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
+        self._layer, self._owns_layer = as_layer(redis, prefix)
         self.prefix = prefix
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.flush_interval_s = flush_interval_s
         self.refresh_s = refresh_s
         self.op_timeout_s = op_timeout_s
         self.ttl_s = ttl_s
         self._clock = clock
         self._wall = wall_clock
+        self._script = self._layer.client.register_script(_ADD_BATCH)
         self._pending: dict[tuple[str, str], float] = {}
-        self._inflight: dict[tuple[str, str], float] = {}
+        self._unsent: dict[tuple[str, str], float] = {}  # the batch being sent (or resent)
+        self._unsent_seq = 0
+        self._seq = 0
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._periods = _Periods(wall_clock)
         self._task: asyncio.Task[None] | None = None
-        self.outage = Outage("spend")
+        self.resent = 0  # batches sent again after a failure (counted once all the same)
 
     @property
     def degraded(self) -> bool:
-        return self.outage.degraded
+        return self._layer.degraded
+
+    @property
+    def outage(self) -> RedisGuard:
+        """The Redis layer's breaker (outage count, failures, calls answered locally)."""
+        return self._layer.guard
 
     def key(self, subject: str, period: str) -> str:
-        return f"{self.prefix}:spend:{subject}:{period}"
+        return f"{{{self.prefix}:spend}}:{subject}:{period}"
+
+    @property
+    def mark_key(self) -> str:
+        return f"{{{self.prefix}:spend}}:seq:{self.instance_id}"
 
     def _now(self) -> _Periods:
         periods = self._periods
@@ -229,7 +267,7 @@ class RedisSpendTracker:
 
     async def spent(self, subject: str, period: Period = "day") -> float:
         """The day's or month's spend: the shared total (at most ~`refresh_s` old) plus
-        unflushed adds."""
+        unsent adds."""
         periods = self._now()
         slot = (subject, periods.day if period == "day" else periods.month)
         cached = self._cache.get(slot)
@@ -239,51 +277,48 @@ class RedisSpendTracker:
         if cached.fetched_at is None or now - cached.fetched_at >= self.refresh_s:
             cached.fetched_at = now  # concurrent callers use the stale value meanwhile
             await self._fetch(slot, cached)
-        return cached.total + self._inflight.get(slot, 0.0) + self._pending.get(slot, 0.0)
+        return cached.total + self._unsent.get(slot, 0.0) + self._pending.get(slot, 0.0)
 
     async def over_budget(self, key_id: str, budget_usd: float) -> bool:
         return await self.spent(key_id) >= budget_usd
 
     async def _fetch(self, slot: tuple[str, str], cached: _Cached) -> None:
         seq = cached.seq
+        key = self.key(*slot)
         try:
-            async with asyncio.timeout(self.op_timeout_s):
-                raw = await self._redis.get(self.key(*slot))
-        except Exception as exc:
-            self.outage.failed("spent", exc)
+            raw = await self._layer.request(lambda pipe: pipe.get(key), "spend")
+        except RedisUnavailable:
             return
-        self.outage.ok("spent")
-        if cached.seq == seq:  # no flush moved the total while we waited
+        if cached.seq == seq and not self._unsent:  # no batch moved or may move the total
             cached.total = float(raw) if raw is not None else 0.0
 
     # -- background flush -----------------------------------------------------
 
     async def flush(self) -> None:
-        """Send the local adds (one INCRBYFLOAT per key and day)."""
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
-        self._inflight = batch
+        """Send the unsent batch again, or the local adds as a new batch (exactly once)."""
+        if not self._unsent:
+            if not self._pending:
+                return
+            self._seq += 1
+            self._unsent, self._unsent_seq, self._pending = self._pending, self._seq, {}
+        else:
+            self.resent += 1
+        batch = self._unsent
+        keys = [self.mark_key, *(self.key(*slot) for slot in batch)]
+        args: list[float | int] = [self._unsent_seq, MARK_TTL_S]
+        for (_, period), usd in batch.items():
+            args += [usd, self.ttl_s if len(period) == 8 else MONTH_TTL_S]
         try:
-            async with asyncio.timeout(self.op_timeout_s * 2):
-                pipe = self._redis.pipeline(transaction=False)
-                for (subject, period), usd in batch.items():
-                    key = self.key(subject, period)
-                    pipe.incrbyfloat(key, usd)
-                    pipe.expire(key, self.ttl_s if len(period) == 8 else MONTH_TTL_S)
-                results = await pipe.execute()
-        except BaseException as exc:
-            for slot, usd in batch.items():
-                self._pending[slot] = self._pending.get(slot, 0.0) + usd
-            self._inflight = {}
-            if not isinstance(exc, Exception):
-                raise
-            self.outage.failed("flush", exc)
-            return
-        self._inflight = {}
-        self.outage.ok("flush")
+            totals = await self._layer.guard.call(
+                lambda: self._script(keys=keys, args=args),
+                timeout_s=self.op_timeout_s,
+                part="spend",
+            )
+        except RedisUnavailable:
+            return  # resent as is by the next flush
+        self._unsent = {}
         now = self._clock()
-        for slot, total in zip(batch, results[::2], strict=True):
+        for slot, total in zip(batch, totals, strict=True):
             cached = self._cache.get(slot)
             if cached is None:
                 if slot[1] not in (self._periods.day, self._periods.month):
@@ -309,5 +344,6 @@ class RedisSpendTracker:
         if task is not None:
             with contextlib.suppress(Exception):
                 await self.flush()  # best effort: the last adds (bounded by op_timeout_s)
-        if self._owns_client:
-            await self._redis.aclose()
+                await self.flush()
+        if self._owns_layer:
+            await self._layer.close()

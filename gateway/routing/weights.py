@@ -30,12 +30,12 @@ Formula (`compute_weights`, pure), for each deployment *i*::
 
 `WeightWorker` recomputes every `interval_s`. With Redis the computation is
 done once per interval across instances: each instance tries, every `poll_s`,
-``SET {prefix}:weights:lease {instance_id} NX PX interval_ms``; the one that
-gets it computes and writes ``{prefix}:weights`` (HSET every deployment's
-weight plus ``@version`` (incremented), ``@at`` (wall time) and ``@by``
+``SET {prefix:weights}:lease {instance_id} NX PX interval_ms``; the one that
+gets it computes and writes ``{prefix:weights}:table`` (one MULTI on one slot:
+HSET every deployment's weight plus ``@version`` (incremented), ``@at`` (wall time) and ``@by``
 (instance)); every other instance reads that hash into its local `weights()`.
-Redis down: weights are computed locally every interval, `degraded` is set,
-one warning per outage (see `Outage`). Reading `weights()` never touches Redis.
+Redis down, hung or its breaker open: weights are computed locally every
+interval, `degraded` follows the Redis layer's breaker. Reading `weights()` never touches Redis.
 """
 
 from __future__ import annotations
@@ -48,9 +48,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
-from gateway.routing.redisconn import Outage, connect, log
+from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
+from gateway.routing.redisconn import log
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 META_VERSION = "@version"
@@ -227,7 +226,7 @@ class WeightWorker:
         stats: StatsSource,
         ratings: RatingsSource,
         interval_s: float = 60.0,
-        redis: Redis | str | None = None,
+        redis: RedisLayer | RedisClient | str | None = None,
         *,
         prefix: str = "rg",
         instance_id: str | None = None,
@@ -242,8 +241,10 @@ class WeightWorker:
         self._stats = stats
         self._ratings = ratings
         self.interval_s = max(interval_s, 0.001)
-        self._owns_client = isinstance(redis, str)
-        self._redis: Redis | None = connect(redis) if isinstance(redis, str) else redis
+        self._layer: RedisLayer | None = None
+        self._owns_layer = False
+        if redis is not None:
+            self._layer, self._owns_layer = as_layer(redis, prefix)
         self.prefix = prefix
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.poll_s = poll_s if poll_s is not None else min(self.interval_s, 1.0)
@@ -256,22 +257,25 @@ class WeightWorker:
         self._next_local: float | None = None  # clock reading when a local computation is due
         self._listeners: list[WeightsListener] = []
         self._task: asyncio.Task[None] | None = None
-        self.outage = Outage("weights")
         self.computations = 0  # computations done by this instance (local or as lease holder)
         self.version = 0  # shared version last applied (0: none yet)
         self.updated_at: float | None = None  # wall time of the weights in use
 
     @property
     def lease_key(self) -> str:
-        return f"{self.prefix}:weights:lease"
+        return f"{{{self.prefix}:weights}}:lease"
 
     @property
     def weights_key(self) -> str:
-        return f"{self.prefix}:weights"
+        return f"{{{self.prefix}:weights}}:table"
 
     @property
     def degraded(self) -> bool:
-        return self.outage.degraded
+        return self._layer is not None and self._layer.degraded
+
+    @property
+    def outage(self) -> RedisGuard | None:
+        return self._layer.guard if self._layer is not None else None
 
     def weights(self) -> dict[str, float]:
         """Current weights per deployment (normalised; a copy, never waits)."""
@@ -302,19 +306,17 @@ class WeightWorker:
 
     async def tick(self) -> None:
         """One step of the loop: compute (lease holder / local) or read the shared weights."""
-        if self._redis is None:
+        layer = self._layer
+        if layer is None:
             self._compute_locally_if_due()
             return
         try:
-            async with asyncio.timeout(self.op_timeout_s):
-                await self._shared_step(self._redis)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.outage.failed("weights", exc)
+            await layer.guard.call(
+                lambda: self._shared_step(layer.client), timeout_s=self.op_timeout_s, part="weights"
+            )
+        except RedisUnavailable:
             self._compute_locally_if_due()
             return
-        self.outage.ok("weights")
         self._next_local = None  # after an outage, compute at once if Redis goes again
 
     def _compute_locally_if_due(self) -> None:
@@ -329,7 +331,7 @@ class WeightWorker:
             return
         self._set(weights, self._wall())
 
-    async def _shared_step(self, redis: Redis) -> None:
+    async def _shared_step(self, redis: RedisClient) -> None:
         interval_ms = max(int(self.interval_s * 1000), 1)
         leased = await redis.set(self.lease_key, self.instance_id, nx=True, px=interval_ms)
         if leased:
@@ -413,11 +415,11 @@ class WeightWorker:
     async def close(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        if self._owns_client and self._redis is not None:
-            await self._redis.aclose()
+        if self._owns_layer and self._layer is not None:
+            await self._layer.close()
 
     async def _run(self) -> None:
-        sleep_s = self.poll_s if self._redis is not None else self.interval_s
+        sleep_s = self.poll_s if self._layer is not None else self.interval_s
         while True:
             await self.tick()
             raise_if_cancelling()  # redis-py may have swallowed a cancellation

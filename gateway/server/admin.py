@@ -120,7 +120,15 @@ async def deployments(request: web.Request) -> web.Response:
         for route in gateway.routes.routes()
         if not route.direct
     }
-    return _json({"deployments": out, "routes": routes, "state_degraded": gateway.state.degraded})
+    layer = gateway.state.redis_layer
+    return _json(
+        {
+            "deployments": out,
+            "routes": routes,
+            "state_degraded": gateway.state.degraded,
+            "state_redis": layer.stats() if layer is not None else None,
+        }
+    )
 
 
 async def reload(request: web.Request) -> web.Response:

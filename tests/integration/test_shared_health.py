@@ -38,6 +38,7 @@ async def redis_prefix() -> AsyncIterator[tuple[Redis, str]]:
         yield client, prefix
     finally:
         keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
+        keys += [key async for key in client.scan_iter(match=f"{{{prefix}:*", count=500)]
         if keys:
             await client.delete(*keys)
         await client.aclose()
@@ -78,7 +79,7 @@ async def test_breaker_opened_on_a_stops_b_within_two_seconds(
         assert reg_b.breaker("cheap").state == "closed"
         # outcomes went to the capped shared list, newest first
         await eventually(lambda: not a._pending, 2.0)
-        entries = await client.lrange(f"{prefix}:health:premium", 0, -1)
+        entries = await client.lrange(a.outcomes_key("premium"), 0, -1)
         assert len(entries) == 20
         assert orjson.loads(entries[0])[:2] == [0, 503]
         # the other way round: b's recovery closes a's breaker
@@ -103,7 +104,7 @@ async def test_capped_list_and_late_instance_catches_up(redis_prefix: tuple[Redi
         assert reg_a.breaker("cheap").state == "open"
         await eventually(lambda: not a._pending and not a._changes, 2.0)
         await asyncio.sleep(0.05)
-        assert await client.llen(f"{prefix}:health:cheap") == 30
+        assert await client.llen(a.outcomes_key("cheap")) == 30
         # an instance started later reads the state hash and seeds its window
         reg_c = HealthRegistry(DEPLOYMENTS, window=30, min_requests=20, cooldown_s=30, probes=2)
         c = SharedHealth(reg_c, client, prefix=prefix, instance_id="c")

@@ -66,14 +66,14 @@ async def test_lease_holder_computes_the_other_reads(redis_prefix: tuple[Redis, 
     assert (a.computations, b.computations) == (1, 0)
     assert b.weights() == a.weights() and a.version == b.version == 1
     assert a.weights()["cheap"] > a.weights()["premium"]  # faster and cheaper
-    stored = await client.hgetall(f"{prefix}:weights")
+    stored = await client.hgetall(a.weights_key)
     assert stored[b"@by"] == b"a" and stored[b"@version"] == b"1"
     assert float(stored[b"cheap"]) == a.weights()["cheap"]
     await b.tick()  # lease still held by a: still only reads
     assert b.computations == 0
 
     deadline = time.monotonic() + 2
-    while await client.exists(f"{prefix}:weights:lease"):
+    while await client.exists(a.lease_key):
         assert time.monotonic() < deadline, "lease never expired"
         await asyncio.sleep(0.02)
     await b.tick()  # the next interval: whoever comes first computes, here b

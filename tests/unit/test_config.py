@@ -340,7 +340,7 @@ CASES: list[tuple[Mutation, str]] = [
     ),
     (
         _set("state/url", "http://localhost:6379"),
-        "state.url: must start with redis://, rediss:// or unix://",
+        "state.url: must start with redis://, rediss://, unix:// or redis+sentinel://",
     ),
     (
         _set("logging/format", "xml"),

@@ -68,6 +68,7 @@ DOMAIN = (  # what the core and the applications above it build on
     *FOUNDATION,
     "gateway.catalogue",
     "gateway.config",
+    "gateway.redislayer",
     "gateway.providers",
     "gateway.streaming",
     "gateway.governance",
@@ -125,11 +126,23 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "governance", ("gateway.governance",), (*FOUNDATION, *CODEC, "gateway.config"), pure=True
     ),
-    Layer("latency", ("gateway.latency",), (*FOUNDATION, "gateway.config", "gateway.streaming")),
+    # the one Redis connection layer every Redis-backed component of the state uses
+    Layer("redis layer", ("gateway.redislayer",), (*FOUNDATION, "gateway.config")),
+    Layer(
+        "latency",
+        ("gateway.latency",),
+        (*FOUNDATION, "gateway.config", "gateway.streaming", "gateway.redislayer"),
+    ),
     Layer(
         "routing",
         ("gateway.routing",),
-        (*FOUNDATION, "gateway.config", "gateway.streaming", "gateway.latency"),
+        (
+            *FOUNDATION,
+            "gateway.config",
+            "gateway.streaming",
+            "gateway.latency",
+            "gateway.redislayer",
+        ),
     ),
     Layer("core", CORE, DOMAIN),
     Layer("server", ("gateway.server",), (*DOMAIN, *CORE, "gateway.doors", COMPAT)),

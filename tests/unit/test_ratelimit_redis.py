@@ -57,12 +57,13 @@ async def test_one_counter_per_window_with_tokens_and_expiry(
     assert first.allowed and first.remaining_tokens == 200 and first.reset_s == pytest.approx(45)
     refused = await limiter.check_and_take("dep:d", tokens=300)
     assert not refused.allowed and refused.remaining_tokens == 200  # took nothing
-    key = f"{prefix}:rl:dep:d:{int(NOW)}"
+    key = limiter.key("dep:d", int(NOW))
+    assert key == f"{{{prefix}:rl:dep:d}}:{int(NOW)}"  # one hash tag per limited name
     assert await client.hgetall(key) == {b"r": b"1", b"t": b"800"}
     assert 0 < await client.ttl(key) <= 65
     clock[0] += 45  # the next window: a new counter
     assert (await limiter.check_and_take("dep:d", tokens=300)).allowed
-    assert await client.exists(f"{prefix}:rl:dep:d:{int(NOW) + 60}")
+    assert await client.exists(limiter.key("dep:d", int(NOW) + 60))
     await limiter.close()  # does not close a client it was given
     assert await client.ping()
 
@@ -85,16 +86,50 @@ async def test_a_key_brings_its_own_limit_shared_across_instances(
         await b.close()
 
 
-async def test_fails_open_when_redis_is_unreachable() -> None:
+async def test_decides_locally_when_redis_is_unreachable() -> None:
     limiter = RedisRateLimiter(
         "redis://127.0.0.1:1/0", {key_limit("k"): Limit(rpm=1)}, prefix="never", clock=lambda: NOW
     )
     try:
         decisions = [await limiter.check_and_take(key_limit("k")) for _ in range(3)]
-        assert all(d.allowed and d.degraded for d in decisions)
+        assert all(d.degraded for d in decisions)
+        # this instance's own view still holds the limit (never fails a request either way)
+        assert [d.allowed for d in decisions] == [True, False, False]
         assert limiter.degraded and limiter.outage.outages == 1
+        assert limiter.outage.skipped == 2  # the outage is remembered: no second attempt
     finally:
         await limiter.close()
+
+
+async def test_on_their_own_views_instances_admit_about_one_limit(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    """While Redis is away, a window it never answered for gets this instance's share of
+    the limit (its part of the last window's use), not the whole limit on each instance."""
+    _, prefix = redis_prefix
+    clock = [NOW]
+    limits = {key_limit("k"): Limit(rpm=100)}
+    a = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: clock[0])
+    b = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: clock[0])
+    try:
+        for i in range(40):  # a sends three requests for every one of b's
+            await (b if i % 4 == 3 else a).check_and_take(key_limit("k"))
+        await asyncio.sleep(0)  # replies are noted by callbacks
+        assert a.shares[key_limit("k")] == pytest.approx(0.75, abs=0.05)
+        assert b.shares[key_limit("k")] == pytest.approx(0.25, abs=0.05)
+        for lim in (a, b):
+            lim.outage.hung("test", 0.25)  # Redis away: the breaker opens
+        clock[0] += 60  # a new window, never answered for
+        allowed = {}
+        for name, lim in (("a", a), ("b", b)):
+            decisions = [await lim.check_and_take(key_limit("k")) for _ in range(100)]
+            assert all(d.degraded for d in decisions)
+            allowed[name] = sum(d.allowed for d in decisions)
+        assert 70 <= allowed["a"] <= 80 and 20 <= allowed["b"] <= 30
+        assert allowed["a"] + allowed["b"] <= 105  # not 200
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_used_reads_every_instances_use_without_taking(

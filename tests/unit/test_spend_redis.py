@@ -41,7 +41,7 @@ async def test_two_trackers_sum_exactly(redis_prefix: tuple[Redis, str]) -> None
         # a's cache holds the total from its own last flush (up to refresh_s old) + its adds
         assert 0.125 * 200 <= await a.spent("k") <= 0.125 * 200 + 0.0625 * 151
         await asyncio.gather(a.flush(), b.flush())
-        assert await client.get(f"{prefix}:spend:k:20240309") == b"37.5"
+        assert await client.get(f"{{{prefix}:spend}}:k:20240309") == b"37.5"
         a._cache.clear()
         b._cache.clear()
         assert await a.spent("k") == await b.spent("k") == 37.5
@@ -92,9 +92,9 @@ async def test_day_rollover_uses_a_new_key(redis_prefix: tuple[Redis, str]) -> N
     tracker.add("k", 0.5)
     assert await tracker.spent("k") == 0.5
     await tracker.flush()
-    assert await client.get(f"{prefix}:spend:k:20240309") == b"2"
-    assert await client.get(f"{prefix}:spend:k:20240310") == b"0.5"
-    assert 0 < await client.ttl(f"{prefix}:spend:k:20240310") <= 2 * 86_400
+    assert await client.get(f"{{{prefix}:spend}}:k:20240309") == b"2"
+    assert await client.get(f"{{{prefix}:spend}}:k:20240310") == b"0.5"
+    assert 0 < await client.ttl(f"{{{prefix}:spend}}:k:20240310") <= 2 * 86_400
     assert await tracker.over_budget("k", 0.5) and not await tracker.over_budget("k", 1.0)
     await tracker.close()
 

@@ -210,6 +210,9 @@ class CancelSwallowingRedis:
     async def hgetall(self, key: str) -> dict[bytes, bytes]:
         return {}
 
+    async def ping(self) -> bool:
+        return True
+
     async def aclose(self) -> None:
         return None
 
@@ -233,4 +236,4 @@ async def test_close_stops_a_worker_whose_redis_call_swallows_the_cancellation(
     await asyncio.wait_for(fake.blocked.wait(), 5)
     async with asyncio.timeout(5):
         await worker.close()
-    assert not worker.outage.degraded
+    assert not worker.degraded
