@@ -8,16 +8,47 @@ one task step, not a queue hop between two tasks. The reader's idle watchdog
 fails the stream when the upstream sends nothing for `idle_timeout_s`; time spent
 waiting for a slow client does not count. The watchdog is one timer per idle
 period, not per chunk: the hot path only stamps the time of the last batch.
+
+Cutting a loser: cancelling its task only queues the cancellation behind every callback
+already ready, which under saturation is the winner's work, while the loser's socket
+keeps receiving. So the transport that opens an attempt's upstream response registers
+how to drop it (`on_cut`, through a context variable the race sets in the attempt's
+task), and the race calls that in the same loop iteration as it decides the winner.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.events import Event, UpstreamError, is_token
+
+
+# The cut callbacks of the attempt whose task is running; None outside an attempt's task.
+_CUTS: ContextVar[list[Callable[[], None]] | None] = ContextVar("attempt_cuts", default=None)
+
+
+def on_cut(callback: Callable[[], None]) -> None:
+    """Called by the transport once an attempt's upstream response is open: `callback`
+    drops its connection at once (synchronously) if the attempt loses. Outside an
+    attempt's task (a direct call, a test) it does nothing."""
+    cuts = _CUTS.get()
+    if cuts is not None:
+        cuts.append(callback)
+
+
+def collect_cuts(cuts: list[Callable[[], None]]) -> None:
+    """Set in an attempt's own task, before its stream is opened: where `on_cut` appends."""
+    _CUTS.set(cuts)
+
+
+def cut_now(cuts: list[Callable[[], None]]) -> None:
+    """Drop an attempt's upstream connection in this loop iteration (a loser, a failure)."""
+    while cuts:
+        cuts.pop()()
 
 
 class HandedOver:

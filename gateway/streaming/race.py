@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.strategy import SPECULATIVE
 from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
-from gateway.streaming.attempt import DirectReader, HandedOver, pump, stream_failed
+from gateway.streaming.attempt import (
+    DirectReader,
+    HandedOver,
+    collect_cuts,
+    cut_now,
+    pump,
+    stream_failed,
+)
 from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
@@ -41,6 +48,7 @@ class _End:
 class _Attempt:
     __slots__ = (
         "candidate",
+        "cuts",
         "done",
         "handed_over",
         "pending",
@@ -56,6 +64,7 @@ class _Attempt:
         self.record = record
         self.started_at = started_at
         self.pending: list[Event] = []
+        self.cuts: list[Callable[[], None]] = []  # drop its upstream connection at once
         self.done = False
         self.task: asyncio.Task[None] | None = None
         self.stream: AsyncGenerator[list[Event], None] | None = None
@@ -150,6 +159,7 @@ class Race:
 
     async def _run(self, attempt: _Attempt) -> None:
         candidate = attempt.candidate
+        collect_cuts(attempt.cuts)  # this task's context only
         stream = attempt.stream = self._opener(candidate)
         verdict = attempt.verdict = self._loop.create_future()
         try:
@@ -276,6 +286,7 @@ class Race:
                 attempt.record.censored_ttft_s = now - attempt.started_at
         attempt.record.end_offset_s = now - self._t0
         self._account(attempt, attempt.pending)  # a loser's usage, when it reported one
+        cut_now(attempt.cuts)  # now, not when its task's cancellation comes round
         if attempt.task is not None:
             attempt.task.cancel()
 
