@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import subprocess
@@ -134,7 +135,7 @@ async def _bare(upstream_port: int) -> tuple[asyncio.Task[None], str]:
     return task, f"http://127.0.0.1:{port}/v1"
 
 
-class socket_port:  # noqa: N801 - a tiny context manager
+class socket_port:
     def __enter__(self) -> int:
         import socket
 
@@ -176,6 +177,8 @@ async def run(target: str, requests: int, concurrency: int) -> float:
     try:
         for i in range(concurrency):  # warm-up: connections and caches
             assert await one(session, url, lock, f"warm-{i}") == TOKENS
+        gc.freeze()  # as `serve` does after start-up, here for every target alike
+        gc.set_threshold(50_000, 20, 100)
         _instrument(True)
         started = time.process_time()
         done = 0
@@ -202,8 +205,9 @@ def _instrument(on: bool) -> None:
     """Under callgrind (started by `_callgrind`), count only the measured requests."""
     if os.environ.get("CHUNK_COST_CALLGRIND"):
         flag = "on" if on else "off"
-        subprocess.run(["callgrind_control", "-i", flag, str(os.getpid())], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["callgrind_control", "-i", flag, str(os.getpid())], check=True, capture_output=True
+        )
 
 
 def _callgrind(target: str, requests: int, concurrency: int) -> int:

@@ -24,7 +24,7 @@ from gateway.streaming.attempt import (
     pump,
     stream_failed,
 )
-from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
+from gateway.streaming.events import Event, Finish, TextDelta, UpstreamError, Usage, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
     AllFailed,
@@ -326,7 +326,10 @@ class Race:
         record = attempt.record
         for i, event in enumerate(events):
             kind = type(event)
-            if kind is Usage:
+            if kind is TextDelta:  # the usual event: a token when it has text
+                if event.text:  # type: ignore[union-attr]
+                    record.tokens += 1
+            elif kind is Usage:
                 record.usage = event  # type: ignore[assignment]
             elif kind is UpstreamError:
                 record.error = event  # type: ignore[assignment]
