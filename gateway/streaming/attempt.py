@@ -26,7 +26,6 @@ from typing import Any
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.events import Event, UpstreamError, is_token
 
-
 # The cut callbacks of the attempt whose task is running; None outside an attempt's task.
 _CUTS: ContextVar[list[Callable[[], None]] | None] = ContextVar("attempt_cuts", default=None)
 
