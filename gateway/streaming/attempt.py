@@ -101,12 +101,15 @@ async def pump(
     started_at: float,
     ttft_timeout_s: float,
     verdict: asyncio.Future[bool],
+    on_token: Callable[[], None] | None = None,
 ) -> UpstreamError | HandedOver | None:
     """Forward `stream`'s batches as `(key, batch)` up to its first token; the error that
     ended it before, or None for a clean end without a token.
 
     After the first-token batch, waits for `verdict`: the winner's is resolved and the
     stream is left to the race (HANDED_OVER); a loser is cancelled while it waits.
+    `on_token` is called at once, in this task step, when the first token is seen (the
+    race cuts the other attempts' connections then, not a loop iteration later).
     """
     loop = asyncio.get_running_loop()
     try:
@@ -128,6 +131,8 @@ async def pump(
         record.outcome = "timed_out"
         message = f"no first token within {ttft_timeout_s:g}s"
         return UpstreamError(504, "upstream_timeout", message, True)
+    if on_token is not None:
+        on_token()
     await queue.put((key, batch))  # the first token's batch, outside any deadline
     await verdict
     return HANDED_OVER

@@ -98,6 +98,7 @@ class Race:
         self._attempts: list[_Attempt] = []
         self._errors: list[tuple[str, UpstreamError]] = []
         self._winner: _Attempt | None = None
+        self._claimed = False  # an attempt has seen its first token (its batch is queued)
         self._stream_done = False
         self._reader: DirectReader | None = None  # the winner's stream, once handed over
         self._closed = False
@@ -171,6 +172,7 @@ class Race:
                 attempt.started_at,
                 candidate.ttft_timeout_s,
                 verdict,
+                lambda: self._first_token_seen(attempt),
             )
         except Exception as exc:
             error = stream_failed(exc)
@@ -179,6 +181,17 @@ class Race:
                 await stream.aclose()
         if not isinstance(error, HandedOver):
             await self._queue.put((attempt, _End(error)))
+
+    def _first_token_seen(self, attempt: _Attempt) -> None:
+        """The first attempt to see a token will be declared the winner (its batch is
+        the first token batch in the queue): drop the others' connections now, in the
+        iteration the token arrived, rather than after the request's task has run."""
+        if self._winner is not None or self._claimed:
+            return
+        self._claimed = True
+        for other in self._attempts:
+            if other is not attempt and not other.done:
+                cut_now(other.cuts)
 
     # -- before the winner -------------------------------------------------
 
