@@ -357,7 +357,10 @@ async def warm_up(session: aiohttp.ClientSession, url: str) -> None:
 
 async def run_phase(url: str, gw_pids: list[int], sim_pid: int, n: int, s: Settings) -> PhaseResult:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    # each stream has its own deadline (Streams.timeout_s); aiohttp's default total of
+    # 300 s would cut streams longer than that
+    no_total = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=no_total) as session:
         await warm_up(session, url)
         await asyncio.sleep(0.5)  # let the warm-up's request logs and buffers settle
         idle_each = [statistics.median(rss_kib(pid) for _ in range(3)) for pid in gw_pids]
