@@ -120,7 +120,11 @@ def loser_stats(records: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     after: list[float] = []
     read_to_end = 0
     races = 0
+    unseen = 0  # cut before its request reached the simulator's handler: no record
     for pair in by_key.values():
+        if len(pair) == 1:
+            unseen += 1
+            continue
         if len(pair) != 2:
             continue
         races += 1
@@ -138,6 +142,7 @@ def loser_stats(records: list[dict[str, Any]], tag: str) -> dict[str, Any]:
         after.append(max(0, loser["tokens_sent"] - before))
     return {
         "races": races,
+        "losers_unseen": unseen,
         "losers_read_to_end": read_to_end,
         "loser_tokens_p50": _pct(in_all, 0.5),
         "loser_tokens_p99": _pct(in_all, 0.99),
@@ -188,6 +193,7 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
         key: (max(s[key] for s in stats) if "max" in key else sum(s[key] for s in stats))
         for key in (
             "races",
+            "losers_unseen",
             "losers_read_to_end",
             "loser_tokens_max",
             "after_winner_first_token_max",
@@ -230,10 +236,11 @@ def table(out: dict[str, Any]) -> str:
         f"| race k=2 | {cpu['race2']:.2f} | {rps['race2']:.1f} | {other['race2']:.0f} |",
         f"| k=2 minus single | {cpu['race2'] - cpu['single']:+.2f} | | |",
         "",
-        "| races | losers read to the end | loser tokens p50 / p99 / max "
+        "| races | losers cut before the upstream logged them | losers read to the end "
+        "| loser tokens p50 / p99 / max "
         "| after the winner's first token p50 / p99 / max |",
-        "|---|---|---|---|",
-        f"| {losers['races']} | {losers['losers_read_to_end']} "
+        "|---|---|---|---|---|",
+        f"| {losers['races']} | {losers['losers_unseen']} | {losers['losers_read_to_end']} "
         f"| {losers['loser_tokens_p50']} / {losers['loser_tokens_p99']} / "
         f"{losers['loser_tokens_max']} | {losers['after_winner_first_token_p50']} / "
         f"{losers['after_winner_first_token_p99']} / {losers['after_winner_first_token_max']} |",
