@@ -140,6 +140,7 @@ def write_config(directory: Path, sim_port: int, gw_port: int) -> Path:
             MODEL_TTFT: {"provider": "sim", "model": MODEL_TTFT},
             MODEL_FAST: {"provider": "sim", "model": MODEL_FAST},
         },
+        "routing": {"allow_direct_deployments": True},  # the load names the deployment
         "sim": {
             "seed": 1,
             "servers": {

@@ -103,6 +103,7 @@ def gateway_data(cluster: SimCluster, prewarm: bool) -> dict[str, Any]:
             }
         },
         "deployments": {MODEL: {"provider": "sim", "model": MODEL}},
+        "routing": {"allow_direct_deployments": True},  # the load names the deployment
     }
 
 

@@ -215,6 +215,7 @@ def breaker_configs(cluster: SimCluster, health: dict[str, Any]) -> dict[str, An
             for d in DEPS
         },
         "routes": {"chat": {"strategy": "fallback", "deployments": list(DEPS)}},
+        "routing": {"allow_direct_deployments": True},  # the warm-up names each deployment
         "health": health,
     }
 

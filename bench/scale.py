@@ -232,6 +232,7 @@ def write_config(directory: Path, sim_port: int, gw_port: int, s: Settings) -> P
             },
             WARM_MODEL: {"provider": "sim", "model": WARM_MODEL},
         },
+        "routing": {"allow_direct_deployments": True},  # the load names the deployment
         "sim": {
             "seed": 1,
             "servers": {

@@ -12,15 +12,26 @@ from typing import TextIO
 
 from gateway.catalogue.lifecycle import today_utc
 from gateway.config.facts import lifecycles
-from gateway.config.loader import load_config
 from gateway.config.model import Config
 from gateway.config.summary import summarize
 from gateway.config.validate import ConfigError, ConfigFileError
-from gateway.providers.base import ProviderSettings, can_embed
+from gateway.config_checks import (
+    config_problems,
+    embedding_problems,
+    read_config,
+    route_tier_problems,
+)
+from gateway.providers.base import ProviderSettings, can_continue
 from gateway.providers.registry import create
 from gateway.regress.suite import SuiteError, load_suite
-from gateway.routing.planner import tiers_of
-from gateway.routing.tiers import tier_problems
+
+__all__ = [
+    "auto_regress_problems",
+    "check_config_main",
+    "embedding_problems",
+    "heartbeat_warnings",
+    "route_tier_problems",
+]
 
 
 def check_config_main(
@@ -33,7 +44,7 @@ def check_config_main(
     model is deprecated or shuts down within 30 days are warnings; a model already shut
     down is a problem."""
     try:
-        config = load_config(path)
+        config, _ = read_config(path)
     except ConfigFileError as e:
         for problem in e.problems:
             print(f"config {problem}", file=err)
@@ -43,13 +54,11 @@ def check_config_main(
         for problem in e.problems:
             print(f"  {problem}", file=err)
         return 1
-    problems = route_tier_problems(config) + embedding_problems(config)
-    problems += auto_regress_problems(config)
-    for name, life in lifecycles(config, today or today_utc()):
-        text = f"deployments.{name}: {life.describe(config.deployments[name].model)}"
-        if life.state == "retired":
-            problems.append(text)
-        else:
+    today = today or today_utc()
+    problems = config_problems(config, today) + auto_regress_problems(config)
+    for name, life in lifecycles(config, today):
+        if life.state != "retired":
+            text = f"deployments.{name}: {life.describe(config.deployments[name].model)}"
             print(f"warning: {text}", file=err)
     if problems:
         print(f"config {path} has {len(problems)} problem(s):", file=err)
@@ -57,9 +66,42 @@ def check_config_main(
             print(f"  {problem}", file=err)
         return 1
     print(summarize(config), file=out)
-    for warning in heartbeat_warnings(config):
+    for warning in heartbeat_warnings(config) + resume_warnings(config):
         print(f"warning: {warning}", file=err)
     return 0
+
+
+def resume_warnings(config: Config) -> list[str]:
+    """Routes with `resume` where a cut answer has no other deployment to go on on: a
+    resume needs a deployment that can continue a prefix besides the one that was cut."""
+    able: dict[str, bool] = {}
+    for name, provider in config.providers.items():
+        settings = ProviderSettings(name, provider.kind, provider.base_url, None, provider.options)
+        try:
+            able[name] = can_continue(create(settings))
+        except (KeyError, ValueError):  # unknown kind or bad options: reported by the loader
+            able[name] = False
+    warnings = []
+    for name, route in config.routes.items():
+        if not route.resume:
+            continue
+        members = dict.fromkeys(route.deployments)
+        for tier in route.tiers:
+            members.update(dict.fromkeys(tier.deployments))
+        continuing = [
+            d
+            for d in members
+            if config.deployments[d].continuation and able.get(config.deployments[d].provider)
+        ]
+        if len(continuing) < 2:
+            which = ", ".join(continuing) or "none"
+            warnings.append(
+                f"routes.{name}.resume: {len(continuing)} deployment(s) can continue a prefix "
+                f"({which}); a cut answer can only go on on another one. Kinds that can: "
+                "anthropic, deepseek, mistral, vllm, ollama, ollama_openai (or a provider "
+                "with the `continuation` option)."
+            )
+    return warnings
 
 
 def heartbeat_warnings(config: Config) -> list[str]:
@@ -91,15 +133,6 @@ def heartbeat_warnings(config: Config) -> list[str]:
     return warnings
 
 
-def route_tier_problems(config: Config) -> list[str]:
-    """Unreachable or overlapping tiers (checked here: it needs the routing layer's logic)."""
-    problems: list[str] = []
-    for name, route in config.routes.items():
-        if route.tiers:
-            problems += tier_problems(tiers_of(route.tiers), path=f"routes.{name}.tiers")
-    return problems
-
-
 def auto_regress_problems(config: Config) -> list[str]:
     """The automatic regression suite must load (`serve` would run without it)."""
     if config.auto_regress is None:
@@ -109,27 +142,3 @@ def auto_regress_problems(config: Config) -> list[str]:
     except SuiteError as exc:
         return [f"auto_regress.suite: {p}" for p in exc.problems]
     return []
-
-
-def embedding_problems(config: Config) -> list[str]:
-    """Embedding deployments on a provider whose adapter cannot embed (Anthropic)."""
-    if not any(dep.type == "embedding" for dep in config.deployments.values()):
-        return []
-    problems: list[str] = []
-    verdicts: dict[str, bool] = {}
-    for name, dep in config.deployments.items():
-        provider = config.providers.get(dep.provider)
-        if dep.type != "embedding" or provider is None:
-            continue
-        if dep.provider not in verdicts:
-            settings = ProviderSettings(dep.provider, provider.kind, provider.base_url)
-            try:
-                verdicts[dep.provider] = can_embed(create(settings))
-            except (KeyError, ValueError):  # unknown kind or bad options: reported by the loader
-                verdicts[dep.provider] = True
-        if not verdicts[dep.provider]:
-            problems.append(
-                f"deployments.{name}.type: provider {dep.provider!r} (kind {provider.kind!r}) "
-                "has no embeddings API"
-            )
-    return problems

@@ -44,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds that requests in flight get to finish after SIGTERM/SIGINT (default 30)",
     )
+    serve.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="SECONDS",
+        help="reload the config when its file changes (polled every SECONDS, default 1); "
+        "SIGHUP and POST /admin/reload reload it in any case",
+    )
     serve.add_argument("--worker-of", help=argparse.SUPPRESS)  # "i/N": set by the supervisor
 
     demo = sub.add_parser("demo", help="gateway + simulated providers in one process, no keys")
@@ -97,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"cannot read config {args.config}: {exc.strerror}", file=sys.stderr)
             return 1
-        if args.workers < 1 or not args.grace >= 0:
-            print("--workers must be >= 1 and --grace >= 0", file=sys.stderr)
+        if args.workers < 1 or not args.grace >= 0 or not (args.watch or 1) > 0:
+            print("--workers must be >= 1, --grace >= 0 and --watch > 0", file=sys.stderr)
             return 2
         configure_logging(config.logging.format, config.logging.level)
         host = args.host or config.listen.host
@@ -106,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers > 1 and args.worker_of is None:
             from gateway.server.workers import supervise
 
-            return supervise(args.config, config, host, port, args.workers, args.grace)
+            return supervise(
+                args.config, config, host, port, args.workers, args.grace, watch_s=args.watch
+            )
         from gateway.regress.auto import attach as attach_auto_regress
         from gateway.server.app import ListenError
         from gateway.server.app import serve as serve_main
@@ -119,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                     port,
                     grace_s=args.grace,
                     worker=args.worker_of,
+                    config_path=args.config,
+                    watch_s=args.watch,
                     setup=attach_auto_regress,
                 )
             )

@@ -9,6 +9,8 @@ from gateway.sim.config import SimConfig
 
 # A chat frontend served by a local dev server (any port) may call the demo from a browser.
 DEMO_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
+# The demo's console (GET /ui) signs in with this key; nothing behind it is real.
+DEMO_ADMIN_KEY = "demo-admin"
 
 # Wire protocol of a simulated server -> provider kind of the adapter that speaks it.
 _KIND = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "ollama": "ollama"}
@@ -43,6 +45,7 @@ def demo_gateway_config(sim: SimConfig, base_urls: dict[str, str], port: int) ->
     return {
         "listen": {"host": "127.0.0.1", "port": port},
         "cors": {"allow_origins": list(DEMO_CORS_ORIGINS)},
+        "admin": {"key": DEMO_ADMIN_KEY},
         "providers": providers,
         "deployments": deployments,
         "routes": {
@@ -68,6 +71,12 @@ def demo_config(sim: SimConfig, base_urls: dict[str, str], port: int) -> Config:
     return parse_config(demo_gateway_config(sim, base_urls, port), env={})
 
 
+MESSAGES_BODY = (
+    '{"model": "chat", "max_tokens": 256, "stream": true, '
+    '"messages": [{"role": "user", "content": "Hello!"}]}'
+)
+
+
 def banner(url: str) -> str:
     return f"""
 Race Gateway demo is running on {url} (simulated providers, no keys needed).
@@ -81,6 +90,12 @@ The Responses API (OpenAI's newer door; `store: true` keeps a turn for previous_
 
   curl -N {url}/v1/responses -H 'Content-Type: application/json' \\
     -d '{{"model": "chat", "stream": true, "input": "Hello!"}}'
+
+The Anthropic Messages API (any Anthropic client, base URL {url}):
+
+  curl -N {url}/v1/messages -H 'Content-Type: application/json' \\
+    -H 'anthropic-version: 2023-06-01' \\
+    -d '{MESSAGES_BODY}'
 
 Or with the official OpenAI SDK (pip install openai):
 
@@ -100,6 +115,7 @@ Embeddings (deterministic vectors per input):
 
 Routes: chat (race k=2), hedged (hedge), reliable (fallback), embeddings (fallback).
 Metrics: {url}/metrics
+Console: {url}/ui (admin key: {DEMO_ADMIN_KEY}): live races, latency map, spend, recent requests.
 CORS is on for browser pages from local dev servers ({", ".join(DEMO_CORS_ORIGINS)}):
 a chat frontend on any local port can stream from the demo with fetch().
 Press Ctrl-C to stop.

@@ -85,6 +85,12 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.resumes = Counter(
+            "gateway_resumes",
+            "Cut answers sent to a backup to continue, by route and outcome (resumed | failed)",
+            ["route", "outcome"],
+            registry=r,
+        )
         self.rejected = Counter(
             "gateway_rejected_requests",
             "Requests refused before any upstream attempt, by front door and reason",
@@ -152,11 +158,46 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.reloads = Counter(
+            "gateway_config_reloads",
+            "Config reloads by result: ok (swapped), invalid (refused, the old config serves)",
+            ["result"],
+            registry=r,
+        )
+        self.config_info = Gauge(
+            "gateway_config_info",
+            "The config that serves (value 1): sha256 of the file (first 12 hex digits)",
+            ["hash"],
+            registry=r,
+        )
+        self.config_loaded = Gauge(
+            "gateway_config_loaded_timestamp_seconds",
+            "When the config that serves was loaded (Unix time)",
+            registry=r,
+        )
+        self._watched: dict[str, Collector] = {}  # kind -> the collector reading a gateway
+
     def watch(
         self, snapshot: Callable[[], Mapping[str, Mapping[str, Any]]], degraded: Callable[[], bool]
     ) -> None:
-        """Gauges read at scrape time from the health registry and the state backend."""
-        self.registry.register(_HealthCollector(snapshot, degraded))
+        """Gauges read at scrape time from the health registry and the state backend (a
+        reloaded gateway's state replaces the previous one's)."""
+        self._watch("health", _HealthCollector(snapshot, degraded))
+
+    def _watch(self, kind: str, collector: Collector | None) -> None:
+        """Register `collector` in place of the previous one of its kind (a config reload
+        builds a new gateway; its collectors replace the old gateway's)."""
+        old = self._watched.pop(kind, None)
+        if old is not None:
+            self.registry.unregister(old)
+        if collector is not None:
+            self._watched[kind] = collector
+            self.registry.register(collector)
+
+    def config_loaded_now(self, config_hash: str, at: float) -> None:
+        self.config_info.clear()
+        self.config_info.labels(config_hash).set(1)
+        self.config_loaded.set(at)
 
     def candidate_skipped(self, deployment: str, reason: str) -> None:
         self.candidates_skipped.labels(deployment, reason).inc()
@@ -166,14 +207,13 @@ class GatewayMetrics:
     ) -> None:
         """`gateway_model_shutdown_days{deployment}`: days until the deployment's model is
         shut down (negative once past), computed at scrape time."""
-        if shutdowns:
-            self.registry.register(_ShutdownCollector(dict(shutdowns), today))
+        self._watch("shutdowns", _ShutdownCollector(dict(shutdowns), today) if shutdowns else None)
 
     def watch_quarantine(
         self, deployments: list[str], held: Callable[[], Mapping[str, Any]]
     ) -> None:
         """`gateway_deployment_quarantined{deployment}`, read at scrape time."""
-        self.registry.register(_QuarantineCollector(deployments, held))
+        self._watch("quarantine", _QuarantineCollector(deployments, held))
 
     def on_race_end(self, record: RaceRecord) -> None:
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"
@@ -181,6 +221,12 @@ class GatewayMetrics:
         if record.budget_refused:
             self.budget_limited.labels(record.route).inc()
             self.budget_refused.labels(record.route).inc(record.budget_refused)
+        if record.resumes:  # each continuation race has at most one winner
+            won = sum(1 for a in record.attempts if a.resumed_from and a.outcome == "won")
+            if won:
+                self.resumes.labels(record.route, "resumed").inc(won)
+            if record.resumes > won:
+                self.resumes.labels(record.route, "failed").inc(record.resumes - won)
         if record.winner is not None and record.ttft_s is not None:
             self.request_ttft.labels(record.route).observe(record.ttft_s)
             self.wins.labels(record.winner).inc()
@@ -199,7 +245,7 @@ class GatewayMetrics:
 
     def watch_pools(self, stats: Callable[[], Mapping[str, Any]]) -> None:
         """Upstream connection counters per provider, read at scrape time (`PoolStats`)."""
-        self.registry.register(_PoolCollector(stats))
+        self._watch("pools", _PoolCollector(stats))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

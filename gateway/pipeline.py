@@ -18,18 +18,17 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
 
 from gateway.admission import Admission
+from gateway.answer import Answer, Caller
 from gateway.config.model import Config, DeploymentConfig
 from gateway.governance.gate import (
     Decision,
     EmbedDecision,
     Governance,
-    OutputTransform,
     PolicyRejected,
 )
 from gateway.latency.prewarm import PreWarmer
@@ -38,31 +37,23 @@ from gateway.providers.base import OneShotCall, UpstreamRequest
 from gateway.record import Door, RecordSink, RequestRecord
 from gateway.region import RegionResolver
 from gateway.rejection import Rejected
-from gateway.request import AnyRequest, EmbedRequest
+from gateway.request import AnyRequest, ChatRequest, EmbedRequest
 from gateway.routing.health import AllUnavailable, HealthRegistry
 from gateway.routing.planner import CandidatePlanner, NoCandidates, Plan
 from gateway.routing.ratelimit import RateLimiter
 from gateway.routing.table import ResolvedRoute, RouteTable
 from gateway.scrub import Scrubber, config_secrets
 from gateway.sinks import emit
-from gateway.streaming.events import Event, ResponseMeta, UpstreamError
-from gateway.streaming.plan import AllFailed, Heartbeat, Opener, RacePlan, Winner
+from gateway.streaming.plan import Candidate, Opener, RacePlan
 from gateway.streaming.policy import LoadBudget
 from gateway.streaming.race import Race
+from gateway.streaming.resume import Continuer, Resumer
+from gateway.telemetry.context import TraceContext, Tracing
 from gateway.upstreams import Built
 
+__all__ = ["Answer", "Caller", "Pipeline", "UpstreamBuilder"]
+
 audit = structlog.get_logger("gateway.audit")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who asks: the request id, the gateway key's id (never the key), the request headers
-    (region, reasoning hint), and when the request arrived (`time.perf_counter()`)."""
-
-    request_id: str
-    key_id: str = "anonymous"
-    headers: Mapping[str, str] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
 
 
 class UpstreamBuilder(Protocol):
@@ -79,108 +70,16 @@ class UpstreamBuilder(Protocol):
         health: HealthRegistry,
     ) -> Opener: ...
 
-
-class Answer:
-    """One admitted request's answer. `first()` until a Winner or AllFailed (a Heartbeat
-    means: no winner yet, keep the client alive), then `next_batch()` until None; always
-    `aclose()` in a finally block: it records the request, once."""
-
-    __slots__ = (
-        "_closed",
-        "_ended",
-        "_metrics",
-        "_race",
-        "_scrub",
-        "_sinks",
-        "_started",
-        "record",
-        "status",
-        "transform",
-    )
-
-    def __init__(
+    def continuer(
         self,
-        race: Race,
-        transform: OutputTransform | None,
-        record: RequestRecord,
-        sinks: Sequence[RecordSink],
-        metrics: GatewayMetrics,
-        started: float,
-        scrub: Scrubber,
-    ) -> None:
-        self._race = race
-        self._scrub = scrub
-        self._started = started
-        self.transform = transform
-        self.record = record
-        self._sinks = sinks
-        self._metrics = metrics
-        self._closed = False
-        self._ended = False
-        self.status = 200  # the HTTP status the door sent; the server sets it
-        metrics.in_flight.inc()
-
-    @property
-    def request_id(self) -> str:
-        return self.record.request_id
-
-    async def first(self) -> Winner | AllFailed | Heartbeat:
-        outcome = await self._race.first()
-        if type(outcome) is Winner:
-            events = outcome.events
-            for event in events:
-                if type(event) is ResponseMeta and event.model:
-                    self.record.model_version = event.model
-                    break
-            if events and type(events[-1]) is UpstreamError:  # the race cuts after an error
-                events = [*events[:-1], self._scrub.error(events[-1])]
-            if self.transform is not None:
-                events = self.transform(events)
-            if events is not outcome.events:
-                return Winner(outcome.deployment, events)
-        elif type(outcome) is AllFailed:
-            return AllFailed(self._scrub.error(outcome.error), outcome.errors)
-        return outcome
-
-    async def next_batch(self) -> list[Event] | None:
-        """The winner's next events (an UpstreamError ends them); None at the end."""
-        transform = self.transform
-        if self._ended or (transform is not None and transform.stopped):
-            return None
-        batch = await self._race.next_batch()
-        if batch is not None and type(batch[-1]) is UpstreamError:
-            batch[-1] = self._scrub.error(batch[-1])
-        if transform is None:
-            return batch
-        if batch is None:
-            self._ended = True
-            tail = transform.flush()
-            return tail or None
-        return transform(batch)
-
-    async def aclose(self, client_gone: bool = False) -> RequestRecord:
-        rec = self.record
-        if self._closed:
-            return rec
-        self._closed = True
-        self._metrics.in_flight.dec()
-        try:
-            await self._race.aclose(client_gone=client_gone)
-        finally:
-            race = self._race.record
-            for attempt in race.attempts:  # the record reaches logs, traces and admin views
-                if attempt.error is not None:
-                    attempt.error = self._scrub.error(attempt.error)
-            if self.transform is not None and self.transform.matched:
-                rec.output_filter = tuple(sorted(self.transform.matched))
-            rec.race = race
-            rec.outcome = race.stream_outcome
-            rec.status = race.status if race.winner is None else self.status
-            if race.winner is None and rec.outcome == "no_winner":
-                rec.reason = None if race.status == 200 else "all_attempts_failed"
-            rec.total_s = time.perf_counter() - self._started
-            emit(self._sinks, rec)
-        return rec
+        chat: ChatRequest,
+        candidates: list[Candidate],
+        limiter: RateLimiter,
+        health: HealthRegistry,
+    ) -> Continuer:
+        """How a cut answer to `chat` goes on: on those of `candidates` that can continue a
+        prefix (resume on a backup)."""
+        ...
 
 
 class Pipeline:
@@ -202,8 +101,10 @@ class Pipeline:
         prewarmer: PreWarmer | None = None,
         rng: random.Random | None = None,
         scrub: Scrubber | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.scrub = scrub or Scrubber(config_secrets(config))
+        self.tracing = tracing  # None: traces are off, no trace header goes upstream
         self.config = config
         self.routes = routes
         self.admission = admission
@@ -229,6 +130,8 @@ class Pipeline:
         """Admit, govern and plan the request; the race starts on the Answer's `first()`.
         `route` overrides the lookup of `chat.model` (regress names its target)."""
         rec = RequestRecord(caller.request_id, door, caller.key_id, chat.model, chat.stream)
+        rec.trace = self._trace(caller)
+        named = route is None
         try:
             if route is None:
                 route = self.routes.get(chat.model)
@@ -241,9 +144,10 @@ class Pipeline:
                     "model",
                 )
             rec.route = route.name
+            self.admission.check_scope(caller.key, route, named)
             _check_type(chat, route)
             await self.admission.admit(
-                caller.key_id, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
+                caller.key_id, caller.key, chat.estimated_prompt_tokens() + (chat.max_tokens or 0)
             )
             found = self.regions.of(caller.headers)
             region = rec.region = found.name
@@ -252,7 +156,7 @@ class Pipeline:
                 self.prewarmer.note_region(region)
             decision = self._govern(chat, route.name, caller)
             try:
-                race = self._race(decision.request, route, caller, region, decision.allowed)
+                race, resumer = self._race(decision.request, route, caller, rec, decision.allowed)
             except Rejected as exc:
                 if decision.audit is not None:
                     audit.info(
@@ -268,12 +172,26 @@ class Pipeline:
             raise
         rec.setup_s = time.perf_counter() - caller.started
         return Answer(
-            race, decision.transform, rec, self.sinks, self.metrics, caller.started, self.scrub
+            race,
+            decision.transform,
+            rec,
+            self.sinks,
+            self.metrics,
+            caller.started,
+            self.scrub,
+            resumer,
         )
 
     def refuse(self, caller: Caller, door: Door, model: str | None, exc: Rejected) -> None:
         """Record a request the door refused before the pipeline (unparsable body, ...)."""
-        self._refused(RequestRecord(caller.request_id, door, caller.key_id, model), exc, caller)
+        rec = RequestRecord(caller.request_id, door, caller.key_id, model)
+        rec.trace = self._trace(caller)
+        self._refused(rec, exc, caller)
+
+    def _trace(self, caller: Caller) -> TraceContext | None:
+        if self.tracing is None:
+            return None
+        return self.tracing.start(caller.headers, caller.started)
 
     def _refused(self, rec: RequestRecord, exc: Rejected, caller: Caller) -> None:
         rec.outcome = "rejected"
@@ -288,9 +206,9 @@ class Pipeline:
         try:
             if isinstance(chat, EmbedRequest):
                 return self._audited(
-                    self.governance.decide_embedding(chat, route, caller.key_id), caller
+                    self.governance.decide_embedding(chat, route, caller.key), caller
                 )
-            decision = self.governance.decide(chat, route, caller.key_id)
+            decision = self.governance.decide(chat, route, caller.key)
         except PolicyRejected as exc:
             audit.info(
                 "governance",
@@ -323,10 +241,12 @@ class Pipeline:
         chat: AnyRequest,
         route: ResolvedRoute,
         caller: Caller,
-        region: str,
+        rec: RequestRecord,
         allowed: Callable[[DeploymentConfig], bool] | None,
-    ) -> Race:
-        """Plan the candidates, build their upstream requests, and set up the race."""
+    ) -> tuple[Race, Resumer | None]:
+        """Plan the candidates, build their upstream requests, and set up the race (and its
+        resumer, on a route with `resume`)."""
+        region = rec.region or ""
         reasoning = caller.headers.get(self.config.routing.reasoning_header)
         try:
             plan = self.planner.plan(chat, route, region, reasoning, allowed, caller.request_id)
@@ -356,6 +276,7 @@ class Pipeline:
                 "invalid_request_error",
                 "no_compliant_deployment",
             ) from None
+        rec.tier = plan.tier
         built = self.upstreams.build(chat, plan)
         if not built.candidates:
             params = built.unsupported
@@ -367,6 +288,9 @@ class Pipeline:
                 "unsupported_parameter",
                 params[0] if params else None,
             )
+        if rec.trace is not None and self.tracing is not None:
+            self.tracing.note_request(rec.trace, chat)
+            self.tracing.add_headers(rec.trace, built.requests)
         prompt_estimate = chat.estimated_prompt_tokens()
         opener = self.upstreams.opener(
             built.requests, prompt_estimate + (chat.max_tokens or 0), self.limiter, self.health
@@ -381,13 +305,19 @@ class Pipeline:
             prompt_estimate=prompt_estimate,
             region=region,
         )
-        return Race(
+        queue_size = self.config.limits.stream_buffer_events
+        race = Race(
             race_plan,
             opener,
             budget=self.budgets.get(route.name),
             rng=self.rng,
-            queue_size=self.config.limits.stream_buffer_events,
+            queue_size=queue_size,
         )
+        if not route.resume or not isinstance(chat, ChatRequest):
+            return race, None
+        continuer = self.upstreams.continuer(chat, built.candidates, self.limiter, self.health)
+        resumer = Resumer(race, continuer, route.max_resumes, rng=self.rng, queue_size=queue_size)
+        return race, resumer
 
 
 def _check_type(request: AnyRequest, route: ResolvedRoute) -> None:

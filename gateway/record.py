@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from gateway.streaming.accounting import RaceRecord
+from gateway.telemetry.context import TraceContext
 
 Door = Literal["chat", "responses", "messages", "embeddings", "regress"]
 RequestOutcome = Literal["completed", "failed", "client_cancelled", "no_winner", "rejected"]
@@ -21,6 +22,7 @@ class RequestRecord:
     model: str | None  # as the client named it (None when the body could not be parsed)
     stream: bool = False
     route: str | None = None  # None: refused before a route was found
+    tier: str | None = None  # the route's tier that planned it (None: the route itself)
     region: str | None = None
     region_unknown: str | None = None  # a region header naming no configured region
     status: int = 200  # the HTTP status the client got
@@ -31,6 +33,7 @@ class RequestRecord:
     output_filter: tuple[str, ...] = ()  # output-filter patterns/detectors that matched
     setup_s: float = 0.0  # parse-to-race set-up time on the gateway
     total_s: float = 0.0
+    trace: TraceContext | None = None  # when traces are on (telemetry.traces)
 
     @property
     def winner(self) -> str | None:
@@ -50,8 +53,8 @@ class RequestRecord:
     def output_tokens(self) -> int:
         if self.race is None:
             return 0
-        won = next((a for a in self.race.attempts if a.outcome == "won"), None)
-        return won.output_tokens if won is not None else 0
+        # the winner's, plus its continuations' when a backup resumed a cut answer
+        return sum(a.output_tokens for a in self.race.attempts if a.outcome == "won")
 
 
 class RecordSink(Protocol):

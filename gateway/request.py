@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 # Fields the gateway itself interprets; everything else in the body is passed
 # through to OpenAI-family upstreams unchanged (`ChatRequest.extra`).
@@ -34,13 +34,36 @@ KNOWN_FIELDS = frozenset(
 )
 
 
+class AnthropicNative(TypedDict, total=False):
+    """What a request that came in Anthropic's protocol carries for an Anthropic winner only.
+
+    The Messages front door fills it; the Anthropic adapter reads it; every other adapter
+    ignores it, so these things are kept when the winner speaks Anthropic's protocol and
+    dropped elsewhere. A *path* names an element of `ChatRequest.messages` or `params
+    ["tools"]` as the Anthropic adapter walks them: `messages[3].content[1]` (a part),
+    `messages[3].tool_calls[0]` (an assistant tool call), `messages[4]` (a tool message, i.e.
+    a `tool_result` block), `tools[2]`.
+    """
+
+    blocks: dict[str, dict[str, Any]]  # path -> keys set on the block built from it
+    # (cache_control, is_error)
+    thinking: dict[str, list[dict[str, Any]]]  # "messages[i]" -> thinking / redacted_thinking
+    # blocks (signed by Anthropic) that lead that assistant turn
+    body: dict[str, Any]  # request body fields: top_k, thinking (the client's exact config,
+    # authoritative: reasoning_effort is then a hint for the others), output_config,
+    # cache_control, context_management
+    beta: str  # the client's anthropic-beta header, added to the deployment's own
+
+
 @dataclass(slots=True)
 class ChatRequest:
     """A validated chat request.
 
     `messages` keep the OpenAI shape (list of dicts). `params` holds the known
     sampling/tool fields that were present (None values dropped); `extra`
-    holds unknown top-level fields, forwarded to OpenAI-family upstreams.
+    holds unknown top-level fields, forwarded to OpenAI-family upstreams. `anthropic`
+    holds what only an Anthropic upstream can take (see AnthropicNative); it is set (maybe
+    empty) exactly when the request came through the Messages door.
     """
 
     model: str
@@ -49,6 +72,7 @@ class ChatRequest:
     include_usage: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    anthropic: AnthropicNative | None = None
 
     @property
     def max_tokens(self) -> int | None:

@@ -35,9 +35,16 @@ def config_secrets(config: Config) -> list[str]:
             if name.lower() in ("authorization", "x-api-key", "api-key", "x-goog-api-key"):
                 found.append(value.split(" ", 1)[-1])  # "Bearer <secret>" -> the secret too
                 found.append(value)
-    found.extend(key.reveal() for key in config.auth.keys)
+    found.extend(key.reveal() for key in config.auth.secrets)  # sha256: keys hold none
     if config.admin.key is not None:
         found.append(config.admin.key.reveal())
+    traces = config.telemetry.traces
+    for header in traces.headers.values():  # the OTLP collector's token
+        found.append(header.reveal().split(" ", 1)[-1])
+        found.append(header.reveal())
+    collector = urlsplit(traces.endpoint)
+    if collector.password:
+        found.append(unquote(collector.password))
     if config.state.backend == "redis":
         parts = urlsplit(config.state.url)
         if parts.password:

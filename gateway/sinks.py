@@ -1,7 +1,7 @@
 """The sinks every `RequestRecord` goes to: metrics, spend (per key and per deployment),
-the race observers (latency profiles, health, feedback index), the model-version tracker
-and the access log. Each takes the record on the loop, cheaply, and never raises into the
-request: a sink that fails is logged and the others still run (see `emit`)."""
+the race observers (latency profiles, health), the feedback index, the model-version
+tracker and the access log. Each takes the record on the loop, cheaply, and never raises
+into the request: a sink that fails is logged and the others still run (see `emit`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import structlog
 
 from gateway.metrics import GatewayMetrics
 from gateway.record import RecordSink, RequestRecord
+from gateway.routing.feedback import FeedbackStore
 from gateway.routing.spend import SpendTracker
 from gateway.streaming.accounting import RaceObserver
 
@@ -48,8 +49,8 @@ class MetricsSink:
 
 
 class SpendSink:
-    """Spend per key (the budget's ledger, shared through the state backend) and per
-    deployment (this instance's running total, shown by the admin view)."""
+    """Spend per key and per deployment (the budgets' ledger, day and month, shared and
+    kept by the state backend), and this instance's running total per deployment."""
 
     def __init__(self, spend: SpendTracker) -> None:
         self.spend = spend
@@ -64,8 +65,21 @@ class SpendSink:
             self.by_deployment[attempt.deployment] = spent + attempt.cost_usd
 
 
+class FeedbackSink:
+    """The feedback index: which deployment served which request, for which key (only that
+    key may rate it)."""
+
+    def __init__(self, feedback: FeedbackStore) -> None:
+        self.feedback = feedback
+
+    def record(self, rec: RequestRecord) -> None:
+        winner = rec.winner
+        if winner is not None:
+            self.feedback.remember(rec.request_id, winner, rec.route or "", rec.key_id)
+
+
 class RaceSink:
-    """Adapts a `RaceObserver` (health, latency profiles, feedback index, bench collectors)
+    """Adapts a `RaceObserver` (health, latency profiles, bench collectors)
     to the record: it sees every request that reached the race."""
 
     def __init__(self, observer: RaceObserver) -> None:
@@ -125,6 +139,7 @@ class AccessLog:
             attempts=len(race.attempts) if race is not None else 0,
             budget_limited=race.budget_limited if race is not None else False,
             budget_refused=race.budget_refused if race is not None else 0,
+            resumes=race.resumes if race is not None else 0,
             ttft_ms=round(race.ttft_s * 1000, 1) if race and race.ttft_s is not None else None,
             total_ms=round(rec.total_s * 1000, 1),
             tokens=rec.output_tokens,

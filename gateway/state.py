@@ -7,8 +7,9 @@ gateway instances. Either way the request path never waits on Redis.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from gateway.access.runtime_keys import MemoryKeyStore, RedisKeyStore, RuntimeKeyStore
 from gateway.config.model import Config
 from gateway.latency.profile import LatencyProfiles
 from gateway.latency.store import CounterStore, MemoryStore, RedisStore
@@ -29,12 +30,9 @@ from gateway.routing.spend import MemorySpendTracker, RedisSpendTracker, SpendTr
 from gateway.routing.weights import WeightWorker, stats_from_snapshot
 
 
-def key_ids(config: Config) -> list[str]:
-    """Stable, non-secret ids for the configured gateway keys: key-1, key-2, ..."""
-    return [f"key-{i + 1}" for i in range(len(config.auth.keys))]
-
-
 def rate_limits(config: Config) -> dict[str, Limit]:
+    """Deployments' own limits, and the default per-key limit of unauthenticated callers
+    (a key's limit comes with the key: `Admission`)."""
     limits = {
         deployment_limit(d.name): Limit(d.rpm, d.tpm)
         for d in config.deployments.values()
@@ -42,13 +40,19 @@ def rate_limits(config: Config) -> dict[str, Limit]:
     }
     r = config.routing
     if r.key_rpm is not None or r.key_tpm is not None:
-        for key_id in [*key_ids(config), "anonymous"]:
-            limits[key_limit(key_id)] = Limit(r.key_rpm, r.key_tpm)
+        limits[key_limit("anonymous")] = Limit(r.key_rpm, r.key_tpm)
     return limits
+
+
+def keys_limited(config: Config) -> bool:
+    """Whether any key may have a rate limit (so a Redis limiter is needed)."""
+    r = config.routing
+    return bool(r.key_rpm or r.key_tpm or config.auth.enabled)
 
 
 class SharedState:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
         state = config.state
         self.redis = state.backend == "redis"
         self.store: CounterStore = (
@@ -74,16 +78,22 @@ class SharedState:
         limits = rate_limits(config)
         self.limiter: RateLimiter = (
             RedisRateLimiter(state.url, limits, prefix=state.prefix)
-            if self.redis and limits
+            if self.redis and (limits or keys_limited(config))
             else MemoryRateLimiter(limits)
         )
         self.shared_health = (
             SharedHealth(self.health, state.url, prefix=state.prefix) if self.redis else None
         )
+        window_s = config.routing.feedback_window_s
         self.feedback: FeedbackStore = (
-            RedisFeedbackStore(state.url, prefix=state.prefix)
+            RedisFeedbackStore(state.url, prefix=state.prefix, window_s=window_s)
             if self.redis
-            else MemoryFeedbackStore()
+            else MemoryFeedbackStore(window_s=window_s)
+        )
+        self.keys: RuntimeKeyStore = (
+            RedisKeyStore(state.url, prefix=state.prefix, refresh_s=config.auth.refresh_s)
+            if self.redis and config.auth.enabled
+            else MemoryKeyStore()
         )
         self.spend: SpendTracker = (
             RedisSpendTracker(state.url, prefix=state.prefix)
@@ -108,10 +118,57 @@ class SharedState:
             prefix=state.prefix,
         )
 
+    def reusable_for(self, config: Config) -> bool:
+        """Can a reload to `config` keep this state (and its Redis connections)? Yes while
+        the backend section is the same and no Redis rate limiter has to appear."""
+        if config.state != self.config.state:
+            return False
+        if self.redis and config.auth.enabled != self.config.auth.enabled:
+            return False  # the runtime key store is Redis-backed only with auth on
+        wants_redis_limiter = self.redis and bool(rate_limits(config) or keys_limited(config))
+        return wants_redis_limiter == isinstance(self.limiter, RedisRateLimiter)
+
+    def reconfigure(self, config: Config, fresh: Iterable[str] = ()) -> None:
+        """Apply a reloaded config in place (`reusable_for(config)` is true): the state of
+        kept deployments carries over; `fresh` ones (removed, or given a new identity)
+        start again. Health settings that changed reset every breaker."""
+        old, self.config = self.config, config
+        fresh = set(fresh)
+        if config.latency.half_life_days != old.latency.half_life_days:
+            self.profiles = LatencyProfiles(
+                self.store,
+                min_samples=config.latency.min_samples,
+                half_life_s=config.latency.half_life_days * 86400.0,
+                clock=self.profiles.clock,
+            )
+        self.profiles.min_samples = config.latency.min_samples
+        for name in fresh:
+            self.profiles.forget(name)
+        if config.health != old.health:
+            h = config.health
+            self.health.window, self.health.min_requests = h.window, h.min_requests
+            self.health.cooldown_s, self.health.probes = h.cooldown_s, h.half_open_probes
+            self.health.probe_interval_s = h.probe_interval_s
+            fresh.update(self.health.names())
+        budgets = {d.name: d.error_budget for d in config.deployments.values()}
+        self.health.reconfigure(budgets, fresh)
+        self.limiter.limits = rate_limits(config)
+        self.feedback.window_s = config.routing.feedback_window_s
+        self.weights.reconfigure(dict(config.deployments), fresh)
+        self.weights.interval_s = max(config.routing.weights_interval_s, 0.001)
+        stored = config.responses
+        if isinstance(self.responses, MemoryResponseStore):
+            self.responses.ttl_s = stored.store_ttl_s
+            self.responses.max_stored = stored.max_stored
+            self.responses.max_stored_bytes = int(stored.max_stored_mb * 1024 * 1024)
+        elif isinstance(self.responses, RedisResponseStore):
+            self.responses.ttl_ms = max(1, int(stored.store_ttl_s * 1000))
+
     @property
     def degraded(self) -> bool:
         """True while a Redis-backed component runs on its local view only."""
         parts = [self.limiter.degraded, self.feedback.degraded, self.spend.degraded]
+        parts.append(self.keys.degraded)
         parts.append(self.weights.degraded)
         if self.shared_health is not None:
             parts.append(self.shared_health.degraded)

@@ -6,26 +6,32 @@ The pipeline asks it to build; the race engine only ever sees `Candidate`s and a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import cast
 
 from gateway.config.model import Config, DeploymentConfig
 from gateway.providers.base import (
+    ContinuingProvider,
     OneShotCall,
     Provider,
     ProviderSettings,
     TargetModel,
     UnsupportedParams,
     UpstreamRequest,
+    can_continue,
     can_embed,
 )
 from gateway.providers.registry import create as create_provider
+from gateway.reload import pool_settings
 from gateway.request import AnyRequest, ChatRequest
 from gateway.routing.health import HealthRegistry
 from gateway.routing.planner import Plan
 from gateway.routing.ratelimit import RateLimiter, deployment_limit
 from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import Candidate, Opener
+from gateway.streaming.resume import Continuer
 from gateway.streaming.upstream import UpstreamPool, one_shot_events, stream_events
 
 
@@ -47,7 +53,9 @@ class Built:
 
 
 class Upstreams:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reuse: Upstreams | None = None) -> None:
+        """`reuse`: the upstreams a reload replaces; a provider whose pool settings did not
+        change keeps its pool (and its warm connections)."""
         self.config = config
         self.providers: dict[str, Provider] = {}
         self.pools: dict[str, UpstreamPool] = {}
@@ -61,7 +69,11 @@ class Upstreams:
                 max_line_bytes=config.limits.max_sse_line_bytes,
             )
             self.providers[name] = create_provider(settings)
-            self.pools[name] = UpstreamPool(
+            kept = reuse.pools.get(name) if reuse is not None else None
+            if kept is not None and reuse is not None:
+                same = pool_settings(reuse.config.providers[name]) == pool_settings(pc)
+                kept = kept if same else None
+            self.pools[name] = kept or UpstreamPool(
                 name, pc.max_connections, pc.connect_timeout_s, pc.keepalive_s
             )
         self.deployments = {
@@ -129,6 +141,42 @@ class Upstreams:
 
         return open_attempt
 
+    def continuer(
+        self,
+        chat: ChatRequest,
+        candidates: list[Candidate],
+        limiter: RateLimiter,
+        health: HealthRegistry,
+    ) -> Continuer:
+        """How a cut answer to `chat` goes on (resume on a backup): the continuation
+        requests of those `candidates` whose deployment can continue a prefix."""
+
+        def continuer(
+            prefix: str, produced_tokens: int, exclude: frozenset[str]
+        ) -> tuple[list[Candidate], Opener]:
+            request = _remaining(chat, produced_tokens)
+            requests: dict[str, UpstreamRequest | OneShotCall] = {}
+            able: list[Candidate] = []
+            for candidate in candidates:
+                deployment = self.deployments[candidate.name]
+                provider = deployment.provider
+                if candidate.name in exclude or not deployment.config.continuation:
+                    continue
+                if not can_continue(provider):
+                    continue
+                try:
+                    requests[candidate.name] = cast(
+                        ContinuingProvider, provider
+                    ).build_continuation(request, deployment.target, prefix)
+                except UnsupportedParams:
+                    continue
+                able.append(candidate)
+            estimate = request.estimated_prompt_tokens() + len(prefix) // 4
+            estimate += request.max_tokens or 0
+            return able, self.opener(requests, estimate, limiter, health)
+
+        return continuer
+
     async def close(self) -> None:
         for pool in self.pools.values():
             await pool.close()
@@ -142,6 +190,16 @@ def _build(deployment: Deployment, request: AnyRequest) -> UpstreamRequest | One
         raise UnsupportedParams(["input (no embeddings API)"], provider.settings.name)
     call: OneShotCall = provider.build_embed_call(request, deployment.target)  # type: ignore[attr-defined]
     return call
+
+
+def _remaining(chat: ChatRequest, produced_tokens: int) -> ChatRequest:
+    """`chat` with its output limit less what the answer already produced."""
+    params = dict(chat.params)
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = params.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            params[key] = max(1, value - produced_tokens)
+    return dataclasses.replace(chat, params=params)
 
 
 async def _rate_limited(

@@ -65,7 +65,13 @@ async def stack(
     # the connection accounting most tests assert on.
     latency = dict(gateway.pop("latency", {}))
     latency.setdefault("prewarm", {"enabled": False})
-    sim_data, gw_data = build_configs(servers, routes, deployments, latency=latency, **gateway)
+    # Tests name deployments as `model` (most stacks have no routes): allow it unless a test
+    # is about direct access itself.
+    routing = dict(gateway.pop("routing", {}))
+    routing.setdefault("allow_direct_deployments", True)
+    sim_data, gw_data = build_configs(
+        servers, routes, deployments, latency=latency, routing=routing, **gateway
+    )
     sim_config, problems = parse_sim_config(sim_data)
     assert sim_config is not None, problems
     cluster = SimCluster(sim_config)

@@ -15,13 +15,12 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from gateway.catalogue.store import Catalogue
-from gateway.config import sections
+from gateway.config import keys, sections
 from gateway.config.facts import catalogue_section, deployment_facts
 from gateway.config.model import (
     DEPLOYMENT_TYPES,
     EMBEDDING_STRATEGIES,
     AdminConfig,
-    AuthConfig,
     Config,
     DeploymentConfig,
     LatencyConfig,
@@ -34,6 +33,7 @@ from gateway.config.model import (
     RouteConfig,
     StateConfig,
 )
+from gateway.config.telemetry import telemetry as _telemetry
 from gateway.config.validate import (
     MISSING,
     ConfigError,
@@ -72,7 +72,6 @@ def parse_config(
     ctx = Context(os.environ if env is None else env)
     root = Reader(ctx, "", {} if data is None else data)
     listen = _listen(root.section("listen"))
-    auth = _auth(root.section("auth"))
     admin_r = root.section("admin")
     admin = AdminConfig(key=admin_r.secret("key"))
     admin_r.finish()
@@ -86,13 +85,18 @@ def parse_config(
         name: _deployment(name, r, providers, regions, catalogue)
         for name, r in root.entries("deployments")
     }
-    governance = sections.governance(root.section("governance"), len(auth.keys), regions)
     routes = {name: _route(name, r, deployments, regions) for name, r in root.entries("routes")}
+    auth_r = root.section("auth")
+    auth = keys.auth(auth_r, [*routes, *deployments], regions, admin.key is not None)
+    governance_r = root.section("governance")
+    governance = sections.governance(governance_r, [k.name for k in auth.keys], regions)
+    auth = keys.fold_governance(governance_r, auth, governance)
     health = sections.health(root.section("health"))
     routing = sections.routing(root.section("routing"))
     auto_regress = sections.auto_regress(root.section("auto_regress"), base_dir)
     cors = sections.cors(root.section("cors"), (latency.region_header, routing.reasoning_header))
     responses = sections.responses(root.section("responses"))
+    telemetry = _telemetry(root.section("telemetry"))
     sim = root.raw("sim")
     if sim is MISSING or sim is None:
         sim = None
@@ -121,6 +125,7 @@ def parse_config(
         auto_regress=auto_regress,
         cors=cors,
         responses=responses,
+        telemetry=telemetry,
         sim=sim,
     )
 
@@ -134,24 +139,6 @@ def _listen(r: Reader) -> ListenConfig:
     )
     r.finish()
     return out
-
-
-def _auth(r: Reader) -> AuthConfig:
-    keys: list[Any] = []
-    raw = r.raw("keys")
-    if r.given and (raw is MISSING or raw is None or raw == []):
-        r.problem("keys", "at least one key is required (omit `auth` to disable auth)")
-    elif raw is not MISSING and raw is not None and not isinstance(raw, list):
-        r.problem("keys", f"must be a list of keys (literal or env:NAME), got {kind_of(raw)}")
-    elif isinstance(raw, list):
-        for i, item in enumerate(raw):
-            secret = r.ctx.resolve_secret(r.at(f"keys[{i}]"), item)
-            if secret is not None and secret in keys:
-                first = keys.index(secret)
-                r.problem(f"keys[{i}]", f"duplicate of auth.keys[{first}]")
-            keys.append(secret)
-    r.finish()
-    return AuthConfig(keys=tuple(k for k in keys if k is not None))
 
 
 def _limits(r: Reader) -> LimitsConfig:
@@ -355,6 +342,7 @@ def _deployment(
         type=cast(Any, kind),
         batch_size=batch_size,
         **facts,
+        continuation=r.boolean("continuation", d.continuation),
     )
     r.finish()
     return out
@@ -437,8 +425,14 @@ def _route(
         hedge_min_ms=r.number("hedge_min_ms", d.hedge_min_ms, lo=0),
         hedge_max_ms=r.number("hedge_max_ms", d.hedge_max_ms, lo=0, lo_open=True),
         tiers=sections.tiers(r, deployments),
+        resume=r.boolean("resume", d.resume),
+        max_resumes=r.integer("max_resumes", d.max_resumes, lo=1),
     )
     _route_types(r, out, deployments)
+    if out.resume and any(
+        deployments[m].type == "embedding" for m in out.deployments if m in deployments
+    ):
+        r.problem("resume", "is for chat routes (an embeddings answer arrives whole)")
     r.finish()
     return out
 

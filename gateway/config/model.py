@@ -51,8 +51,42 @@ class ListenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """One gateway key: an `auth.keys` entry, or a runtime key made through the admin API.
+
+    `name` is its id in logs, metrics, spend and the admin API (`key-N` for the N-th
+    entry when not named). The secret is kept as its SHA-256 `digest` only; `secret` is
+    the value when the config gives it (so it can be scrubbed), None for `sha256:` and
+    runtime keys."""
+
+    name: str
+    digest: bytes = field(repr=False)
+    secret: Secret | None = None
+    routes: tuple[str, ...] | None = None  # routes (or deployments) it may use; None: all
+    rpm: int | None = None  # None: routing.key_rpm
+    tpm: int | None = None  # None: routing.key_tpm
+    budget_daily_usd: float | None = None  # None: routing.key_daily_budget_usd
+    budget_monthly_usd: float | None = None
+    pii: dict[str, str] = field(default_factory=dict)  # overrides of the route's PII actions
+    data_residency: tuple[str, ...] | None = None  # narrows the route's residency
+    allow_direct_deployments: bool | None = None  # None: routing.allow_direct_deployments
+    metadata: dict[str, Any] = field(default_factory=dict)  # free (team, owner ...)
+    runtime: bool = False  # made through POST /admin/keys
+    created_at: float | None = None  # wall time, runtime keys
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
-    keys: tuple[Secret, ...] = ()
+    """`enabled`: the `auth` section is given, so /v1/* needs a key (config or runtime)."""
+
+    keys: tuple[KeyConfig, ...] = ()
+    enabled: bool = False
+    refresh_s: float = 0.5  # how often runtime keys are re-read from the state backend
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """The key values the config holds (for scrubbing); `sha256:` keys hold none."""
+        return tuple(k.secret for k in self.keys if k.secret is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +196,9 @@ class DeploymentConfig:
     successor: str | None = None
     catalogue_id: str | None = None  # the entry it inherits from
     facts_from: dict[str, str] = field(default_factory=dict)  # fact -> "config" | source
+    # May continue another deployment's cut answer (resume) when its provider can; off for
+    # models that refuse a trailing assistant message (Claude 4.6+ rejects prefill).
+    continuation: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +233,10 @@ class RouteConfig:
     hedge_min_ms: float = 50.0
     hedge_max_ms: float = 5000.0
     tiers: tuple[TierConfig, ...] = ()
+    # Resume on a backup: a text answer cut after its first token is continued by the next
+    # candidate that can continue a prefix, up to `max_resumes` times per request.
+    resume: bool = False
+    max_resumes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +249,8 @@ class OutputFilterConfig:
 
 @dataclass(frozen=True, slots=True)
 class KeyPolicyConfig:
-    """Per gateway key ("key-1" = the first of auth.keys): PII overrides and residency."""
+    """`governance.keys.<key name>`: PII overrides and residency of a key (the loader folds
+    them into the key's `KeyConfig`; the key object is where the gate reads them)."""
 
     pii: dict[str, str] = field(default_factory=dict)
     data_residency: tuple[str, ...] | None = None
@@ -239,6 +281,10 @@ class RoutingConfig:
     key_rpm: int | None = None  # per gateway key, shared across instances
     key_tpm: int | None = None
     key_daily_budget_usd: float | None = None
+    # A client may name a deployment as `model` (bypassing routes) only when allowed here
+    # or by its key; the residency and governance of the routes holding it still apply.
+    allow_direct_deployments: bool = False
+    feedback_window_s: float = 86_400.0  # how long after a request its key may rate it
 
 
 # What the official SDKs send (openai-python/-node, anthropic-sdk-python/-typescript): a
@@ -297,6 +343,27 @@ class ResponsesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TracesConfig:
+    """OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra when enabled)."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "race-gateway"
+    sample_ratio: float = 1.0  # of traces the gateway starts (no sampled parent)
+    parent_based: bool = True  # follow the client's traceparent sampled flag
+    include_content: bool = False  # prompt and answer text on the spans (opt-in)
+    max_content_chars: int = 16384  # per message attribute, when content is included
+    headers: dict[str, Secret] = field(default_factory=dict)  # e.g. authorization
+    timeout_s: float = 10.0  # one export call
+    max_queue_spans: int = 2048  # spans waiting for export; more are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    traces: TracesConfig = field(default_factory=TracesConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
     level: str = "info"
@@ -343,4 +410,5 @@ class Config:
     auto_regress: AutoRegressConfig | None = None
     cors: CorsConfig = field(default_factory=CorsConfig)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     sim: dict[str, Any] | None = None  # validated by gateway.sim.config

@@ -68,6 +68,8 @@ def routing(r: Reader) -> RoutingConfig:
         key_rpm=optional_int(r, "key_rpm"),
         key_tpm=optional_int(r, "key_tpm"),
         key_daily_budget_usd=optional_number(r, "key_daily_budget_usd"),
+        allow_direct_deployments=r.boolean("allow_direct_deployments", d.allow_direct_deployments),
+        feedback_window_s=r.number("feedback_window_s", d.feedback_window_s, lo=0, lo_open=True),
     )
     r.finish()
     return out
@@ -187,13 +189,13 @@ def pii_actions(r: Reader) -> dict[str, str]:
 
 
 def governance(
-    r: Reader, key_count: int = 0, regions: Collection[str] | None = None
+    r: Reader, key_names: Collection[str] = (), regions: Collection[str] | None = None
 ) -> GovernanceConfig:
     pii = pii_actions(r)
     output = output_filter(r.section("output"))
     keys: dict[str, KeyPolicyConfig] = {}
     for key_id, kr in r.entries("keys"):
-        known = [f"key-{i + 1}" for i in range(key_count)]
+        known = list(key_names)
         if key_id not in known:
             kr.ctx.add(
                 kr.path,

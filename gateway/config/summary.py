@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.config.model import Config
+from urllib.parse import urlsplit
+
+from gateway.config.model import Config, KeyConfig
 
 
 def _plural(n: int, word: str) -> str:
@@ -13,7 +15,7 @@ def summarize(config: Config) -> str:
     """A short human summary (never any secret value), for `check-config`."""
     host = config.listen.host
     host = f"[{host}]" if ":" in host else host
-    auth = _plural(len(config.auth.keys), "key") if config.auth.keys else "off"
+    auth = _plural(len(config.auth.keys), "key") if config.auth.enabled else "off"
     lines = [
         f"config OK: listen {host}:{config.listen.port}, "
         f"{_plural(len(config.providers), 'provider')}, "
@@ -34,4 +36,42 @@ def summarize(config: Config) -> str:
         lines.append(line)
     if config.cors.enabled:
         lines.append(f"  cors: {', '.join(config.cors.allow_origins)}")
+    if config.routing.allow_direct_deployments:
+        lines.append(
+            "  deployments may be named directly as `model` (routing.allow_direct_deployments)"
+        )
+    for key in config.auth.keys:
+        scope = _key_line(key)
+        if scope is not None:
+            lines.append(scope)
+    traces = config.telemetry.traces
+    if traces.enabled:  # the host only: the URL may hold credentials
+        host = urlsplit(traces.endpoint).hostname or "?"
+        content = ", with content" if traces.include_content else ""
+        lines.append(
+            f"  traces: OTLP/HTTP to {host}, sample_ratio={traces.sample_ratio:g}{content}"
+        )
     return "\n".join(lines)
+
+
+def _key_line(key: KeyConfig) -> str | None:
+    """What a key may do, when it is more (or less) than the defaults."""
+    parts = []
+    if key.routes is not None:
+        parts.append(f"routes {', '.join(key.routes)}")
+    for label, value in (("rpm", key.rpm), ("tpm", key.tpm)):
+        if value is not None:
+            parts.append(f"{label} {value}")
+    if key.budget_daily_usd is not None:
+        parts.append(f"${key.budget_daily_usd:g}/day")
+    if key.budget_monthly_usd is not None:
+        parts.append(f"${key.budget_monthly_usd:g}/month")
+    if key.pii:
+        parts.append("pii " + ", ".join(f"{k}={v}" for k, v in key.pii.items()))
+    if key.data_residency is not None:
+        parts.append(f"residency {', '.join(key.data_residency)}")
+    if key.allow_direct_deployments is not None:
+        parts.append(f"direct deployments {'on' if key.allow_direct_deployments else 'off'}")
+    if not parts:
+        return None
+    return f"  key {key.name}: " + "; ".join(parts)

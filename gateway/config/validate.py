@@ -379,10 +379,17 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     offending line, which could hold a literal secret.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise ConfigFileError([f"{path}: cannot read: {e.strerror or e}"]) from None
+    return parse_yaml(data, path)
+
+
+def parse_yaml(data: bytes, path: str | os.PathLike[str]) -> Any:
+    """Parse a config file's bytes (`path` names it in messages), as `read_yaml` does."""
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigFileError([f"{path}: not valid UTF-8 (byte {e.start})"]) from None
     try:

@@ -1,14 +1,20 @@
 """The governance gate: one decision per request (block, redact, local-only, residency) and
-the output transform that restores placeholders and filters the answer stream."""
+the output transform that restores placeholders and filters the answer stream.
+
+A deployment named directly gets the strictest policy of the routes that hold it: per PII
+type the strictest action, every output filter, the intersection of their residencies. A
+key narrows any of them (its PII actions win, its regions intersect)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
-from gateway.config.model import Config, DeploymentConfig, OutputFilterConfig
+from gateway.config.holding import routes_holding, strictest_residency
+from gateway.config.model import Config, DeploymentConfig, KeyConfig, OutputFilterConfig
 from gateway.governance.output_filter import OutputFilter
-from gateway.governance.policy import PiiPolicy, inspect_request
+from gateway.governance.policy import PiiPolicy, inspect_request, strictest
 from gateway.governance.redact import Redactor, Restorer
 from gateway.request import ChatRequest, EmbedRequest
 from gateway.streaming.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta
@@ -57,19 +63,26 @@ class Governance:
                 config.governance.output
             )
             self._residency[name] = route.data_residency
+        for dep, holders in routes_holding(config).items():
+            if dep in config.routes:
+                continue
+            self._policies[dep] = strictest(self._policies[r] for r in holders)
+            self._outputs[dep] = merged_outputs([self._outputs[r] for r in holders])
+            self._residency[dep] = strictest_residency(self._residency[r] for r in holders)
         self._default = base
         self._default_output = config.governance.output
-        self._keys = config.governance.keys
 
-    def _policy(self, route: str, key_id: str | None) -> tuple[PiiPolicy, tuple[str, ...] | None]:
-        """The route's PII policy and residency, narrowed by the key's."""
+    def _policy(
+        self, route: str, key: KeyConfig | None
+    ) -> tuple[PiiPolicy, tuple[str, ...] | None]:
+        """The route's PII policy and residency (`route`: the deployment's name when the
+        client named one), narrowed by the key's."""
         policy = self._policies.get(route, self._default)
         residency = self._residency.get(route)
-        key_policy = self._keys.get(key_id) if key_id else None
-        if key_policy is not None:  # a key narrows the route: its actions win, regions intersect
-            policy = policy.override(key_policy.pii)
-            if key_policy.data_residency is not None:
-                allowed_regions = key_policy.data_residency
+        if key is not None:  # a key narrows the route: its actions win, regions intersect
+            policy = policy.override(key.pii)
+            if key.data_residency is not None:
+                allowed_regions = key.data_residency
                 residency = tuple(
                     r
                     for r in (residency if residency is not None else allowed_regions)
@@ -77,12 +90,13 @@ class Governance:
                 )
         return policy, residency
 
-    def decide(self, chat: ChatRequest, route: str, key_id: str | None = None) -> Decision:
-        policy, residency = self._policy(route, key_id)
+    def decide(self, chat: ChatRequest, route: str, key: KeyConfig | None = None) -> Decision:
+        policy, residency = self._policy(route, key)
         audit: dict[str, object] = {}
         redactor: Redactor | None = None
         local_only = False
         if policy.inspected:
+            chat = _without_signed_thinking(chat)
             inspection = inspect_request(chat, policy)
             if inspection.counts:
                 audit.update(inspection.audit())
@@ -101,11 +115,11 @@ class Governance:
         return Decision(chat, allowed, transform, audit or None)
 
     def decide_embedding(
-        self, request: EmbedRequest, route: str, key_id: str | None = None
+        self, request: EmbedRequest, route: str, key: KeyConfig | None = None
     ) -> EmbedDecision:
         """The PII policy over every text input (block, redact, local-only) and residency.
         Token arrays cannot be inspected: refused while the policy inspects anything."""
-        policy, residency = self._policy(route, key_id)
+        policy, residency = self._policy(route, key)
         audit: dict[str, object] = {}
         local_only = False
         if policy.inspected:
@@ -130,6 +144,39 @@ class Governance:
         if residency is not None:
             audit["residency"] = list(residency)
         return EmbedDecision(request, _allowed(residency, local_only), audit or None)
+
+
+def _without_signed_thinking(chat: ChatRequest) -> ChatRequest:
+    """Thinking blocks a Messages client sends back (for Anthropic only) are signed: they can
+    be neither inspected nor redacted, and may hold values an earlier answer restored. While
+    the policy inspects anything they are left out (Anthropic then gets no thinking for a
+    tool loop they began; see providers/anthropic_body.py)."""
+    native = chat.anthropic
+    if not native or not native.get("thinking"):
+        return chat
+    kept: Any = {key: value for key, value in native.items() if key != "thinking"}
+    return replace(chat, anthropic=kept)
+
+
+def merged_outputs(outputs: list[OutputFilterConfig | None]) -> OutputFilterConfig | None:
+    """Every filter at once: all detectors and patterns, `stop` if any stops, widest window."""
+    given = [o for o in outputs if o is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+    detectors: dict[str, None] = {}
+    patterns: dict[str, str] = {}
+    for o in given:
+        detectors.update(dict.fromkeys(o.detectors))
+        for name, pattern in o.patterns.items():
+            patterns[
+                name if patterns.get(name, pattern) == pattern else f"{name}.{len(patterns)}"
+            ] = pattern
+    return OutputFilterConfig(
+        action="stop" if any(o.action == "stop" for o in given) else "redact",
+        window=max(o.window for o in given),
+        detectors=tuple(detectors),
+        patterns=patterns,
+    )
 
 
 def _allowed(

@@ -12,7 +12,7 @@ An `Inspection` carries types and counts, never values: its repr is safe to log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, cast, get_args
@@ -63,6 +63,19 @@ class PiiPolicy:
 
     def action(self, kind: str) -> PiiAction:
         return self.actions.get(kind, "allow")
+
+
+_STRICTNESS: dict[str, int] = {"allow": 0, "redact": 1, "local_only": 2, "block": 3}
+
+
+def strictest(policies: Iterable[PiiPolicy]) -> PiiPolicy:
+    """Per type, the strictest action of any policy (block > local_only > redact > allow)."""
+    actions: dict[str, str] = {}
+    for policy in policies:
+        for kind, action in policy.actions.items():
+            if _STRICTNESS[action] > _STRICTNESS[actions.get(kind, "allow")]:
+                actions[kind] = action
+    return PiiPolicy(actions)
 
 
 @dataclass(frozen=True, slots=True)

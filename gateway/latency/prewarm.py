@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import structlog
 
@@ -53,6 +53,13 @@ class PreWarmer:
 
     def note_region(self, region: str) -> None:
         self._regions[region] = self.clock()
+
+    def carry_regions(self, replaced: PreWarmer, regions: Collection[str]) -> None:
+        """A config reload: keep warming for the regions (still configured) that the
+        replaced pre-warmer saw active."""
+        for region, seen in replaced._regions.items():
+            if region in regions:
+                self._regions[region] = max(seen, self._regions.get(region, seen))
 
     def targets(self) -> dict[str, int]:
         """Deployment -> idle connections wanted, for active regions, this hour and the next."""

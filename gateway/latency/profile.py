@@ -141,6 +141,15 @@ class LatencyProfiles:
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str, int, float, tuple[float, float]], _Cached] = {}
 
+    def forget(self, deployment: str) -> None:
+        """A reload gave `deployment` a new identity: its estimates start again from the
+        prior. The memory store drops its samples; a Redis store's samples are shared by
+        every instance and kept (give a new model a new deployment name to start afresh)."""
+        for key in [k for k in self._cache if k[0] == deployment]:
+            del self._cache[key]
+        if isinstance(self.store, MemoryStore):
+            self.store.forget(deployment)
+
     # -- decay -----------------------------------------------------------------
 
     def _generation(self, epoch_s: float) -> int:
@@ -236,8 +245,13 @@ class LatencyProfiles:
                 elif attempt.outcome in ("timed_out", "running"):
                     censored = _duration(attempt, record.total_s)
             itl: float | None = None
-            completed = attempt.outcome == "won" and record.stream_outcome == "completed"
-            if completed and record.ttft_s is not None and attempt.output_tokens > 1:
+            completed = (
+                attempt.outcome == "won"
+                and record.stream_outcome == "completed"
+                and attempt.error is None  # a winner whose cut answer a backup resumed
+            )
+            itl_known = completed and attempt.resumed_from is None  # timed by the request
+            if itl_known and record.ttft_s is not None and attempt.output_tokens > 1:
                 itl = _finite((record.total_s - record.ttft_s) / (attempt.output_tokens - 1))
             outcomes: tuple[Outcome, ...] = ()
             if attempt.outcome != "running":

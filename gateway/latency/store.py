@@ -83,6 +83,12 @@ class MemoryStore:
     def read(self, key: str) -> Mapping[str, float]:
         return self._data.get(key, _EMPTY)
 
+    def forget(self, deployment: str) -> None:
+        """Drop every counter of `deployment` (a reload gave its name a new identity)."""
+        tag = tagged_key(self.prefix, deployment, "")
+        for key in [k for k in self._data if k.startswith(tag)]:
+            del self._data[key]
+
     async def start(self) -> None:
         return None
 

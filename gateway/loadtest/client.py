@@ -39,11 +39,13 @@ import aiohttp
 import orjson
 
 from gateway.loadtest.stats import LoadSummary, RequestSample, run_elapsed, summarize
-from gateway.loadtest.timing import StreamTimer
+from gateway.loadtest.timing import Door, StreamTimer
 
 DEFAULT_PROMPT = "Write one short sentence about latency."
 MAX_IN_FLIGHT = 10_000  # hard bound on open-loop requests in flight
 MAX_ERROR_BODY = 64 * 1024
+DOOR_PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}
+ANTHROPIC_VERSION = "2023-06-01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class LoadSpec:
     request_id_prefix: str | None = None  # send x-request-id: <prefix><index>
     headers: tuple[tuple[str, str], ...] = ()
     extra_body: tuple[tuple[str, Any], ...] = ()
+    door: Door = "chat"  # the front door: chat completions, Responses or Anthropic Messages
 
     def __post_init__(self) -> None:
         if self.requests is None and self.duration_s is None:
@@ -94,16 +97,20 @@ class LoadSpec:
 
     @property
     def url(self) -> str:
-        return self.base_url.rstrip("/") + "/chat/completions"
+        return self.base_url.rstrip("/") + DOOR_PATHS[self.door]
 
     def body(self) -> bytes:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": self.prompt}],
-            "stream": True,
-        }
-        if self.max_tokens is not None:
-            body["max_tokens"] = self.max_tokens
+        body: dict[str, Any] = {"model": self.model, "stream": True}
+        if self.door == "responses":
+            body["input"] = self.prompt
+            if self.max_tokens is not None:
+                body["max_output_tokens"] = self.max_tokens
+        else:
+            body["messages"] = [{"role": "user", "content": self.prompt}]
+            if self.door == "messages":  # required by the Messages API
+                body["max_tokens"] = self.max_tokens or 1024
+            elif self.max_tokens is not None:
+                body["max_tokens"] = self.max_tokens
         body.update(dict(self.extra_body))
         return orjson.dumps(body)
 
@@ -154,6 +161,8 @@ class _Run:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        if spec.door == "messages":
+            headers["anthropic-version"] = ANTHROPIC_VERSION
         headers.update(dict(spec.headers))
         self.headers = headers
         self.loop = asyncio.get_running_loop()
@@ -200,7 +209,7 @@ class _Run:
                         sample.error = f"http_{r.status}"
                         sample.error_detail = detail[:200].decode("utf-8", "replace")
                         return
-                    timer = StreamTimer(due)
+                    timer = StreamTimer(due, door=self.spec.door)
                     try:
                         async for data in r.content.iter_any():
                             timer.feed(data, time.perf_counter())
@@ -316,6 +325,7 @@ async def run_load(
     extra_body: Mapping[str, Any] | None = None,
     session: aiohttp.ClientSession | None = None,
     progress: bool | None = None,
+    door: Door = "chat",
 ) -> LoadResult:
     """Run one load and return every sample with its summary.
 
@@ -339,6 +349,7 @@ async def run_load(
         request_id_prefix=request_id_prefix,
         headers=tuple((headers or {}).items()),
         extra_body=tuple((extra_body or {}).items()),
+        door=door,
     )
     return await run_spec(spec, api_key=api_key, session=session, progress=progress)
 

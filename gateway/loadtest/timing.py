@@ -15,13 +15,27 @@ have seen them apart, so their gaps count as 0 ms.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from gateway.streaming.sse import EventTooLarge, LineTooLong, SSEDecoder
 
 DONE = "[DONE]"
+Door = Literal["chat", "responses", "messages"]
+
+# Responses API events that carry output, and the ones that end a stream well or badly.
+_RESPONSES_OUTPUT = frozenset(
+    {
+        "response.output_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+    }
+)
+_RESPONSES_DONE = frozenset({"response.completed", "response.incomplete"})
+_MESSAGES_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking"}
 
 
 def output_size(chunk: Any) -> int:
@@ -60,6 +74,29 @@ def _call_size(call: Any) -> int:
     return (len(name) if isinstance(name, str) else 0) + (len(args) if isinstance(args, str) else 0)
 
 
+def responses_output_size(event: dict[str, Any]) -> int:
+    """Characters of output in a Responses API stream event (0: not a token)."""
+    if event.get("type") not in _RESPONSES_OUTPUT:
+        return 0
+    delta = event.get("delta")
+    return max(len(delta), 1) if isinstance(delta, str) else 0
+
+
+def messages_output_size(event: dict[str, Any]) -> int:
+    """Characters of output in an Anthropic Messages stream event (0: not a token)."""
+    if event.get("type") != "content_block_delta":
+        return 0
+    delta = event.get("delta")
+    if not isinstance(delta, dict):
+        return 0
+    kind = delta.get("type")
+    if kind == "input_json_delta":
+        part = delta.get("partial_json")
+        return max(len(part), 1) if isinstance(part, str) else 0
+    text = delta.get(_MESSAGES_DELTA_FIELDS.get(kind, ""))  # type: ignore[arg-type]
+    return len(text) if isinstance(text, str) else 0
+
+
 def is_token_chunk(chunk: Any) -> bool:
     """True if a `chat.completion.chunk` carries user-visible output."""
     return output_size(chunk) > 0
@@ -76,6 +113,7 @@ class StreamTimer:
         "_decoder",
         "chars",
         "done",
+        "door",
         "error",
         "error_detail",
         "events",
@@ -86,8 +124,9 @@ class StreamTimer:
         "tokens",
     )
 
-    def __init__(self, start: float, max_line_bytes: int = 1 << 20) -> None:
+    def __init__(self, start: float, max_line_bytes: int = 1 << 20, door: Door = "chat") -> None:
         self.start = start
+        self.door = door
         self._decoder = SSEDecoder(max_line_bytes=max_line_bytes, max_event_bytes=max_line_bytes)
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
@@ -123,6 +162,10 @@ class StreamTimer:
             except orjson.JSONDecodeError:
                 self._fail("a data event is not JSON")
                 return
+            if self.door != "chat":
+                if not self._door_event(chunk, t):
+                    return
+                continue
             if isinstance(chunk, dict) and "error" in chunk and not chunk.get("choices"):
                 self._fail(_error_message(chunk["error"]))
                 return
@@ -130,6 +173,28 @@ class StreamTimer:
             if size:
                 self.chars += size
                 self._token(t)
+
+    def _door_event(self, event: Any, t: float) -> bool:
+        """One Responses or Messages event; False once the stream failed."""
+        if not isinstance(event, dict):
+            self._fail("a data event is not a JSON object")
+            return False
+        kind = event.get("type")
+        if kind in ("error", "response.failed"):
+            error = event.get("error") or (event.get("response") or {}).get("error")
+            self._fail(_error_message(error if error is not None else event))
+            return False
+        if kind in _RESPONSES_DONE or kind == "message_stop":
+            self.done = True
+            return True
+        if self.door == "responses":
+            size = responses_output_size(event)
+        else:
+            size = messages_output_size(event)
+        if size:
+            self.chars += size
+            self._token(t)
+        return True
 
     def _token(self, t: float) -> None:
         self.tokens += 1
@@ -149,7 +214,8 @@ class StreamTimer:
                 self._fail(str(exc))
                 return
             if not self.done:
-                self._fail("stream ended without data: [DONE]")
+                end = {"chat": "data: [DONE]", "responses": "response.completed"}
+                self._fail(f"stream ended without {end.get(self.door, 'message_stop')}")
 
     def _fail(self, detail: str) -> None:
         self.error = "stream_error"

@@ -32,6 +32,7 @@ from gateway.streaming.events import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    ReasoningSignature,
     ResponseMeta,
     TextDelta,
     ToolCallDelta,
@@ -266,7 +267,7 @@ class AnthropicStreamDecoder:
         elif name == "error":
             self._done = True
             out.append(error_from_body(payload, secret=self._secret))
-        # ping, signature/citations-only events and unknown events carry nothing.
+        # ping, citations-only events and unknown events carry nothing.
 
     def _block_start(self, payload: dict[str, Any], out: list[Event]) -> None:
         block = payload.get("content_block")
@@ -321,3 +322,7 @@ class AnthropicStreamDecoder:
             text = delta.get("thinking")
             if isinstance(text, str) and text:
                 out.append(ReasoningDelta(text))
+        elif kind == "signature_delta":
+            signature = delta.get("signature")
+            if isinstance(signature, str) and signature:
+                out.append(ReasoningSignature(signature))

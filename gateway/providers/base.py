@@ -85,3 +85,25 @@ class EmbeddingProvider(Provider, Protocol):
 
 def can_embed(provider: object) -> bool:
     return callable(getattr(provider, "build_embed_call", None))
+
+
+class ContinuingProvider(Provider, Protocol):
+    """A provider whose API continues a prefix of the assistant's answer (resume on a
+    backup). `continues` is False where the adapter has the method but the server has no
+    such mechanism (an OpenAI-compatible kind without a continuation quirk)."""
+
+    continues: bool
+
+    def build_continuation(
+        self, request: ChatRequest, target: TargetModel, prefix: str
+    ) -> UpstreamRequest:
+        """The streaming request that answers `request` starting from `prefix` (the text
+        the client already has, trailing whitespace removed); only the rest is streamed.
+        Raises UnsupportedParams when this request cannot be continued here."""
+        ...
+
+
+def can_continue(provider: object) -> bool:
+    return getattr(provider, "continues", False) is True and callable(
+        getattr(provider, "build_continuation", None)
+    )

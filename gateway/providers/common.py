@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import math
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import ProviderSettings
+from gateway.request import ChatRequest
 from gateway.streaming.events import UpstreamError
 
 # The longest wait an upstream may ask for (retry-after, Gemini RetryInfo): one day.
@@ -115,3 +117,22 @@ def json_object(body: bytes) -> dict[str, Any] | UpstreamError:
     if not isinstance(data, dict):
         return protocol_error("upstream response is not a JSON object")
     return data
+
+
+def with_prefix(request: ChatRequest, text: str, **fields: Any) -> ChatRequest:
+    """`request` whose messages end with an assistant message holding `text` (plus
+    `fields`, e.g. `prefix=True`): what a continuation asks the model to go on from. A
+    trailing assistant text message the client sent (its own prefill) is extended, since
+    the answer the client saw came after it."""
+    messages = list(request.messages)
+    last = messages[-1] if messages else None
+    if (
+        isinstance(last, dict)
+        and last.get("role") == "assistant"
+        and isinstance(last.get("content"), str)
+        and not last.get("tool_calls")
+    ):
+        messages[-1] = {**last, "content": last["content"] + text, **fields}
+    else:
+        messages.append({"role": "assistant", "content": text, **fields})
+    return dataclasses.replace(request, messages=messages)

@@ -26,7 +26,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import checked_headers, clean_message, json_object
+from gateway.providers.common import checked_headers, clean_message, json_object, with_prefix
 from gateway.providers.ollama_embed import build_embed_call
 from gateway.providers.ollama_stream import (
     MAX_MESSAGE_CHARS,
@@ -243,6 +243,15 @@ class OllamaProvider:
 
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
         body = build_body(request, target, self.settings)
+        return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+
+    # /api/chat continues a trailing assistant message (the chat template leaves it open).
+    continues = True
+
+    def build_continuation(
+        self, request: ChatRequest, target: TargetModel, prefix: str
+    ) -> UpstreamRequest:
+        body = build_body(with_prefix(request, prefix), target, self.settings)
         return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
 
     def build_embed_call(self, request: EmbedRequest, target: TargetModel) -> OneShotCall:

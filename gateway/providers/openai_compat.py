@@ -22,7 +22,7 @@ from gateway.providers.base import (
     UnsupportedParams,
     UpstreamRequest,
 )
-from gateway.providers.common import clean_message, json_object
+from gateway.providers.common import clean_message, json_object, with_prefix
 from gateway.providers.common import retry_after as retry_after
 from gateway.providers.openai_embed import build_embed_call
 from gateway.providers.openai_stream import (
@@ -55,6 +55,11 @@ class OpenAICompatProvider:
         self.quirks = q = with_options(base, settings.options, where)
         self._url = settings.base_url.rstrip("/") + q.path
         self._embed_url = settings.base_url.rstrip("/") + q.embeddings_path
+        self._continue_url = self._url
+        if q.continuation_path is not None:
+            root = settings.base_url.rstrip("/").removesuffix("/v1")
+            self._continue_url = root + q.continuation_path
+        self.continues = q.continuation != "none"
         self._renames = dict(q.renamed_params)
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         key = settings.api_key
@@ -79,6 +84,24 @@ class OpenAICompatProvider:
         return UpstreamRequest("GET", self.settings.base_url.rstrip("/") + "/models", headers, b"")
 
     def build_request(self, request: ChatRequest, target: TargetModel) -> UpstreamRequest:
+        body = self._body(request, target)
+        return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+
+    def build_continuation(
+        self, request: ChatRequest, target: TargetModel, prefix: str
+    ) -> UpstreamRequest:
+        """The answer to `request` from `prefix` on, by the server's `continuation` quirk."""
+        mode = self.quirks.continuation
+        if mode == "none":
+            raise UnsupportedParams(["continuation (no prefix continuation)"], self.settings.name)
+        flags = {"prefix": True} if mode == "prefix" else {}
+        body = self._body(with_prefix(request, prefix, **flags), target)
+        if mode == "continue_final_message":
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        return UpstreamRequest("POST", self._continue_url, dict(self._headers), orjson.dumps(body))
+
+    def _body(self, request: ChatRequest, target: TargetModel) -> dict[str, Any]:
         q = self.quirks
         body: dict[str, Any] = {"model": target.model, "messages": request.messages}
         unsupported: list[str] = []
@@ -104,7 +127,7 @@ class OpenAICompatProvider:
                 **(client if isinstance(client, dict) else {}),
                 "include_usage": True,
             }
-        return UpstreamRequest("POST", self._url, dict(self._headers), orjson.dumps(body))
+        return body
 
     def build_embed_call(self, request: EmbedRequest, target: TargetModel) -> OneShotCall:
         """`POST {base_url}/embeddings` per batch of `quirks.embed_batch_size` inputs."""

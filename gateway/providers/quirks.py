@@ -18,6 +18,13 @@ from typing import Any, Literal, cast
 
 MaxTokensField = Literal["passthrough", "max_tokens", "max_completion_tokens"]
 MAX_TOKENS_FIELDS: tuple[str, ...] = ("passthrough", "max_tokens", "max_completion_tokens")
+ContinuationMode = Literal["none", "prefix", "continue_final_message", "trailing_assistant"]
+CONTINUATION_MODES: tuple[str, ...] = (
+    "none",
+    "prefix",
+    "continue_final_message",
+    "trailing_assistant",
+)
 
 # Option keys that are not quirks but are still understood by the adapter.
 NON_QUIRK_OPTIONS = frozenset({"headers"})
@@ -54,6 +61,13 @@ class Quirks:
     - `embeddings_path`: appended to `base_url` for embeddings (`/embeddings`).
     - `embed_batch_size`: inputs per embeddings call (OpenAI takes 2048); a
       deployment's `batch_size` overrides it.
+    - `continuation`: how the server continues a prefix of the assistant's answer
+      (resume on a backup): `none` (it cannot), `prefix` (`"prefix": true` on a
+      trailing assistant message: DeepSeek, Mistral), `continue_final_message`
+      (vLLM: `continue_final_message: true, add_generation_prompt: false`) or
+      `trailing_assistant` (a trailing assistant message is continued as is: Ollama).
+    - `continuation_path`: where continuations go, when not to `path`; appended to
+      `base_url` without a trailing `/v1` (DeepSeek's beta: `/beta/chat/completions`).
     """
 
     path: str = "/chat/completions"
@@ -66,6 +80,8 @@ class Quirks:
     usage_fields: tuple[str, ...] = ("usage",)
     embeddings_path: str = "/embeddings"
     embed_batch_size: int = 2048
+    continuation: ContinuationMode = "none"
+    continuation_path: str | None = None
 
     def __post_init__(self) -> None:  # the built-in table below is checked too
         for name, value in self.to_dict().items():
@@ -124,9 +140,15 @@ def _coerce(name: str, value: Any, where: str) -> Any:
 
 def _check(name: str, value: Any) -> None:
     """Raise ValueError('<name> ...') when `value` is not valid for quirk `name`."""
-    if name in ("path", "embeddings_path"):
+    if name in ("path", "embeddings_path", "continuation_path"):
+        if name == "continuation_path" and value is None:
+            return
         if not isinstance(value, str) or not value.startswith("/") or " " in value:
             raise ValueError(f"{name!r} must be a URL path starting with '/', got {value!r}")
+    elif name == "continuation":
+        if value not in CONTINUATION_MODES:
+            choices = ", ".join(CONTINUATION_MODES)
+            raise ValueError(f"'continuation' must be one of {choices}, got {value!r}")
     elif name == "embed_batch_size":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"'embed_batch_size' must be a positive integer, got {value!r}")
@@ -174,15 +196,23 @@ BUILTIN_QUIRKS: Mapping[str, Quirks] = MappingProxyType(
     {
         "openai": Quirks(),
         "openai_compatible": Quirks(),
-        "deepseek": Quirks(max_tokens_field="max_tokens"),
+        # Chat prefix completion is a beta feature, served under /beta only.
+        "deepseek": Quirks(
+            max_tokens_field="max_tokens",
+            continuation="prefix",
+            continuation_path="/beta/chat/completions",
+        ),
         "mistral": Quirks(
             rejected_params=frozenset({"logprobs", "top_logprobs"}),
             renamed_params=(("seed", "random_seed"),),
             send_stream_options=False,  # Mistral rejected stream_options; usage comes unasked
             max_tokens_field="max_tokens",
+            continuation="prefix",
         ),
-        "vllm": Quirks(),
-        "ollama_openai": Quirks(max_tokens_field="max_tokens"),
+        "vllm": Quirks(continuation="continue_final_message"),
+        # /v1 runs through the same chat handler as /api/chat, which continues a
+        # trailing assistant message.
+        "ollama_openai": Quirks(max_tokens_field="max_tokens", continuation="trailing_assistant"),
         "groq": Quirks(
             rejected_params=frozenset({"logprobs", "top_logprobs", "logit_bias"}),
             usage_fields=("usage", "x_groq.usage"),

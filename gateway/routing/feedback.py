@@ -1,10 +1,14 @@
 """User feedback: which deployment served a request, and ratings per deployment.
 
-`remember(request_id, deployment, route)` is called when a request finishes
-(or through `on_race_end`, a `RaceObserver`: the winner is remembered). It is
-a cheap local append; `rate(request_id, rating)` later resolves the id to the
-deployment (None for an unknown or forgotten id) and adds the rating. The
-handler validates the rating (-1..1); nothing is checked here.
+`remember(request_id, deployment, route, key_id)` is called when a request with a
+winner is recorded (`sinks.FeedbackSink`). It is a cheap local append;
+`rate(request_id, rating, key_id)` later resolves the id to the deployment and adds
+the rating. Only the key that made the request may rate it (`key_id=None`: the admin
+key, any request); for any other key the id is unknown (None, as for a forgotten id:
+no oracle for other tenants' ids). A request is rated at most once: a second rating
+replaces the first (the first is taken out of the decayed sums). Rating is open for
+`window_s` (24 h) after the request; later `rate` raises `FeedbackWindowClosed`.
+The handler validates the rating (-1..1); nothing is checked here.
 
 Ratings are kept per deployment as exponentially decayed sums: every rating
 has weight ``2 ** (-age / half_life_s)``, so ``ratings()`` returns
@@ -14,7 +18,7 @@ has weight ``2 ** (-age / half_life_s)``, so ``ratings()`` returns
 time ``t``.
 
 `MemoryFeedbackStore` keeps the last `max_requests` (100k) request ids in an
-``OrderedDict`` (oldest forgotten first).
+``OrderedDict`` (oldest forgotten first), with their current rating.
 
 `RedisFeedbackStore` shares both across instances:
 
@@ -46,17 +50,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.streaming.accounting import RaceRecord
-
 MAX_REQUESTS = 100_000
 DEFAULT_HALF_LIFE_S = 86_400.0  # a rating counts half after a day
 DEFAULT_TTL_S = 7 * 86_400
+DEFAULT_WINDOW_S = 86_400.0
+
+
+class FeedbackWindowClosed(Exception):
+    """The request is older than the feedback window."""
 
 
 @dataclass(frozen=True, slots=True)
 class Served:
     deployment: str
     route: str = ""
+    key_id: str = "anonymous"
+    at: float | None = None  # wall time the request was recorded (None: unknown)
+
+
+def check_rating(
+    served: Served | None, key_id: str | None, now: float, window_s: float
+) -> Served | None:
+    """`served` when `key_id` may rate it now (None: the admin key); None when unknown or
+    another key's; raises FeedbackWindowClosed when too old."""
+    if served is None or (key_id is not None and key_id != served.key_id):
+        return None
+    if served.at is not None and now - served.at > window_s:
+        raise FeedbackWindowClosed
+    return served
 
 
 @dataclass(slots=True)
@@ -67,16 +88,17 @@ class DecayedSum:
     n: float = 0.0
     t: float | None = None
 
-    def add(self, value: float, at: float, half_life_s: float) -> None:
+    def add(self, value: float, at: float, half_life_s: float, weight: float = 1.0) -> None:
+        """Add a rating made at `at`; `weight=-1` takes a replaced rating back out."""
         if self.t is None:
-            self.s, self.n, self.t = value, 1.0, at
+            self.s, self.n, self.t = value * weight, weight, at
         elif at >= self.t:
             factor = _decay(at - self.t, half_life_s)
-            self.s, self.n, self.t = self.s * factor + value, self.n * factor + 1.0, at
+            self.s, self.n, self.t = self.s * factor + value * weight, self.n * factor + weight, at
         else:  # an older rating arriving late: decay it instead of the sum
             factor = _decay(self.t - at, half_life_s)
-            self.s += value * factor
-            self.n += factor
+            self.s += value * weight * factor
+            self.n += weight * factor
 
     def merge(self, other: DecayedSum, half_life_s: float) -> DecayedSum:
         if other.t is None:
@@ -89,7 +111,7 @@ class DecayedSum:
 
     def at(self, now: float, half_life_s: float) -> tuple[float, float]:
         """(mean, decayed count) at `now`; (0, 0) when empty."""
-        if self.t is None or self.n <= 0:
+        if self.t is None or self.n <= 1e-9:  # empty, or every rating taken back out
             return 0.0, 0.0
         count = self.n * _decay(max(now - self.t, 0.0), half_life_s)
         return self.s / self.n, count
@@ -101,15 +123,25 @@ def _decay(age_s: float, half_life_s: float) -> float:
     return float(2.0 ** (-age_s / half_life_s))
 
 
+def _may_index(existing: Served | None, key_id: str) -> bool:
+    """A client may send its own x-request-id: another key's request under the same id
+    must not take the index entry (and its rating) over."""
+    return existing is None or existing.key_id == key_id
+
+
 class FeedbackStore(Protocol):
+    window_s: float  # how long after its request a rating is taken (a reload may change it)
+
     @property
     def degraded(self) -> bool: ...
 
-    def remember(self, request_id: str, deployment: str, route: str = "") -> None: ...
+    def remember(
+        self, request_id: str, deployment: str, route: str = "", key_id: str = "anonymous"
+    ) -> None: ...
 
-    def on_race_end(self, record: RaceRecord) -> None: ...
-
-    async def rate(self, request_id: str, rating: float) -> str | None: ...
+    async def rate(self, request_id: str, rating: float, key_id: str | None = None) -> str | None:
+        """The deployment credited; None for an unknown, forgotten or other key's request."""
+        ...
 
     def ratings(self) -> dict[str, tuple[float, float]]: ...
 
@@ -141,11 +173,6 @@ class _RequestMemory:
         self._served.clear()
 
 
-def _remember_record(store: FeedbackStore, record: RaceRecord) -> None:
-    if record.winner is not None:
-        store.remember(record.request_id, record.winner, record.route)
-
-
 class MemoryFeedbackStore:
     """One instance's request ids and ratings (state.backend memory)."""
 
@@ -154,11 +181,14 @@ class MemoryFeedbackStore:
         *,
         max_requests: int = MAX_REQUESTS,
         half_life_s: float = DEFAULT_HALF_LIFE_S,
+        window_s: float = DEFAULT_WINDOW_S,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.half_life_s = half_life_s
+        self.window_s = window_s
         self._wall = wall_clock
         self._requests = _RequestMemory(max_requests)
+        self._rated: dict[str, tuple[float, float]] = {}  # request id -> (rating, at)
         self._ratings: dict[str, DecayedSum] = {}
 
     @property
@@ -168,21 +198,30 @@ class MemoryFeedbackStore:
     def __len__(self) -> int:
         return len(self._requests)
 
-    def remember(self, request_id: str, deployment: str, route: str = "") -> None:
-        self._requests.put(request_id, Served(deployment, route))
-
-    def on_race_end(self, record: RaceRecord) -> None:
-        _remember_record(self, record)
+    def remember(
+        self, request_id: str, deployment: str, route: str = "", key_id: str = "anonymous"
+    ) -> None:
+        if not _may_index(self._requests.get(request_id), key_id):
+            return
+        self._requests.put(request_id, Served(deployment, route, key_id, self._wall()))
+        self._rated.pop(request_id, None)  # a new request under a reused id
+        if len(self._rated) > self._requests.max_requests:
+            self._rated = {r: v for r, v in self._rated.items() if self._requests.get(r)}
 
     def lookup(self, request_id: str) -> Served | None:
         return self._requests.get(request_id)
 
-    async def rate(self, request_id: str, rating: float) -> str | None:
-        served = self._requests.get(request_id)
+    async def rate(self, request_id: str, rating: float, key_id: str | None = None) -> str | None:
+        now = self._wall()
+        served = check_rating(self._requests.get(request_id), key_id, now, self.window_s)
         if served is None:
             return None
         decayed = self._ratings.setdefault(served.deployment, DecayedSum())
-        decayed.add(float(rating), self._wall(), self.half_life_s)
+        previous = self._rated.get(request_id)
+        if previous is not None:  # once per request: the new rating replaces the old
+            decayed.add(previous[0], previous[1], self.half_life_s, weight=-1.0)
+        decayed.add(float(rating), now, self.half_life_s)
+        self._rated[request_id] = (float(rating), now)
         return served.deployment
 
     def ratings(self) -> dict[str, tuple[float, float]]:
@@ -194,7 +233,4 @@ class MemoryFeedbackStore:
 
     async def close(self) -> None:
         self._requests.clear()
-
-
-# KEYS[1] ratings hash; ARGV: half-life s, ttl s, then (deployment, rating, wall time) triples.
-# Decays each deployment's (s, n) to the rating's time and adds it (see DecayedSum.add).
+        self._rated.clear()

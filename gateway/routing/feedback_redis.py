@@ -1,5 +1,12 @@
 """The Redis-backed feedback store: served-request records and decayed ratings shared by
-every gateway instance (see gateway.routing.feedback for the model)."""
+every gateway instance (see gateway.routing.feedback for the model).
+
+Keys: ``{prefix}:fb:req:{request_id}`` (JSON: deployment, route, key, time; expires after
+the feedback window), ``{prefix}:fb:rated:{request_id}`` (the request's current rating
+and its time, swapped atomically with ``SET ... GET`` so that a second rating, on any
+instance, replaces the first exactly once) and ``{prefix}:fb:ratings`` (the decayed sums).
+While Redis is away a rating is still taken, and replaced, from this instance's memory.
+"""
 
 from __future__ import annotations
 
@@ -15,40 +22,43 @@ from redis.asyncio import Redis
 
 from gateway.routing.feedback import (
     DEFAULT_HALF_LIFE_S,
-    DEFAULT_TTL_S,
+    DEFAULT_WINDOW_S,
     MAX_REQUESTS,
     DecayedSum,
     Served,
-    _remember_record,
+    _may_index,
     _RequestMemory,
+    check_rating,
 )
 from gateway.routing.redisconn import Outage, connect, log
-from gateway.streaming.accounting import RaceRecord
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
+# KEYS[1] ratings hash; ARGV: half-life s, ttl s, then (deployment, rating, wall time, weight)
+# quadruples. Decays each deployment's (s, n) to the rating's time and adds it (DecayedSum.add).
 _ADD_RATINGS = """
 local h = tonumber(ARGV[1])
 local function decay(age)
   if h <= 0 then return 1 end
   return 2 ^ (-age / h)
 end
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   local d = ARGV[i]
   local r = tonumber(ARGV[i + 1])
   local at = tonumber(ARGV[i + 2])
+  local w = tonumber(ARGV[i + 3])
   local v = redis.call('HMGET', KEYS[1], d .. '|s', d .. '|n', d .. '|t')
   local s = (v[1] and tonumber(v[1])) or 0
   local n = (v[2] and tonumber(v[2])) or 0
   local t = (v[3] and tonumber(v[3])) or at
   if at >= t then
     local f = decay(at - t)
-    s = s * f + r
-    n = n * f + 1
+    s = s * f + r * w
+    n = n * f + w
     t = at
   else
     local f = decay(t - at)
-    s = s + r * f
-    n = n + f
+    s = s + r * w * f
+    n = n + w * f
   end
   redis.call('HSET', KEYS[1], d .. '|s', string.format('%.17g', s),
     d .. '|n', string.format('%.17g', n), d .. '|t', string.format('%.17g', t))
@@ -63,6 +73,7 @@ class _Rating:
     deployment: str
     rating: float
     at: float
+    weight: float = 1.0  # -1: a replaced rating taken back out
 
 
 class RedisFeedbackStore:
@@ -73,7 +84,7 @@ class RedisFeedbackStore:
         redis: Redis | str,
         *,
         prefix: str = "rg",
-        ttl_s: int = DEFAULT_TTL_S,
+        window_s: float = DEFAULT_WINDOW_S,
         ratings_ttl_s: int = 30 * 86_400,
         max_requests: int = MAX_REQUESTS,
         max_pending: int = 10_000,
@@ -87,7 +98,8 @@ class RedisFeedbackStore:
         self._owns_client = isinstance(redis, str)
         self._redis: Redis = connect(redis) if isinstance(redis, str) else redis
         self.prefix = prefix
-        self.ttl_s = ttl_s
+        self.window_s = window_s
+        self.ttl_s = int(window_s) + 60  # an entry is of use only within the window
         self.ratings_ttl_s = ratings_ttl_s
         self.max_pending = max(max_pending, 1)
         self.half_life_s = half_life_s
@@ -97,6 +109,7 @@ class RedisFeedbackStore:
         self._clock = clock
         self._wall = wall_clock
         self._requests = _RequestMemory(max_requests)
+        self._rated: OrderedDict[str, tuple[float, float]] = OrderedDict()  # id -> (rating, at)
         self._pending_requests: OrderedDict[str, Served] = OrderedDict()
         self._pending_ratings: list[_Rating] = []
         self._inflight_ratings: list[_Rating] = []
@@ -114,21 +127,25 @@ class RedisFeedbackStore:
     def request_key(self, request_id: str) -> str:
         return f"{self.prefix}:fb:req:{request_id}"
 
+    def rated_key(self, request_id: str) -> str:
+        return f"{self.prefix}:fb:rated:{request_id}"
+
     @property
     def ratings_key(self) -> str:
         return f"{self.prefix}:fb:ratings"
 
     # -- request path (no awaits) -------------------------------------------
 
-    def remember(self, request_id: str, deployment: str, route: str = "") -> None:
-        served = Served(deployment, route)
+    def remember(
+        self, request_id: str, deployment: str, route: str = "", key_id: str = "anonymous"
+    ) -> None:
+        if not _may_index(self._requests.get(request_id), key_id):
+            return
+        served = Served(deployment, route, key_id, self._wall())
         self._requests.put(request_id, served)
         self._pending_requests[request_id] = served
         while len(self._pending_requests) > self.max_pending:
             self._pending_requests.popitem(last=False)
-
-    def on_race_end(self, record: RaceRecord) -> None:
-        _remember_record(self, record)
 
     # -- feedback endpoint --------------------------------------------------
 
@@ -148,18 +165,42 @@ class RedisFeedbackStore:
             return None
         try:
             data = orjson.loads(raw)
-            served = Served(str(data["d"]), str(data.get("r", "")))
+            at = data.get("t")
+            served = Served(
+                str(data["d"]),
+                str(data.get("r", "")),
+                str(data.get("k", "anonymous")),
+                float(at) if at is not None else None,
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             log.warning("bad feedback request entry ignored", key=self.request_key(request_id))
             return None
         self._requests.put(request_id, served)
         return served
 
-    async def rate(self, request_id: str, rating: float) -> str | None:
-        served = await self.lookup(request_id)
+    async def rate(self, request_id: str, rating: float, key_id: str | None = None) -> str | None:
+        now = self._wall()
+        served = check_rating(await self.lookup(request_id), key_id, now, self.window_s)
         if served is None:
             return None
-        self._pending_ratings.append(_Rating(served.deployment, float(rating), self._wall()))
+        value = float(rating)
+        previous = self._rated.pop(request_id, None)
+        try:  # swap in the new rating; the old one (from any instance) comes back
+            async with asyncio.timeout(self.op_timeout_s):
+                old = await self._redis.set(
+                    self.rated_key(request_id), f"{value!r}|{now!r}", ex=self.ttl_s, get=True
+                )
+        except Exception as exc:  # Redis away: this instance's memory of the rating
+            self.outage.failed("rate", exc)
+        else:
+            self.outage.ok("rate")
+            previous = _parse_rated(old if not isinstance(old, bool) else None)
+        self._rated[request_id] = (value, now)
+        while len(self._rated) > self._requests.max_requests:
+            self._rated.popitem(last=False)
+        if previous is not None:  # once per request: take the replaced rating back out
+            self._pending_ratings.append(_Rating(served.deployment, *previous, -1.0))
+        self._pending_ratings.append(_Rating(served.deployment, value, now))
         if len(self._pending_ratings) > self.max_pending:
             del self._pending_ratings[: len(self._pending_ratings) - self.max_pending]
         self._wake.set()
@@ -169,7 +210,7 @@ class RedisFeedbackStore:
         merged = {name: DecayedSum(d.s, d.n, d.t) for name, d in self._snapshot.items()}
         for item in (*self._inflight_ratings, *self._pending_ratings):
             merged.setdefault(item.deployment, DecayedSum()).add(
-                item.rating, item.at, self.half_life_s
+                item.rating, item.at, self.half_life_s, item.weight
             )
         now = self._wall()
         return {name: d.at(now, self.half_life_s) for name, d in merged.items()}
@@ -216,12 +257,20 @@ class RedisFeedbackStore:
             async with asyncio.timeout(self.op_timeout_s):
                 pipe = self._redis.pipeline(transaction=False)
                 for request_id, served in requests.items():
-                    value = orjson.dumps({"d": served.deployment, "r": served.route})
-                    pipe.set(self.request_key(request_id), value, ex=self.ttl_s)
+                    value = orjson.dumps(
+                        {
+                            "d": served.deployment,
+                            "r": served.route,
+                            "k": served.key_id,
+                            "t": served.at,
+                        }
+                    )
+                    # NX: the first request under an id keeps it (ids may be client-chosen)
+                    pipe.set(self.request_key(request_id), value, ex=self.ttl_s, nx=True)
                 if ratings:
                     args: list[str | float] = [self.half_life_s, self.ratings_ttl_s]
                     for item in ratings:
-                        args += [item.deployment, repr(item.rating), repr(item.at)]
+                        args += [item.deployment, repr(item.rating), repr(item.at), item.weight]
                     await self._script(keys=[self.ratings_key], args=args, client=pipe)
                 if refresh:
                     pipe.hgetall(self.ratings_key)
@@ -246,6 +295,17 @@ class RedisFeedbackStore:
         while len(self._pending_requests) > self.max_pending:
             self._pending_requests.popitem(last=False)
         self._pending_ratings = [*ratings, *self._pending_ratings][-self.max_pending :]
+
+
+def _parse_rated(raw: bytes | str | None) -> tuple[float, float] | None:
+    """A stored ``rating|wall time`` (None when absent or unreadable)."""
+    if raw is None:
+        return None
+    rating, _, at = (raw.decode() if isinstance(raw, bytes) else raw).partition("|")
+    try:
+        return float(rating), float(at)
+    except ValueError:
+        return None
 
 
 def _parse_ratings(raw: Mapping[bytes | str, bytes | str]) -> dict[str, DecayedSum]:

@@ -104,6 +104,7 @@ class HealthRegistry:
         self.probe_interval_s = probe_interval_s
         self._forced_until: dict[str, float] = {}  # the last forced probe's slot, per deployment
         self._applying_remote = False
+        self._removed: set[str] = set()  # dropped by a reload: late outcomes are ignored
         for name, budget in deployments.items():
             self._add(name, budget)
 
@@ -122,6 +123,23 @@ class HealthRegistry:
         breaker.listener = lambda old, new, retry_in_s: self._changed(name, old, new, retry_in_s)
         self._breakers[name] = breaker
         return breaker
+
+    def reconfigure(self, deployments: Mapping[str, float], reset: Iterable[str] = ()) -> None:
+        """A config reload: `deployments` (name -> error budget) are the ones now served.
+        Kept breakers keep their window and state with the new budget; removed ones are
+        dropped, new and `reset` ones (a new identity) start closed and empty."""
+        fresh = set(reset)
+        removed = {n for n in self._breakers if n not in deployments}
+        self._removed = (self._removed | removed) - set(deployments)
+        for name in removed | (fresh & set(self._breakers)):
+            del self._breakers[name]
+            self._limited_until.pop(name, None)
+        for name, budget in deployments.items():
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                self._add(name, budget)
+            else:
+                breaker.error_budget = budget
 
     def breaker(self, name: str) -> CircuitBreaker:
         """The deployment's breaker (created with the default budget for an unknown name)."""
@@ -278,7 +296,8 @@ class HealthRegistry:
         attempted = set()
         for attempt in record.attempts:
             attempted.add(attempt.deployment)
-            self._record_attempt(record, attempt)
+            if attempt.deployment not in self._removed:  # a request from before a reload
+                self._record_attempt(record, attempt)
         granted = self._grants.pop(record.request_id, None)
         for name in granted or ():
             if name not in attempted:
@@ -291,7 +310,8 @@ class HealthRegistry:
             # not counted as a failure, but the retry-after still holds
             self.breaker(name).cool(error.retry_after_s or 0.0)
         if attempt.outcome == "won":
-            if error is not None and error.opens_circuit and record.stream_outcome == "failed":
+            # A winner cut mid-stream is a failure even when a backup resumed its answer.
+            if error is not None and error.opens_circuit:
                 self.record_failure(name, error.status, error.retry_after_s)
             else:
                 self.record_success(name, attempt.ttft_s)

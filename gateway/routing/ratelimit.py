@@ -68,12 +68,20 @@ def key_limit(key_id: str) -> str:
 
 
 class RateLimiter(Protocol):
+    limits: dict[str, Limit]  # name -> limit; a config reload replaces it
+
     @property
     def degraded(self) -> bool: ...
 
     def limit_for(self, name: str) -> Limit | None: ...
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision: ...
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        """`limit` (a gateway key's own) stands in for the configured limit of `name`."""
+        ...
+
+    async def used(self, name: str) -> tuple[int, int] | None: ...
 
     async def close(self) -> None: ...
 
@@ -126,8 +134,10 @@ class MemoryRateLimiter:
     def limit_for(self, name: str) -> Limit | None:
         return self.limits.get(name)
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
-        limit = self.limits.get(name)
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        limit = limit or self.limits.get(name)
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
         start, reset_s = _window(self._clock(), self.window_s)
@@ -140,6 +150,12 @@ class MemoryRateLimiter:
         used_r, used_t = used_r + requests, used_t + tokens
         self._used[name] = (start, used_r, used_t)
         return _decision(True, limit, used_r, used_t, reset_s)
+
+    async def used(self, name: str) -> tuple[int, int]:
+        """Requests and tokens taken in the current window (read-only)."""
+        start, _ = _window(self._clock(), self.window_s)
+        window, used_r, used_t = self._used.get(name, (start, 0, 0))
+        return (used_r, used_t) if window == start else (0, 0)
 
     async def close(self) -> None:
         self._used.clear()
@@ -198,8 +214,10 @@ class RedisRateLimiter:
     def key(self, name: str, window_start: int) -> str:
         return f"{self.prefix}:rl:{name}:{window_start}"
 
-    async def check_and_take(self, name: str, requests: int = 1, tokens: int = 0) -> Decision:
-        limit = self.limits.get(name)
+    async def check_and_take(
+        self, name: str, requests: int = 1, tokens: int = 0, limit: Limit | None = None
+    ) -> Decision:
+        limit = limit or self.limits.get(name)
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
         start, reset_s = _window(self._clock(), self.window_s)
@@ -222,6 +240,20 @@ class RedisRateLimiter:
         raise_if_cancelling()  # the client went away while redis-py swallowed the cancellation
         self.outage.ok("check_and_take")
         return _decision(bool(admitted), limit, int(used_r), int(used_t), reset_s)
+
+    async def used(self, name: str) -> tuple[int, int] | None:
+        """Requests and tokens taken in the current window by every instance (read-only);
+        None when Redis does not answer."""
+        start, _ = _window(self._clock(), self.window_s)
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                raw = await self._redis.hmget(self.key(name, start), ["r", "t"])
+        except Exception as exc:
+            self.outage.failed("used", exc)
+            return None
+        raise_if_cancelling()
+        self.outage.ok("used")
+        return int(raw[0] or 0), int(raw[1] or 0)
 
     async def close(self) -> None:
         if self._owns_client:

@@ -1,20 +1,23 @@
-"""Daily spend per gateway key (USD, UTC day) and the budget check.
+"""Spend (USD) per gateway key and per deployment, per UTC day and month; the budget check.
 
-`add(key_id, usd)` is a cheap local accumulate on the request path;
-`add_record(key_id, record)` adds every attempt's cost (losers' waste
-included: a cancelled attempt was billed too). `spent(key_id)` is today's
-spend and `over_budget(key_id, budget_usd)` is ``spent >= budget_usd``.
+A *subject* is what spends: a key id, or ``dep:{deployment}`` (`deployment_subject`).
+`add(subject, usd)` is a cheap local accumulate on the request path, counted in both
+the day and the month; `add_record(key_id, record)` adds every attempt's cost (losers'
+waste included: a cancelled attempt was billed too) to the key and to each attempt's
+deployment. `spent(subject, period)` is this day's or month's spend and
+`over_budget(key_id, budget_usd)` is ``spent(key_id, "day") >= budget_usd``.
 
-The day is the UTC calendar day of the injected wall clock (`time.time`), so
-every instance agrees where a day starts; spend recorded at 23:59:59 counts
-for that day even when it is flushed after midnight.
+The day (``YYYYMMDD``) and month (``YYYYMM``) are those of the injected wall clock
+(`time.time`) in UTC, so every instance agrees where they start; spend recorded at
+23:59:59 counts for that day even when it is flushed after midnight.
 
-`MemorySpendTracker` keeps today's and yesterday's totals in process
-(state.backend memory).
+`MemorySpendTracker` keeps the current and previous periods in process
+(state.backend memory; gone at a restart).
 
-`RedisSpendTracker` shares them: ``{prefix}:spend:{key_id}:{YYYYMMDD}``
+`RedisSpendTracker` shares and persists them: ``{prefix}:spend:{subject}:{period}``
 (a float counter) gets ``INCRBYFLOAT`` for the sum of the local adds since the
-last flush, and ``EXPIRE`` two days, pipelined by a background task about every
+last flush, and ``EXPIRE`` (two days for a day, 62 for a month), pipelined by a
+background task about every
 `flush_interval_s` (0.5 s). INCRBYFLOAT returns the new total, which refreshes
 the local cache for free. `spent` reads the cache, refreshed from Redis at most
 every `refresh_s` (1 s, one bounded ``GET``; concurrent callers use the stale
@@ -36,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from redis.asyncio import Redis
 
@@ -45,11 +48,48 @@ from gateway.streaming.accounting import RaceRecord
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 SPEND_TTL_S = 2 * 86_400
+MONTH_TTL_S = 62 * 86_400
+Period = Literal["day", "month"]
+PERIODS: tuple[Period, ...] = ("day", "month")
 
 
 def utc_day(wall: float) -> str:
     """``YYYYMMDD`` of the UTC day containing wall time `wall`."""
     return datetime.fromtimestamp(wall, UTC).strftime("%Y%m%d")
+
+
+def utc_month(wall: float) -> str:
+    """``YYYYMM`` of the UTC month containing wall time `wall`."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y%m")
+
+
+def deployment_subject(deployment: str) -> str:
+    """The spend subject of a deployment (key ids cannot contain ':')."""
+    return f"dep:{deployment}"
+
+
+class _Periods:
+    """The current day and month of a wall clock, and which slots are still worth keeping
+    (the current and previous ones): a slot is (subject, ``YYYYMMDD`` or ``YYYYMM``)."""
+
+    def __init__(self, wall: Callable[[], float]) -> None:
+        self._wall = wall
+        self.day = ""
+        self.month = ""
+
+    def now(self) -> bool:
+        """Update the current periods; True when they changed (time to prune)."""
+        wall = self._wall()
+        day = utc_day(wall)
+        if day == self.day:
+            return False
+        self.day, self.month = day, utc_month(wall)
+        return True
+
+    def keep(self) -> set[str]:
+        wall = self._wall()
+        first = datetime.fromtimestamp(wall, UTC).replace(day=1).timestamp()
+        return {self.day, utc_day(wall - 86_400), self.month, utc_month(first - 86_400)}
 
 
 def record_cost(record: RaceRecord) -> float:
@@ -61,11 +101,11 @@ class SpendTracker(Protocol):
     @property
     def degraded(self) -> bool: ...
 
-    def add(self, key_id: str, usd: float) -> None: ...
+    def add(self, subject: str, usd: float) -> None: ...
 
     def add_record(self, key_id: str, record: RaceRecord) -> None: ...
 
-    async def spent(self, key_id: str) -> float: ...
+    async def spent(self, subject: str, period: Period = "day") -> float: ...
 
     async def over_budget(self, key_id: str, budget_usd: float) -> bool: ...
 
@@ -74,36 +114,44 @@ class SpendTracker(Protocol):
     async def close(self) -> None: ...
 
 
+def add_attempts(tracker: SpendTracker, key_id: str, record: RaceRecord) -> None:
+    """Every attempt's cost, to the key and to the attempt's deployment."""
+    tracker.add(key_id, record_cost(record))
+    for attempt in record.attempts:
+        tracker.add(deployment_subject(attempt.deployment), attempt.cost_usd)
+
+
 class MemorySpendTracker:
-    """In-process daily spend (one instance)."""
+    """In-process spend (one instance)."""
 
     def __init__(self, *, wall_clock: Callable[[], float] = time.time) -> None:
-        self._wall = wall_clock
+        self._periods = _Periods(wall_clock)
         self._spent: dict[tuple[str, str], float] = {}
-        self._day = ""
 
     @property
     def degraded(self) -> bool:
         return False
 
-    def _today(self) -> str:
-        day = utc_day(self._wall())
-        if day != self._day:
-            self._day = day
-            keep = {day, utc_day(self._wall() - 86_400)}
+    def _now(self) -> _Periods:
+        periods = self._periods
+        if periods.now():
+            keep = periods.keep()
             self._spent = {k: v for k, v in self._spent.items() if k[1] in keep}
-        return day
+        return periods
 
-    def add(self, key_id: str, usd: float) -> None:
-        if usd:
-            slot = (key_id, self._today())
+    def add(self, subject: str, usd: float) -> None:
+        if not usd:
+            return
+        periods = self._now()
+        for slot in ((subject, periods.day), (subject, periods.month)):
             self._spent[slot] = self._spent.get(slot, 0.0) + usd
 
     def add_record(self, key_id: str, record: RaceRecord) -> None:
-        self.add(key_id, record_cost(record))
+        add_attempts(self, key_id, record)
 
-    async def spent(self, key_id: str) -> float:
-        return self._spent.get((key_id, self._today()), 0.0)
+    async def spent(self, subject: str, period: Period = "day") -> float:
+        periods = self._now()
+        return self._spent.get((subject, periods.day if period == "day" else periods.month), 0.0)
 
     async def over_budget(self, key_id: str, budget_usd: float) -> bool:
         return await self.spent(key_id) >= budget_usd
@@ -149,7 +197,7 @@ class RedisSpendTracker:
         self._pending: dict[tuple[str, str], float] = {}
         self._inflight: dict[tuple[str, str], float] = {}
         self._cache: dict[tuple[str, str], _Cached] = {}
-        self._day = ""
+        self._periods = _Periods(wall_clock)
         self._task: asyncio.Task[None] | None = None
         self.outage = Outage("spend")
 
@@ -157,30 +205,33 @@ class RedisSpendTracker:
     def degraded(self) -> bool:
         return self.outage.degraded
 
-    def key(self, key_id: str, day: str) -> str:
-        return f"{self.prefix}:spend:{key_id}:{day}"
+    def key(self, subject: str, period: str) -> str:
+        return f"{self.prefix}:spend:{subject}:{period}"
 
-    def _today(self) -> str:
-        day = utc_day(self._wall())
-        if day != self._day:
-            self._day = day
-            keep = {day, utc_day(self._wall() - 86_400)}
+    def _now(self) -> _Periods:
+        periods = self._periods
+        if periods.now():
+            keep = periods.keep()
             self._cache = {k: v for k, v in self._cache.items() if k[1] in keep}
-        return day
+        return periods
 
     # -- request path ---------------------------------------------------------
 
-    def add(self, key_id: str, usd: float) -> None:
-        if usd:
-            slot = (key_id, self._today())
+    def add(self, subject: str, usd: float) -> None:
+        if not usd:
+            return
+        periods = self._now()
+        for slot in ((subject, periods.day), (subject, periods.month)):
             self._pending[slot] = self._pending.get(slot, 0.0) + usd
 
     def add_record(self, key_id: str, record: RaceRecord) -> None:
-        self.add(key_id, record_cost(record))
+        add_attempts(self, key_id, record)
 
-    async def spent(self, key_id: str) -> float:
-        """Today's spend: the shared total (at most ~`refresh_s` old) plus unflushed adds."""
-        slot = (key_id, self._today())
+    async def spent(self, subject: str, period: Period = "day") -> float:
+        """The day's or month's spend: the shared total (at most ~`refresh_s` old) plus
+        unflushed adds."""
+        periods = self._now()
+        slot = (subject, periods.day if period == "day" else periods.month)
         cached = self._cache.get(slot)
         if cached is None:
             cached = self._cache[slot] = _Cached()
@@ -216,10 +267,10 @@ class RedisSpendTracker:
         try:
             async with asyncio.timeout(self.op_timeout_s * 2):
                 pipe = self._redis.pipeline(transaction=False)
-                for (key_id, day), usd in batch.items():
-                    key = self.key(key_id, day)
+                for (subject, period), usd in batch.items():
+                    key = self.key(subject, period)
                     pipe.incrbyfloat(key, usd)
-                    pipe.expire(key, self.ttl_s)
+                    pipe.expire(key, self.ttl_s if len(period) == 8 else MONTH_TTL_S)
                 results = await pipe.execute()
         except BaseException as exc:
             for slot, usd in batch.items():
@@ -235,7 +286,7 @@ class RedisSpendTracker:
         for slot, total in zip(batch, results[::2], strict=True):
             cached = self._cache.get(slot)
             if cached is None:
-                if slot[1] != self._today():
+                if slot[1] not in (self._periods.day, self._periods.month):
                     continue
                 cached = self._cache[slot] = _Cached()
             cached.total = float(total)

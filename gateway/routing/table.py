@@ -1,9 +1,14 @@
-"""Route table: the `model` a client sends -> strategy and ordered candidate deployments."""
+"""Route table: the `model` a client sends -> strategy and ordered candidate deployments.
+
+A deployment's own name resolves too, as a one-candidate `direct` route (whether a client
+may use it is admission's call). Its residency is the strictest of the routes holding it:
+the intersection of their `data_residency` (None when none of them restricts it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.config.holding import routes_holding, strictest_residency
 from gateway.config.model import Config, DeploymentConfig, DeploymentType, RouteConfig
 from gateway.strategy import Strategy
 
@@ -20,6 +25,8 @@ class ResolvedRoute:
     min_extra_per_s: float
     data_residency: tuple[str, ...] | None
     direct: bool  # the client named a deployment, not a route
+    resume: bool = False  # continue a cut text answer on a backup (RouteConfig.resume)
+    max_resumes: int = 1
 
     @property
     def type(self) -> DeploymentType:
@@ -31,6 +38,7 @@ class RouteTable:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._routes: dict[str, ResolvedRoute] = {}
+        self._holding = routes_holding(config)
         for route in config.routes.values():
             self._routes[route.name] = self._resolve_route(route)
         for dep in config.deployments.values():
@@ -45,7 +53,9 @@ class RouteTable:
                     heartbeat_after_s=None,
                     max_extra_load=0.0,
                     min_extra_per_s=0.0,
-                    data_residency=None,
+                    data_residency=strictest_residency(
+                        config.routes[r].data_residency for r in self._holding.get(dep.name, ())
+                    ),
                     direct=True,
                 ),
             )
@@ -63,10 +73,16 @@ class RouteTable:
             min_extra_per_s=route.min_extra_per_s,
             data_residency=route.data_residency,
             direct=False,
+            resume=route.resume,
+            max_resumes=route.max_resumes,
         )
 
     def get(self, model: str) -> ResolvedRoute | None:
         return self._routes.get(model)
+
+    def holding(self, deployment: str) -> tuple[str, ...]:
+        """The routes (by name) that hold `deployment`, in a tier or not."""
+        return self._holding.get(deployment, ())
 
     def names(self) -> list[str]:
         """Every addressable model name: routes first, then deployments."""

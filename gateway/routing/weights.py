@@ -44,7 +44,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -280,6 +280,18 @@ class WeightWorker:
     def add_listener(self, listener: WeightsListener) -> None:
         """Called with the new weights whenever they change."""
         self._listeners.append(listener)
+
+    def reconfigure(
+        self, deployments: Mapping[str, DeploymentLike], reset: Iterable[str] = ()
+    ) -> None:
+        """A config reload: the next computation uses the new deployments; until then the
+        learned weights of kept deployments stay, new and `reset` ones start at their
+        configured weight."""
+        self.deployments = dict(deployments)
+        dropped = set(reset)
+        base = base_weights(self.deployments)
+        learned = {n: w for n, w in self._weights.items() if n in base and n not in dropped}
+        self._set(_normalise({**base, **learned}) if base else {}, self.updated_at)
 
     # -- one step -------------------------------------------------------------
 

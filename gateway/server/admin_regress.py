@@ -30,14 +30,14 @@ def add_routes(app: web.Application) -> None:
 
 def _deployment(request: web.Request) -> str:
     name = request.match_info["deployment"]
-    if name not in request.app[GATEWAY].config.deployments:
+    if name not in request[GATEWAY].config.deployments:
         raise ApiError(404, f"unknown deployment '{name}'", code="not_found", param="deployment")
     return name
 
 
 async def regressions(request: web.Request) -> web.Response:
     require_admin(request)
-    gateway = request.app[GATEWAY]
+    gateway = request[GATEWAY]
     view = gateway.regressions
     runs = {
         name: {k: v for k, v in run.items() if k not in ("report", "markdown")}
@@ -57,7 +57,7 @@ async def regressions(request: web.Request) -> web.Response:
 async def regression_report(request: web.Request) -> web.Response:
     require_admin(request)
     name = _deployment(request)
-    view = request.app[GATEWAY].regressions
+    view = request[GATEWAY].regressions
     run = view.runs().get(name) if view is not None else None
     if run is None or "report" not in run:
         raise ApiError(404, f"no regression report for '{name}' yet", code="not_found")
@@ -69,6 +69,6 @@ async def regression_report(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     require_admin(request)
     name = _deployment(request)
-    released = await request.app[GATEWAY].quarantine.release(name)
+    released = await request[GATEWAY].quarantine.release(name)
     log.info("quarantine_released", deployment=name, by="admin", was_quarantined=released)
     return _json({"deployment": name, "released": released})

@@ -19,7 +19,7 @@ from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
 from gateway.request import ChatRequest, EmbedRequest
-from gateway.server.keys import GATEWAY, KEY_ID, REQUEST_ID
+from gateway.server.keys import GATEWAY, KEY, KEY_ID, REQUEST_ID
 from gateway.server.limits import body_timeout_s, read_body
 from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
@@ -61,7 +61,7 @@ class SSEResponse(web.StreamResponse):
 
 
 def caller_of(request: web.Request, started: float) -> Caller:
-    return Caller(request[REQUEST_ID], request[KEY_ID], request.headers, started)
+    return Caller(request[REQUEST_ID], request[KEY_ID], request.headers, started, request.get(KEY))
 
 
 async def open_answer(
@@ -70,7 +70,7 @@ async def open_answer(
     """Read and parse the body, then admit, govern and plan it; a refusal at any step is
     recorded (one log line, one metric) and raised for the door to render."""
     started = time.perf_counter()
-    gateway = request.app[GATEWAY]
+    gateway = request[GATEWAY]
     caller = caller_of(request, started)
     limits = gateway.config.limits
     try:

@@ -39,15 +39,18 @@ from gateway.config.model import Config
 from gateway.runtime import Gateway
 from gateway.server import admin_regress, handlers
 from gateway.server.cors import CorsPolicy, cors_middleware
-from gateway.server.keys import AUTH_KEYS, GATEWAY
+from gateway.server.keys import LIVE
 from gateway.server.limits import runner_kwargs
+from gateway.server.live import LiveGateway
 from gateway.server.middlewares import (
     auth_middleware,
     error_middleware,
     json_body_middleware,
     request_id_middleware,
+    snapshot_middleware,
 )
 from gateway.server.protocol import use_envelope_errors
+from gateway.server.reloading import ReloadTriggers
 
 log = structlog.get_logger("gateway.server")
 
@@ -60,24 +63,30 @@ class ListenError(Exception):
     """The server could not bind its listening socket (address in use, permission, ...)."""
 
 
-def build_app(gateway: Gateway) -> web.Application:
+def build_app(
+    gateway: Gateway,
+    config_path: str | None = None,
+    setup: Callable[[Gateway], object] | None = None,
+) -> web.Application:
+    """The app serving `gateway`; with `config_path` (the file it was loaded from) it can
+    reload that file (`POST /admin/reload`, and SIGHUP / --watch under `serve`)."""
     config = gateway.config
+    live = LiveGateway(gateway, config_path, setup)
     cors = CorsPolicy(config.cors) if config.cors.enabled else None
-    middlewares: list[Middleware] = [request_id_middleware, error_middleware]
+    middlewares: list[Middleware] = [snapshot_middleware, request_id_middleware, error_middleware]
     if cors is not None:  # a preflight carries no key: answered before authentication
         middlewares.append(cors_middleware(cors))
     middlewares += [json_body_middleware, auth_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_body_bytes)
     if cors is not None:  # every /v1/ response, streams and errors included
         app.on_response_prepare.append(cors.add_headers)
-    app[GATEWAY] = gateway
-    app[AUTH_KEYS] = tuple(key.reveal().encode() for key in config.auth.keys)
+    app[LIVE] = live
     handlers.add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.start()
         yield
-        await gateway.close()
+        await live.close()  # the gateway serving by then, and any still draining
 
     app.cleanup_ctx.append(lifecycle)
     admin_regress.add_routes(app)
@@ -92,14 +101,17 @@ async def start_server(
     reuse_port: bool = False,
     shutdown_timeout_s: float = 10.0,
     worker_header: bool = False,
+    config_path: str | None = None,
+    setup: Callable[[Gateway], object] | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner and the base URL (port 0 picks a free port).
 
     `reuse_port` sets SO_REUSEPORT so that several worker processes can listen on one
     port; `shutdown_timeout_s` is how long `runner.cleanup()` waits for in-flight handlers;
-    `worker_header` tags every response with `x-gateway-worker: <pid>`.
+    `worker_header` tags every response with `x-gateway-worker: <pid>`; `config_path`
+    is the file `POST /admin/reload` reads.
     """
-    app = build_app(gateway)
+    app = build_app(gateway, config_path, setup)
     if worker_header:
         pid = str(os.getpid())
 
@@ -229,17 +241,24 @@ async def serve(
     *,
     grace_s: float = DEFAULT_GRACE_S,
     worker: str | None = None,
+    config_path: str | None = None,
+    watch_s: float | None = None,
     setup: Callable[[Gateway], object] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain (see the module docstring).
 
     `worker` ("i/N") marks a worker process of `serve --workers N`: it listens with
     SO_REUSEPORT, tags responses with its pid and stops when its supervisor goes away.
+    With `config_path`, SIGHUP reloads that file (server/live.py), and so does a change
+    of it when `watch_s` (the polling interval) is set.
     """
     if worker is not None:  # every log line of a worker says which one it is
         structlog.contextvars.bind_contextvars(worker=worker, pid=os.getpid())
     signals = ShutdownSignals()
     signals.install()  # before the server starts: an early SIGTERM still drains
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # SIGHUP must not kill it
+        loop.add_signal_handler(signal.SIGHUP, log.info, "reload_signal_ignored_while_starting")
     try:
         gateway = Gateway(config)
         if setup is not None:  # the entry point attaches services (automatic regressions)
@@ -251,7 +270,14 @@ async def serve(
             reuse_port=worker is not None,
             shutdown_timeout_s=grace_s + CUT_MARGIN_S,
             worker_header=worker is not None,
+            config_path=config_path,
+            setup=setup,
         )
+        reloads = ReloadTriggers(runner.app[LIVE])
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGHUP)
+        if config_path is not None:
+            reloads.install(watch_s)
         # Long-lived start-up objects leave the collector's view, and young-generation
         # collections run less often: full collections were pausing streams for 10-20 ms.
         gc.collect()
@@ -267,6 +293,7 @@ async def serve(
         finally:
             if watcher is not None:
                 watcher.cancel()
+            await reloads.remove()
             await drain(runner, grace_s, signals.force)
     finally:
         signals.remove()

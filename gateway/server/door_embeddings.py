@@ -16,7 +16,7 @@ from gateway.server.keys import GATEWAY
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    limits = request.app[GATEWAY].config.limits
+    limits = request[GATEWAY].config.limits
     embed, answer = await open_answer(
         request,
         "embeddings",

@@ -50,7 +50,7 @@ MAX_REFERENCED_RESPONSES = 64  # store reads one request may cause through item_
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     """parse (+ the stored conversation) -> pipeline -> Responses events or one Response."""
-    gateway = request.app[GATEWAY]
+    gateway = request[GATEWAY]
     store = gateway.state.responses
     chat, ctx, history, answer = await _open(request)
     response_id = "resp_" + answer.request_id.removeprefix("req_")
@@ -91,12 +91,12 @@ async def create_response(request: web.Request) -> web.StreamResponse:
 
 
 async def retrieve_response(request: web.Request) -> web.Response:
-    record = await _load(request.app[GATEWAY].state.responses, request, "id")
+    record = await _load(request[GATEWAY].state.responses, request, "id")
     return web.Response(body=orjson.dumps(record.response), content_type="application/json")
 
 
 async def delete_response(request: web.Request) -> web.Response:
-    store = request.app[GATEWAY].state.responses
+    store = request[GATEWAY].state.responses
     response_id = request.match_info["id"]
     try:
         deleted = await store.delete(response_id, request[KEY_ID])
@@ -148,7 +148,7 @@ async def _open(
 ) -> tuple[ChatRequest, ResponsesContext, list[dict[str, Any]], Answer]:
     """Read and parse the body, prepend the stored conversation, then admit, govern and
     plan it; every refusal is recorded once and raised for the error middleware."""
-    gateway = request.app[GATEWAY]
+    gateway = request[GATEWAY]
     caller = caller_of(request, time.perf_counter())
     limits = gateway.config.limits
     model = None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -14,6 +17,29 @@ MAX_RETRY_AFTER_S = 86400  # a longer (or non-finite) upstream delay is shown as
 
 
 ApiError = Rejected  # the name the server layer has always used
+
+
+class ErrorRenderer(Protocol):
+    """`(status, message, type_, code, param, headers) -> web.Response` in one protocol's
+    error shape; `error_response` (below) is OpenAI's."""
+
+    def __call__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorShape:
+    """A front door's claim on the errors of the requests it `matches` (see middlewares)."""
+
+    matches: Callable[[web.Request], bool]
+    render: ErrorRenderer
 
 
 def error_response(

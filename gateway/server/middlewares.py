@@ -1,9 +1,12 @@
-"""Request id, error rendering, JSON-only POST bodies and authentication. Every error leaves
-as an OpenAI envelope."""
+"""Request id, error rendering, JSON-only POST bodies and authentication.
+
+Every error leaves as an OpenAI envelope, except on paths a front door claims for its own
+protocol's error shape: a door adds an `ErrorShape` (a request predicate and a renderer) to
+`app[ERROR_SHAPES]`, and the error middleware renders with the first shape that matches.
+"""
 
 from __future__ import annotations
 
-import hmac
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,8 +16,9 @@ from aiohttp import web
 
 from gateway.pipeline import Caller
 from gateway.record import Door
-from gateway.server.errors import ApiError, api_error_response, error_response
-from gateway.server.keys import AUTH_KEYS, GATEWAY, KEY_ID, REQUEST_ID
+from gateway.server.admin import is_admin
+from gateway.server.errors import ApiError, ErrorRenderer, error_response
+from gateway.server.keys import ERROR_SHAPES, GATEWAY, KEY, KEY_ID, LIVE, REQUEST_ID
 
 # The paths of the front doors whose requests go through the pipeline (and are recorded).
 DOOR_PATHS: dict[str, Door] = {
@@ -23,6 +27,7 @@ DOOR_PATHS: dict[str, Door] = {
     "/v1/messages": "messages",
     "/v1/embeddings": "embeddings",
 }
+FEEDBACK_PATH = "/v1/feedback"  # where the admin key is taken too (it may rate any request)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 log = structlog.get_logger("gateway")
@@ -33,10 +38,30 @@ def new_request_id() -> str:
 
 
 @web.middleware
+async def snapshot_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take the gateway that serves now, once: the request keeps it to its end, whatever
+    config reload happens meanwhile (server/live.py)."""
+    snapshot = request.app[LIVE].acquire()
+    try:
+        request[GATEWAY] = snapshot.gateway
+        return await handler(request)
+    finally:
+        snapshot.release()
+
+
+@web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get("x-request-id", "")
     request[REQUEST_ID] = given if _SAFE_ID.match(given) else new_request_id()
     return await handler(request)
+
+
+def renderer_for(request: web.Request) -> ErrorRenderer:
+    """The error shape of the door that owns the request's path (OpenAI's by default)."""
+    for shape in request.app.get(ERROR_SHAPES, ()):
+        if shape.matches(request):
+            return shape.render
+    return error_response
 
 
 @web.middleware
@@ -46,7 +71,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         exc.headers.setdefault("x-request-id", rid)
-        return api_error_response(exc)
+        render = renderer_for(request)
+        return render(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -61,10 +87,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {"x-request-id": rid}
         if exc.status == 405 and "Allow" in exc.headers:
             headers["allow"] = exc.headers["Allow"]
-        return error_response(exc.status, message, "invalid_request_error", code, None, headers)
+        render = renderer_for(request)
+        return render(exc.status, message, "invalid_request_error", code, None, headers)
     except Exception:
         log.exception("unhandled_error", request_id=rid, path=request.path)
-        return error_response(
+        return renderer_for(request)(
             500,
             "internal gateway error",
             "server_error",
@@ -100,10 +127,11 @@ def _record_refusal(request: web.Request, exc: ApiError) -> None:
     door = DOOR_PATHS.get(request.path)
     if door is not None:
         caller = Caller(request[REQUEST_ID], "anonymous", request.headers)
-        request.app[GATEWAY].pipeline.refuse(caller, door, None, exc)
+        request[GATEWAY].pipeline.refuse(caller, door, None, exc)
 
 
 def _bearer(request: web.Request) -> str | None:
+    """The key from `Authorization: Bearer` (OpenAI's SDKs) or `x-api-key` (Anthropic's)."""
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
@@ -112,19 +140,25 @@ def _bearer(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys: tuple[bytes, ...] = request.app[AUTH_KEYS]
     request[KEY_ID] = "anonymous"
-    if keys and request.path.startswith("/v1/"):
-        given = (_bearer(request) or "").encode()
-        matched = 0
-        for i, key in enumerate(keys, 1):  # compare with every key: timing tells nothing
-            if hmac.compare_digest(given, key):
-                matched = i
-        request[KEY_ID] = f"key-{matched}"
-        if not matched:
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    gateway = request[GATEWAY]
+    given = _bearer(request) or ""
+    if request.path == FEEDBACK_PATH and given and is_admin(gateway.config, given):
+        request[KEY_ID] = "admin"
+        return await handler(request)
+    keyring = gateway.keyring
+    if keyring.enabled:
+        key = keyring.authenticate(given)
+        if key is not None:
+            request[KEY_ID] = key.name
+            request[KEY] = key
+        else:
             exc = ApiError(
                 401,
-                "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                "invalid or missing API key: send 'Authorization: Bearer <key>' or "
+                "'x-api-key: <key>'",
                 "invalid_request_error",
                 "invalid_api_key",
             )

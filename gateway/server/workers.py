@@ -18,6 +18,9 @@ The supervisor holds no listening socket and runs no gateway. It
   doubles (0.5 s .. 30 s) while workers die young and resets once one lived 10 s;
   a worker that fails before it ever listened at start-up (port in use, ...)
   stops the whole server with exit status 1;
+- forwards SIGHUP to every worker that listens: each reloads the config file on its
+  own (server/live.py) and keeps its old config, saying why in its log, if the new one
+  is invalid (`--watch` is passed on: each worker watches the file itself);
 - forwards SIGTERM/SIGINT to every worker (a second one forces them), waits
   for them to drain (the grace period, plus a margin, then SIGKILL) and exits 0
   when every worker exited 0.
@@ -99,11 +102,13 @@ class Supervisor:
         workers: int,
         grace_s: float,
         python: str = sys.executable,
+        watch_s: float | None = None,
     ) -> None:
         self.config_path = str(Path(config_path).resolve())
         self.host = host
         self.port = port
         self.grace_s = grace_s
+        self.watch_s = watch_s
         self.python = python
         self.slots = [WorkerSlot(i + 1) for i in range(workers)]
         self.stopping = asyncio.Event()
@@ -112,6 +117,7 @@ class Supervisor:
         self.signals_seen = 0
 
     def argv(self, slot: WorkerSlot) -> list[str]:
+        watch = [] if self.watch_s is None else ["--watch", repr(self.watch_s)]
         return [
             self.python,
             "-m",
@@ -127,12 +133,14 @@ class Supervisor:
             repr(self.grace_s),
             "--worker-of",
             f"{slot.index}/{len(self.slots)}",
+            *watch,
         ]
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
         keepers = [asyncio.create_task(self._keep(slot)) for slot in self.slots]
         try:
             if not await self._started():
@@ -151,7 +159,7 @@ class Supervisor:
             for task in keepers:
                 task.cancel()
             await asyncio.gather(*keepers, return_exceptions=True)
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
     async def _started(self) -> bool:
@@ -188,6 +196,19 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     slot.proc.send_signal(sig)
 
+    def _on_reload(self) -> None:
+        """SIGHUP: every listening worker reloads the config file. A worker still starting
+        reads the file as it starts (and has no SIGHUP handler yet: it is skipped)."""
+        if self.stopping.is_set():
+            return
+        sent = []
+        for slot in self.slots:
+            if slot.alive and slot.ready.is_set() and slot.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    slot.proc.send_signal(signal.SIGHUP)
+                    sent.append(slot.proc.pid)
+        log.info("reload_signal", signal="SIGHUP", workers=sent)
+
     async def _keep(self, slot: WorkerSlot) -> None:
         """Run one worker slot: start, wait, restart with backoff until shutdown."""
         while not self.stopping.is_set():
@@ -198,6 +219,7 @@ class Supervisor:
                 start_new_session=True,
             )
             slot.proc, slot.started_at = proc, time.monotonic()
+            slot.ready.clear()  # no SIGHUP until it listens (and handles it)
             slot.pids.append(proc.pid)
             log.info("worker_started", worker=slot.index, pid=proc.pid)
             if self.stopping.is_set():  # the signal came while it was being spawned
@@ -261,7 +283,14 @@ class Supervisor:
 
 
 def supervise(
-    config_path: str, config: Config, host: str, port: int, workers: int, grace_s: float
+    config_path: str,
+    config: Config,
+    host: str,
+    port: int,
+    workers: int,
+    grace_s: float,
+    *,
+    watch_s: float | None = None,
 ) -> int:
     """Run `workers` worker processes on host:port until SIGTERM/SIGINT; the exit status."""
     if not hasattr(socket, "SO_REUSEPORT"):
@@ -279,7 +308,7 @@ def supervise(
         reserved = reserve_port(host)
         port = int(reserved.getsockname()[1])
     try:
-        supervisor = Supervisor(config_path, host, port, workers, grace_s)
+        supervisor = Supervisor(config_path, host, port, workers, grace_s, watch_s=watch_s)
         return asyncio.run(supervisor.run())
     finally:
         if reserved is not None:

@@ -50,7 +50,8 @@ PROTOCOLS: dict[str, WireProtocol] = {
     "ollama": OllamaWire(),
 }
 CHAT_PATHS: dict[str, tuple[str, ...]] = {
-    "openai": ("/v1/chat/completions", "/chat/completions"),
+    # /beta: DeepSeek's chat prefix completion (a continuation's path)
+    "openai": ("/v1/chat/completions", "/chat/completions", "/beta/chat/completions"),
     "anthropic": ("/v1/messages",),
     "gemini": ("/v1beta/models/{target}",),
     "ollama": ("/api/chat",),
@@ -197,6 +198,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         new_connection=info.new_connection,
         handshake_ms=info.handshake_ms,
         arrival=info.arrival,
+        headers=request.headers,
     )
     await log.changed()
     sink: ResponseSink | None = None
@@ -238,6 +240,7 @@ async def _serve_chat(
         return _error_response(record, parsed)
     record.model, record.stream = parsed.model, parsed.stream
     record.last_user_text = parsed.last_user_text[:500]  # what the upstream really received
+    record.continued_from = parsed.continue_from
     cfg = st.config.models.get(parsed.model)
     if cfg is None:
         return _error_response(record, proto.error(404, model=parsed.model, request_id=rid))

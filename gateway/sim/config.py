@@ -68,6 +68,9 @@ class SimModelConfig:
     model_version: str | None = None
     text: str | None = None
     echo: bool = False  # reply with the last user message as received (governance tests)
+    # The reply's words depend on the last user message only, the same on every server and
+    # model: a backup asked to continue another's cut answer knows how it goes on.
+    text_from_prompt: bool = False
     reasoning_tokens: int = 0
     tool_call: ToolCallMode = "auto"
     degraded: SimDegradedConfig | None = None
@@ -210,6 +213,7 @@ _MODEL_CHECKS: dict[str, Check] = {
     "text": _optional(lambda v: None if isinstance(v, str) and v.strip() else "must be text"),
     "reasoning_tokens": _int_ge0,
     "echo": _boolean,
+    "text_from_prompt": _boolean,
     "tool_call": _one_of(TOOL_CALL_MODES),
     "hourly_multipliers": _optional(_hourly),
     "region_multipliers": _optional(_regions),

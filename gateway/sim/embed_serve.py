@@ -49,6 +49,7 @@ async def serve_embeddings(
         new_connection=info.new_connection,
         handshake_ms=info.handshake_ms,
         arrival=info.arrival,
+        headers=request.headers,
     )
     record.stream = False
     await log.changed()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,6 +47,9 @@ class SimRecord:
     outcome: str = PENDING  # completed | client_disconnect | error_<status> | cut | midstream_error
     tokens_sent: int = 0
     last_user_text: str = ""  # first 500 characters (tests prove what left the gateway)
+    continued_from: str | None = None  # the assistant prefix a continuation request sent
+    traceparent: str | None = None  # W3C trace context headers the request carried
+    tracestate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +92,7 @@ class SimLog:
         new_connection: bool,
         handshake_ms: float,
         arrival: float,
+        headers: Mapping[str, str] | None = None,
     ) -> SimRecord:
         self._seq += 1
         record = SimRecord(
@@ -101,6 +105,9 @@ class SimLog:
             handshake_ms=handshake_ms,
             arrival=arrival,
         )
+        if headers is not None:
+            record.traceparent = headers.get("traceparent")
+            record.tracestate = headers.get("tracestate")
         self.records.append(record)
         return record
 

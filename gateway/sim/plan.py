@@ -147,6 +147,21 @@ def _words(rng: random.Random, count: int) -> tuple[str, ...]:
     return tuple(w if i == 0 else " " + w for i, w in enumerate(words))
 
 
+def prompt_words(prompt: str, count: int) -> tuple[str, ...]:
+    """The reply of a `text_from_prompt` model: `count` words that depend on `prompt` only."""
+    return _words(random.Random(f"prompt:{prompt}"), count)
+
+
+def continuation(text: tuple[str, ...], prefix: str) -> tuple[str, ...]:
+    """What follows `prefix` in the answer `text` (a model continuing its own answer
+    writes exactly the rest); a prefix that is not the start of it gets the whole answer
+    (so a wrong prefix shows as duplicated text, never as silence)."""
+    whole = "".join(text)
+    if not whole.startswith(prefix):
+        return text
+    return split_text(whole[len(prefix) :])
+
+
 def wants_tool_call(cfg: SimModelConfig, req: WireRequest) -> bool:
     if cfg.tool_call == "never" or not req.tools or req.tool_choice.mode == "none":
         return False
@@ -227,8 +242,14 @@ def plan_request(
     else:
         if cfg.echo and req.last_user_text:
             text = split_text(req.last_user_text)  # what the upstream really received
+        elif cfg.text is not None:
+            text = split_text(cfg.text)
+        elif cfg.text_from_prompt:
+            text = prompt_words(req.last_user_text, cfg.tokens)
         else:
-            text = split_text(cfg.text) if cfg.text is not None else _words(rng, cfg.tokens)
+            text = _words(rng, cfg.tokens)
+        if req.continue_from is not None:
+            text = continuation(text, req.continue_from)
         if req.max_tokens is not None and len(text) > req.max_tokens:
             text, finish = text[: req.max_tokens], "length"
     tool_tokens = len(tool.fragments) + 1 if tool is not None else 0

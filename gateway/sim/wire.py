@@ -48,6 +48,9 @@ class WireRequest:
     include_usage: bool = False  # OpenAI stream_options.include_usage
     obfuscation: bool = True  # OpenAI stream_options.include_obfuscation
     sse: bool = True  # Gemini streamGenerateContent: alt=sse, else a streamed JSON array
+    # The start of the assistant's answer to continue (a trailing assistant message the
+    # protocol continues: Anthropic prefill, `prefix: true`, `continue_final_message`).
+    continue_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +226,15 @@ def last_text_of_role(messages: Any, role: str, key: str = "content") -> str:
         if isinstance(msg, Mapping) and msg.get("role") == role:
             return content_text(msg.get(key))
     return ""
+
+
+def trailing_assistant(messages: Any) -> Mapping[str, Any] | None:
+    """The last message when it is the assistant's (a prefix to continue), else None."""
+    if isinstance(messages, list) and messages:
+        last = messages[-1]
+        if isinstance(last, Mapping) and last.get("role") == "assistant":
+            return last
+    return None
 
 
 def is_positive_int(v: Any) -> bool:

@@ -21,6 +21,7 @@ from gateway.sim.wire import (
     ToolSpec,
     WallClock,
     WireRequest,
+    content_text,
     dumps,
     is_positive_int,
     last_text_of_role,
@@ -28,6 +29,7 @@ from gateway.sim.wire import (
     retry_after_value,
     sse_event,
     text_chars,
+    trailing_assistant,
 )
 
 _TYPES = {
@@ -130,9 +132,14 @@ class AnthropicWire:
         stream = obj.get("stream") or False
         if not isinstance(stream, bool):
             return bad("stream: Input should be a valid boolean")
+        last = trailing_assistant(messages)  # prefill: the answer goes on from it
+        continue_from = content_text(last.get("content")) if last is not None else None
+        if continue_from is not None and continue_from != continue_from.rstrip():
+            return bad("messages: final assistant content cannot end with trailing whitespace")
         return WireRequest(
             model=model,
             stream=stream,
+            continue_from=continue_from,
             max_tokens=obj["max_tokens"],
             prompt_chars=text_chars(obj.get("system"), messages, obj.get("tools")),
             last_user_text=last_text_of_role(messages, "user"),

@@ -19,11 +19,13 @@ from gateway.sim.wire import (
     ToolSpec,
     WallClock,
     WireRequest,
+    content_text,
     dumps,
     is_positive_int,
     last_text_of_role,
     load_object,
     text_chars,
+    trailing_assistant,
 )
 
 JSON_UTF8 = "application/json; charset=utf-8"
@@ -84,9 +86,11 @@ class OllamaWire:
         options = options if isinstance(options, Mapping) else {}
         num_predict = options.get("num_predict")
         messages = obj.get("messages")
+        last = trailing_assistant(messages)  # the chat template leaves it open: continued
         return WireRequest(
             model=model,
             stream=stream,
+            continue_from=content_text(last.get("content")) if last is not None else None,
             max_tokens=num_predict if is_positive_int(num_predict) else None,
             prompt_chars=text_chars(messages, obj.get("tools")),
             last_user_text=last_text_of_role(messages, "user"),

@@ -21,6 +21,7 @@ from gateway.sim.wire import (
     ToolSpec,
     WallClock,
     WireRequest,
+    content_text,
     dumps,
     is_positive_int,
     last_text_of_role,
@@ -28,6 +29,7 @@ from gateway.sim.wire import (
     retry_after_value,
     sse,
     text_chars,
+    trailing_assistant,
 )
 
 _DONE = b"data: [DONE]\n\n"
@@ -176,6 +178,19 @@ class OpenAIWire:
                 "stream_options",
             )
         options = options if isinstance(options, Mapping) else {}
+        # DeepSeek and Mistral continue a last assistant message marked `prefix: true`,
+        # vLLM one sent with `continue_final_message` (and no generation prompt).
+        last = trailing_assistant(messages)
+        continue_from = None
+        if obj.get("continue_final_message") is True:
+            if obj.get("add_generation_prompt", True) is not False:
+                return bad(
+                    "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
+                )
+            if last is not None:
+                continue_from = content_text(last.get("content"))
+        elif last is not None and last.get("prefix") is True:
+            continue_from = content_text(last.get("content"))
         return WireRequest(
             model=model,
             stream=stream,
@@ -186,6 +201,7 @@ class OpenAIWire:
             tool_choice=_tool_choice(obj.get("tool_choice")),
             include_usage=options.get("include_usage") is True,
             obfuscation=options.get("include_obfuscation") is not False,
+            continue_from=continue_from,
         )
 
     def renderer(self, req: WireRequest, reply: Reply, clock: WallClock) -> StreamRenderer:

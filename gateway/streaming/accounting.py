@@ -29,8 +29,10 @@ class AttemptRecord:
     end_offset_s: float | None = None
     tokens: int = 0  # token events seen (fallback when the upstream reports no usage)
     usage: Usage | None = None
+    finish_reason: str | None = None  # the upstream's normalized finish reason
     error: UpstreamError | None = None
     speculative: bool = False  # started by racing/hedging, not by a failure
+    resumed_from: str | None = None  # a continuation: the deployment whose cut answer it resumed
 
     @property
     def input_tokens(self) -> int:
@@ -57,12 +59,19 @@ class RaceRecord:
     stream_outcome: StreamOutcome = "no_winner"
     status: int = 200
     budget_refused: int = 0  # speculative attempts the extra-load budget did not start
+    resumes: int = 0  # times a cut answer was sent to a backup to continue (resume)
+    refused: list[tuple[str, float]] = field(default_factory=list)  # (deployment, offset s)
     total_s: float = 0.0
 
     @property
     def budget_limited(self) -> bool:
         """The extra-load budget turned racing or hedging off for this request."""
         return self.budget_refused > 0
+
+    @property
+    def resumed(self) -> bool:
+        """A cut answer was continued by a backup (a continuation won)."""
+        return any(a.resumed_from is not None and a.outcome == "won" for a in self.attempts)
 
     @property
     def losers(self) -> list[AttemptRecord]:

@@ -28,6 +28,15 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningSignature:
+    """The provider's signature over the reasoning block just streamed (Anthropic's extended
+    thinking): not output, but what a client must send back with that block in a later
+    turn. Doors that cannot carry it ignore it."""
+
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """One fragment of a tool call. `id`/`name` only on the first fragment of `index`."""
 
@@ -109,6 +118,7 @@ class Embeddings:
 Event = (
     TextDelta
     | ReasoningDelta
+    | ReasoningSignature
     | ToolCallDelta
     | Finish
     | Usage

@@ -109,6 +109,11 @@ class Race:
         if budget is not None:
             budget.note_request()
 
+    @property
+    def started_at(self) -> float:
+        """When the race began (the loop's clock): attempt offsets count from here."""
+        return self._t0
+
     # -- starting attempts -------------------------------------------------
 
     def _begin(self) -> None:
@@ -128,6 +133,9 @@ class Race:
         if budget is None or not budget.covers(self.plan.strategy) or budget.try_spend():
             return True
         self.record.budget_refused += wanted
+        offset = self._loop.time() - self._t0
+        for candidate in self._order[self._next : self._next + wanted]:
+            self.record.refused.append((candidate.name, offset))
         self._speculative_ok = False  # degraded to one attempt with fallback
         return False
 
@@ -352,6 +360,8 @@ class Race:
                 return events[: i + 1]
             elif is_token(event):
                 record.tokens += 1
+            elif kind is Finish:
+                record.finish_reason = event.reason  # type: ignore[union-attr]
         return events
 
     # -- cleanup -----------------------------------------------------------

@@ -11,6 +11,7 @@ from gateway.providers.base import ProviderSettings, TargetModel
 from gateway.streaming.events import (
     Finish,
     ReasoningDelta,
+    ReasoningSignature,
     ResponseMeta,
     TextDelta,
     Usage,
@@ -125,6 +126,7 @@ CASE = AdapterCase(
                 META,
                 U0,
                 ReasoningDelta("The user wants the weather."),
+                ReasoningSignature("EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"),
                 TextDelta("Cold."),
                 Usage(19, 40),
                 Finish("stop"),

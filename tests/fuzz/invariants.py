@@ -22,6 +22,7 @@ from gateway.streaming.events import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    ReasoningSignature,
     ResponseMeta,
     TextDelta,
     ToolCallDelta,
@@ -32,7 +33,16 @@ from gateway.streaming.events import (
 API_KEY = "sk-fuzz-SECRET-4f9c2a7e51"
 OPENAI_FAMILY = ("openai", "deepseek", "mistral", "vllm", "ollama_openai")
 KINDS = (*OPENAI_FAMILY, "anthropic", "gemini", "ollama")
-EVENT_TYPES = (TextDelta, ReasoningDelta, ToolCallDelta, Finish, Usage, ResponseMeta, UpstreamError)
+EVENT_TYPES = (
+    TextDelta,
+    ReasoningDelta,
+    ReasoningSignature,
+    ToolCallDelta,
+    Finish,
+    Usage,
+    ResponseMeta,
+    UpstreamError,
+)
 FINISH_REASONS = frozenset(get_args(FinishReason))
 MAX_ERROR_MESSAGE = 2000  # every adapter cuts upstream error messages to this
 
@@ -89,6 +99,9 @@ def event_violations(events: Any, key: str | None = API_KEY) -> set[str]:
                 found.add("field-type")
         elif kind is ResponseMeta:
             if not (_opt_str(ev.model) and _opt_str(ev.fingerprint)):
+                found.add("field-type")
+        elif kind is ReasoningSignature:
+            if not isinstance(ev.signature, str):
                 found.add("field-type")
         else:
             found |= error_violations(ev, key)

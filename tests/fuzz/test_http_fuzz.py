@@ -17,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
+from anthropic.types import RawMessageStreamEvent
+from anthropic.types.shared import ErrorType
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
 from tests.fuzz.strategies import dumps, json_values, mutated
 from tests.fuzz.test_responses_fuzz import RESPONSES as RESPONSES_TEMPLATE
@@ -43,6 +46,7 @@ SERVERS = {
     }
 }
 DEPLOYMENTS = {"e1": {"type": "embedding"}}
+ANTHROPIC_ERROR_TYPES = frozenset(get_args(ErrorType))
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -113,9 +117,21 @@ paths = st.sampled_from(
         "/metrics",
         "/admin/profiles",
         "/admin/deployments",
+        "/admin/live?window=0",
+        "/admin/recent?limit=x",
+        "/admin/costs",
+        "/admin/upstreams",
+        "/ui",
+        "/ui/",
+        "/ui/assets/console.js",
+        "/ui/assets/%2e%2e%2fadmin.py",
         "/",
         "/%2e%2e/%2e%2e/etc/passwd",
         "/v1/chat/completions%00",
+        "/v1/messages",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/messages/x",
     ]
 ) | st.text(max_size=40).map(lambda s: "/" + quote(s, safe="/?=&"))
 header_names = st.sampled_from(
@@ -125,6 +141,8 @@ header_names = st.sampled_from(
         "x-request-id",
         "x-gateway-region",
         "x-gateway-reasoning",
+        "anthropic-version",
+        "anthropic-beta",
         "Content-Type",
         "Accept",
         "Accept-Encoding",
@@ -186,7 +204,22 @@ async def gateway() -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
         yield s, http
 
 
-async def check_envelope(resp: aiohttp.ClientResponse, method: str) -> None:
+def anthropic_path(path: str, headers: dict[str, str] | None = None) -> bool:
+    """Where errors leave in Anthropic's shape: the Messages door's paths, and the models
+    list asked for by an Anthropic client (`anthropic-version`)."""
+    path = path.split("?")[0]
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return True
+    asked = any(name.lower() == "anthropic-version" for name in headers or {})
+    return asked and path.startswith("/v1/models")
+
+
+async def check_envelope(
+    resp: aiohttp.ClientResponse,
+    method: str,
+    path: str = "",
+    headers: dict[str, str] | None = None,
+) -> None:
     raw = await resp.read()
     assert resp.status < 500, (resp.status, raw[:300])
     if resp.status < 400:
@@ -199,6 +232,12 @@ async def check_envelope(resp: aiohttp.ClientResponse, method: str) -> None:
     if method == "HEAD":
         return
     body = orjson.loads(raw)
+    if anthropic_path(path, headers) and "x-request-id" in resp.headers:
+        assert set(body) == {"type", "error"} and body["type"] == "error", body
+        assert set(body["error"]) == {"type", "message"}, body
+        assert body["error"]["type"] in ANTHROPIC_ERROR_TYPES, body
+        assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+        return
     error = body["error"]
     assert set(error) == {"message", "type", "param", "code"}, body
     assert isinstance(error["message"], str) and error["message"]
@@ -225,7 +264,7 @@ async def test_any_request(
     url = s.url + path
     try:
         async with http.request(method, url, headers=headers, data=body) as resp:
-            await check_envelope(resp, method)
+            await check_envelope(resp, method, path, headers)
     except aiohttp.ClientResponseError as exc:  # the client refused the server's reply
         # aiohttp's plain-text 400 for a malformed head carries a body even for HEAD (the
         # parser never learnt the method), which the client rightly rejects.
@@ -252,6 +291,79 @@ async def test_chat_bodies(
     async with http.post(url, data=body, headers=headers) as resp:
         await check_envelope(resp, "POST")
         if resp.status == 200:
+            event("answered")
+    await still_healthy(s, http)
+
+
+MESSAGES: dict[str, Any] = {
+    "model": "m1",
+    "max_tokens": 5,
+    "system": [{"type": "text", "text": "short", "cache_control": {"type": "ephemeral"}}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "t", "signature": "s"},
+                {"type": "tool_use", "id": "c1", "name": "f", "input": {"a": 1}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "c1", "content": "42", "is_error": False},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
+                },
+            ],
+        },
+    ],
+    "stream": True,
+    "temperature": 0.2,
+    "top_k": 3,
+    "stop_sequences": ["x"],
+    "metadata": {"user_id": "u"},
+    "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+    "tool_choice": {"type": "auto"},
+}
+messages_bodies = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(dumps),
+    st.sampled_from([8, 40, 400]).flatmap(lambda rate: mutated(MESSAGES, rate)).map(dumps),
+    st.sampled_from([8, 40, 400]).flatmap(lambda rate: mutated(MESSAGES, rate)).map(dumps),
+    st.just(dumps(MESSAGES)),
+    st.just(dumps({**MESSAGES, "stream": False})),
+)
+STREAM_EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+
+
+@FUZZ
+@given(body=messages_bodies, version=st.sampled_from([True, True, True, False]))
+async def test_messages_bodies(
+    gateway: tuple[Stack, aiohttp.ClientSession], body: bytes, version: bool
+) -> None:
+    """Near-valid Anthropic bodies to the Messages door: Anthropic's error shape below 500,
+    or an answer whose every event is one of the anthropic SDK's stream events."""
+    s, http = gateway
+    headers = {"content-type": "application/json"}
+    if version:
+        headers["anthropic-version"] = "2023-06-01"
+    async with http.post(f"{s.url}/v1/messages", data=body, headers=headers) as resp:
+        if resp.status != 200:
+            await check_envelope(resp, "POST", "/v1/messages")
+            event(f"refused {resp.status}")
+        elif resp.content_type == "text/event-stream":
+            raw = await resp.read()
+            for block in raw.decode().split("\n\n")[:-1]:
+                name, data = block.split("\n")
+                payload = orjson.loads(data.removeprefix("data: "))
+                assert name == "event: " + payload["type"]
+                if payload["type"] not in ("ping", "error"):
+                    STREAM_EVENT.validate_python(payload)
+            event("streamed")
+        else:
+            assert (await resp.json())["type"] == "message"
             event("answered")
     await still_healthy(s, http)
 

@@ -92,6 +92,7 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[SimCluster, list[Instance],
                     "beta": {"provider": "oa", "model": "beta"},
                 },
                 "routes": {"chat": {"strategy": "fallback", "deployments": ["alpha", "beta"]}},
+                "routing": {"allow_direct_deployments": True},  # the test names deployments
                 "auto_regress": {
                     "suite": str(tmp_path / "suite.yaml"),
                     "policy": "quarantine",

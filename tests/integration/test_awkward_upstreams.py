@@ -55,6 +55,7 @@ async def gateway_for(base_url: str) -> AsyncIterator[str]:
             "latency": {"prewarm": {"enabled": False}},
             "providers": {"up": {"kind": "openai_compatible", "base_url": base_url}},
             "deployments": {"m": {"provider": "up", "model": "legacy"}},
+            "routing": {"allow_direct_deployments": True},
         },
         env={},
     )

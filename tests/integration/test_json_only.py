@@ -67,7 +67,12 @@ async def test_json_with_parameters_is_served(content_type: str) -> None:
 async def test_every_post_under_v1_is_covered(path: str) -> None:
     async with stack(SERVERS) as s:
         status, body = await post(s.url + path, "text/plain")
-    assert status == 415 and body["error"]["code"] == "unsupported_media_type"
+    assert status == 415
+    if path == "/v1/messages":  # the Messages door speaks Anthropic's error shape
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+        assert "application/json" in body["error"]["message"]
+    else:
+        assert body["error"]["code"] == "unsupported_media_type"
 
 
 async def test_refused_before_the_body_is_read_or_the_key_checked() -> None:

@@ -98,6 +98,7 @@ def write_config(directory: Path, sim_url: str, port: int) -> Path:
             "slow": {"provider": "sim", "model": "slow"},
             "fast": {"provider": "sim", "model": "fast"},
         },
+        "routing": {"allow_direct_deployments": True},
     }
     path = directory / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -206,6 +206,7 @@ async def test_two_gateway_processes_share_profiles_and_breakers(
         "routes": {
             "flaky-first": {"strategy": "fallback", "deployments": ["flaky", "backup"]},
         },
+        "routing": {"allow_direct_deployments": True},
     }
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -14,6 +14,7 @@ from gateway.streaming.events import (
     Event,
     Finish,
     ReasoningDelta,
+    ReasoningSignature,
     ResponseMeta,
     TextDelta,
     ToolCallDelta,
@@ -496,6 +497,7 @@ def test_tool_without_arguments_and_thinking() -> None:
     events = decode(wire, bytewise=True)
     assert events[2:] == [
         ReasoningDelta("Hmm."),
+        ReasoningSignature("sig"),  # a client sends it back with the block (Messages door)
         ToolCallDelta(0, id="toolu_a", name="now"),
         ToolCallDelta(0, arguments="{}"),
         ToolCallDelta(1, id="toolu_b", name="f"),
@@ -609,6 +611,7 @@ def test_parse_response() -> None:
     assert PROVIDER.parse_response(orjson.dumps(body)) == [
         ResponseMeta(model="claude-x-2025"),
         ReasoningDelta("Let me see."),
+        ReasoningSignature("s"),
         TextDelta("Calling."),
         ToolCallDelta(0, "toolu_9", "f", '{"a":1}'),
         Usage(prompt=12, completion=5, cached=2),

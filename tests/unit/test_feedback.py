@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.record import RequestRecord
 from gateway.routing.feedback import (
     MAX_REQUESTS,
     DecayedSum,
     FeedbackStore,
+    FeedbackWindowClosed,
     MemoryFeedbackStore,
 )
+from gateway.sinks import FeedbackSink
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
 
 DAY = 86_400.0
@@ -24,27 +27,75 @@ async def test_remember_then_rate_returns_the_deployment() -> None:
     store: FeedbackStore = MemoryFeedbackStore(wall_clock=lambda: 1_000.0)
     store.remember("req-1", "cheap", "chat")
     store.remember("req-2", "premium", "chat")
+    store.remember("req-3", "premium", "chat")
     assert await store.rate("req-1", 1.0) == "cheap"
     assert await store.rate("req-2", -0.5) == "premium"
-    assert await store.rate("req-2", 0.5) == "premium"
+    assert await store.rate("req-3", 0.5) == "premium"
     assert store.ratings() == {"cheap": (1.0, 1.0), "premium": (0.0, 2.0)}
     assert not store.degraded
 
 
-async def test_unknown_id_is_none_and_records_nothing() -> None:
-    store = MemoryFeedbackStore()
-    assert await store.rate("nope", 1.0) is None
+async def test_a_second_rating_replaces_the_first() -> None:
+    now = [1_000.0]
+    store = MemoryFeedbackStore(half_life_s=DAY, wall_clock=lambda: now[0])
+    store.remember("req-1", "cheap", "chat", "team-a")
+    store.remember("req-2", "cheap", "chat", "team-a")
+    assert await store.rate("req-1", -1.0, "team-a") == "cheap"
+    assert await store.rate("req-2", 1.0, "team-a") == "cheap"
+    now[0] += 3600
+    for _ in range(5):  # rating again and again moves nothing further
+        assert await store.rate("req-1", 1.0, "team-a") == "cheap"
+    mean, count = store.ratings()["cheap"]
+    assert mean == pytest.approx(1.0) and count == pytest.approx(2.0, rel=0.05)
+
+
+async def test_only_the_key_that_asked_may_rate_and_the_admin_may_rate_any() -> None:
+    store = MemoryFeedbackStore(wall_clock=lambda: 1_000.0)
+    store.remember("req-1", "cheap", "chat", "team-a")
+    assert await store.rate("req-1", 1.0, "team-b") is None  # like an unknown id
     assert store.ratings() == {}
+    assert await store.rate("req-1", 1.0, None) == "cheap"  # None: the admin key
+    assert await store.rate("req-1", 0.5, "team-a") == "cheap"
+    assert store.ratings() == {"cheap": (0.5, 1.0)}
 
 
-async def test_on_race_end_remembers_the_winner_only() -> None:
+async def test_another_key_reusing_a_request_id_does_not_take_it_over() -> None:
+    store = MemoryFeedbackStore(wall_clock=lambda: 1_000.0)
+    store.remember("req-1", "cheap", "chat", "team-a")
+    store.remember("req-1", "premium", "chat", "team-b")  # client-chosen x-request-id
+    assert await store.rate("req-1", 1.0, "team-b") is None
+    assert await store.rate("req-1", 1.0, "team-a") == "cheap"
+    store.remember("req-1", "premium", "chat", "team-a")  # its own id again: the newest
+    assert await store.rate("req-1", 1.0, "team-a") == "premium"
+
+
+async def test_rating_is_refused_after_the_window() -> None:
+    now = [1_000.0]
+    store = MemoryFeedbackStore(window_s=60.0, wall_clock=lambda: now[0])
+    store.remember("req-1", "cheap", "chat", "k")
+    now[0] += 60.0
+    assert await store.rate("req-1", 1.0, "k") == "cheap"  # the last second of the window
+    now[0] += 0.5
+    with pytest.raises(FeedbackWindowClosed):
+        await store.rate("req-1", 1.0, "k")
+    with pytest.raises(FeedbackWindowClosed):
+        await store.rate("req-1", 1.0, None)  # the admin key too
+
+
+async def test_the_feedback_sink_remembers_the_winner_and_the_key() -> None:
     store = MemoryFeedbackStore()
-    store.on_race_end(record("won", "cheap"))
-    store.on_race_end(record("lost", None))
+    sink = FeedbackSink(store)
+    won = RequestRecord("won", "chat", "team-a", "chat", route="chat", race=record("won", "cheap"))
+    lost = RequestRecord("lost", "chat", "team-a", "chat", route="chat", race=record("lost", None))
+    sink.record(won)
+    sink.record(lost)
+    sink.record(RequestRecord("refused", "chat", "team-a", "chat", outcome="rejected"))
     served = store.lookup("won")
     assert served is not None and served.deployment == "cheap" and served.route == "chat"
-    assert await store.rate("won", 0.2) == "cheap"
+    assert served.key_id == "team-a"
+    assert await store.rate("won", 0.2, "team-a") == "cheap"
     assert await store.rate("lost", 0.2) is None
+    assert await store.rate("refused", 0.2) is None
 
 
 async def test_memory_is_bounded_oldest_forgotten_first() -> None:

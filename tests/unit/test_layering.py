@@ -76,17 +76,23 @@ DOMAIN = (  # what the core and the applications above it build on
 )
 CORE = (
     "gateway.runtime",  # wiring
+    "gateway.reload",  # what a config reload changes, what carries over
+    "gateway.config_checks",  # checks that need routing / providers (check-config, reload)
     "gateway.state",
     "gateway.upstreams",
     "gateway.prewarming",
     "gateway.pipeline",  # a request's road: admission, region, governance, plan, race
+    "gateway.answer",  # one admitted request's answer (the race or resumer, recorded once)
     "gateway.admission",
     "gateway.scrub",  # secrets cut from what upstreams say
     "gateway.region",
     "gateway.record",  # one record per request, to the sinks
     "gateway.sinks",
+    "gateway.console",  # the console's sinks: recent requests, live rates, spend by outcome
     "gateway.metrics",
     "gateway.responses_store",  # stored responses of the Responses door, per state backend
+    "gateway.telemetry",  # traces built from the record; only its `export` imports OTel
+    "gateway.access",  # the key ring: config and runtime gateway keys
 )
 ENTRY_POINTS = (
     "gateway.__main__",

@@ -289,3 +289,39 @@ def test_chars_make_merged_and_split_streams_comparable() -> None:
     merged = play([(0.1, ROLE + chunk({"content": "abcd"}) + DONE)])
     assert (split.tokens, merged.tokens) == (4, 1)
     assert split.chars == merged.chars == 4
+
+
+def test_the_timer_reads_responses_and_messages_streams() -> None:
+    from gateway.loadtest.timing import StreamTimer
+
+    def sse(*events: dict[str, object]) -> bytes:
+        import orjson
+
+        return b"".join(
+            b"event: " + str(e["type"]).encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n"
+            for e in events
+        )
+
+    responses = StreamTimer(0.0, door="responses")
+    responses.feed(sse({"type": "response.created"}), 0.1)
+    responses.feed(sse({"type": "response.output_text.delta", "delta": "Hel"}), 0.2)
+    responses.feed(sse({"type": "response.output_text.delta", "delta": "lo"}), 0.3)
+    responses.feed(sse({"type": "response.completed"}), 0.4)
+    responses.close()
+    assert (responses.error, responses.tokens, responses.chars) == (None, 2, 5)
+    assert responses.ttft == 0.2
+
+    messages = StreamTimer(0.0, door="messages")
+    delta = {"type": "content_block_delta", "index": 0}
+    messages.feed(
+        sse({"type": "message_start"}, {**delta, "delta": {"type": "text_delta", "text": "ab"}}),
+        0.5,
+    )
+    messages.feed(sse({**delta, "delta": {"type": "input_json_delta", "partial_json": "{"}}), 0.6)
+    messages.close()
+    assert messages.tokens == 2 and messages.error == "stream_error"  # no message_stop
+    assert "message_stop" in (messages.error_detail or "")
+
+    failed = StreamTimer(0.0, door="messages")
+    failed.feed(sse({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}), 1)
+    assert failed.error == "stream_error" and "busy" in (failed.error_detail or "")

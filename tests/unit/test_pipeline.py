@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.config import parse_config
+from gateway.config.model import KeyConfig
 from gateway.pipeline import Answer, Caller
 from gateway.providers.base import UpstreamRequest
 from gateway.record import RequestRecord
@@ -93,10 +94,15 @@ class Harness:
         return self.recorder.records
 
     async def open(
-        self, text: str = "hi", model: str = "chat", key: str = "key-1", **headers: str
+        self,
+        text: str = "hi",
+        model: str = "chat",
+        key: str = "key-1",
+        scope: KeyConfig | None = None,
+        **headers: str,
     ) -> Answer:
         chat = ChatRequest(model=model, messages=[{"role": "user", "content": text}], stream=True)
-        caller = Caller("req_1", key, headers)
+        caller = Caller("req_1", key, headers, key=scope)
         return await self.gateway.pipeline.open(chat, caller, "chat")
 
 
@@ -218,6 +224,38 @@ async def test_spent_key_budget_refuses() -> None:
         with pytest.raises(Rejected) as info:
             await h.open()
         assert (info.value.status, info.value.code) == (429, "budget_exceeded")
+
+
+async def test_a_key_out_of_scope_is_refused_before_its_limit_and_recorded() -> None:
+    scoped = KeyConfig("team-a", b"", routes=("other",), rpm=1)
+    routes = {"chat": {"deployments": ["a"]}, "other": {"deployments": ["b"]}}
+    async for h in harness(config(routes=routes)):
+        for _ in range(3):  # refused by scope each time: the rate limit is never reached
+            with pytest.raises(Rejected) as info:
+                await h.open(key="team-a", scope=scoped)
+            assert (info.value.status, info.value.code) == (403, "route_not_allowed")
+            assert info.value.type == "permission_error"
+        answer = await h.open(model="other", key="team-a", scope=scoped)
+        await answer.aclose()
+        with pytest.raises(Rejected) as info:
+            await h.open(model="other", key="team-a", scope=scoped)
+        assert info.value.code == "rate_limit_exceeded"  # the key's own rpm: 1
+        assert [(r.key_id, r.outcome, r.reason) for r in h.records[:3]] == [
+            ("team-a", "rejected", "route_not_allowed")
+        ] * 3
+        assert "a" not in h.fakes.opened
+
+
+async def test_a_deployment_named_directly_needs_permission() -> None:
+    direct = KeyConfig("ops", b"", allow_direct_deployments=True)
+    async for h in harness(config()):
+        with pytest.raises(Rejected) as info:
+            await h.open(model="a")
+        assert (info.value.status, info.value.code) == (403, "direct_deployment_not_allowed")
+        assert h.records[-1].reason == "direct_deployment_not_allowed"
+        answer = await h.open(model="a", key="ops", scope=direct)
+        await answer.aclose()
+        assert h.records[-1].route == "a" and h.records[-1].outcome != "rejected"
 
 
 async def test_governance_blocks_before_routing_and_says_why() -> None:

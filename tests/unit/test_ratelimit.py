@@ -87,3 +87,14 @@ def test_headers_for_a_refusal() -> None:
     }
     allowed = Decision(True, None, 60, 59, 59.0)
     assert "retry-after" not in ratelimit_headers(allowed)
+
+
+async def test_memory_limiter_reports_use_of_the_current_window_only() -> None:
+    clock = Clock()
+    limiter = MemoryRateLimiter({deployment_limit("d"): Limit(rpm=5, tpm=100)}, clock=clock)
+    assert await limiter.used(deployment_limit("d")) == (0, 0)
+    await limiter.check_and_take(deployment_limit("d"), tokens=30)
+    await limiter.check_and_take(deployment_limit("d"), tokens=90)  # refused: takes nothing
+    assert await limiter.used(deployment_limit("d")) == (1, 30)
+    clock.now += 50  # next window
+    assert await limiter.used(deployment_limit("d")) == (0, 0)

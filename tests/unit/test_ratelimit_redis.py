@@ -67,6 +67,24 @@ async def test_one_counter_per_window_with_tokens_and_expiry(
     assert await client.ping()
 
 
+async def test_a_key_brings_its_own_limit_shared_across_instances(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    _, prefix = redis_prefix
+    a = RedisRateLimiter(REDIS_URL, {}, prefix=prefix, clock=lambda: NOW)
+    b = RedisRateLimiter(REDIS_URL, {}, prefix=prefix, clock=lambda: NOW)
+    own = Limit(rpm=3)  # a runtime key's limit: nothing configured under its name
+    try:
+        name = key_limit("team-a")
+        assert a.limit_for(name) is None
+        decisions = [await lim.check_and_take(name, 1, 0, own) for lim in (a, b, a, b)]
+        assert [d.allowed for d in decisions] == [True, True, True, False]
+        assert decisions[-1].limit == 3 and decisions[-1].remaining == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_fails_open_when_redis_is_unreachable() -> None:
     limiter = RedisRateLimiter(
         "redis://127.0.0.1:1/0", {key_limit("k"): Limit(rpm=1)}, prefix="never", clock=lambda: NOW
@@ -75,5 +93,34 @@ async def test_fails_open_when_redis_is_unreachable() -> None:
         decisions = [await limiter.check_and_take(key_limit("k")) for _ in range(3)]
         assert all(d.allowed and d.degraded for d in decisions)
         assert limiter.degraded and limiter.outage.outages == 1
+    finally:
+        await limiter.close()
+
+
+async def test_used_reads_every_instances_use_without_taking(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    _, prefix = redis_prefix
+    limits = {"dep:d": Limit(rpm=10, tpm=1000)}
+    a = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: NOW)
+    b = RedisRateLimiter(REDIS_URL, limits, prefix=prefix, clock=lambda: NOW)
+    try:
+        assert await b.used("dep:d") == (0, 0)
+        await a.check_and_take("dep:d", tokens=40)
+        await b.check_and_take("dep:d", tokens=2)
+        assert await a.used("dep:d") == (2, 42)
+        assert await b.used("dep:d") == (2, 42)  # reading took nothing
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_used_is_none_while_redis_is_away() -> None:
+    limiter = RedisRateLimiter(
+        "redis://127.0.0.1:1/0", {"dep:d": Limit(rpm=1)}, prefix="rl-away", op_timeout_s=0.2
+    )
+    try:
+        assert await limiter.used("dep:d") is None
+        assert limiter.degraded
     finally:
         await limiter.close()

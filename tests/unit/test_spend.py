@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.routing.spend import MemorySpendTracker, SpendTracker, record_cost, utc_day
+from gateway.routing.spend import (
+    MemorySpendTracker,
+    SpendTracker,
+    deployment_subject,
+    record_cost,
+    utc_day,
+)
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
 from gateway.streaming.events import Usage
 
@@ -71,4 +77,20 @@ async def test_day_rollover() -> None:
     assert await tracker.spent("k") == 1.0
     now[0] += 3 * 86_400
     assert await tracker.spent("k") == 0.0
-    assert len(tracker._spent) == 0  # old days pruned
+    assert await tracker.spent("k", "month") == 4.0  # the month goes on
+    assert list(tracker._spent) == [("k", "202403")]  # old days pruned
+
+
+async def test_month_rollover_and_deployment_spend() -> None:
+    now = [BEFORE_MIDNIGHT]
+    tracker = MemorySpendTracker(wall_clock=lambda: now[0])
+    tracker.add("k", 2.0)
+    tracker.add(deployment_subject("d"), 0.5)
+    assert await tracker.spent("k", "month") == 2.0
+    assert await tracker.spent("dep:d", "month") == 0.5
+    assert await tracker.spent("dep:d") == 0.5
+    now[0] += 40 * 86_400  # another month
+    assert await tracker.spent("k", "month") == 0.0
+    tracker.add("k", 1.0)
+    assert await tracker.spent("k", "month") == 1.0
+    assert {period for _, period in tracker._spent} == {"202403", "202404", "20240418"}
