@@ -103,6 +103,7 @@ async def _gateway(upstream_port: int) -> tuple[web.AppRunner, str]:
         {
             "logging": {"format": "json", "level": "info"},
             "latency": {"prewarm": {"enabled": False}},
+            "routing": {"allow_direct_deployments": True},  # the client names the deployment
             "providers": {
                 "up": {
                     "kind": "openai",
@@ -152,7 +153,7 @@ async def one(session: aiohttp.ClientSession, url: str, lock: Lockstep, key: str
         {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": key}]}
     )
     tokens = 0
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer k"}
+    headers = {"Content-Type": "application/json"}
     async with session.post(url + "/chat/completions", data=payload, headers=headers) as resp:
         assert resp.status == 200, resp.status
         while data := await resp.content.readany():
