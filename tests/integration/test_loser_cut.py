@@ -12,7 +12,7 @@ from tests.stack import stack
 
 # The loser's response is open (headers and role chunk) long before the winner's token.
 TRICKLE = {"ttft_ms": 150, "itl_ms": 5, "tokens": 200, "prelude": True}
-EARLY = {"ttft_ms": 60, "itl_ms": 1, "tokens": 5, "prelude": False, "text": "early bird wins"}
+EARLY = {"ttft_ms": 500, "itl_ms": 1, "tokens": 5, "prelude": False, "text": "early bird wins"}
 
 
 async def test_loser_connection_is_gone_in_the_iteration_that_decides_the_winner() -> None:
