@@ -11,7 +11,7 @@ from gateway.streaming.plan import Winner
 from tests.stack import stack
 
 # The loser's response is open (headers and role chunk) long before the winner's token.
-TRICKLE = {"ttft_ms": 150, "itl_ms": 5, "tokens": 200, "prelude": True}
+TRICKLE = {"ttft_ms": 3000, "itl_ms": 5, "tokens": 200, "prelude": True}
 EARLY = {"ttft_ms": 500, "itl_ms": 1, "tokens": 5, "prelude": False, "text": "early bird wins"}
 
 
