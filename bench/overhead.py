@@ -1,6 +1,6 @@
 """What does the gateway add? The same load, direct to a simulator and through the gateway.
 
-    python -m bench.overhead [--quick] [--json FILE] [--compare URL [--compare-pid PID]]
+    python -m bench.overhead [--quick] [--json FILE] [--bare] [--compare URL [--compare-pid PID]]
 
 Starts two processes from one generated config (in a temp dir, free ports):
 `python -m gateway sim --config F` (one OpenAI-kind server) and
@@ -19,6 +19,10 @@ percentile of differences). All processes share this machine's cores: when
 the simulator or the client saturates a core, both paths slow down and the
 difference understates or overstates the gateway's own cost; the CPU
 columns show where the time went.
+
+--bare adds the floor as a third target in the same alternation: `bench.bare_proxy`
+(bytes forwarded untouched, headers held until the first token), started here on a
+free port in front of the same simulator, its CPU measured like the gateway's.
 
 --compare URL adds another OpenAI-compatible gateway (e.g. a LiteLLM proxy)
 that you started against the same simulator: give --sim-port so its
@@ -278,6 +282,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--bare", action="store_true", help="add bench.bare_proxy as a target")
     parser.add_argument("--compare", metavar="URL", help="another gateway's /v1 base URL")
     parser.add_argument("--compare-name", default="compare", help="its label in the table")
     parser.add_argument("--compare-pid", type=int, help="its process id, to measure its CPU")
@@ -324,8 +329,26 @@ def _main(argv: Sequence[str] | None) -> int:
             directory / "gateway.log",
             ROOT,
         )
+        bare: Child | None = None
+        bare_port = free_port()
+        if args.bare:
+            bare = children.start(
+                "bare-proxy",
+                [
+                    "-m",
+                    "bench.bare_proxy",
+                    "--port",
+                    str(bare_port),
+                    "--upstream",
+                    f"http://127.0.0.1:{sim_port}/v1",
+                ],
+                directory / "bare.log",
+                ROOT,
+            )
         sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
         gw.wait_http(f"http://127.0.0.1:{gw_port}/healthz")
+        if bare is not None:
+            bare.wait_port(bare_port)
         print(
             f"simulator pid {sim.pid} on :{sim_port}, gateway pid {gw.pid} on :{gw_port}",
             file=sys.stderr,
@@ -334,6 +357,8 @@ def _main(argv: Sequence[str] | None) -> int:
             Target("direct", f"http://127.0.0.1:{sim_port}/v1", None),
             Target("gateway", f"http://127.0.0.1:{gw_port}/v1", gw.pid),
         ]
+        if bare is not None:
+            targets.append(Target("bare-proxy", f"http://127.0.0.1:{bare_port}/v1", bare.pid))
         if args.compare:
             targets.append(
                 Target(args.compare_name, args.compare, args.compare_pid, args.compare_key)

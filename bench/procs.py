@@ -91,6 +91,23 @@ class Child:
                 raise RuntimeError(f"{self.name} not ready at {url} after {timeout_s:g}s")
             time.sleep(0.1)
 
+    def wait_port(self, port: int, timeout_s: float = 20.0) -> None:
+        """Poll until 127.0.0.1:`port` accepts a connection; fail early if the process exits."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not listening on {port} after {timeout_s:g}s")
+            time.sleep(0.1)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -1,7 +1,8 @@
 """Memory per open stream, and 10,000 concurrent open streams on one gateway process.
 
     python -m bench.scale [--quick] [--sizes 1000,5000,10000] [--itl-ms 4000] [--tokens K]
-                          [--open-concurrency 100] [--json bench/results/scale.json] [--logs DIR]
+                          [--open-concurrency 100] [--workers N] [--json bench/results/scale.json]
+                          [--logs DIR]
 
 One simulator process (`python -m gateway sim`, an OpenAI-kind server whose
 model trickles: TTFT 0, one token every `--itl-ms`) serves every phase. Each
@@ -22,9 +23,13 @@ yet, it samples the gateway's RSS a few times: KiB per stream =
 `data: [DONE]` and all of its tokens; anything else (HTTP status, connection
 error, in-stream error, short stream, timeout) is counted by kind.
 
+`--workers N` serves with `serve --workers N` (N processes on one SO_REUSEPORT port,
+the kernel spreading connections over them): RSS, fds and CPU are read per worker and
+summed, and the table gives the streams each worker held and its KiB per stream.
+
 File descriptors: a gateway holds two sockets per stream (client and
-upstream), so N streams need 2N + a few fds in one process, more than a
-default `ulimit -n`. This process raises RLIMIT_NOFILE before starting the
+upstream), so N streams need 2N + a few fds in one process (2N / workers with
+`--workers`), more than a default `ulimit -n`. This process raises RLIMIT_NOFILE before starting the
 children, which inherit it. Where the hard limit cannot be raised (root
 without CAP_SYS_RESOURCE, as in some containers: a hard limit of 20000 allows
 at most ~9,984 streams per process), the sizes are capped and the table says
@@ -85,6 +90,7 @@ class Settings:
     open_rate: float = 150.0  # streams/s assumed for the ramp (measured: ~250-500/s here)
     requested_sizes: list[int] = field(default_factory=list)
     nofile: int = 0
+    workers: int = 1
 
     def tokens_for(self, n: int) -> int:
         if self.tokens is not None:
@@ -119,6 +125,10 @@ class PhaseResult:
     ttft_p50_ms: float | None
     ttft_p99_ms: float | None
     rss_samples_kib: list[int] = field(default_factory=list)
+    workers: int = 1
+    # per worker: streams held (from its socket count) and KiB per stream
+    worker_streams: list[int] = field(default_factory=list)
+    worker_kib_per_stream: list[float] = field(default_factory=list)
 
     @property
     def error_count(self) -> int:
@@ -150,6 +160,30 @@ def listen_overflows() -> int:
 
 def rss_kib(pid: int) -> int:
     return proc_status(pid)["VmRSS"]
+
+
+def worker_pids(supervisor: int, workers: int, timeout_s: float = 20.0) -> list[int]:
+    """The processes that serve: the gateway itself, or its N workers (`serve --workers N`)."""
+    if workers <= 1:
+        return [supervisor]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        path = Path(f"/proc/{supervisor}/task/{supervisor}/children")
+        pids = [int(p) for p in path.read_text().split()]
+        if len(pids) >= workers or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
+def socket_count(pid: int) -> int:
+    try:
+        return sum(
+            1
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        )
+    except OSError:
+        return -1
 
 
 def open_fds(pid: int) -> int:
@@ -322,13 +356,19 @@ async def warm_up(session: aiohttp.ClientSession, url: str) -> None:
         await asyncio.gather(*(one() for _ in range(10)))
 
 
-async def run_phase(url: str, gw_pid: int, sim_pid: int, n: int, s: Settings) -> PhaseResult:
+async def run_phase(url: str, gw_pids: list[int], sim_pid: int, n: int, s: Settings) -> PhaseResult:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    # each stream has its own deadline (Streams.timeout_s); aiohttp's default total of
+    # 300 s would cut streams longer than that
+    no_total = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=no_total) as session:
         await warm_up(session, url)
         await asyncio.sleep(0.5)  # let the warm-up's request logs and buffers settle
-        idle = statistics.median(rss_kib(gw_pid) for _ in range(3))
-        cpu0, sim0, client0 = cpu_seconds(gw_pid), cpu_seconds(sim_pid), time.process_time()
+        idle_each = [statistics.median(rss_kib(pid) for _ in range(3)) for pid in gw_pids]
+        idle = sum(idle_each)
+        sockets_idle = [socket_count(pid) for pid in gw_pids]
+        cpu0 = sum(cpu_seconds(pid) for pid in gw_pids)
+        sim0, client0 = cpu_seconds(sim_pid), time.process_time()
         overflows0 = listen_overflows()
         streams = Streams(url, n, s)
         payload = body(MODEL, streams.tokens)
@@ -344,10 +384,19 @@ async def run_phase(url: str, gw_pid: int, sim_pid: int, n: int, s: Settings) ->
         except TimeoutError:
             pass
         stream_s = s.itl_ms * streams.tokens / 1000
+        open_each: list[list[int]] = [[] for _ in gw_pids]
+        held: list[int] = []
         if streams.open_now == n:  # all open at once: this is the state we measure
-            fds = open_fds(gw_pid)
+            fds = sum(open_fds(pid) for pid in gw_pids)
+            held = [
+                (socket_count(pid) - idle_sockets) // 2
+                for pid, idle_sockets in zip(gw_pids, sockets_idle, strict=True)
+            ]
             for _ in range(RSS_SAMPLES):
-                samples.append(rss_kib(gw_pid))
+                each = [rss_kib(pid) for pid in gw_pids]
+                for column, value in zip(open_each, each, strict=True):
+                    column.append(value)
+                samples.append(sum(each))
                 await asyncio.sleep(min(0.2, stream_s / 20))
         else:
             print(
@@ -355,10 +404,10 @@ async def run_phase(url: str, gw_pid: int, sim_pid: int, n: int, s: Settings) ->
                 f"(failed: {sum(streams.errors.values())}); longer streams needed?",
                 file=sys.stderr,
             )
-            samples.append(rss_kib(gw_pid))
+            samples.append(sum(rss_kib(pid) for pid in gw_pids))
         await asyncio.gather(*tasks)
         total = time.perf_counter() - started
-        cpu = cpu_seconds(gw_pid) - cpu0
+        cpu = sum(cpu_seconds(pid) for pid in gw_pids) - cpu0
         sim_cpu, client_cpu = cpu_seconds(sim_pid) - sim0, time.process_time() - client0
         overflows = listen_overflows() - overflows0
     rss_open = int(statistics.median(samples))
@@ -370,7 +419,7 @@ async def run_phase(url: str, gw_pid: int, sim_pid: int, n: int, s: Settings) ->
         rss_idle_kib=int(idle),
         rss_open_kib=rss_open,
         kib_per_stream=(rss_open - idle) / n,
-        hwm_kib=proc_status(gw_pid)["VmHWM"],
+        hwm_kib=max(proc_status(pid)["VmHWM"] for pid in gw_pids),
         fds_open=fds,
         all_open_after_s=all_open_after,
         peak_open=streams.peak_open,
@@ -385,6 +434,12 @@ async def run_phase(url: str, gw_pid: int, sim_pid: int, n: int, s: Settings) ->
         ttft_p50_ms=_pct(ttfts, 0.5),
         ttft_p99_ms=_pct(ttfts, 0.99),
         rss_samples_kib=samples,
+        workers=len(gw_pids),
+        worker_streams=held,
+        worker_kib_per_stream=[
+            (statistics.median(column) - base) / count if column and count > 0 else 0.0
+            for column, base, count in zip(open_each, idle_each, held, strict=False)
+        ],
     )
 
 
@@ -414,6 +469,7 @@ def table(rows: list[PhaseResult], asked: list[int]) -> str:
         "total s",
         "CPU s gateway / sim / load",
         "TTFT p50 / p99 ms (ramp)",
+        "per worker: streams, KiB per stream",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r, wanted in zip(rows, asked, strict=True):
@@ -432,6 +488,11 @@ def table(rows: list[PhaseResult], asked: list[int]) -> str:
             f"{r.total_s:.1f}",
             f"{r.gateway_cpu_s:.1f} / {r.sim_cpu_s:.1f} / {r.client_cpu_s:.1f}",
             f"{_f(r.ttft_p50_ms)} / {_f(r.ttft_p99_ms)}",
+            "; ".join(
+                f"{count}, {kib:.1f}"
+                for count, kib in zip(r.worker_streams, r.worker_kib_per_stream, strict=False)
+            )
+            or "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -446,6 +507,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--tokens", type=int, help="tokens per stream (default: enough to outlast the ramp)"
     )
     parser.add_argument("--open-concurrency", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
     parser.add_argument("--json", metavar="FILE", default=str(RESULTS), help="JSON output")
     parser.add_argument("--logs", metavar="DIR", help="keep the children's logs here")
     return parser.parse_args(argv)
@@ -457,7 +519,9 @@ def settings(args: argparse.Namespace) -> Settings:
         sizes = [int(x) for x in args.sizes.split(",")]
     itl = args.itl_ms if args.itl_ms is not None else (1000.0 if args.quick else 4000.0)
     hold = 10.0 if args.quick else 30.0
-    return Settings(sizes, itl, args.tokens, args.open_concurrency, hold_s=hold)
+    return Settings(
+        sizes, itl, args.tokens, args.open_concurrency, hold_s=hold, workers=args.workers
+    )
 
 
 def fit_to_nofile(s: Settings) -> None:
@@ -465,12 +529,17 @@ def fit_to_nofile(s: Settings) -> None:
     children; where the hard limit cannot be raised (no CAP_SYS_RESOURCE, e.g. in a
     container), cap the sizes at what one process can hold, and say so."""
     s.requested_sizes = list(s.sizes)
-    s.nofile = raise_nofile(2 * max(s.sizes) + FD_MARGIN + 1024)
-    cap = (s.nofile - FD_MARGIN) // 2
+    # a worker holds 2 sockets per stream it serves (+10 % for an uneven kernel spread);
+    # this load tool and the simulator hold one per stream each
+    per_worker = 2 * max(s.sizes) * (1.1 if s.workers > 1 else 1.0) / s.workers
+    s.nofile = raise_nofile(int(max(per_worker, max(s.sizes))) + FD_MARGIN + 1024)
+    cap = int((s.nofile - FD_MARGIN) * s.workers / (2 * (1.1 if s.workers > 1 else 1.0)))
+    cap = min(cap, s.nofile - FD_MARGIN - 1024)
     if max(s.sizes) > cap:
         print(
-            f"RLIMIT_NOFILE is {s.nofile} here and its hard limit cannot be raised: one gateway "
-            f"process can hold at most ~{cap} streams (2 sockets each); capping the sizes",
+            f"RLIMIT_NOFILE is {s.nofile} here and its hard limit cannot be raised: "
+            f"{s.workers} gateway process(es) can hold at most ~{cap} streams "
+            "(2 sockets each); capping the sizes",
             file=sys.stderr,
         )
         s.sizes = [min(n, cap) for n in s.sizes]
@@ -503,7 +572,8 @@ def _main(argv: Sequence[str] | None) -> int:
             gw_port = free_port()
             gw: Child = children.start(
                 f"gateway-{n}",
-                ["-m", "gateway", "serve", "--config", str(config), "--port", str(gw_port)],
+                ["-m", "gateway", "serve", "--config", str(config), "--port", str(gw_port)]
+                + (["--workers", str(s.workers)] if s.workers > 1 else []),
                 directory / f"gateway-{n}.log",
                 ROOT,
             )
@@ -514,7 +584,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 f"gateway pid {gw.pid}, simulator pid {sim.pid}",
                 file=sys.stderr,
             )
-            result = uvloop.run(run_phase(url, gw.pid, sim.pid, n, s))
+            pids = worker_pids(gw.pid, s.workers)
+            result = uvloop.run(run_phase(url, pids, sim.pid, n, s))
             rows.append(result)
             print(
                 f"  {result.kib_per_stream:.1f} KiB/stream, errors {result.error_count}, "

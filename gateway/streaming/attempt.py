@@ -8,16 +8,46 @@ one task step, not a queue hop between two tasks. The reader's idle watchdog
 fails the stream when the upstream sends nothing for `idle_timeout_s`; time spent
 waiting for a slow client does not count. The watchdog is one timer per idle
 period, not per chunk: the hot path only stamps the time of the last batch.
+
+Cutting a loser: cancelling its task only queues the cancellation behind every callback
+already ready, which under saturation is the winner's work, while the loser's socket
+keeps receiving. So the transport that opens an attempt's upstream response registers
+how to drop it (`on_cut`, through a context variable the race sets in the attempt's
+task), and the race calls that in the same loop iteration as it decides the winner.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.events import Event, UpstreamError, is_token
+
+# The cut callbacks of the attempt whose task is running; None outside an attempt's task.
+_CUTS: ContextVar[list[Callable[[], None]] | None] = ContextVar("attempt_cuts", default=None)
+
+
+def on_cut(callback: Callable[[], None]) -> None:
+    """Called by the transport once an attempt's upstream response is open: `callback`
+    drops its connection at once (synchronously) if the attempt loses. Outside an
+    attempt's task (a direct call, a test) it does nothing."""
+    cuts = _CUTS.get()
+    if cuts is not None:
+        cuts.append(callback)
+
+
+def collect_cuts(cuts: list[Callable[[], None]]) -> None:
+    """Set in an attempt's own task, before its stream is opened: where `on_cut` appends."""
+    _CUTS.set(cuts)
+
+
+def cut_now(cuts: list[Callable[[], None]]) -> None:
+    """Drop an attempt's upstream connection in this loop iteration (a loser, a failure)."""
+    while cuts:
+        cuts.pop()()
 
 
 class HandedOver:
@@ -71,12 +101,15 @@ async def pump(
     started_at: float,
     ttft_timeout_s: float,
     verdict: asyncio.Future[bool],
+    on_token: Callable[[], None] | None = None,
 ) -> UpstreamError | HandedOver | None:
     """Forward `stream`'s batches as `(key, batch)` up to its first token; the error that
     ended it before, or None for a clean end without a token.
 
     After the first-token batch, waits for `verdict`: the winner's is resolved and the
     stream is left to the race (HANDED_OVER); a loser is cancelled while it waits.
+    `on_token` is called at once, in this task step, when the first token is seen (the
+    race cuts the other attempts' connections then, not a loop iteration later).
     """
     loop = asyncio.get_running_loop()
     try:
@@ -98,6 +131,8 @@ async def pump(
         record.outcome = "timed_out"
         message = f"no first token within {ttft_timeout_s:g}s"
         return UpstreamError(504, "upstream_timeout", message, True)
+    if on_token is not None:
+        on_token()
     await queue.put((key, batch))  # the first token's batch, outside any deadline
     await verdict
     return HANDED_OVER

@@ -102,6 +102,10 @@ class ChunkEncoder:
 
     def encode(self, events: list[Event]) -> bytes:
         """One batch of events (as they arrived together) -> bytes for one write."""
+        if len(events) == 1 and self._role_sent:  # the usual batch: one re-framed text chunk
+            event = events[0]
+            if type(event) is TextDelta and event.raw is not None:
+                return self._text_head + event.raw.encode() + self._text_tail
         out: list[bytes] = []
         if not self._role_sent:
             out.append(self.start())

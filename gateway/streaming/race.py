@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.strategy import SPECULATIVE
 from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
-from gateway.streaming.attempt import DirectReader, HandedOver, pump, stream_failed
-from gateway.streaming.events import Event, Finish, UpstreamError, Usage, is_token
+from gateway.streaming.attempt import (
+    DirectReader,
+    HandedOver,
+    collect_cuts,
+    cut_now,
+    pump,
+    stream_failed,
+)
+from gateway.streaming.events import Event, Finish, TextDelta, UpstreamError, Usage, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
     AllFailed,
@@ -41,6 +48,7 @@ class _End:
 class _Attempt:
     __slots__ = (
         "candidate",
+        "cuts",
         "done",
         "handed_over",
         "pending",
@@ -56,6 +64,7 @@ class _Attempt:
         self.record = record
         self.started_at = started_at
         self.pending: list[Event] = []
+        self.cuts: list[Callable[[], None]] = []  # drop its upstream connection at once
         self.done = False
         self.task: asyncio.Task[None] | None = None
         self.stream: AsyncGenerator[list[Event], None] | None = None
@@ -89,6 +98,7 @@ class Race:
         self._attempts: list[_Attempt] = []
         self._errors: list[tuple[str, UpstreamError]] = []
         self._winner: _Attempt | None = None
+        self._claimed = False  # an attempt has seen its first token (its batch is queued)
         self._stream_done = False
         self._reader: DirectReader | None = None  # the winner's stream, once handed over
         self._closed = False
@@ -158,6 +168,7 @@ class Race:
 
     async def _run(self, attempt: _Attempt) -> None:
         candidate = attempt.candidate
+        collect_cuts(attempt.cuts)  # this task's context only
         stream = attempt.stream = self._opener(candidate)
         verdict = attempt.verdict = self._loop.create_future()
         try:
@@ -169,6 +180,7 @@ class Race:
                 attempt.started_at,
                 candidate.ttft_timeout_s,
                 verdict,
+                lambda: self._first_token_seen(attempt),
             )
         except Exception as exc:
             error = stream_failed(exc)
@@ -177,6 +189,17 @@ class Race:
                 await stream.aclose()
         if not isinstance(error, HandedOver):
             await self._queue.put((attempt, _End(error)))
+
+    def _first_token_seen(self, attempt: _Attempt) -> None:
+        """The first attempt to see a token will be declared the winner (its batch is
+        the first token batch in the queue): drop the others' connections now, in the
+        iteration the token arrived, rather than after the request's task has run."""
+        if self._winner is not None or self._claimed:
+            return
+        self._claimed = True
+        for other in self._attempts:
+            if other is not attempt and not other.done:
+                cut_now(other.cuts)
 
     # -- before the winner -------------------------------------------------
 
@@ -284,6 +307,7 @@ class Race:
                 attempt.record.censored_ttft_s = now - attempt.started_at
         attempt.record.end_offset_s = now - self._t0
         self._account(attempt, attempt.pending)  # a loser's usage, when it reported one
+        cut_now(attempt.cuts)  # now, not when its task's cancellation comes round
         if attempt.task is not None:
             attempt.task.cancel()
 
@@ -323,7 +347,10 @@ class Race:
         record = attempt.record
         for i, event in enumerate(events):
             kind = type(event)
-            if kind is Usage:
+            if kind is TextDelta:  # the usual event: a token when it has text
+                if event.text:  # type: ignore[union-attr]
+                    record.tokens += 1
+            elif kind is Usage:
                 record.usage = event  # type: ignore[assignment]
             elif kind is UpstreamError:
                 record.error = event  # type: ignore[assignment]

@@ -113,6 +113,12 @@ class SSEDecoder:
             and b"\r" not in data
             and len(data) <= self._lines.max_line_bytes
         ):
+            body = data[6:-2]
+            if b"\n" not in body:  # one event (the usual read): no split, no scan per part
+                self._at_start = False
+                if len(body) > self.max_event_bytes:
+                    raise EventTooLarge(len(body), self.max_event_bytes)
+                return [body.decode("utf-8", "replace")]
             parts = data[:-2].split(b"\n\n")
             if all(part.startswith(b"data: ") and b"\n" not in part for part in parts):
                 self._at_start = False

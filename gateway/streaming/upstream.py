@@ -17,6 +17,7 @@ import aiohttp
 
 from gateway.compat_aiohttp import pooled_connection_count
 from gateway.streaming.adapter import OneShotCall, UpstreamRequest, WireAdapter
+from gateway.streaming.attempt import on_cut
 from gateway.streaming.events import Event, UpstreamError
 
 MAX_ERROR_BODY = 64 * 1024
@@ -150,6 +151,7 @@ async def stream_events(
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         yield [connection_error(exc)]
         return
+    on_cut(lambda: _abort(response))
     clean = False
     try:
         if response.status >= 300:
@@ -188,6 +190,15 @@ async def stream_events(
         else:
             # Abandoned or failed mid-body: drop the connection, never reuse it.
             response.close()
+
+
+def _abort(response: aiohttp.ClientResponse) -> None:
+    """Drop the connection now: a reset, not a graceful close, and never back to the pool."""
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    if transport is not None:
+        transport.abort()
+    response.close()
 
 
 class _PartFailed(Exception):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import AsyncGenerator
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
+from gateway.streaming.attempt import on_cut
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -144,6 +146,41 @@ async def test_race_starts_k_at_once_and_first_token_wins_over_earlier_non_token
     assert observer.records == [record]
     assert ups.unclosed() == []
     assert only_test_task_left()
+
+
+async def test_losers_are_cut_when_the_winners_token_arrives_before_it_is_declared() -> None:
+    """A loser's connection is dropped in the winner's own task step, through the cut the
+    transport registered: not after the request's task has declared the winner."""
+    ups = FakeUpstreams("a", "b")
+    cuts: list[tuple[str, str | None]] = []
+
+    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
+        inner = ups.opener(candidate)
+
+        async def stream() -> AsyncGenerator[list[Event], None]:
+            on_cut(lambda: cuts.append((candidate.name, race.record.winner)))
+            async for batch in inner:
+                yield batch
+
+        return stream()
+
+    plan = RacePlan(
+        request_id="req_test",
+        route="chat",
+        strategy="race",
+        candidates=[Candidate(name, hedge_delay_s=HUGE) for name in ("a", "b")],
+        k=2,
+    )
+    race = Race(plan, opener)
+    first = asyncio.create_task(race.first())
+    ups["a"].send(TextDelta(""))
+    await settle()
+    ups["b"].send(TextDelta("Hel"))
+    outcome = await first
+    assert isinstance(outcome, Winner) and outcome.deployment == "b"
+    assert cuts == [("a", None)], "cut once, before the winner was declared"
+    await race.aclose()
+    assert ups.unclosed() == []
 
 
 async def test_losers_late_items_never_leak_into_the_stream() -> None:

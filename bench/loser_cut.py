@@ -1,0 +1,283 @@
+"""How fast a race's losers are cut, from the upstream's own log, and what a k=2 race costs.
+
+    python -m bench.loser_cut [--concurrency 200] [--requests 2000] [--rounds 3] [--json FILE]
+
+One simulator process serves two OpenAI-kind servers (`a`, `b`), each with the same
+model shape (TTFT 100 ms, 5 ms between tokens, 50 tokens), and one gateway process
+serves two routes: `single` (one attempt, on `a`) and `race2` (race k=2 over `a` and
+`b`). Rounds of closed-loop streaming requests at `--concurrency` alternate between the
+two routes; the gateway's utime+stime is read around each round.
+
+Every request carries its own prompt, which the simulator logs (`last_user_text`), so
+the two upstream requests of one race are paired exactly. For each race the winner is
+the attempt the client was served, the loser the one the gateway dropped. Per loser:
+tokens it sent in all (the simulator counts a token once it is written to the socket,
+so this includes what was in flight when the cut arrived), and tokens it sent after the
+winner's first token (estimated: the loser's tokens before that moment come from its own
+first-token time and the fixed gap between tokens). A loser that was read to the end
+(outcome `completed`) is counted apart: with a 5 ms gap that means the cut never came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import uvloop
+import yaml
+
+from bench.procs import Child, Children, cpu_seconds, free_port, machine_busy_seconds
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAPE = {"ttft_ms": 100, "itl_ms": 5, "tokens": 50}
+API_KEY = "bench-key"
+
+
+def write_config(directory: Path, ports: dict[str, int], gw_port: int) -> Path:
+    config = {
+        "listen": {"host": "127.0.0.1", "port": gw_port},
+        "logging": {"format": "json", "level": "info"},
+        "latency": {"prewarm": {"enabled": False}},
+        "providers": {
+            name: {
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "api_key": API_KEY,
+                "max_connections": 1024,
+            }
+            for name, port in ports.items()
+        },
+        "deployments": {f"m-{name}": {"provider": name, "model": f"m-{name}"} for name in ports},
+        "routes": {
+            "single": {"strategy": "fallback", "deployments": ["m-a"]},
+            "race2": {"strategy": "race", "k": 2, "deployments": ["m-a", "m-b"]},
+        },
+        "sim": {
+            "seed": 1,
+            "servers": {
+                name: {"kind": "openai", "port": port, "models": {f"m-{name}": SHAPE}}
+                for name, port in ports.items()
+            },
+        },
+    }
+    path = directory / "bench-loser-cut.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+async def _one(session: aiohttp.ClientSession, url: str, route: str, key: str) -> bool:
+    body = orjson.dumps(
+        {"model": route, "stream": True, "messages": [{"role": "user", "content": key}]}
+    )
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    async with session.post(url, data=body, headers=headers) as resp:
+        data = await resp.read()
+        return resp.status == 200 and data.endswith(b"data: [DONE]\n\n")
+
+
+async def _round(url: str, route: str, concurrency: int, requests: int, tag: str) -> int:
+    """Closed loop: `concurrency` workers until `requests` are done; the failures."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+    left = iter(range(requests))
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        for i in left:
+            if not await _one(session, url, route, f"{tag}-{i}"):
+                failures += 1
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await session.close()
+    return failures
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def loser_stats(records: list[dict[str, Any]], tag: str) -> dict[str, Any]:
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["last_user_text"].startswith(tag + "-"):
+            by_key.setdefault(r["last_user_text"], []).append(r)
+    itl_s = SHAPE["itl_ms"] / 1000
+    in_all: list[float] = []
+    after: list[float] = []
+    read_to_end = 0
+    races = 0
+    unseen = 0  # cut before its request reached the simulator's handler: no record
+    for pair in by_key.values():
+        if len(pair) == 1:
+            unseen += 1
+            continue
+        if len(pair) != 2:
+            continue
+        races += 1
+        done = [r for r in pair if r["outcome"] == "completed"]
+        if len(done) == 2:
+            read_to_end += 1
+            continue
+        loser = next(r for r in pair if r["outcome"] != "completed")
+        winner = next(r for r in pair if r is not loser)
+        in_all.append(loser["tokens_sent"])
+        before = 0
+        won_at, lost_first = winner["first_token"], loser["first_token"]
+        if won_at is not None and lost_first is not None and lost_first <= won_at:
+            before = 1 + math.floor((won_at - lost_first) / itl_s)
+        after.append(max(0, loser["tokens_sent"] - before))
+    return {
+        "races": races,
+        "losers_unseen": unseen,
+        "losers_read_to_end": read_to_end,
+        "loser_tokens_p50": _pct(in_all, 0.5),
+        "loser_tokens_p99": _pct(in_all, 0.99),
+        "loser_tokens_max": max(in_all) if in_all else None,
+        "after_winner_first_token_p50": _pct(after, 0.5),
+        "after_winner_first_token_p99": _pct(after, 0.99),
+        "after_winner_first_token_max": max(after) if after else None,
+    }
+
+
+async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int) -> dict[str, Any]:
+    cpu: dict[str, float] = {"single": 0.0, "race2": 0.0}
+    foreign: dict[str, float] = {"single": 0.0, "race2": 0.0}
+    elapsed: dict[str, float] = {"single": 0.0, "race2": 0.0}
+    done: dict[str, int] = {"single": 0, "race2": 0}
+    failures = 0
+    stats: list[dict[str, Any]] = []
+    url = gw_url + "/v1/chat/completions"
+    for route in ("single", "race2"):  # warm-up
+        await _round(url, route, args.concurrency, args.concurrency, f"warm-{route}")
+    async with aiohttp.ClientSession() as http:
+        for r in range(args.rounds):
+            order = ("single", "race2") if r % 2 == 0 else ("race2", "single")
+            for route in order:
+                await (await http.post(sim_url + "/_sim/reset")).read()
+                tag = f"r{r}-{route}"
+                busy0, cpu0, t0 = machine_busy_seconds(), cpu_seconds(gw_pid), time.monotonic()
+                own0 = time.process_time()
+                failures += await _round(url, route, args.concurrency, args.requests, tag)
+                used = cpu_seconds(gw_pid) - cpu0
+                took = time.monotonic() - t0
+                cpu[route] += used
+                elapsed[route] += took
+                done[route] += args.requests
+                foreign[route] += max(
+                    0.0, machine_busy_seconds() - busy0 - used - (time.process_time() - own0)
+                )
+                if route == "race2":
+                    log = orjson.loads(await (await http.get(sim_url + "/_sim/log")).read())
+                    records = log["records"] if isinstance(log, dict) else log
+                    stats.append(loser_stats(records, tag))
+                print(
+                    f"  round {r + 1} {route:<6} {args.requests / took:6.1f} req/s "
+                    f"{used * 1000 / args.requests:5.2f} ms CPU/req",
+                    file=sys.stderr,
+                )
+    merged: dict[str, Any] = {
+        key: (max(s[key] for s in stats) if "max" in key else sum(s[key] for s in stats))
+        for key in (
+            "races",
+            "losers_unseen",
+            "losers_read_to_end",
+            "loser_tokens_max",
+            "after_winner_first_token_max",
+        )
+    }
+    for key in (
+        "loser_tokens_p50",
+        "loser_tokens_p99",
+        "after_winner_first_token_p50",
+        "after_winner_first_token_p99",
+    ):
+        merged[key] = max((s[key] for s in stats if s[key] is not None), default=None)
+    return {
+        "concurrency": args.concurrency,
+        "requests_per_round": args.requests,
+        "rounds": args.rounds,
+        "failures": failures,
+        "cpu_ms_per_request": {k: cpu[k] * 1000 / done[k] for k in cpu},
+        "requests_per_s": {k: done[k] / elapsed[k] for k in cpu},
+        "other_processes_pct_of_a_core": {k: foreign[k] / elapsed[k] * 100 for k in cpu},
+        "losers": merged,
+        "losers_per_round": stats,
+    }
+
+
+def table(out: dict[str, Any]) -> str:
+    cpu, rps, other = (
+        out["cpu_ms_per_request"],
+        out["requests_per_s"],
+        out["other_processes_pct_of_a_core"],
+    )
+    losers = out["losers"]
+    lines = [
+        f"c={out['concurrency']}, {out['rounds']} rounds x {out['requests_per_round']} requests "
+        f"per route, failures {out['failures']}",
+        "",
+        "| route | CPU ms/req (gw) | req/s | other processes, % of a core |",
+        "|---|---|---|---|",
+        f"| single | {cpu['single']:.2f} | {rps['single']:.1f} | {other['single']:.0f} |",
+        f"| race k=2 | {cpu['race2']:.2f} | {rps['race2']:.1f} | {other['race2']:.0f} |",
+        f"| k=2 minus single | {cpu['race2'] - cpu['single']:+.2f} | | |",
+        "",
+        "| races | losers cut before the upstream logged them | losers read to the end "
+        "| loser tokens p50 / p99 / max "
+        "| after the winner's first token p50 / p99 / max |",
+        "|---|---|---|---|---|",
+        f"| {losers['races']} | {losers['losers_unseen']} | {losers['losers_read_to_end']} "
+        f"| {losers['loser_tokens_p50']} / {losers['loser_tokens_p99']} / "
+        f"{losers['loser_tokens_max']} | {losers['after_winner_first_token_p50']} / "
+        f"{losers['after_winner_first_token_p99']} / {losers['after_winner_first_token_max']} |",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.loser_cut", description=__doc__)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args(argv)
+    ports = {"a": free_port(), "b": free_port()}
+    gw_port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-loser-") as tmp, Children() as children:
+        directory = Path(tmp)
+        config = write_config(directory, ports, gw_port)
+        sim: Child = children.start(
+            "sim", ["-m", "gateway", "sim", "--config", str(config)], directory / "sim.log", ROOT
+        )
+        gw: Child = children.start(
+            "gateway",
+            ["-m", "gateway", "serve", "--config", str(config)],
+            directory / "gateway.log",
+            ROOT,
+        )
+        sim_url = f"http://127.0.0.1:{ports['a']}"
+        sim.wait_http(sim_url + "/v1/models")
+        gw.wait_http(f"http://127.0.0.1:{gw_port}/healthz")
+        out = uvloop.run(bench(args, f"http://127.0.0.1:{gw_port}", sim_url, gw.pid))
+    print(table(out))
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
