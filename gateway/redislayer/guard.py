@@ -12,7 +12,10 @@ component decides on its own local view. The guard makes that cheap:
   `RedisUnavailable` without touching the network, and one background task probes Redis
   every `probe_interval_s`;
 - the first probe Redis answers closes it (and `degraded` clears: it is this breaker's
-  state, not a flag that only the next call of some component would reset).
+  state, not a flag that only the next call of some component would reset);
+- with `confirm` (a Cluster), failures open the breaker only when no node of the cluster
+  answers either: a master failing over or a slot in migration is a partial failure, in
+  which each call that cannot reach its node decides locally and nothing is declared.
 
 One warning is logged when an outage starts and one line when it ends.
 """
@@ -51,8 +54,12 @@ class RedisGuard:
         probe_timeout_s: float = 0.5,
         open_after: int = 3,
         where: str = "redis",
+        confirm: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._ping = ping
+        self._confirm = confirm  # does any part of Redis still answer? (a cluster)
+        self._confirming: asyncio.Task[None] | None = None
+        self.partial = 0  # failures a confirmation showed to be one node's, not Redis's
         self.request_timeout_s = request_timeout_s
         self.probe_interval_s = probe_interval_s
         self.probe_timeout_s = probe_timeout_s
@@ -107,6 +114,30 @@ class RedisGuard:
         refused = isinstance(exc, RedisConnectionError | ConnectionRefusedError)
         if self._open or (self._consecutive < self.open_after and not refused):
             return
+        if self._confirm is not None:
+            if self._confirming is None or self._confirming.done():
+                self._confirming = asyncio.get_running_loop().create_task(
+                    self._confirm_then_open(part, exc), name="redis-confirm"
+                )
+            return
+        self._open_now(part, exc)
+
+    async def _confirm_then_open(self, part: str, exc: BaseException) -> None:
+        """Open only if no node answers; otherwise the failure was one node's (failover)."""
+        try:
+            async with asyncio.timeout(self.probe_timeout_s):
+                await self._confirm()  # type: ignore[misc]
+        except Exception as confirm_exc:
+            raise_if_cancelling(confirm_exc)
+            if not self._open:
+                self._open_now(part, exc)
+            return
+        raise_if_cancelling()
+        self._consecutive = 0
+        self.partial += 1
+        log.info("redis node unavailable, its keys decided locally", redis=self.where, part=part)
+
+    def _open_now(self, part: str, exc: BaseException) -> None:
         self._open = True
         self.outages += 1
         self.last_outage = f"{part}: {describe(exc)}"
@@ -140,5 +171,6 @@ class RedisGuard:
             log.info("redis reachable again", redis=self.where, outages=self.outages)
 
     async def close(self) -> None:
-        task, self._prober = self._prober, None
-        await cancel_and_wait(task)
+        tasks = (self._prober, self._confirming)
+        self._prober = self._confirming = None
+        await cancel_and_wait(*tasks)

@@ -51,6 +51,7 @@ class RedisLayer:
             probe_interval_s=settings.probe_interval_s,
             open_after=open_after,
             where=settings.redacted,
+            confirm=self._any_node if settings.topology == "cluster" else None,
         )
         self.batcher = CommandBatcher(
             self.pipeline,
@@ -74,6 +75,20 @@ class RedisLayer:
         except Exception:  # re-read the slot map: a replica may have taken over meanwhile
             await client.nodes_manager.initialize()
             raise
+
+    async def _any_node(self) -> None:
+        """Does any node of the cluster answer? (Raises when none does.) A failover or a
+        migration leaves the other nodes answering: no outage is declared for it."""
+        client = self.client
+        assert isinstance(client, RedisCluster)
+        nodes = client.get_nodes()
+        answers = await asyncio.gather(
+            *(client.execute_command("PING", target_nodes=node) for node in nodes),
+            return_exceptions=True,
+        )
+        raise_if_cancelling()  # redis-py may have swallowed a cancellation
+        if not any(answer is True or answer == b"PONG" for answer in answers):
+            raise RedisUnavailable("no node of the cluster answers")
 
     @classmethod
     def from_config(cls, state: StateConfig) -> RedisLayer:

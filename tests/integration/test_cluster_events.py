@@ -107,9 +107,10 @@ async def test_master_failover_under_load() -> None:
             after = await spread(http, f.urls, total=40, concurrency=4)
 
             assert before + during + after == [200] * (len(before) + len(during) + len(after))
-            # while the dead master's slots had no owner, requests decided locally: one
-            # outage per instance, remembered (no flapping), closed once the replica took over
-            assert all(gw.state.redis_layer.guard.outages <= 1 for gw in f.gateways)  # type: ignore[union-attr]
+            # while the dead master's slots had no owner, calls for them decided locally; the
+            # other masters answered, so no outage was declared (the degraded gauge stayed 0)
+            guards = [gw.state.redis_layer.guard for gw in f.gateways]  # type: ignore[union-attr]
+            assert [g.outages for g in guards] == [0] * len(guards), [g.last_outage for g in guards]
             # shared again on the promoted replica: new takes land there
             counted = await takes_in_redis(procs.live_url, limiter, name)
             assert counted >= counted_before + len(after)

@@ -100,6 +100,26 @@ async def test_hung_opens_at_once() -> None:
     await guard.close()
 
 
+async def test_a_cluster_opens_only_when_no_node_answers() -> None:
+    """With `confirm` (a Cluster): failures of one node (a master failing over) are decided
+    locally call by call and declare nothing; when no node answers, the breaker opens."""
+    redis, cluster = FakeRedis(), FakeRedis()
+    cluster.up = True  # the other nodes answer
+    guard = RedisGuard(redis.ping, probe_interval_s=10, open_after=3, confirm=cluster.ping)
+    for _ in range(3):
+        with pytest.raises(RedisUnavailable):
+            await guard.call(failing, timeout_s=1, part="x")
+    await eventually(lambda: guard.partial == 1)
+    assert not guard.open and guard.outages == 0 and cluster.pings == 1
+    cluster.up = False  # now the whole cluster is away
+    for _ in range(3):
+        with pytest.raises(RedisUnavailable):
+            await guard.call(failing, timeout_s=1, part="x")
+    await eventually(lambda: guard.open)
+    assert guard.outages == 1 and guard.partial == 1
+    await guard.close()
+
+
 def test_tagged_keys_share_a_slot() -> None:
     keys = [tagged("rg", "spend", "k1", "20240101"), tagged("rg", "spend", "seq", "i1")]
     assert one_slot(keys) and keys[0] == "{rg:spend}:k1:20240101"
