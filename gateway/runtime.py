@@ -30,6 +30,7 @@ from gateway.routing.planner import CandidatePlanner
 from gateway.routing.quarantine import Quarantine
 from gateway.routing.table import RouteTable
 from gateway.scrub import Scrubber, config_secrets
+from gateway.shared_versions import SharedVersions
 from gateway.sinks import (
     AccessLog,
     FeedbackSink,
@@ -164,6 +165,8 @@ class Gateway:
         self.today = lambda: dt.datetime.fromtimestamp(clock(), dt.UTC).date()
         self.watch_state()
         self.services: list[Service] = []
+        if self.state.redis_layer is not None:  # model versions seen by every instance
+            self.services.append(SharedVersions(self.version_tracker, self.state.redis_layer))
         self.regressions: RegressionView | None = None
         self.pipeline = Pipeline(
             config,

@@ -98,6 +98,8 @@ class VersionTracker:
         self.metrics = metrics
         self.versions: dict[str, str] = {}
         self.listeners: list[Callable[[str, str, str], None]] = []
+        # every version noticed in this instance's traffic (shared_versions.py shares them)
+        self.noticed: list[Callable[[str, str], None]] = []
 
     def record(self, rec: RequestRecord) -> None:
         if rec.model_version is not None and rec.winner is not None:
@@ -113,9 +115,20 @@ class VersionTracker:
             self.metrics.version_changes.labels(deployment).inc()
             self.metrics.version.remove(deployment, old)
         self.metrics.version.labels(deployment, version).set(1)
+        for noticed in self.noticed:
+            noticed(deployment, version)
         if old is not None:
             for listener in self.listeners:
                 listener(deployment, old, version)
+
+    def adopt(self, deployment: str, version: str) -> None:
+        """A version another instance noticed: shown and gauged here, not a change seen here
+        (no log line, no counter, no listener)."""
+        old = self.versions.get(deployment)
+        self.versions[deployment] = version
+        if old is not None and old != version:
+            self.metrics.version.remove(deployment, old)
+        self.metrics.version.labels(deployment, version).set(1)
 
 
 class AccessLog:

@@ -245,3 +245,32 @@ async def test_every_script_touches_one_slot(
     assert len(seen) >= 3, seen  # the rate limit, spend and ratings scripts at least
     for command, keys in seen:
         assert keys and one_slot(keys), (command, keys)
+
+
+async def test_model_versions_noticed_by_one_instance_reach_the_others(
+    state_topology: Topology,
+) -> None:
+    from gateway.metrics import GatewayMetrics
+    from gateway.shared_versions import SharedVersions
+    from gateway.sinks import VersionTracker
+
+    async with layers(state_topology, 2) as made, AsyncExitStack() as stack:
+        trackers, shared = [], []
+        for layer in made:
+            tracker = VersionTracker(GatewayMetrics())
+            sv = SharedVersions(tracker, layer, interval_s=0.05)
+            await sv.start()
+            stack.push_async_callback(sv.close)
+            trackers.append(tracker)
+            shared.append(sv)
+        changes: list[tuple[str, str, str]] = []
+        trackers[1].listeners.append(lambda *change: changes.append(change))
+        trackers[0].note("cheap", "cheap-2026-01")
+        await eventually(lambda: trackers[1].versions.get("cheap") == "cheap-2026-01")
+        trackers[0].note("cheap", "cheap-2026-02")  # a change seen by instance 0 ...
+        await eventually(lambda: trackers[1].versions.get("cheap") == "cheap-2026-02")
+        assert changes == []  # ... is adopted by instance 1, not seen there as its own
+        gauge = trackers[1].metrics.render().decode()
+        assert 'gateway_model_version_info{deployment="cheap",version="cheap-2026-02"} 1.0' in gauge
+        assert 'version="cheap-2026-01"' not in gauge
+        assert shared[1].adopted == 2

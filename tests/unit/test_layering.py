@@ -86,6 +86,7 @@ CORE = (
     "gateway.answer",  # one admitted request's answer (the race or resumer, recorded once)
     "gateway.admission",
     "gateway.scrub",  # secrets cut from what upstreams say
+    "gateway.shared_versions",  # model versions noticed by every instance (Redis)
     "gateway.region",
     "gateway.record",  # one record per request, to the sinks
     "gateway.sinks",
