@@ -1,6 +1,7 @@
-"""Size and nesting bounds a door holds a client body to before any adapter sees it: the
-chat parser's rules (doors/chat_parse.py, whose depth check and limits these reuse) for a
-door whose body is not chat-shaped."""
+"""Size and nesting bounds every door holds a client body to before any adapter sees it:
+an empty, non-JSON, non-object or too deeply nested body, and a missing or overlong
+`model`, are 400s naming the field. JSON depth is checked iteratively, never by recursion.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +10,45 @@ from typing import Any
 import orjson
 
 from gateway.config.model import LimitsConfig
-from gateway.doors.chat_parse import (
-    MAX_MESSAGE_CHARS,
-    MAX_MODEL_CHARS,
-    depth_limit,
-    json_depth_exceeds,
-)
 from gateway.rejection import Rejected
 
-__all__ = [
-    "MAX_MESSAGE_CHARS",
-    "bad",
-    "depth_limit",
-    "embedded_too_deep",
-    "load_body",
-    "model_name",
-]
+# Per message: the characters of its text (string content or text parts) plus its tool-call
+# arguments. Used unless LimitsConfig grows a `max_message_chars` field.
+MAX_MESSAGE_CHARS = 1_000_000
+MAX_MODEL_CHARS = 256  # a route or deployment name; echoed in errors and logs
+# orjson.dumps refuses more than 254 levels, and the adapters re-serialize the client's
+# values (and tool arguments they parse) a few levels deeper at most than they were sent:
+# a configured max_json_depth above this is clamped, so a body that passes can be sent on.
+SAFE_JSON_DEPTH = 200
+_CONTAINERS = (dict, list)
+
+
+def depth_limit(limits: LimitsConfig) -> int:
+    return max(1, min(limits.max_json_depth, SAFE_JSON_DEPTH))
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True when `value` nests containers deeper than `limit` (a scalar is depth 0, `[]` 1).
+
+    Iterative, one level at a time (no recursion, so no input can exhaust the Python
+    stack); the per-level list comprehension keeps a 4 MB body of tiny containers to a
+    cost similar to parsing it.
+    """
+    if value.__class__ not in _CONTAINERS:
+        return False
+    level: list[Any] = [value]
+    depth = 1
+    while depth <= limit:
+        below: list[Any] = []
+        extend = below.extend
+        for node in level:
+            children = node.values() if node.__class__ is dict else node
+            extend([child for child in children if child.__class__ in _CONTAINERS])
+        if not below:
+            return False
+        depth += 1
+        level = below
+    return True
 
 
 def bad(message: str, param: str, code: str | None = None) -> Rejected:

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from gateway.config.model import LimitsConfig
-from gateway.rejection import Rejected
+from gateway.doors.bounds import (
+    MAX_MESSAGE_CHARS,
+    bad,
+    depth_limit,
+    embedded_too_deep,
+    load_body,
+    model_name,
+)
 from gateway.request import KNOWN_FIELDS, ChatRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -25,107 +30,23 @@ _NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "presence_penalty": (-2.0, 2.0),
     "frequency_penalty": (-2.0, 2.0),
 }
-# Per message: the characters of its text (string content or text parts) plus its tool-call
-# arguments. Used unless LimitsConfig grows a `max_message_chars` field.
-MAX_MESSAGE_CHARS = 1_000_000
-MAX_MODEL_CHARS = 256  # a route or deployment name; echoed in errors and logs
-# orjson.dumps refuses more than 254 levels, and the adapters re-serialize the client's
-# values (and tool arguments they parse) a few levels deeper at most than they were sent:
-# a configured max_json_depth above this is clamped, so a body that passes can be sent on.
-SAFE_JSON_DEPTH = 200
 _STRING_PARAMS = ("reasoning_effort", "user")  # adapters look these up in dicts
 _BOOL_PARAMS = ("parallel_tool_calls", "logprobs")
-_CONTAINERS = (dict, list)
-
-
-def _bad(message: str, param: str, code: str | None = None) -> Rejected:
-    return Rejected(400, message, "invalid_request_error", code, param)
-
-
-def depth_limit(limits: LimitsConfig) -> int:
-    return max(1, min(limits.max_json_depth, SAFE_JSON_DEPTH))
-
-
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """True when `value` nests containers deeper than `limit` (a scalar is depth 0, `[]` 1).
-
-    Iterative, one level at a time (no recursion, so no input can exhaust the Python
-    stack); the per-level list comprehension keeps a 4 MB body of tiny containers to a
-    cost similar to parsing it.
-    """
-    if value.__class__ not in _CONTAINERS:
-        return False
-    level: list[Any] = [value]
-    depth = 1
-    while depth <= limit:
-        below: list[Any] = []
-        extend = below.extend
-        for node in level:
-            children = node.values() if node.__class__ is dict else node
-            extend([child for child in children if child.__class__ in _CONTAINERS])
-        if not below:
-            return False
-        depth += 1
-        level = below
-    return True
-
-
-def _check_depth(body: dict[str, Any], limit: int) -> None:
-    """The body object is level 1; name the top-level field whose value is too deep."""
-    for key, value in body.items():
-        if json_depth_exceeds(value, limit - 1):
-            raise _bad(
-                f"'{key}' is nested deeper than the limit of {limit} JSON levels",
-                key,
-                "json_too_deep",
-            )
-
-
-def _embedded_too_deep(text: str, limit: int) -> bool:
-    """Whether JSON text inside a string (tool arguments, tool results, which some adapters
-    parse and embed) nests deeper than `limit`. Brackets are counted first (C speed): fewer
-    than `limit` of them cannot nest that deep, so a real parse is rare."""
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    try:
-        return json_depth_exceeds(orjson.loads(text), limit)
-    except orjson.JSONDecodeError as exc:  # not JSON: sent on as text, unless orjson gave up
-        return "depth" in str(exc) or "recursion" in str(exc)
 
 
 def parse_chat_request(raw: bytes, limits: LimitsConfig) -> ChatRequest:
-    if not raw.strip():
-        raise _bad("request body is empty; expected a JSON object", "body", "invalid_json")
+    body = load_body(raw, limits)
     depth = depth_limit(limits)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        if "depth" in str(exc) or "recursion" in str(exc):
-            raise _bad(
-                f"request body is nested deeper than the limit of {depth} JSON levels",
-                "body",
-                "json_too_deep",
-            ) from None
-        raise _bad(f"request body is not valid JSON: {exc}", "body", "invalid_json") from None
-    if not isinstance(body, dict):
-        raise _bad("request body must be a JSON object", "body", "invalid_json")
-    if raw.count(b"[") + raw.count(b"{") > depth:  # fewer brackets cannot nest that deep
-        _check_depth(body, depth)
-
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _bad("'model' is required and must be a non-empty string", "model")
-    if len(model) > MAX_MODEL_CHARS:
-        raise _bad(f"'model' is longer than {MAX_MODEL_CHARS} characters", "model")
+    model = model_name(body)
     messages = body.get("messages")
     if messages is None:
-        raise _bad("'messages' is required", "messages")
+        raise bad("'messages' is required", "messages")
     if not isinstance(messages, list):
-        raise _bad("'messages' must be an array of message objects", "messages")
+        raise bad("'messages' must be an array of message objects", "messages")
     if not messages:
-        raise _bad("'messages' must contain at least one message", "messages")
+        raise bad("'messages' must contain at least one message", "messages")
     if len(messages) > limits.max_messages:
-        raise _bad(
+        raise bad(
             f"'messages' has more than {limits.max_messages} entries",
             "messages",
             "array_above_max_length",
@@ -138,15 +59,15 @@ def parse_chat_request(raw: bytes, limits: LimitsConfig) -> ChatRequest:
     if stream is None:
         stream = False
     if not isinstance(stream, bool):
-        raise _bad("'stream' must be a boolean", "stream")
+        raise bad("'stream' must be a boolean", "stream")
     include_usage = False
     stream_options = body.get("stream_options")
     if stream_options is not None:
         if not isinstance(stream_options, dict):
-            raise _bad("'stream_options' must be an object", "stream_options")
+            raise bad("'stream_options' must be an object", "stream_options")
         usage = stream_options.get("include_usage")
         if usage is not None and not isinstance(usage, bool):
-            raise _bad(
+            raise bad(
                 "'stream_options.include_usage' must be a boolean", "stream_options.include_usage"
             )
         include_usage = usage is True
@@ -180,19 +101,19 @@ def _text_length(content: Any) -> int:
 def _check_message(message: Any, i: int, max_chars: int, depth: int) -> None:
     where = f"messages[{i}]"
     if not isinstance(message, dict):
-        raise _bad(f"'{where}' must be an object", where)
+        raise bad(f"'{where}' must be an object", where)
     role = message.get("role")
     if not isinstance(role, str) or role not in ROLES:
-        raise _bad(f"'{where}.role' must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
+        raise bad(f"'{where}.role' must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
     name = message.get("name")
     if name is not None and not isinstance(name, str):
-        raise _bad(f"'{where}.name' must be a string", f"{where}.name")
+        raise bad(f"'{where}.name' must be a string", f"{where}.name")
     content = message.get("content")
     if content is not None:
         _check_content(content, where)
     chars = _text_length(content)
     if chars > max_chars:
-        raise _bad(
+        raise bad(
             f"'{where}.content' is too long: {chars} characters, the limit is {max_chars}",
             f"{where}.content",
             "string_above_max_length",
@@ -201,7 +122,7 @@ def _check_message(message: Any, i: int, max_chars: int, depth: int) -> None:
     if calls is not None:
         chars += _check_tool_calls(calls, where, depth)
         if chars > max_chars:
-            raise _bad(
+            raise bad(
                 f"'{where}' is too long: {chars} characters of content and tool call "
                 f"arguments, the limit is {max_chars}",
                 f"{where}.tool_calls",
@@ -212,7 +133,7 @@ def _check_message(message: Any, i: int, max_chars: int, depth: int) -> None:
     if role == "tool":
         call_id = message.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:
-            raise _bad(
+            raise bad(
                 f"'{where}.tool_call_id' is required on tool messages and must be a "
                 "non-empty string (the id of the assistant's tool call it answers)",
                 f"{where}.tool_call_id",
@@ -222,8 +143,8 @@ def _check_message(message: Any, i: int, max_chars: int, depth: int) -> None:
             text = "".join(
                 p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
             )
-        if _embedded_too_deep(text, depth):
-            raise _bad(
+        if embedded_too_deep(text, depth):
+            raise bad(
                 f"'{where}.content' holds JSON nested deeper than the limit of {depth} levels",
                 f"{where}.content",
                 "json_too_deep",
@@ -233,43 +154,43 @@ def _check_message(message: Any, i: int, max_chars: int, depth: int) -> None:
             return
         if role == "assistant" and "content" in message:
             return
-        raise _bad(f"'{where}.content' is required", f"{where}.content")
+        raise bad(f"'{where}.content' is required", f"{where}.content")
 
 
 def _check_content(content: Any, where: str) -> None:
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise _bad(f"'{where}.content' must be a string or an array of parts", f"{where}.content")
+        raise bad(f"'{where}.content' must be a string or an array of parts", f"{where}.content")
     for j, part in enumerate(content):
         at = f"{where}.content[{j}]"
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise _bad(f"'{at}' must be an object with a 'type'", at)
+            raise bad(f"'{at}' must be an object with a 'type'", at)
         kind = part["type"]
         if kind in ("text", "refusal") and not isinstance(part.get(kind), str):
-            raise _bad(f"'{at}.{kind}' must be a string", f"{at}.{kind}")
+            raise bad(f"'{at}.{kind}' must be a string", f"{at}.{kind}")
         if kind == "image_url":
             spec = part.get("image_url")
             url = spec.get("url") if isinstance(spec, dict) else spec
             if not isinstance(url, str):
-                raise _bad(f"'{at}.image_url.url' must be a string", f"{at}.image_url.url")
+                raise bad(f"'{at}.image_url.url' must be a string", f"{at}.image_url.url")
 
 
 def _check_tool_calls(calls: Any, where: str, depth: int) -> int:
     """Validate an assistant message's `tool_calls`; return the characters of arguments."""
     if not isinstance(calls, list):
-        raise _bad(f"'{where}.tool_calls' must be an array of tool calls", f"{where}.tool_calls")
+        raise bad(f"'{where}.tool_calls' must be an array of tool calls", f"{where}.tool_calls")
     chars = 0
     for j, call in enumerate(calls):
         at = f"{where}.tool_calls[{j}]"
         if not isinstance(call, dict):
-            raise _bad(f"'{at}' must be an object", at)
+            raise bad(f"'{at}' must be an object", at)
         call_id = call.get("id")
         if not isinstance(call_id, str) or not call_id:
-            raise _bad(f"'{at}.id' is required and must be a non-empty string", f"{at}.id")
+            raise bad(f"'{at}.id' is required and must be a non-empty string", f"{at}.id")
         kind = call.get("type")
         if kind is not None and kind != "function":
-            raise _bad(f"'{at}.type' must be 'function'", f"{at}.type")
+            raise bad(f"'{at}.type' must be 'function'", f"{at}.type")
         chars += _check_function(call.get("function"), f"{at}.function", depth)
     return chars
 
@@ -277,17 +198,17 @@ def _check_tool_calls(calls: Any, where: str, depth: int) -> int:
 def _check_function(function: Any, at: str, depth: int) -> int:
     """`{"name": str, "arguments": JSON text}` (an object is taken too); returns its length."""
     if not isinstance(function, dict):
-        raise _bad(f"'{at}' must be an object with 'name' and 'arguments'", at)
+        raise bad(f"'{at}' must be an object with 'name' and 'arguments'", at)
     name = function.get("name")
     if not isinstance(name, str) or not name:
-        raise _bad(f"'{at}.name' is required and must be a non-empty string", f"{at}.name")
+        raise bad(f"'{at}.name' is required and must be a non-empty string", f"{at}.name")
     arguments = function.get("arguments")
     if arguments is None or isinstance(arguments, dict):
         return 0
     if not isinstance(arguments, str):
-        raise _bad(f"'{at}.arguments' must be a string of JSON text", f"{at}.arguments")
-    if _embedded_too_deep(arguments, depth):
-        raise _bad(
+        raise bad(f"'{at}.arguments' must be a string of JSON text", f"{at}.arguments")
+    if embedded_too_deep(arguments, depth):
+        raise bad(
             f"'{at}.arguments' holds JSON nested deeper than the limit of {depth} levels",
             f"{at}.arguments",
             "json_too_deep",
@@ -303,52 +224,52 @@ def _check_params(params: dict[str, Any]) -> None:
             or not isinstance(value, int | float)
             or not low <= value <= high
         ):
-            raise _bad(f"'{name}' must be a number between {low:g} and {high:g}", name)
+            raise bad(f"'{name}' must be a number between {low:g} and {high:g}", name)
     for name in ("max_tokens", "max_completion_tokens"):
         value = params.get(name)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
-            raise _bad(f"'{name}' must be a positive integer", name)
+            raise bad(f"'{name}' must be a positive integer", name)
     n = params.get("n")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise _bad("'n' must be a positive integer", "n")
+        raise bad("'n' must be a positive integer", "n")
     if n is not None and n > 1:
-        raise _bad("'n' greater than 1 is not supported by the gateway", "n", "unsupported_value")
+        raise bad("'n' greater than 1 is not supported by the gateway", "n", "unsupported_value")
     seed = params.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise _bad("'seed' must be an integer", "seed")
+        raise bad("'seed' must be an integer", "seed")
     top_logprobs = params.get("top_logprobs")
     if top_logprobs is not None and (
         isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) or top_logprobs < 0
     ):
-        raise _bad("'top_logprobs' must be a non-negative integer", "top_logprobs")
+        raise bad("'top_logprobs' must be a non-negative integer", "top_logprobs")
     for name in _STRING_PARAMS:
         if name in params and not isinstance(params[name], str):
-            raise _bad(f"'{name}' must be a string", name)
+            raise bad(f"'{name}' must be a string", name)
     for name in _BOOL_PARAMS:
         if name in params and not isinstance(params[name], bool):
-            raise _bad(f"'{name}' must be a boolean", name)
+            raise bad(f"'{name}' must be a boolean", name)
     response_format = params.get("response_format")
     if response_format is not None and not (
         isinstance(response_format, dict) and isinstance(response_format.get("type"), str)
     ):
-        raise _bad("'response_format' must be an object with a string 'type'", "response_format")
+        raise bad("'response_format' must be an object with a string 'type'", "response_format")
     stop = params.get("stop")
     if stop is not None and not (
         isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     ):
-        raise _bad("'stop' must be a string or an array of strings", "stop")
+        raise bad("'stop' must be a string or an array of strings", "stop")
     tools = params.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
-            raise _bad("'tools' must be an array", "tools")
+            raise bad("'tools' must be an array", "tools")
         for i, tool in enumerate(tools):
             fn = tool.get("function") if isinstance(tool, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                raise _bad(f"'tools[{i}].function.name' is required", f"tools[{i}].function.name")
+                raise bad(f"'tools[{i}].function.name' is required", f"tools[{i}].function.name")
     choice = params.get("tool_choice")
     if choice is not None and not (
         choice in ("none", "auto", "required") or isinstance(choice, dict)
     ):
-        raise _bad("'tool_choice' must be 'none', 'auto', 'required' or an object", "tool_choice")
+        raise bad("'tool_choice' must be 'none', 'auto', 'required' or an object", "tool_choice")

@@ -87,8 +87,13 @@ class RedisLayer:
             return_exceptions=True,
         )
         raise_if_cancelling()  # redis-py may have swallowed a cancellation
-        if not any(answer is True or answer == b"PONG" for answer in answers):
+        answered = [answer is True or answer == b"PONG" for answer in answers]
+        if not any(answered):
             raise RedisUnavailable("no node of the cluster answers")
+        if not all(answered):  # a node is down: re-read the slot map, a replica may take over
+            with contextlib.suppress(Exception):
+                await client.nodes_manager.initialize()
+            raise_if_cancelling()
 
     @classmethod
     def from_config(cls, state: StateConfig) -> RedisLayer:

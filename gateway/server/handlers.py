@@ -7,6 +7,7 @@ import time
 import orjson
 from aiohttp import web
 
+from gateway.doors.chat_parse import parse_chat_request
 from gateway.routing.table import ResolvedRoute
 from gateway.server import (
     admin,
@@ -27,7 +28,6 @@ from gateway.server.answering import (
 from gateway.server.door_embeddings import embeddings
 from gateway.server.errors import ApiError, upstream_error_response
 from gateway.server.keys import GATEWAY, KEY
-from gateway.server.parse import parse_chat_request
 from gateway.streaming.encode import ChunkEncoder, ResponseAssembler
 
 

@@ -104,6 +104,15 @@ async def test_master_failover_under_load() -> None:
                 if new is not None and all(not _degraded(gw) for gw in f.gateways):
                     break
                 assert time.monotonic() < deadline, "no failover within 15 s"
+            # the clients follow the promoted replica (a failing call re-reads the slot map):
+            # takes land in Redis again
+            while True:
+                settled = await takes_in_redis(procs.live_url, limiter, name)
+                during += await spread(http, f.urls, total=4, concurrency=2)
+                if await takes_in_redis(procs.live_url, limiter, name) >= settled + 4:
+                    break
+                assert time.monotonic() < deadline, "takes not shared again within 15 s"
+            counted_before = await takes_in_redis(procs.live_url, limiter, name)
             after = await spread(http, f.urls, total=40, concurrency=4)
 
             assert before + during + after == [200] * (len(before) + len(during) + len(after))

@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config.model import LimitsConfig
-from gateway.doors.chat_parse import (
+from gateway.doors.bounds import (
     MAX_MESSAGE_CHARS,
     MAX_MODEL_CHARS,
     SAFE_JSON_DEPTH,
     json_depth_exceeds,
-    parse_chat_request,
 )
+from gateway.doors.chat_parse import parse_chat_request
 from gateway.server.errors import ApiError
 
 LIMITS = LimitsConfig()
