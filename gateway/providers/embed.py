@@ -13,13 +13,15 @@ import binascii
 import math
 import sys
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.providers.base import OneShotCall, TargetModel, UnsupportedParams, UpstreamRequest
 from gateway.providers.common import protocol_error
-from gateway.request import EmbedRequest
+from gateway.request import EmbedRequest, estimate_input_tokens
 from gateway.streaming.events import Embeddings, Event, ResponseMeta, UpstreamError, Usage
 
 _SWAP = sys.byteorder == "big"  # base64 vectors are little-endian float32
@@ -116,3 +118,26 @@ def one_shot_call(
         return out
 
     return OneShotCall(tuple(requests), parse, merge)
+
+
+def split_call(
+    inputs: list[str] | list[list[int]],
+    size: int,
+    url: str,
+    headers: Mapping[str, str],
+    body_of: Callable[[Any], dict[str, Any]],
+    parse_body: Callable[[bytes], EmbedPart | UpstreamError],
+) -> OneShotCall:
+    """`inputs` in batches of `size`: one JSON POST to `url` each (`body_of(batch)`), the
+    answers joined in request order by `one_shot_call`."""
+    sent = {k: v for k, v in headers.items() if k != "accept"}
+    sent["accept"] = "application/json"
+    requests: list[UpstreamRequest] = []
+    counts: list[int] = []
+    estimates: list[int] = []
+    for run in batches(len(inputs), size):
+        chunk = inputs[run.start : run.stop]
+        requests.append(UpstreamRequest("POST", url, dict(sent), orjson.dumps(body_of(chunk))))
+        counts.append(len(chunk))
+        estimates.append(estimate_input_tokens(chunk))
+    return one_shot_call(requests, counts, estimates, parse_body)

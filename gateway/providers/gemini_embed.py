@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from gateway.providers.base import OneShotCall, TargetModel, UnsupportedParams, UpstreamRequest
+from gateway.providers.base import OneShotCall, TargetModel, UnsupportedParams
 from gateway.providers.common import json_object, protocol_error
 from gateway.providers.embed import (
     EmbedPart,
     batch_size,
-    batches,
     checked_vector,
-    one_shot_call,
+    split_call,
     texts_of,
 )
-from gateway.request import EmbedRequest, estimate_input_tokens
+from gateway.request import EmbedRequest
 from gateway.streaming.events import UpstreamError
 
 BATCH_SIZE = 100  # batchEmbedContents: at most 100 requests per batch
@@ -46,18 +43,18 @@ def build_embed_call(
     template: dict[str, Any] = {"model": name}
     if request.dimensions is not None:
         template["outputDimensionality"] = request.dimensions
-    sent = {k: v for k, v in headers.items() if k != "accept"}
-    sent["accept"] = "application/json"
-    requests: list[UpstreamRequest] = []
-    counts: list[int] = []
-    estimates: list[int] = []
-    for run in batches(len(texts), batch_size(target, BATCH_SIZE)):
-        chunk = texts[run.start : run.stop]
-        body = {"requests": [{**template, "content": {"parts": [{"text": t}]}} for t in chunk]}
-        requests.append(UpstreamRequest("POST", url, dict(sent), orjson.dumps(body)))
-        counts.append(len(chunk))
-        estimates.append(estimate_input_tokens(chunk))
-    return one_shot_call(requests, counts, estimates, parse_embeddings)
+
+    def body_of(chunk: list[str]) -> dict[str, Any]:
+        return {"requests": [{**template, "content": {"parts": [{"text": t}]}} for t in chunk]}
+
+    return split_call(
+        texts,
+        batch_size(target, BATCH_SIZE),
+        url,
+        headers,
+        body_of,
+        parse_embeddings,
+    )
 
 
 def parse_embeddings(raw: bytes) -> EmbedPart | UpstreamError:

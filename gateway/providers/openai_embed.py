@@ -10,21 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from gateway.providers.base import OneShotCall, TargetModel, UpstreamRequest
+from gateway.providers.base import OneShotCall, TargetModel
 from gateway.providers.common import json_object, protocol_error
 from gateway.providers.embed import (
     EmbedPart,
     batch_size,
-    batches,
     checked_vector,
     decoded_vector,
-    one_shot_call,
+    split_call,
     usage_count,
 )
 from gateway.providers.openai_stream import error_info, stream_error
-from gateway.request import EmbedRequest, estimate_input_tokens
+from gateway.request import EmbedRequest
 from gateway.streaming.events import UpstreamError
 
 # The body fields the gateway owns; a client's extra field never overrides them.
@@ -47,19 +44,14 @@ def build_embed_call(
     for name, value in request.extra.items():
         if name not in OWN_FIELDS:
             body[name] = value
-    sent = {k: v for k, v in headers.items() if k != "accept"}
-    sent["accept"] = "application/json"
-    requests: list[UpstreamRequest] = []
-    counts: list[int] = []
-    estimates: list[int] = []
-    inputs = request.inputs
-    for run in batches(len(inputs), batch_size(target, default_batch)):
-        chunk = inputs[run.start : run.stop]
-        body["input"] = chunk
-        requests.append(UpstreamRequest("POST", url, dict(sent), orjson.dumps(body)))
-        counts.append(len(chunk))
-        estimates.append(estimate_input_tokens(chunk))
-    return one_shot_call(requests, counts, estimates, lambda raw: parse_embeddings(raw, secret))
+    return split_call(
+        request.inputs,
+        batch_size(target, default_batch),
+        url,
+        headers,
+        lambda chunk: {**body, "input": chunk},
+        lambda raw: parse_embeddings(raw, secret),
+    )
 
 
 def parse_embeddings(raw: bytes, secret: str | None = None) -> EmbedPart | UpstreamError:
