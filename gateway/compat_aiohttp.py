@@ -13,9 +13,13 @@ outside both packages and imports nothing from the gateway.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
+from aiohttp.helpers import _EXC_SENTINEL
+from aiohttp.http_writer import StreamWriter
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -102,3 +106,121 @@ def pooled_connection_count(connector: aiohttp.BaseConnector) -> int:
     """
     idle = sum(len(pairs) for pairs in connector._conns.values())
     return len(connector._acquired) + idle
+
+
+# -- the fast relay's two seams (streaming/relay.py) ---------------------------------
+
+
+class ReaderDiversion(Protocol):
+    """Where a diverted client body goes: each piece as it is parsed, then its end."""
+
+    def on_data(self, data: bytes) -> None: ...
+
+    def on_end(self) -> bytes:
+        """The body ended (or failed): what the diversion holds back goes to the reader."""
+        ...
+
+
+_DIVERTED: dict[int, ReaderDiversion] = {}  # id(reader) -> its diversion, while diverted
+
+
+class _DivertedReader(StreamReader):
+    """A StreamReader whose body pieces go to a diversion instead of its buffer; its end
+    (EOF, a lost connection) restores the reader first, so nothing is lost."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        if data:
+            _DIVERTED[id(self)].on_data(bytes(data))
+        return False
+
+    def feed_eof(self) -> None:
+        _end_diversion(self)
+        StreamReader.feed_eof(self)
+
+    def set_exception(self, exc: BaseException, exc_cause: BaseException = _EXC_SENTINEL) -> None:
+        _end_diversion(self)
+        StreamReader.set_exception(self, exc, exc_cause)
+
+
+def _end_diversion(reader: StreamReader) -> None:
+    leftover = _restore(reader).on_end()
+    if leftover:
+        StreamReader.feed_data(reader, leftover)
+
+
+def _restore(reader: StreamReader) -> ReaderDiversion:
+    reader.__class__ = StreamReader
+    return _DIVERTED.pop(id(reader))
+
+
+def divert_reader(reader: StreamReader, diversion: ReaderDiversion) -> bool:
+    """Send `reader`'s next body pieces to `diversion.on_data`, synchronously, in the loop
+    iteration that parses them (no task wakes up). Only an idle reader can be diverted
+    (nothing buffered, not at its end, no error): False otherwise, nothing changed.
+
+    Relies on: aiohttp's response parsers (the C one and the pure-Python one) calling
+    `payload.feed_data(data, size)`, `feed_eof()` and `set_exception(exc, cause)` on the
+    response's `StreamReader` by attribute lookup for every piece, and `StreamReader`'s
+    private `_buffer`/`_eof`/`_exception`. The reader's class is swapped for a subclass
+    with no slots of its own (same layout), and swapped back by `undivert_reader` or at
+    the body's end.
+    """
+    if type(reader) is not StreamReader or reader._buffer or reader._eof or reader._exception:
+        return False
+    _DIVERTED[id(reader)] = diversion
+    reader.__class__ = _DivertedReader
+    return True
+
+
+def undivert_reader(reader: StreamReader, leftover: bytes = b"") -> None:
+    """Give `reader` back its body, `leftover` (bytes the diversion took but did not use)
+    first. Does nothing if the reader is no longer diverted (its body ended)."""
+    if type(reader) is _DivertedReader:
+        _restore(reader)
+        if leftover:
+            StreamReader.feed_data(reader, leftover)
+
+
+def sync_writer(response: web.StreamResponse, max_buffer: int) -> Callable[[bytes], bool] | None:
+    """A function that writes body bytes to a prepared response without awaiting, or says
+    it cannot (returns False, nothing written): the client's connection is closing, or
+    more than `max_buffer` bytes wait in its send buffer (the caller then awaits a normal
+    write, which drains). None when the response is not a plain one whose headers have
+    gone out (compressed, fixed length, at its end, body-write hooks).
+
+    Relies on: `StreamResponse._payload_writer` (aiohttp's `StreamWriter`) and its
+    `chunked`, `_compress`, `length`, `_headers_buf`, `_on_chunk_sent`, `on_body_write`,
+    `output_size` and `_protocol.transport`; it frames a chunk as `StreamWriter.write`
+    does (`hex length CRLF data CRLF` when chunked).
+    """
+    writer = response._payload_writer
+    if (
+        not isinstance(writer, StreamWriter)
+        or response._eof_sent
+        or writer._compress is not None
+        or writer.length is not None
+        or writer._headers_buf is not None
+        or writer._on_chunk_sent is not None
+        or writer.on_body_write is not None
+    ):
+        return None
+    protocol = writer._protocol
+    chunked = writer.chunked
+
+    def write(data: bytes) -> bool:
+        transport = protocol.transport
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > max_buffer
+        ):
+            return False
+        if chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        writer.output_size += len(data)
+        transport.write(data)
+        return True
+
+    return write

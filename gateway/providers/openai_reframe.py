@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from gateway.streaming.adapter import RelaySpec
 from gateway.streaming.events import Event, ResponseMeta, TextDelta
 
 # After the head: the text (an optional assistant role first), as an escaped string body
@@ -30,9 +31,19 @@ _TEXT_CHUNK = re.compile(
     r'(?:"logprobs":null,)?"finish_reason":null\}\]'
     r'(?:,"usage":null)?(?:,"obfuscation":"[A-Za-z0-9+/=_-]*")?\}'
 )
+# The same, as the bytes after the head of a whole SSE event (the fast relay's view).
+TEXT_EVENT = re.compile(_TEXT_CHUNK.pattern.encode() + b"\n\n")
 _DELTA = '"delta":{'
 _PROBE = '"content":"x"},"finish_reason":null}]}'  # closes a head into a whole chunk
 _CHOICE_KEYS = frozenset(("index", "delta", "logprobs", "finish_reason"))
+
+
+def relay_spec(head: str | None, max_event_bytes: int) -> RelaySpec | None:
+    """A plain text SSE event as bytes: `data: ` + the head + what `TEXT_EVENT` matches
+    (the relay leaves `data:` without its space, CRLF endings and the rest to the decoder)."""
+    if head is None:
+        return None
+    return RelaySpec(b"data: " + head.encode(), TEXT_EVENT, max_event_bytes)
 
 
 def text_delta(body: str) -> TextDelta | None:
@@ -50,6 +61,11 @@ class TextChunkShortcut:
     """Learns the head of a stream's chunks and cuts the text out of plain text chunks."""
 
     __slots__ = ("_head", "_probes_left")
+
+    @property
+    def head(self) -> str | None:
+        """The learned head, once a chunk has taught it."""
+        return self._head
 
     def __init__(self) -> None:
         self._head: str | None = None

@@ -26,8 +26,9 @@ from gateway.providers.common import (
 from gateway.providers.common import (  # shared error semantics, re-exported
     protocol_error as protocol_error,
 )
-from gateway.providers.openai_reframe import TextChunkShortcut
+from gateway.providers.openai_reframe import TextChunkShortcut, relay_spec
 from gateway.providers.quirks import Quirks
+from gateway.streaming.adapter import RelaySpec
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -335,7 +336,7 @@ class OpenAIStreamDecoder:
     """Feed Chat Completions SSE bytes, get events. Ends at `data: [DONE]`; a stream that
     ends before `[DONE]` is complete only if a finish reason was seen."""
 
-    __slots__ = ("_closed", "_done", "_mapper", "_secret", "_shortcut", "_sse")
+    __slots__ = ("_closed", "_done", "_limit", "_mapper", "_secret", "_shortcut", "_sse")
 
     def __init__(
         self,
@@ -345,6 +346,7 @@ class OpenAIStreamDecoder:
         max_event_bytes: int = 4 << 20,
     ) -> None:
         self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
+        self._limit = min(max_line_bytes, max_event_bytes)
         self._secret = secret  # redacted from error messages
         self._mapper = ChunkMapper(quirks, secret)
         self._shortcut = TextChunkShortcut()
@@ -359,6 +361,13 @@ class OpenAIStreamDecoder:
         except ValueError as exc:  # LineTooLong / EventTooLarge
             return self._fail(protocol_error(str(exc), retryable=False))
         return self._handle(payloads, at_eof=False) if payloads else []
+
+    def relay_spec(self) -> RelaySpec | None:
+        """The fast relay may take the stream over from here (between two events, once a
+        plain text chunk's head is known); None when not."""
+        if self._done or self._closed or not self._sse.between_events:
+            return None
+        return relay_spec(self._shortcut.head, self._limit)
 
     def close(self) -> list[Event]:
         if self._closed:

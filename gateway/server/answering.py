@@ -15,20 +15,27 @@ from typing import Protocol, TypeVar
 
 from aiohttp import web
 
+from gateway.compat_aiohttp import sync_writer
 from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
 from gateway.request import ChatRequest, EmbedRequest
 from gateway.server.keys import GATEWAY, KEY, KEY_ID, REQUEST_ID
 from gateway.server.limits import body_timeout_s, read_body
+from gateway.streaming.encode import TextFrame
 from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
+from gateway.streaming.relay import Write
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+# Above this many bytes waiting in the client's send buffer the relay stops and the
+# general path's awaited write drains it (aiohttp's own write drains above 64 KiB).
+RELAY_MAX_BUFFER = 64 * 1024
 
 R = TypeVar("R", ChatRequest, EmbedRequest)  # what a door's parser makes of a body
 
@@ -98,6 +105,19 @@ async def respond(
         await answer.aclose(client_gone=client_gone)
 
 
+def relay_frame(
+    encoder: StreamEncoder, response: web.StreamResponse
+) -> tuple[TextFrame, Write] | None:
+    """What the fast relay needs to write this response: the encoder's text framing and a
+    synchronous writer (None when the encoder has no such framing, or the response cannot
+    be written without awaiting)."""
+    text_frame = getattr(encoder, "text_frame", None)
+    if text_frame is None:
+        return None
+    write = sync_writer(response, RELAY_MAX_BUFFER)
+    return None if write is None else (text_frame(), write)
+
+
 def answer_headers(request_id: str, deployment: str | None) -> dict[str, str]:
     headers = {"x-request-id": request_id}
     if deployment is not None:
@@ -138,7 +158,10 @@ async def stream_answer(
     events = outcome.events
     await response.write(encoder.encode(events))
     failed = any(type(e) is UpstreamError for e in events)
+    frame = relay_frame(encoder, response)
     while not failed:
+        if frame is not None and (relay := answer.relay(frame[0])) is not None:
+            await relay.run(frame[1])  # until the general path must go on
         batch = await answer.next_batch()
         if batch is None:
             break

@@ -28,6 +28,7 @@ class AttemptRecord:
     censored_ttft_s: float | None = None  # lower bound when cancelled before a token
     end_offset_s: float | None = None
     tokens: int = 0  # token events seen (fallback when the upstream reports no usage)
+    relayed: int = 0  # of those, forwarded by the fast relay (streaming/relay.py)
     usage: Usage | None = None
     finish_reason: str | None = None  # the upstream's normalized finish reason
     error: UpstreamError | None = None

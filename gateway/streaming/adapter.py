@@ -9,6 +9,7 @@ Pure types: no I/O here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,6 +33,19 @@ class StreamDecoder(Protocol):
     def close(self) -> list[Event]:
         """End of body. Returns trailing events; a truncated stream yields an UpstreamError."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySpec:
+    """What the fast relay (`streaming/relay.py`) may forward of a stream without decoding
+    it: SSE events that are `prefix` followed by a match of `text_event`, whose group 1
+    is the event's JSON-escaped text. A decoder offers one only between events, so the
+    relay can take over and give back at event boundaries without losing its state.
+    `max_event_bytes`: a longer event is left to the decoder (which enforces the limit)."""
+
+    prefix: bytes
+    text_event: re.Pattern[bytes]
+    max_event_bytes: int
 
 
 class WireAdapter(Protocol):

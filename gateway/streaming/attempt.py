@@ -21,13 +21,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
+
+from aiohttp import StreamReader
 
 from gateway.streaming.accounting import AttemptRecord
+from gateway.streaming.adapter import StreamDecoder
 from gateway.streaming.events import Event, UpstreamError, is_token
 
 # The cut callbacks of the attempt whose task is running; None outside an attempt's task.
 _CUTS: ContextVar[list[Callable[[], None]] | None] = ContextVar("attempt_cuts", default=None)
+# Where the attempt's transport offers its stream to the fast relay (streaming/relay.py).
+_SOURCES: ContextVar[list[RelaySource] | None] = ContextVar("attempt_sources", default=None)
+
+
+class RelaySource(NamedTuple):
+    """An open upstream stream as the fast relay can take it over: the response body's
+    reader and the decoder reading it (which says when the relay may take over)."""
+
+    reader: StreamReader
+    decoder: StreamDecoder
 
 
 def on_cut(callback: Callable[[], None]) -> None:
@@ -39,9 +52,19 @@ def on_cut(callback: Callable[[], None]) -> None:
         cuts.append(callback)
 
 
-def collect_cuts(cuts: list[Callable[[], None]]) -> None:
-    """Set in an attempt's own task, before its stream is opened: where `on_cut` appends."""
+def offer_source(reader: StreamReader, decoder: StreamDecoder) -> None:
+    """Called by the transport once an attempt's stream is open and decoded by `decoder`:
+    if the attempt wins, the race may relay the stream (outside an attempt: nothing)."""
+    sources = _SOURCES.get()
+    if sources is not None:
+        sources.append(RelaySource(reader, decoder))
+
+
+def collect_cuts(cuts: list[Callable[[], None]], sources: list[RelaySource]) -> None:
+    """Set in an attempt's own task, before its stream is opened: where `on_cut` and
+    `offer_source` append."""
     _CUTS.set(cuts)
+    _SOURCES.set(sources)
 
 
 def cut_now(cuts: list[Callable[[], None]]) -> None:

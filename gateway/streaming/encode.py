@@ -47,6 +47,21 @@ def error_body(error: UpstreamError) -> dict[str, Any]:
     }
 
 
+class TextFrame:
+    """How an encoder frames a run of JSON-escaped text: `head + text + tail` (the fast
+    relay, `streaming/relay.py`, writes text this way without the encoder)."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, head: bytes, tail: bytes) -> None:
+        self.head = head
+        self.tail = tail
+
+    def frame(self, bodies: list[bytes]) -> bytes:
+        body = bodies[0] if len(bodies) == 1 else b"".join(bodies)
+        return self.head + body + self.tail
+
+
 class ChunkEncoder:
     """Turns event batches into `data: {chat.completion.chunk}\\n\\n` bytes for one response."""
 
@@ -89,6 +104,10 @@ class ChunkEncoder:
         self._seen_tools: set[int] = set()
         self._usage: Usage | None = None
         self.tool_call_prefix = "call_" + response_id[-12:]
+
+    def text_frame(self) -> TextFrame:
+        """How this encoder frames a run of already escaped text (for the fast relay)."""
+        return TextFrame(self._text_head, self._text_tail)
 
     def _chunk(self, delta: dict[str, Any]) -> bytes:
         return self._head + orjson.dumps(delta) + self._tail

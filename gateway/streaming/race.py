@@ -19,11 +19,14 @@ from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
 from gateway.streaming.attempt import (
     DirectReader,
     HandedOver,
+    RelaySource,
     collect_cuts,
     cut_now,
     pump,
+    stalled,
     stream_failed,
 )
+from gateway.streaming.encode import TextFrame
 from gateway.streaming.events import Event, Finish, TextDelta, UpstreamError, Usage, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
@@ -36,6 +39,7 @@ from gateway.streaming.plan import (
     ordered_candidates,
 )
 from gateway.streaming.policy import LoadBudget, choose_error
+from gateway.streaming.relay import Relay, open_relay
 
 MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
 
@@ -53,6 +57,7 @@ class _Attempt:
         "handed_over",
         "pending",
         "record",
+        "sources",
         "started_at",
         "stream",
         "task",
@@ -65,6 +70,7 @@ class _Attempt:
         self.started_at = started_at
         self.pending: list[Event] = []
         self.cuts: list[Callable[[], None]] = []  # drop its upstream connection at once
+        self.sources: list[RelaySource] = []  # its stream, as the fast relay can take it
         self.done = False
         self.task: asyncio.Task[None] | None = None
         self.stream: AsyncGenerator[list[Event], None] | None = None
@@ -101,6 +107,7 @@ class Race:
         self._claimed = False  # an attempt has seen its first token (its batch is queued)
         self._stream_done = False
         self._reader: DirectReader | None = None  # the winner's stream, once handed over
+        self._relay: Relay | None = None  # the last fast relay run over it
         self._closed = False
         self._next_hedge_at: float | None = None
         self._heartbeat_at = self._t0 + plan.heartbeat_after_s if plan.heartbeat_after_s else None
@@ -168,7 +175,7 @@ class Race:
 
     async def _run(self, attempt: _Attempt) -> None:
         candidate = attempt.candidate
-        collect_cuts(attempt.cuts)  # this task's context only
+        collect_cuts(attempt.cuts, attempt.sources)  # this task's context only
         stream = attempt.stream = self._opener(candidate)
         verdict = attempt.verdict = self._loop.create_future()
         try:
@@ -331,7 +338,12 @@ class Race:
         if reader is None:
             assert winner.handed_over and winner.stream is not None
             reader = self._reader = DirectReader(winner.stream, winner.candidate.idle_timeout_s)
-        batch = await reader.read()
+        relay = self._relay
+        if relay is not None and relay.stalled:  # the upstream went idle under the relay
+            self._relay = None
+            batch: list[Event] | None = [stalled(winner.candidate.idle_timeout_s)]
+        else:
+            batch = await reader.read()
         if batch is None:  # the clean end
             self._stream_done = True
             winner.done = True
@@ -340,6 +352,19 @@ class Race:
         if self._stream_done:  # a mid-stream error: drop the upstream connection at once
             await reader.aclose()
         return events
+
+    def relay(self, frame: TextFrame) -> Relay | None:
+        """The fast relay over the winner's stream, if it can take over now (see
+        `streaming/relay.py`); None when it cannot. The caller runs it, then goes on
+        with `next_batch()`."""
+        winner = self._winner
+        if winner is None or self._stream_done or not winner.handed_over or not winner.sources:
+            return None
+        record = winner.record
+        relay = open_relay(winner.sources[-1], frame, record, winner.candidate.idle_timeout_s)
+        if relay is not None:
+            self._relay = relay
+        return relay
 
     def _account(self, attempt: _Attempt, events: list[Event]) -> list[Event]:
         """The one accounting pass over an attempt's events: usage, tokens, and an

@@ -93,6 +93,11 @@ class SSEDecoder:
         self.last_event_id: str | None = None
         self.reconnection_time: int | None = None  # last valid ``retry`` (ms)
 
+    @property
+    def between_events(self) -> bool:
+        """Nothing buffered: no partial line, no event field or data line pending."""
+        return not self._data and not self._event and self._lines.idle
+
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Buffer `data` and return the events it completes."""
         return self._process(self._lines.feed(data))

@@ -17,7 +17,7 @@ import aiohttp
 
 from gateway.compat_aiohttp import pooled_connection_count
 from gateway.streaming.adapter import OneShotCall, UpstreamRequest, WireAdapter
-from gateway.streaming.attempt import on_cut
+from gateway.streaming.attempt import offer_source, on_cut
 from gateway.streaming.events import Event, UpstreamError
 
 MAX_ERROR_BODY = 64 * 1024
@@ -171,6 +171,7 @@ async def stream_events(
             return
         decoder = provider.decoder()
         content = response.content
+        offer_source(content, decoder)
         try:
             while data := await content.readany():  # b"" at the end of the body
                 events = decoder.feed(data)

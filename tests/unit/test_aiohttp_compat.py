@@ -19,14 +19,19 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from gateway.compat_aiohttp import (
     abort_connections,
+    divert_reader,
     open_connection_count,
     pooled_connection_count,
     render_protocol_errors,
+    sync_writer,
+    undivert_reader,
 )
 
 VERSION = aiohttp.__version__
@@ -209,3 +214,160 @@ async def test_pooled_connections_are_counted(served: tuple[web.AppRunner, str])
         await finished.read()
         finished.release()
         assert pooled_connection_count(connector) == 1  # idle in the pool
+
+
+# --- the fast relay's seams: a diverted client body, a synchronous server write ------------
+
+
+def test_stream_reader_shape() -> None:
+    slots = set(StreamReader.__slots__)
+    assert {"_buffer", "_eof", "_exception"} <= slots, _internal("StreamReader's buffer slots")
+    feed = inspect.signature(StreamReader.feed_data).parameters
+    assert list(feed) == ["self", "data", "size"], _internal("StreamReader.feed_data(data, size)")
+    fail = inspect.signature(StreamReader.set_exception).parameters
+    assert list(fail) == ["self", "exc", "exc_cause"], _internal("set_exception(exc, exc_cause)")
+
+
+async def test_stream_writer_shape() -> None:
+    class Protocol:
+        transport = None
+
+    writer = StreamWriter(Protocol(), asyncio.get_running_loop())  # type: ignore[arg-type]
+    for name in ("chunked", "length", "output_size", "on_body_write", "_compress"):
+        assert hasattr(writer, name), _internal(f"StreamWriter.{name}")
+    for name in ("_headers_buf", "_on_chunk_sent", "_protocol"):
+        assert hasattr(writer, name), _internal(f"StreamWriter.{name}")
+
+
+class _Diversion:
+    def __init__(self, hold: bytes = b"") -> None:
+        self.pieces: list[bytes] = []
+        self.hold = hold
+        self.ended = False
+        self.arrived = asyncio.Event()
+
+    def on_data(self, data: bytes) -> None:
+        self.pieces.append(data)
+        self.arrived.set()
+
+    def on_end(self) -> bytes:
+        self.ended = True
+        return self.hold
+
+
+async def _released(request: web.Request) -> web.StreamResponse:
+    """Sends each piece the test puts in the app's queue; None ends the body."""
+    response = web.StreamResponse()
+    await response.prepare(request)
+    queue: asyncio.Queue[bytes | None] = request.app[QUEUE]
+    while (piece := await queue.get()) is not None:
+        await response.write(piece)
+    await response.write_eof()
+    return response
+
+
+QUEUE = web.AppKey("queue", asyncio.Queue)
+
+
+@pytest.fixture
+async def releasing() -> AsyncIterator[tuple[str, asyncio.Queue[bytes | None]]]:
+    app = web.Application()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    app[QUEUE] = queue
+    app.router.add_get("/", _released)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", queue
+    finally:
+        queue.put_nowait(None)
+        await runner.cleanup()
+
+
+async def _next_piece(diversion: _Diversion) -> bytes:
+    async with asyncio.timeout(5):
+        await diversion.arrived.wait()
+    diversion.arrived.clear()
+    return diversion.pieces.pop(0)
+
+
+async def test_a_diverted_body_goes_to_the_diversion_then_back(
+    releasing: tuple[str, asyncio.Queue[bytes | None]],
+) -> None:
+    url, queue = releasing
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        queue.put_nowait(b"first")
+        assert await response.content.readany() == b"first"
+        diversion = _Diversion()
+        assert divert_reader(response.content, diversion)
+        assert not divert_reader(response.content, _Diversion())  # once at a time
+        queue.put_nowait(b"second")
+        assert await _next_piece(diversion) == b"second"
+        assert not response.content._buffer  # nothing reached the reader
+        undivert_reader(response.content, b"held ")
+        queue.put_nowait(b"third")
+        got = b""
+        while len(got) < len(b"held third"):
+            got += await response.content.readany()
+        assert got == b"held third" and diversion.pieces == []
+
+
+async def test_the_end_of_a_diverted_body_restores_the_reader_first(
+    releasing: tuple[str, asyncio.Queue[bytes | None]],
+) -> None:
+    url, queue = releasing
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        queue.put_nowait(b"first")
+        assert await response.content.readany() == b"first"
+        diversion = _Diversion(hold=b"partial")
+        assert divert_reader(response.content, diversion)
+        queue.put_nowait(None)
+        async with asyncio.timeout(5):
+            assert await response.content.read() == b"partial"  # held bytes, then the end
+        assert diversion.ended and type(response.content) is StreamReader
+
+
+async def test_a_busy_reader_is_not_diverted(
+    releasing: tuple[str, asyncio.Queue[bytes | None]],
+) -> None:
+    url, _ = releasing
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        StreamReader.feed_data(response.content, b"unread")  # as if it had arrived
+        assert not divert_reader(response.content, _Diversion())
+        assert await response.content.readany() == b"unread"
+
+
+async def test_sync_writer_writes_a_chunk_or_says_it_cannot() -> None:
+    results: list[bool] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"head|")
+        write = sync_writer(response, 1 << 16)
+        full = sync_writer(response, -1)  # as if the client's send buffer were full
+        assert write is not None and full is not None
+        results.append(write(b"sync|"))
+        results.append(full(b"refused|"))
+        await response.write(b"end")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{runner.addresses[0][1]}/") as response:
+                assert await response.read() == b"head|sync|end"  # chunked framing intact
+        assert results == [True, False]
+    finally:
+        await runner.cleanup()
+
+
+def test_sync_writer_refuses_a_response_it_cannot_write_plainly() -> None:
+    assert sync_writer(web.StreamResponse(), 1 << 16) is None  # not prepared

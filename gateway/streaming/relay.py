@@ -1,0 +1,233 @@
+"""The fast relay: a winner's plain text chunks, forwarded in the loop iteration that parses
+them, with no task woken per chunk.
+
+The general path reads the winner's stream in the request's task: each upstream read
+wakes that task, goes through the decoder's generator, the race, the answer and the
+encoder, then is written. For the usual middle of an answer, plain text chunks of an
+OpenAI-shaped upstream with nothing to transform, all of that produces one re-framed
+chunk per read. The relay does exactly that and nothing more: while it runs, the upstream
+response's body pieces come to `on_data` straight from aiohttp's parser
+(`compat_aiohttp.divert_reader`); each piece's plain text events (`RelaySpec`) are cut
+out and written to the client as the encoder would frame them (`TextFrame`), in one
+write, synchronously (`compat_aiohttp.sync_writer`). The request's task sleeps on one
+future for the whole run.
+
+It gives the stream back to the general path at the first thing it does not understand:
+any other event (a finish reason, usage, a tool call, `[DONE]`, an error, a comment with a
+CR, a CRLF ending), text that is not valid UTF-8 or not a valid JSON string body, an event
+over the size limit, a client whose send buffer is full or whose connection is closing,
+the body's end or a lost connection. The bytes from that point on are put back into the
+reader, so the decoder sees exactly the stream it would have seen; it took over between
+two events and gives back between two events. The property tests
+(`tests/unit/test_relay_equivalence.py`) show the client gets the same answer both ways.
+
+While it runs it keeps the stream's accounting (one token per text event) and the idle
+watchdog (one timer per idle period; a piece only stamps the time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import orjson
+from aiohttp import StreamReader
+
+from gateway.compat_aiohttp import divert_reader, undivert_reader
+from gateway.streaming.accounting import AttemptRecord
+from gateway.streaming.adapter import RelaySpec
+from gateway.streaming.attempt import RelaySource
+from gateway.streaming.encode import TextFrame
+
+Write = Callable[[bytes], bool]  # writes now and returns True, or writes nothing: False
+
+_COLON = 0x3A
+_LF = 0x0A
+
+# What `scan` found at the end of what it consumed.
+ALL = 0  # everything
+INCOMPLETE = 1  # the rest may be the start of an understood event: wait for more
+NOT_UNDERSTOOD = 2  # the rest starts with something for the general path
+
+
+def valid_body(body: bytes) -> bool:
+    """A JSON string body the general path would turn into the same text: UTF-8, and
+    escapes JSON accepts (the decoder validates them the same way)."""
+    if not body.isascii():
+        try:
+            body.decode()
+        except UnicodeDecodeError:
+            return False
+    if b"\\" in body:
+        try:
+            orjson.loads(b'"' + body + b'"')
+        except orjson.JSONDecodeError:
+            return False
+    return True
+
+
+def _unfinished(buf: bytes, pos: int, limit: int) -> int:
+    """What `buf[pos:]` is when it does not match: the start of an event still coming
+    (INCOMPLETE: no line ended in it yet, except perhaps its last byte, the end of its
+    data line before the blank one), or something else (NOT_UNDERSTOOD)."""
+    if len(buf) - pos > limit or buf.find(b"\r", pos) >= 0:
+        return NOT_UNDERSTOOD
+    newline = buf.find(b"\n", pos)
+    return INCOMPLETE if newline < 0 or newline == len(buf) - 1 else NOT_UNDERSTOOD
+
+
+def scan(spec: RelaySpec, buf: bytes) -> tuple[list[bytes], int, int]:
+    """The text bodies of `buf`'s leading plain text events (empty ones are skipped, as
+    the decoder emits nothing for them), how far they and the ignorable lines between
+    them reach, and why the scan stopped there (ALL, INCOMPLETE, NOT_UNDERSTOOD)."""
+    prefix = spec.prefix
+    after = len(prefix)
+    match = spec.text_event.match
+    limit = spec.max_event_bytes
+    bodies: list[bytes] = []
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        first = buf[pos]
+        if first == _LF:  # a blank line between events: nothing pending, nothing to do
+            pos += 1
+            continue
+        if first == _COLON:  # a comment line (a keep-alive)
+            newline = buf.find(b"\n", pos)
+            if newline < 0:
+                return bodies, pos, _unfinished(buf, pos, limit)
+            if b"\r" in buf[pos:newline]:
+                return bodies, pos, NOT_UNDERSTOOD
+            pos = newline + 1
+            continue
+        if not buf.startswith(prefix, pos):
+            if end - pos < after and prefix.startswith(buf[pos:]):
+                return bodies, pos, INCOMPLETE
+            return bodies, pos, NOT_UNDERSTOOD
+        found = match(buf, pos + after)
+        if found is None:
+            return bodies, pos, _unfinished(buf, pos, limit)
+        stop = found.end()
+        body = found.group(1)
+        if stop - pos > limit or (body and not valid_body(body)):
+            return bodies, pos, NOT_UNDERSTOOD
+        if body:
+            bodies.append(body)
+        pos = stop
+    return bodies, pos, ALL
+
+
+class Relay:
+    """One run of the fast relay over a winner's stream: `await run(write)` returns when
+    the general path must go on (the stream was given back), or raises if cancelled
+    (the stream is given back first). `stalled` is set when the upstream was idle for
+    `idle_timeout_s`: the caller then ends the stream with that error."""
+
+    __slots__ = (
+        "_carry",
+        "_done",
+        "_frame",
+        "_idle_s",
+        "_loop",
+        "_reader",
+        "_record",
+        "_spec",
+        "_timer",
+        "_write",
+        "last",
+        "stalled",
+    )
+
+    def __init__(
+        self,
+        reader: StreamReader,
+        spec: RelaySpec,
+        frame: TextFrame,
+        record: AttemptRecord,
+        idle_timeout_s: float,
+    ) -> None:
+        self._reader = reader
+        self._spec = spec
+        self._frame = frame
+        self._record = record
+        self._idle_s = idle_timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._carry = b""
+        self._done: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._write: Write | None = None
+        self.last = self._loop.time()
+        self.stalled = False
+
+    async def run(self, write: Write) -> None:
+        done = self._done = self._loop.create_future()
+        self._write = write
+        if not divert_reader(self._reader, self):
+            return
+        self.last = self._loop.time()
+        self._timer = self._loop.call_later(self._idle_s, self._check_idle)
+        try:
+            await done
+        finally:
+            self._timer.cancel()
+            self._give_back(b"")
+
+    def on_data(self, data: bytes) -> None:
+        """A body piece, in the parser's own callback: forward what is understood."""
+        carry = self._carry
+        self._carry = b""
+        buf = carry + data if carry else data
+        bodies, at, why = scan(self._spec, buf)
+        if bodies:
+            if not self._write(self._frame.frame(bodies)):  # type: ignore[misc]
+                self._give_back(buf)  # nothing written: the general path writes it all
+                return
+            record = self._record
+            record.tokens += len(bodies)
+            record.relayed += len(bodies)
+        if why == NOT_UNDERSTOOD:
+            self._give_back(buf[at:])
+            return
+        if why == INCOMPLETE:
+            self._carry = buf[at:]
+        self.last = self._loop.time()
+
+    def on_end(self) -> bytes:
+        """The body ended or its connection was lost (the reader is restored already):
+        what was carried goes back to it, ahead of its end."""
+        leftover = self._carry
+        self._carry = b""
+        self._finish()
+        return leftover
+
+    def _give_back(self, leftover: bytes) -> None:
+        """Stop relaying: the reader gets what was carried and `leftover` back."""
+        if self._carry:
+            leftover = self._carry + leftover
+            self._carry = b""
+        undivert_reader(self._reader, leftover)
+        self._finish()
+
+    def _finish(self) -> None:
+        done = self._done
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    def _check_idle(self) -> None:
+        remaining = self.last + self._idle_s - self._loop.time()
+        if remaining > 0:
+            self._timer = self._loop.call_later(remaining, self._check_idle)
+            return
+        self.stalled = True
+        self._give_back(b"")
+
+
+def open_relay(
+    source: RelaySource, frame: TextFrame, record: AttemptRecord, idle_timeout_s: float
+) -> Relay | None:
+    """A relay over `source`, if its decoder can hand the stream over now."""
+    spec_of = getattr(source.decoder, "relay_spec", None)
+    spec = spec_of() if spec_of is not None else None
+    if spec is None:
+        return None
+    return Relay(source.reader, spec, frame, record, idle_timeout_s)

@@ -1,0 +1,123 @@
+"""The fast relay's run over a real aiohttp StreamReader, fed as aiohttp's parser feeds it:
+what it writes, what it gives back to the reader and when (a client that cannot take a
+write now, an end, a cancellation), and its accounting."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp.streams import StreamReader
+
+from gateway.providers.openai_reframe import relay_spec
+from gateway.streaming.accounting import AttemptRecord
+from gateway.streaming.encode import TextFrame
+from gateway.streaming.relay import Relay
+
+HEAD = (
+    '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+    '"choices":[{"index":0,"delta":{'
+)
+SPEC = relay_spec(HEAD, 1 << 20)
+FRAME = TextFrame(b"<", b">")
+
+
+def text(word: str) -> bytes:
+    body = orjson.dumps({"content": word}).decode()[1:]
+    return f'data: {HEAD}{body},"logprobs":null,"finish_reason":null}}]}}\n\n'.encode()
+
+
+class _Protocol:
+    _reading_paused = False
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        self._reading_paused = False
+
+
+def reader() -> StreamReader:
+    return StreamReader(_Protocol(), 1 << 16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
+
+
+async def started(relay: Relay, writes: list[bytes], accept: list[bool]) -> asyncio.Task[None]:
+    def write(data: bytes) -> bool:
+        if accept and not accept.pop(0):
+            return False
+        writes.append(data)
+        return True
+
+    task = asyncio.create_task(relay.run(write))
+    await asyncio.sleep(0)  # the relay is in place once its task has started
+    return task
+
+
+async def test_text_is_written_in_the_feeding_call_and_counted() -> None:
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    writes: list[bytes] = []
+    task = await started(Relay(body, SPEC, FRAME, record, 30.0), writes, [])
+    body.feed_data(text("a") + text("b"))
+    assert writes == [b"<ab>"]  # synchronously, one write for the read
+    body.feed_data(text("c")[:10])
+    body.feed_data(text("c")[10:])
+    assert writes == [b"<ab>", b"<c>"] and record.tokens == record.relayed == 3
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert type(body) is StreamReader
+
+
+async def test_a_client_that_cannot_take_a_write_gets_it_from_the_general_path() -> None:
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    writes: list[bytes] = []
+    task = await started(Relay(body, SPEC, FRAME, record, 30.0), writes, [True, False])
+    body.feed_data(text("a"))
+    body.feed_data(text("b"))  # refused: nothing written, all of it back to the reader
+    await asyncio.wait_for(task, 5)
+    assert writes == [b"<a>"] and record.relayed == 1
+    assert await body.readany() == text("b")
+
+
+async def test_what_it_does_not_understand_goes_back_whole_with_what_it_held() -> None:
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    writes: list[bytes] = []
+    task = await started(Relay(body, SPEC, FRAME, record, 30.0), writes, [])
+    finish = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    body.feed_data(text("a") + b"data: {")
+    body.feed_data(finish[7:] + b"data: [DONE]\n\n")
+    await asyncio.wait_for(task, 5)
+    assert writes == [b"<a>"]
+    assert await body.readany() == finish + b"data: [DONE]\n\n"
+
+
+async def test_cancelled_it_gives_back_what_it_held() -> None:
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    task = await started(Relay(body, SPEC, FRAME, record, 30.0), [], [])
+    body.feed_data(text("a")[:12])
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and type(body) is StreamReader
+    assert await body.readany() == text("a")[:12]
+
+
+async def test_an_idle_upstream_is_stalled() -> None:
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    relay = Relay(body, SPEC, FRAME, record, 0.01)
+    task = await started(relay, [], [])
+    await asyncio.wait_for(task, 5)
+    assert relay.stalled and type(body) is StreamReader
+
+
+async def test_the_end_of_the_body_ends_the_run() -> None:
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    task = await started(Relay(body, SPEC, FRAME, record, 30.0), [], [])
+    body.feed_data(text("a")[:12])
+    body.feed_eof()
+    await asyncio.wait_for(task, 5)
+    assert await body.read() == text("a")[:12] and body.at_eof()
