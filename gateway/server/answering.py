@@ -19,6 +19,7 @@ from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
 from gateway.request import ChatRequest, EmbedRequest
+from gateway.server import coalesce
 from gateway.server.keys import GATEWAY, KEY, KEY_ID, REQUEST_ID
 from gateway.server.limits import body_timeout_s, read_body
 from gateway.streaming.events import Event, UpstreamError
@@ -112,7 +113,8 @@ async def stream_answer(
     error_response: ErrorResponder,
 ) -> web.StreamResponse:
     """Nothing is sent before a winner exists, unless keep-alives are due; a failure before
-    the first token is an HTTP error, after it an in-stream error from the encoder."""
+    the first token is an HTTP error, after it an in-stream error from the encoder. With
+    `stream.coalesce_ms`, the batches after the first token are paced (`coalesce.Pacer`)."""
     request_id = answer.request_id
     response: web.StreamResponse | None = None
     while True:
@@ -136,10 +138,11 @@ async def stream_answer(
     else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = outcome.events
-    await response.write(encoder.encode(events))
+    pacer = coalesce.pacer(request[GATEWAY].config.stream)  # None: each batch as it comes
+    await response.write(encoder.encode(events))  # the first token: never held
     failed = any(type(e) is UpstreamError for e in events)
     while not failed:
-        batch = await answer.next_batch()
+        batch = await (answer.next_batch() if pacer is None else pacer.next_batch(answer))
         if batch is None:
             break
         failed = type(batch[-1]) is UpstreamError
