@@ -8,7 +8,8 @@ costs one encode and one write. Nothing is cancelled or timed out around the rea
 reads, where the idle watchdog already counts time as the client's, not the upstream's.
 
 The first token is written before a `Pacer` is ever awaited, so it is never held; a
-chunk after it is held at most one window. Heartbeats come before the first token and
+chunk after it is held at most one window, and not at all while the upstream is slower
+than the window. Heartbeats come before the first token and
 are untouched. A client that goes away during the wait cancels the sleep like any
 other await of the request's task.
 """
@@ -30,14 +31,21 @@ class BatchSource(Protocol):
 
 
 class Pacer:
-    """Reads a source at most once per window: `next_batch()` sleeps until `window_s`
-    after the previous batch was returned (the write that follows it), then reads.
+    """Reads a source at most once per window while the upstream keeps up with it:
+    `next_batch()` sleeps until `window_s` after the previous batch was returned (the
+    write that follows it), then reads.
+
+    When a read had to wait for the upstream a whole window or more, the upstream is
+    slower than the window and there is nothing to gather: the next read goes at once,
+    which saves a timer and a wake-up per chunk (at 5 ms between tokens and a 2 ms window,
+    every chunk). The first read after a quick one is paced again, so a burst after a
+    pause costs at most one extra write.
 
     Make it just before the first token's write: that write opens the first window.
     `clock` and `sleep` are the running loop's unless a test brings its own.
     """
 
-    __slots__ = ("_clock", "_due", "_sleep", "window_s")
+    __slots__ = ("_clock", "_due", "_hold", "_sleep", "window_s")
 
     def __init__(
         self,
@@ -49,13 +57,19 @@ class Pacer:
         self._clock = clock or asyncio.get_running_loop().time
         self._sleep = sleep
         self._due = self._clock() + window_s
+        self._hold = True  # the pace after the first token is not known yet
 
     async def next_batch(self, source: BatchSource) -> list[Event] | None:
-        delay = self._due - self._clock()
-        if delay > 0:
-            await self._sleep(delay)
+        clock = self._clock
+        if self._hold:
+            delay = self._due - clock()
+            if delay > 0:
+                await self._sleep(delay)
+        asked = clock()
         batch = await source.next_batch()
-        self._due = self._clock() + self.window_s
+        now = clock()
+        self._hold = now - asked < self.window_s
+        self._due = now + self.window_s
         return batch
 
 

@@ -72,6 +72,18 @@ async def test_each_read_waits_for_the_window_since_the_previous_batch() -> None
     assert clock.sleeps == pytest.approx([0.002, 0.002, 0.002])
 
 
+async def test_after_a_read_that_waited_a_window_the_next_goes_at_once() -> None:
+    clock = Clock()
+    paced = Pacer(0.002, clock.time, clock.sleep)
+    source = Reads(clock, [0.005, 0.0, 0.0005, 0.0])
+    for _ in range(4):
+        await paced.next_batch(source)
+    # read 1 waited 5 ms for the upstream (slower than the window): read 2 is not paced;
+    # read 2 found its chunk waiting, so read 3 is paced again, and so is read 4
+    assert source.started == pytest.approx([0.002, 0.007, 0.009, 0.0115])
+    assert clock.sleeps == pytest.approx([0.002, 0.002, 0.002])
+
+
 def test_off_unless_a_window_is_set() -> None:
     assert pacer(StreamConfig()) is None
     assert pacer(parse_config(BASE, env={}).stream) is None
