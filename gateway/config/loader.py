@@ -74,6 +74,7 @@ def parse_config(
     admin = AdminConfig(key=admin_r.secret("key"))
     admin_r.finish()
     limits = _limits(root.section("limits"))
+    stream = sections.stream(root.section("stream"))
     state = _state(root.section("state"))
     latency, regions = _latency(root.section("latency"))
     logging = _logging(root.section("logging"))
@@ -110,6 +111,7 @@ def parse_config(
         auth=auth,
         admin=admin,
         limits=limits,
+        stream=stream,
         state=state,
         latency=latency,
         logging=logging,

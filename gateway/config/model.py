@@ -105,6 +105,13 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """How a streamed answer is written after its first token (the first is never held)."""
+
+    coalesce_ms: float = 0.0  # > 0: at most one write per window; what arrives meanwhile joins
+
+
+@dataclass(frozen=True, slots=True)
 class StateConfig:
     backend: Literal["memory", "redis"] = "memory"
     url: str = "redis://127.0.0.1:6379/0"  # redis://, rediss:// (TLS), unix://, redis+sentinel://
@@ -404,6 +411,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     state: StateConfig = field(default_factory=StateConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -17,6 +17,7 @@ from gateway.config.model import (
     OutputFilterConfig,
     ResponsesConfig,
     RoutingConfig,
+    StreamConfig,
     TierConfig,
 )
 from gateway.config.validate import MISSING, Reader, kind_of, show, suggest
@@ -82,6 +83,18 @@ def responses(r: Reader) -> ResponsesConfig:
         max_stored=r.integer("max_stored", d.max_stored, lo=1),
         max_stored_mb=r.number("max_stored_mb", d.max_stored_mb, lo=0, lo_open=True),
         store_by_default=r.boolean("store_by_default", d.store_by_default),
+    )
+    r.finish()
+    return out
+
+
+MAX_COALESCE_MS = 1000.0  # a longer window would read as a stalled stream to a person
+
+
+def stream(r: Reader) -> StreamConfig:
+    d = StreamConfig()
+    out = StreamConfig(
+        coalesce_ms=r.number("coalesce_ms", d.coalesce_ms, lo=0, hi=MAX_COALESCE_MS),
     )
     r.finish()
     return out

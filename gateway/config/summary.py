@@ -34,6 +34,9 @@ def summarize(config: Config) -> str:
         if route.data_residency is not None:
             line += f" (residency: {', '.join(route.data_residency)})"
         lines.append(line)
+    if config.stream.coalesce_ms > 0:
+        window = config.stream.coalesce_ms
+        lines.append(f"  stream: writes coalesced per {window:g} ms window after the first token")
     if config.cors.enabled:
         lines.append(f"  cors: {', '.join(config.cors.allow_origins)}")
     if config.routing.allow_direct_deployments:

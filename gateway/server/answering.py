@@ -20,6 +20,7 @@ from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
 from gateway.request import ChatRequest, EmbedRequest
+from gateway.server import coalesce
 from gateway.server.keys import GATEWAY, KEY, KEY_ID, REQUEST_ID
 from gateway.server.limits import body_timeout_s, read_body
 from gateway.streaming.encode import TextFrame
@@ -132,7 +133,8 @@ async def stream_answer(
     error_response: ErrorResponder,
 ) -> web.StreamResponse:
     """Nothing is sent before a winner exists, unless keep-alives are due; a failure before
-    the first token is an HTTP error, after it an in-stream error from the encoder."""
+    the first token is an HTTP error, after it an in-stream error from the encoder. With
+    `stream.coalesce_ms`, the batches after the first token are paced (`coalesce.Pacer`)."""
     request_id = answer.request_id
     response: web.StreamResponse | None = None
     while True:
@@ -156,13 +158,15 @@ async def stream_answer(
     else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = outcome.events
-    await response.write(encoder.encode(events))
+    pacer = coalesce.pacer(request[GATEWAY].config.stream)  # None: each batch as it comes
+    await response.write(encoder.encode(events))  # the first token: never held
     failed = any(type(e) is UpstreamError for e in events)
-    frame = relay_frame(encoder, response)
+    # the fast relay writes each read at once: not when the operator asked for coalescing
+    frame = relay_frame(encoder, response) if pacer is None else None
     while not failed:
         if frame is not None and (relay := answer.relay(frame[0])) is not None:
             await relay.run(frame[1])  # until the general path must go on
-        batch = await answer.next_batch()
+        batch = await (answer.next_batch() if pacer is None else pacer.next_batch(answer))
         if batch is None:
             break
         failed = type(batch[-1]) is UpstreamError
