@@ -269,3 +269,17 @@ async def test_no_relay_when_the_answer_is_transformed() -> None:
     assert "wörld".encode() not in raw and b"[REDACTED:w]" in raw
     attempt = rec.race.attempts[0]  # type: ignore[union-attr]
     assert attempt.relayed == 0 and attempt.tokens == len(WORDS)
+
+
+async def test_no_relay_when_the_operator_asked_for_coalescing() -> None:
+    script = [ROLE + text(WORDS[0]), *(text(w) for w in WORDS[1:]), FINISH, DONE]
+    async with relayed(script, stream={"coalesce_ms": 2}) as (url, upstream, records):
+        for _ in script:
+            upstream.release.put_nowait(None)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/v1/chat/completions", json=BODY) as resp:
+                raw = await resp.read()
+        rec = await records.first()
+    assert raw.endswith(DONE)
+    attempt = rec.race.attempts[0]  # type: ignore[union-attr]
+    assert attempt.relayed == 0 and attempt.tokens == len(WORDS)
