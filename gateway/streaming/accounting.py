@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from gateway.strategy import Strategy
-from gateway.streaming.events import UpstreamError, Usage
+from gateway.streaming.events import Event, Finish, TextDelta, UpstreamError, Usage, is_token
 
 AttemptOutcome = Literal["won", "cancelled", "failed", "timed_out", "running"]
 StreamOutcome = Literal["completed", "failed", "client_cancelled", "no_winner"]
@@ -91,3 +91,38 @@ class RaceRecord:
 
 class RaceObserver(Protocol):
     def on_race_end(self, record: RaceRecord) -> None: ...
+
+
+def account(record: AttemptRecord, events: list[Event]) -> int:
+    """The one accounting pass over an attempt's events: tokens, usage, finish reason and
+    an UpstreamError; returns the index just past that error (the events after it do not
+    count), or -1 when there is none."""
+    for i, event in enumerate(events):
+        kind = type(event)
+        if kind is TextDelta:  # the usual event: a token when it has text
+            if event.text:  # type: ignore[union-attr]
+                record.tokens += 1
+        elif kind is Usage:
+            record.usage = event  # type: ignore[assignment]
+        elif kind is UpstreamError:
+            record.error = event  # type: ignore[assignment]
+            return i + 1
+        elif is_token(event):
+            record.tokens += 1
+        elif kind is Finish:
+            record.finish_reason = event.reason  # type: ignore[union-attr]
+    return -1
+
+
+def stream_outcome(
+    winner: AttemptRecord | None, stream_done: bool, client_gone: bool
+) -> StreamOutcome:
+    """How a race's answer ended: `winner` is the winning attempt's record (None: there
+    was none); `stream_done`: its stream was read to its end (or to its error)."""
+    if winner is None:
+        return "client_cancelled" if client_gone else "no_winner"
+    if client_gone and not stream_done:
+        return "client_cancelled"
+    if winner.error is not None:
+        return "failed"
+    return "completed" if stream_done else "client_cancelled"

@@ -28,6 +28,7 @@ from aiohttp import StreamReader
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.adapter import StreamDecoder
 from gateway.streaming.events import Event, UpstreamError, is_token
+from gateway.streaming.plan import Candidate
 
 # The cut callbacks of the attempt whose task is running; None outside an attempt's task.
 _CUTS: ContextVar[list[Callable[[], None]] | None] = ContextVar("attempt_cuts", default=None)
@@ -201,3 +202,35 @@ class DirectReader:
     async def aclose(self) -> None:
         self._watchdog.cancel()
         await self._stream.aclose()
+
+
+class AttemptState:
+    """What the race keeps of one attempt: its candidate, record, task and stream, and
+    the events it sent before its first token."""
+
+    __slots__ = (
+        "candidate",
+        "cuts",
+        "done",
+        "handed_over",
+        "pending",
+        "record",
+        "sources",
+        "started_at",
+        "stream",
+        "task",
+        "verdict",
+    )
+
+    def __init__(self, candidate: Candidate, record: AttemptRecord, started_at: float) -> None:
+        self.candidate = candidate
+        self.record = record
+        self.started_at = started_at
+        self.pending: list[Event] = []
+        self.cuts: list[Callable[[], None]] = []  # drop its upstream connection at once
+        self.sources: list[RelaySource] = []  # its stream, as the fast relay can take it
+        self.done = False
+        self.task: asyncio.Task[None] | None = None
+        self.stream: AsyncGenerator[list[Event], None] | None = None
+        self.verdict: asyncio.Future[bool] | None = None  # resolved True: hand the stream over
+        self.handed_over = False  # the race reads the stream itself (DirectReader)

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.strategy import SPECULATIVE
-from gateway.streaming.accounting import AttemptRecord, RaceObserver, RaceRecord
+from gateway.streaming.accounting import (
+    AttemptRecord,
+    RaceObserver,
+    RaceRecord,
+    account,
+    stream_outcome,
+)
 from gateway.streaming.attempt import (
+    AttemptState,
     DirectReader,
     HandedOver,
-    RelaySource,
     collect_cuts,
     cut_now,
     pump,
@@ -27,11 +32,10 @@ from gateway.streaming.attempt import (
     stream_failed,
 )
 from gateway.streaming.encode import TextFrame
-from gateway.streaming.events import Event, Finish, TextDelta, UpstreamError, Usage, is_token
+from gateway.streaming.events import Event, Finish, UpstreamError, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
     AllFailed,
-    Candidate,
     Heartbeat,
     Opener,
     RacePlan,
@@ -47,35 +51,6 @@ MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first to
 @dataclass(frozen=True, slots=True)
 class _End:
     error: UpstreamError | None
-
-
-class _Attempt:
-    __slots__ = (
-        "candidate",
-        "cuts",
-        "done",
-        "handed_over",
-        "pending",
-        "record",
-        "sources",
-        "started_at",
-        "stream",
-        "task",
-        "verdict",
-    )
-
-    def __init__(self, candidate: Candidate, record: AttemptRecord, started_at: float) -> None:
-        self.candidate = candidate
-        self.record = record
-        self.started_at = started_at
-        self.pending: list[Event] = []
-        self.cuts: list[Callable[[], None]] = []  # drop its upstream connection at once
-        self.sources: list[RelaySource] = []  # its stream, as the fast relay can take it
-        self.done = False
-        self.task: asyncio.Task[None] | None = None
-        self.stream: AsyncGenerator[list[Event], None] | None = None
-        self.verdict: asyncio.Future[bool] | None = None  # resolved True: hand the stream over
-        self.handed_over = False  # the race reads the stream itself (DirectReader)
 
 
 class Race:
@@ -98,12 +73,14 @@ class Race:
         self._observer = observer
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
-        self._queue: asyncio.Queue[tuple[_Attempt, list[Event] | _End]] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[tuple[AttemptState, list[Event] | _End]] = asyncio.Queue(
+            queue_size
+        )
         self._order = ordered_candidates(plan, rng or random.Random())
         self._next = 0
-        self._attempts: list[_Attempt] = []
+        self._attempts: list[AttemptState] = []
         self._errors: list[tuple[str, UpstreamError]] = []
-        self._winner: _Attempt | None = None
+        self._winner: AttemptState | None = None
         self._claimed = False  # an attempt has seen its first token (its batch is queued)
         self._stream_done = False
         self._reader: DirectReader | None = None  # the winner's stream, once handed over
@@ -160,7 +137,7 @@ class Race:
             prompt_estimate=self.plan.prompt_estimate,
             speculative=speculative,
         )
-        attempt = _Attempt(candidate, record, now)
+        attempt = AttemptState(candidate, record, now)
         attempt.task = self._loop.create_task(self._run(attempt), name=f"attempt:{candidate.name}")
         self._attempts.append(attempt)
         self.record.attempts.append(record)
@@ -173,7 +150,7 @@ class Race:
 
     # -- one attempt -------------------------------------------------------
 
-    async def _run(self, attempt: _Attempt) -> None:
+    async def _run(self, attempt: AttemptState) -> None:
         candidate = attempt.candidate
         collect_cuts(attempt.cuts, attempt.sources)  # this task's context only
         stream = attempt.stream = self._opener(candidate)
@@ -197,7 +174,7 @@ class Race:
         if not isinstance(error, HandedOver):
             await self._queue.put((attempt, _End(error)))
 
-    def _first_token_seen(self, attempt: _Attempt) -> None:
+    def _first_token_seen(self, attempt: AttemptState) -> None:
         """The first attempt to see a token will be declared the winner (its batch is
         the first token batch in the queue): drop the others' connections now, in the
         iteration the token arrived, rather than after the request's task has run."""
@@ -260,7 +237,9 @@ class Race:
         times = [t for t in (self._next_hedge_at, self._heartbeat_at) if t is not None]
         return min(times) if times else None
 
-    def _ended_without_token(self, attempt: _Attempt, error: UpstreamError | None) -> Winner | None:
+    def _ended_without_token(
+        self, attempt: AttemptState, error: UpstreamError | None
+    ) -> Winner | None:
         if error is None and any(type(e) is Finish for e in attempt.pending):
             # A complete answer with no output (e.g. content filtered): a valid result.
             winner = self._declare(attempt, attempt.pending)
@@ -273,7 +252,7 @@ class Race:
         )
         return None
 
-    def _fail(self, attempt: _Attempt, error: UpstreamError) -> None:
+    def _fail(self, attempt: AttemptState, error: UpstreamError) -> None:
         attempt.done = True
         if attempt.record.outcome == "running":
             attempt.record.outcome = "failed"
@@ -284,7 +263,7 @@ class Race:
             attempt.task.cancel()  # closes its upstream connection
         self._start_next(speculative=False)  # a failure before the first token is invisible
 
-    def _declare(self, attempt: _Attempt, events: list[Event], live: bool = False) -> Winner:
+    def _declare(self, attempt: AttemptState, events: list[Event], live: bool = False) -> Winner:
         """`live`: the attempt's pump is waiting for its verdict after the first token."""
         now = self._loop.time()
         self._winner = attempt
@@ -306,7 +285,7 @@ class Race:
                 self._cancel(other, now)
         return Winner(attempt.candidate.name, events)
 
-    def _cancel(self, attempt: _Attempt, now: float) -> None:
+    def _cancel(self, attempt: AttemptState, now: float) -> None:
         attempt.done = True
         if attempt.record.outcome == "running":
             attempt.record.outcome = "cancelled"
@@ -366,28 +345,16 @@ class Race:
             self._relay = relay
         return relay
 
-    def _account(self, attempt: _Attempt, events: list[Event]) -> list[Event]:
-        """The one accounting pass over an attempt's events: usage, tokens, and an
-        UpstreamError, which ends the attempt (the events after it are dropped)."""
-        record = attempt.record
-        for i, event in enumerate(events):
-            kind = type(event)
-            if kind is TextDelta:  # the usual event: a token when it has text
-                if event.text:  # type: ignore[union-attr]
-                    record.tokens += 1
-            elif kind is Usage:
-                record.usage = event  # type: ignore[assignment]
-            elif kind is UpstreamError:
-                record.error = event  # type: ignore[assignment]
-                attempt.done = True
-                if attempt is self._winner:
-                    self._stream_done = True
-                return events[: i + 1]
-            elif is_token(event):
-                record.tokens += 1
-            elif kind is Finish:
-                record.finish_reason = event.reason  # type: ignore[union-attr]
-        return events
+    def _account(self, attempt: AttemptState, events: list[Event]) -> list[Event]:
+        """Account an attempt's events (`accounting.account`); an UpstreamError ends the
+        attempt (and the events after it are dropped)."""
+        end = account(attempt.record, events)
+        if end < 0:
+            return events
+        attempt.done = True
+        if attempt is self._winner:
+            self._stream_done = True
+        return events[:end]
 
     # -- cleanup -----------------------------------------------------------
 
@@ -406,18 +373,10 @@ class Race:
                 tasks.append(attempt.task)
         record = self.record
         record.total_s = now - self._t0
-        if self._winner is not None:
-            self._winner.record.end_offset_s = now - self._t0
-            if client_gone and not self._stream_done:
-                record.stream_outcome = "client_cancelled"
-            elif self._winner.record.error is not None:
-                record.stream_outcome = "failed"
-            elif self._stream_done:
-                record.stream_outcome = "completed"
-            else:
-                record.stream_outcome = "client_cancelled"
-        elif client_gone:
-            record.stream_outcome = "client_cancelled"
+        winner_record = None if self._winner is None else self._winner.record
+        if winner_record is not None:
+            winner_record.end_offset_s = now - self._t0
+        record.stream_outcome = stream_outcome(winner_record, self._stream_done, client_gone)
         closing: list[Any] = list(tasks)
         winner = self._winner
         if winner is not None and winner.handed_over and winner.stream is not None:
