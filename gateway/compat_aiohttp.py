@@ -183,6 +183,43 @@ def undivert_reader(reader: StreamReader, leftover: bytes = b"") -> None:
             StreamReader.feed_data(reader, leftover)
 
 
+class _WatchedReader(StreamReader):
+    """A StreamReader that shows each body piece to a watcher after buffering it as usual."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        StreamReader.feed_data(self, data, size)
+        if data and type(self) is _WatchedReader:
+            _DIVERTED[id(self)].on_data(bytes(data))
+        return False
+
+    def feed_eof(self) -> None:
+        _restore(self)
+        StreamReader.feed_eof(self)
+
+    def set_exception(self, exc: BaseException, exc_cause: BaseException = _EXC_SENTINEL) -> None:
+        _restore(self)
+        StreamReader.set_exception(self, exc, exc_cause)
+
+
+def watch_reader(reader: StreamReader, watcher: ReaderDiversion) -> bool:
+    """Show `reader`'s next body pieces to `watcher.on_data` as the parser feeds them, in
+    that loop iteration, after they are buffered as usual (the reader's own consumer sees
+    no difference). Relies on what `divert_reader` relies on; the same conditions."""
+    if type(reader) is not StreamReader or reader._buffer or reader._eof or reader._exception:
+        return False
+    _DIVERTED[id(reader)] = watcher
+    reader.__class__ = _WatchedReader
+    return True
+
+
+def unwatch_reader(reader: StreamReader) -> None:
+    """Stop watching `reader` (nothing happens if it is not watched any more)."""
+    if type(reader) is _WatchedReader:
+        _restore(reader)
+
+
 def sync_writer(response: web.StreamResponse, max_buffer: int) -> Callable[[bytes], bool] | None:
     """A function that writes body bytes to a prepared response without awaiting, or says
     it cannot (returns False, nothing written): the client's connection is closing, or

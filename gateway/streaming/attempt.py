@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from aiohttp import StreamReader
 
@@ -34,6 +34,10 @@ from gateway.streaming.plan import Candidate
 _CUTS: ContextVar[list[Callable[[], None]] | None] = ContextVar("attempt_cuts", default=None)
 # Where the attempt's transport offers its stream to the fast relay (streaming/relay.py).
 _SOURCES: ContextVar[list[RelaySource] | None] = ContextVar("attempt_sources", default=None)
+
+
+class TokenWatcher(Protocol):
+    def stop(self) -> None: ...
 
 
 class RelaySource(NamedTuple):
@@ -126,6 +130,7 @@ async def pump(
     ttft_timeout_s: float,
     verdict: asyncio.Future[bool],
     on_token: Callable[[], None] | None = None,
+    watch: Callable[[], None] | None = None,
 ) -> UpstreamError | HandedOver | None:
     """Forward `stream`'s batches as `(key, batch)` up to its first token; the error that
     ended it before, or None for a clean end without a token.
@@ -133,7 +138,9 @@ async def pump(
     After the first-token batch, waits for `verdict`: the winner's is resolved and the
     stream is left to the race (HANDED_OVER); a loser is cancelled while it waits.
     `on_token` is called at once, in this task step, when the first token is seen (the
-    race cuts the other attempts' connections then, not a loop iteration later).
+    race cuts the other attempts' connections then, not a loop iteration later); `watch`
+    after each batch without one (the race may then watch the body for its first token
+    as the parser feeds it, `relay.TokenWatch`, to cut the others sooner still).
     """
     loop = asyncio.get_running_loop()
     try:
@@ -149,6 +156,8 @@ async def pump(
                     record.ttft_s = loop.time() - started_at
                     break
                 await queue.put((key, batch))
+                if watch is not None:
+                    watch()
     except StopAsyncIteration:
         return None
     except TimeoutError:
@@ -220,6 +229,7 @@ class AttemptState:
         "stream",
         "task",
         "verdict",
+        "watch",
     )
 
     def __init__(self, candidate: Candidate, record: AttemptRecord, started_at: float) -> None:
@@ -229,6 +239,7 @@ class AttemptState:
         self.pending: list[Event] = []
         self.cuts: list[Callable[[], None]] = []  # drop its upstream connection at once
         self.sources: list[RelaySource] = []  # its stream, as the fast relay can take it
+        self.watch: TokenWatcher | None = None  # its body watched for the first token
         self.done = False
         self.task: asyncio.Task[None] | None = None
         self.stream: AsyncGenerator[list[Event], None] | None = None

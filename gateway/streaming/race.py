@@ -43,7 +43,7 @@ from gateway.streaming.plan import (
     ordered_candidates,
 )
 from gateway.streaming.policy import LoadBudget, choose_error
-from gateway.streaming.relay import Relay, open_relay
+from gateway.streaming.relay import Relay, open_relay, watch_for_token
 
 MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
 
@@ -165,10 +165,13 @@ class Race:
                 candidate.ttft_timeout_s,
                 verdict,
                 lambda: self._first_token_seen(attempt),
+                (lambda: self._watch(attempt)) if self._speculative_ok else None,
             )
         except Exception as exc:
             error = stream_failed(exc)
         finally:
+            if attempt.watch is not None:
+                attempt.watch.stop()
             if not attempt.handed_over:
                 await stream.aclose()
         if not isinstance(error, HandedOver):
@@ -178,12 +181,21 @@ class Race:
         """The first attempt to see a token will be declared the winner (its batch is
         the first token batch in the queue): drop the others' connections now, in the
         iteration the token arrived, rather than after the request's task has run."""
+        if attempt.watch is not None:
+            attempt.watch.stop()
         if self._winner is not None or self._claimed:
             return
         self._claimed = True
         for other in self._attempts:
             if other is not attempt and not other.done:
                 cut_now(other.cuts)
+
+    def _watch(self, attempt: AttemptState) -> None:
+        """Watch an attempt's body for its first token (`relay.TokenWatch`) while others
+        run beside it; once, when its decoder can tell what a token looks like."""
+        if attempt.watch is None and attempt.sources and not self._claimed:
+            first_token = lambda: self._first_token_seen(attempt)  # noqa: E731
+            attempt.watch = watch_for_token(attempt.sources[-1], first_token)
 
     # -- before the winner -------------------------------------------------
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import orjson
 from aiohttp import StreamReader
 
-from gateway.compat_aiohttp import divert_reader, undivert_reader
+from gateway.compat_aiohttp import divert_reader, undivert_reader, unwatch_reader, watch_reader
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.adapter import RelaySpec
 from gateway.streaming.attempt import RelaySource
@@ -231,3 +231,54 @@ def open_relay(
     if spec is None:
         return None
     return Relay(source.reader, spec, frame, record, idle_timeout_s)
+
+
+class TokenWatch:
+    """Watches an attempt's body before its first token, as the parser feeds it (the data
+    still reaches the reader as usual): the first plain text event with text calls
+    `on_token` there and then, so a race cuts its other attempts in the loop iteration the
+    token arrived, not when the attempt's task next runs (which, under load, waits behind
+    every callback already queued).
+
+    Installed only where the decoder offers a `RelaySpec` (between events, not done): from
+    there, as long as everything is plain text events, comments or blank lines, the scan
+    sees what the decoder will see, so a body it finds is a token the decoder will
+    produce. At anything else it stops watching (the decoder's state may then differ), and
+    the attempt's own task reports its token as before."""
+
+    __slots__ = ("_carry", "_on_token", "_reader", "_spec")
+
+    def __init__(self, reader: StreamReader, spec: RelaySpec, on_token: Callable[[], None]) -> None:
+        self._reader = reader
+        self._spec = spec
+        self._on_token = on_token
+        self._carry = b""
+
+    def on_data(self, data: bytes) -> None:
+        buf = self._carry + data if self._carry else data
+        bodies, at, why = scan(self._spec, buf)
+        if bodies:
+            self.stop()
+            self._on_token()
+        elif why == INCOMPLETE:
+            self._carry = buf[at:]
+        elif why == NOT_UNDERSTOOD:
+            self.stop()
+        else:
+            self._carry = b""
+
+    def on_end(self) -> bytes:
+        return b""
+
+    def stop(self) -> None:
+        unwatch_reader(self._reader)
+
+
+def watch_for_token(source: RelaySource, on_token: Callable[[], None]) -> TokenWatch | None:
+    """A TokenWatch on `source`, if its decoder can say what a token looks like now."""
+    spec_of = getattr(source.decoder, "relay_spec", None)
+    spec = spec_of() if spec_of is not None else None
+    if spec is None:
+        return None
+    watch = TokenWatch(source.reader, spec, on_token)
+    return watch if watch_reader(source.reader, watch) else None

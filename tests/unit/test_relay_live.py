@@ -12,7 +12,7 @@ from aiohttp.streams import StreamReader
 from gateway.providers.openai_reframe import relay_spec
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.encode import TextFrame
-from gateway.streaming.relay import Relay
+from gateway.streaming.relay import Relay, watch_for_token
 
 HEAD = (
     '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
@@ -121,3 +121,45 @@ async def test_the_end_of_the_body_ends_the_run() -> None:
     body.feed_eof()
     await asyncio.wait_for(task, 5)
     assert await body.read() == text("a")[:12] and body.at_eof()
+
+
+class _Source:
+    def __init__(self, body: StreamReader, spec: object) -> None:
+        self.reader = body
+        self.decoder = self
+        self._spec = spec
+
+    def relay_spec(self) -> object:
+        return self._spec
+
+
+async def test_a_watch_sees_the_first_token_in_the_feeding_call() -> None:
+    body = reader()
+    seen: list[str] = []
+    watch = watch_for_token(_Source(body, SPEC), lambda: seen.append("token"))  # type: ignore[arg-type]
+    assert watch is not None
+    body.feed_data(b": keep-alive\n\n" + text("")[:20])
+    body.feed_data(text("")[20:])  # an empty text event: not a token
+    assert seen == []
+    body.feed_data(text("hi"))
+    assert seen == ["token"]  # before any task ran: synchronously, in feed_data
+    assert type(body) is StreamReader  # it stopped watching
+    expected = b": keep-alive\n\n" + text("") + text("hi")
+    assert await body.read(len(expected)) == expected  # the reader got every byte as usual
+
+
+async def test_a_watch_stops_at_what_it_does_not_understand() -> None:
+    body = reader()
+    seen: list[str] = []
+    watch = watch_for_token(_Source(body, SPEC), lambda: seen.append("token"))  # type: ignore[arg-type]
+    assert watch is not None
+    body.feed_data(b'data: {"error":{"message":"x"}}\n\n')
+    body.feed_data(text("after an error"))
+    assert seen == [] and type(body) is StreamReader
+
+
+async def test_no_watch_without_a_spec_or_on_a_busy_reader() -> None:
+    body = reader()
+    assert watch_for_token(_Source(body, None), lambda: None) is None  # type: ignore[arg-type]
+    body.feed_data(b"unread")
+    assert watch_for_token(_Source(body, SPEC), lambda: None) is None  # type: ignore[arg-type]
