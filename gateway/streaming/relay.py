@@ -96,7 +96,7 @@ def scan(spec: RelaySpec, buf: bytes) -> tuple[list[bytes], int, int]:
             newline = buf.find(b"\n", pos)
             if newline < 0:
                 return bodies, pos, _unfinished(buf, pos, limit)
-            if b"\r" in buf[pos:newline]:
+            if newline - pos > limit or b"\r" in buf[pos:newline]:
                 return bodies, pos, NOT_UNDERSTOOD
             pos = newline + 1
             continue
