@@ -110,6 +110,18 @@ def _pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def connections_opened(http: aiohttp.ClientSession, gw_url: str) -> float:
+    """Upstream connections the gateway has opened so far (its /metrics counter)."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with http.get(gw_url + "/metrics", headers=headers) as resp:
+        text = await resp.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_upstream_connections_total{") and 'event="opened"' in line
+    )
+
+
 def loser_stats(records: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     by_key: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -158,6 +170,7 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
     foreign: dict[str, float] = {"single": 0.0, "race2": 0.0}
     elapsed: dict[str, float] = {"single": 0.0, "race2": 0.0}
     done: dict[str, int] = {"single": 0, "race2": 0}
+    opened: dict[str, float] = {"single": 0.0, "race2": 0.0}
     failures = 0
     stats: list[dict[str, Any]] = []
     url = gw_url + "/v1/chat/completions"
@@ -169,10 +182,12 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
             for route in order:
                 await (await http.post(sim_url + "/_sim/reset")).read()
                 tag = f"r{r}-{route}"
+                conns0 = await connections_opened(http, gw_url)
                 busy0, cpu0, t0 = machine_busy_seconds(), cpu_seconds(gw_pid), time.monotonic()
                 own0 = time.process_time()
                 failures += await _round(url, route, args.concurrency, args.requests, tag)
                 used = cpu_seconds(gw_pid) - cpu0
+                opened[route] += await connections_opened(http, gw_url) - conns0
                 took = time.monotonic() - t0
                 cpu[route] += used
                 elapsed[route] += took
@@ -212,6 +227,8 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
         "rounds": args.rounds,
         "failures": failures,
         "cpu_ms_per_request": {k: cpu[k] * 1000 / done[k] for k in cpu},
+        # HTTP/1.1 cannot cancel a response and keep its connection: a cut loser's goes
+        "upstream_connections_opened_per_request": {k: opened[k] / done[k] for k in cpu},
         "requests_per_s": {k: done[k] / elapsed[k] for k in cpu},
         "other_processes_pct_of_a_core": {k: foreign[k] / elapsed[k] * 100 for k in cpu},
         "losers": merged,
@@ -226,15 +243,19 @@ def table(out: dict[str, Any]) -> str:
         out["other_processes_pct_of_a_core"],
     )
     losers = out["losers"]
+    conns = out["upstream_connections_opened_per_request"]
     lines = [
         f"c={out['concurrency']}, {out['rounds']} rounds x {out['requests_per_round']} requests "
         f"per route, failures {out['failures']}",
         "",
-        "| route | CPU ms/req (gw) | req/s | other processes, % of a core |",
-        "|---|---|---|---|",
-        f"| single | {cpu['single']:.2f} | {rps['single']:.1f} | {other['single']:.0f} |",
-        f"| race k=2 | {cpu['race2']:.2f} | {rps['race2']:.1f} | {other['race2']:.0f} |",
-        f"| k=2 minus single | {cpu['race2'] - cpu['single']:+.2f} | | |",
+        "| route | CPU ms/req (gw) | upstream connections opened per request | req/s "
+        "| other processes, % of a core |",
+        "|---|---|---|---|---|",
+        f"| single | {cpu['single']:.2f} | {conns['single']:.2f} | {rps['single']:.1f} "
+        f"| {other['single']:.0f} |",
+        f"| race k=2 | {cpu['race2']:.2f} | {conns['race2']:.2f} | {rps['race2']:.1f} "
+        f"| {other['race2']:.0f} |",
+        f"| k=2 minus single | {cpu['race2'] - cpu['single']:+.2f} | | | |",
         "",
         "| races | losers cut before the upstream logged them | losers read to the end "
         "| loser tokens p50 / p99 / max "
