@@ -18,11 +18,10 @@ from gateway.metrics import GatewayMetrics
 from gateway.record import RecordSink, RequestRecord
 from gateway.scrub import Scrubber
 from gateway.sinks import emit
-from gateway.streaming.encode import TextFrame
 from gateway.streaming.events import Event, ResponseMeta, UpstreamError
 from gateway.streaming.plan import AllFailed, Heartbeat, Winner
 from gateway.streaming.race import Race
-from gateway.streaming.relay import Relay
+from gateway.streaming.relay import Framer, Relay
 from gateway.streaming.resume import Resumer
 
 
@@ -132,7 +131,7 @@ class Answer:
             self._trace.collect(batch)
         return batch
 
-    def relay(self, frame: TextFrame) -> Relay | None:
+    def relay(self, frame: Framer) -> Relay | None:
         """The fast relay for the rest of the answer, when nothing of the answer's own
         applies to it (no output transform, no trace of the text, no resume) and the
         race can hand the winner's stream over now; None otherwise."""

@@ -220,12 +220,40 @@ def unwatch_reader(reader: StreamReader) -> None:
         _restore(reader)
 
 
-def sync_writer(response: web.StreamResponse, max_buffer: int) -> Callable[[bytes], bool] | None:
-    """A function that writes body bytes to a prepared response without awaiting, or says
-    it cannot (returns False, nothing written): the client's connection is closing, or
-    more than `max_buffer` bytes wait in its send buffer (the caller then awaits a normal
-    write, which drains). None when the response is not a plain one whose headers have
-    gone out (compressed, fixed length, at its end, body-write hooks).
+class SyncWriter:
+    """Writes body bytes to a prepared response without awaiting: `ready()` first (the
+    client's connection is open and its send buffer below the limit), then `write()`."""
+
+    __slots__ = ("_chunked", "_max_buffer", "_protocol", "_writer")
+
+    def __init__(self, writer: StreamWriter, max_buffer: int) -> None:
+        self._writer = writer
+        self._protocol = writer._protocol
+        self._chunked = writer.chunked
+        self._max_buffer = max_buffer
+
+    def ready(self) -> bool:
+        transport = self._protocol.transport
+        return (
+            transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() <= self._max_buffer
+        )
+
+    def write(self, data: bytes) -> None:
+        transport = self._protocol.transport
+        assert transport is not None  # ready() said so, in this same callback
+        if self._chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        self._writer.output_size += len(data)
+        transport.write(data)
+
+
+def sync_writer(response: web.StreamResponse, max_buffer: int) -> SyncWriter | None:
+    """A writer for a prepared response's body that needs no await (`SyncWriter`); None
+    when the response is not a plain one whose headers have gone out (compressed, fixed
+    length, at its end, body-write hooks). The caller awaits a normal write when
+    `ready()` says no (that one drains).
 
     Relies on: `StreamResponse._payload_writer` (aiohttp's `StreamWriter`) and its
     `chunked`, `_compress`, `length`, `_headers_buf`, `_on_chunk_sent`, `on_body_write`,
@@ -243,21 +271,4 @@ def sync_writer(response: web.StreamResponse, max_buffer: int) -> Callable[[byte
         or writer.on_body_write is not None
     ):
         return None
-    protocol = writer._protocol
-    chunked = writer.chunked
-
-    def write(data: bytes) -> bool:
-        transport = protocol.transport
-        if (
-            transport is None
-            or transport.is_closing()
-            or transport.get_write_buffer_size() > max_buffer
-        ):
-            return False
-        if chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        writer.output_size += len(data)
-        transport.write(data)
-        return True
-
-    return write
+    return SyncWriter(writer, max_buffer)

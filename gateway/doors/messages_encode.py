@@ -113,6 +113,20 @@ def tool_id(response_id: str, index: int) -> str:
     return f"toolu_{response_id.removeprefix('msg_')[-12:]}_{index}"
 
 
+class TextFrame:
+    """The open text block's `text_delta` event around already escaped text (for the fast
+    relay, `streaming/relay.py`): what `_text` writes for a run of raw text deltas."""
+
+    __slots__ = ("_head",)
+
+    def __init__(self, head: bytes) -> None:
+        self._head = head
+
+    def frame(self, bodies: list[bytes]) -> bytes:
+        body = bodies[0] if len(bodies) == 1 else b"".join(bodies)
+        return self._head + body + _QUOTE_END
+
+
 class MessagesStreamEncoder:
     """Event batches -> Anthropic SSE bytes for one response (one write per batch)."""
 
@@ -226,6 +240,12 @@ class MessagesStreamEncoder:
 
     def _delta(self, head: bytes, value: bytes) -> bytes:
         return _DELTA_HEAD + str(self._block).encode() + head + value + _END
+
+    def text_frame(self) -> TextFrame | None:
+        """How more text is written while a text block is open (None otherwise)."""
+        if self._open != "text" or self._closed:
+            return None
+        return TextFrame(self._text_head)
 
     def _text(self, run: list[TextDelta], out: list[bytes]) -> None:
         """One text_delta per run; bodies cut from OpenAI-shaped upstream chunks are already

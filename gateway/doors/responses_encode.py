@@ -71,6 +71,26 @@ class _Item:
         return function_call_item(self.id, status, self.call_id, self.name, self.text())
 
 
+class TextFrame:
+    """The open message item's `response.output_text.delta` event around already escaped
+    text (for the fast relay, `streaming/relay.py`): what `_text` writes for a run of raw
+    text deltas, numbered in the stream's sequence, the text kept for the item."""
+
+    __slots__ = ("_encoder", "_item")
+
+    def __init__(self, encoder: ResponsesStreamEncoder, item: _Item) -> None:
+        self._encoder = encoder
+        self._item = item
+
+    def frame(self, bodies: list[bytes]) -> bytes:
+        body = bodies[0] if len(bodies) == 1 else b"".join(bodies)
+        # the relay passes valid JSON string bodies only (UTF-8, JSON escapes)
+        text = orjson.loads(b'"' + body + b'"') if b"\\" in body else body.decode()
+        self._item.pieces.append(text)
+        seq = self._encoder.next_sequence()
+        return self._item.delta_head + b'"' + body + b'"' + _SEQ + seq + _END
+
+
 class ResponsesStreamEncoder:
     """One response's SSE bytes: `encode(batch)` per batch of events (the first holds the
     first token), then `end()`, or `error(e)`; `response` is the final Response object."""
@@ -253,6 +273,18 @@ class ResponsesStreamEncoder:
         self._content = item
         return item, out + added + part_added
 
+    def text_frame(self) -> TextFrame | None:
+        """How more text is written while a message item is open (None otherwise)."""
+        item = self._content
+        if item is None or item.kind != "message" or self._closed:
+            return None
+        return TextFrame(self, item)
+
+    def next_sequence(self) -> bytes:
+        seq = self._seq
+        self._seq += 1
+        return str(seq).encode()
+
     def _text(self, run: list[TextDelta]) -> bytes:
         item = self._content
         head = b""
@@ -268,9 +300,7 @@ class ResponsesStreamEncoder:
         item.pieces.append(text)
         # text cut from an OpenAI-shaped upstream is already a JSON string body
         body = orjson.dumps(text) if raw is None else b'"' + raw.encode() + b'"'
-        seq = self._seq
-        self._seq += 1
-        return head + item.delta_head + body + _SEQ + str(seq).encode() + _END
+        return head + item.delta_head + body + _SEQ + self.next_sequence() + _END
 
     def _reasoning(self, pieces: list[str]) -> bytes:
         item, head = self._switch_to("reasoning")

@@ -23,10 +23,9 @@ from gateway.request import ChatRequest, EmbedRequest
 from gateway.server import coalesce
 from gateway.server.keys import GATEWAY, KEY, KEY_ID, REQUEST_ID
 from gateway.server.limits import body_timeout_s, read_body
-from gateway.streaming.encode import TextFrame
 from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
-from gateway.streaming.relay import Write
+from gateway.streaming.relay import Relay, Writer
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -106,17 +105,12 @@ async def respond(
         await answer.aclose(client_gone=client_gone)
 
 
-def relay_frame(
-    encoder: StreamEncoder, response: web.StreamResponse
-) -> tuple[TextFrame, Write] | None:
-    """What the fast relay needs to write this response: the encoder's text framing and a
-    synchronous writer (None when the encoder has no such framing, or the response cannot
-    be written without awaiting)."""
-    text_frame = getattr(encoder, "text_frame", None)
-    if text_frame is None:
+def relay_writer(encoder: StreamEncoder, response: web.StreamResponse) -> Writer | None:
+    """How the fast relay writes this response, if it may: the encoder can frame text
+    for it (`text_frame`), and the response can be written without awaiting."""
+    if getattr(encoder, "text_frame", None) is None:
         return None
-    write = sync_writer(response, RELAY_MAX_BUFFER)
-    return None if write is None else (text_frame(), write)
+    return sync_writer(response, RELAY_MAX_BUFFER)
 
 
 def answer_headers(request_id: str, deployment: str | None) -> dict[str, str]:
@@ -162,10 +156,10 @@ async def stream_answer(
     await response.write(encoder.encode(events))  # the first token: never held
     failed = any(type(e) is UpstreamError for e in events)
     # the fast relay writes each read at once: not when the operator asked for coalescing
-    frame = relay_frame(encoder, response) if pacer is None else None
+    write = relay_writer(encoder, response) if pacer is None else None
     while not failed:
-        if frame is not None and (relay := answer.relay(frame[0])) is not None:
-            await relay.run(frame[1])  # until the general path must go on
+        if write is not None and (relay := _relay(answer, encoder)) is not None:
+            await relay.run(write)  # until the general path must go on
         batch = await (answer.next_batch() if pacer is None else pacer.next_batch(answer))
         if batch is None:
             break
@@ -174,6 +168,12 @@ async def stream_answer(
     if not failed:
         await response.write(encoder.end())
     return response
+
+
+def _relay(answer: Answer, encoder: StreamEncoder) -> Relay | None:
+    """The fast relay, if the encoder can frame text now and the answer can hand over."""
+    frame = encoder.text_frame()  # type: ignore[attr-defined]
+    return None if frame is None else answer.relay(frame)
 
 
 async def complete_answer(

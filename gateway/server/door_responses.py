@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from gateway.config.model import LimitsConfig
-from gateway.doors.responses_encode import ResponsesAssembler, ResponsesStreamEncoder
+from gateway.doors.responses_encode import ResponsesAssembler, ResponsesStreamEncoder, TextFrame
 from gateway.doors.responses_input import InputReader
 from gateway.doors.responses_parse import (
     ResponsesContext,
@@ -131,6 +131,9 @@ class _HeldEnd:
 
     def encode(self, events: list[Event]) -> bytes:
         return self.encoder.encode(events)
+
+    def text_frame(self) -> TextFrame | None:
+        return self.encoder.text_frame()
 
     def end(self) -> bytes:
         self.tail = self.encoder.end()

@@ -105,9 +105,10 @@ class ChunkEncoder:
         self._usage: Usage | None = None
         self.tool_call_prefix = "call_" + response_id[-12:]
 
-    def text_frame(self) -> TextFrame:
-        """How this encoder frames a run of already escaped text (for the fast relay)."""
-        return TextFrame(self._text_head, self._text_tail)
+    def text_frame(self) -> TextFrame | None:
+        """How this encoder frames a run of already escaped text (for the fast relay,
+        once the role chunk has gone out)."""
+        return TextFrame(self._text_head, self._text_tail) if self._role_sent else None
 
     def _chunk(self, delta: dict[str, Any]) -> bytes:
         return self._head + orjson.dumps(delta) + self._tail

@@ -31,7 +31,6 @@ from gateway.streaming.attempt import (
     stalled,
     stream_failed,
 )
-from gateway.streaming.encode import TextFrame
 from gateway.streaming.events import Event, Finish, UpstreamError, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
@@ -43,7 +42,7 @@ from gateway.streaming.plan import (
     ordered_candidates,
 )
 from gateway.streaming.policy import LoadBudget, choose_error
-from gateway.streaming.relay import Relay, open_relay, watch_for_token
+from gateway.streaming.relay import Framer, Relay, open_relay, watch_for_token
 
 MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
 
@@ -344,7 +343,7 @@ class Race:
             await reader.aclose()
         return events
 
-    def relay(self, frame: TextFrame) -> Relay | None:
+    def relay(self, frame: Framer) -> Relay | None:
         """The fast relay over the winner's stream, if it can take over now (see
         `streaming/relay.py`); None when it cannot. The caller runs it, then goes on
         with `next_batch()`."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 import orjson
 from aiohttp import StreamReader
@@ -37,9 +38,24 @@ from gateway.compat_aiohttp import divert_reader, undivert_reader, unwatch_reade
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.adapter import RelaySpec
 from gateway.streaming.attempt import RelaySource
-from gateway.streaming.encode import TextFrame
 
-Write = Callable[[bytes], bool]  # writes now and returns True, or writes nothing: False
+
+class Writer(Protocol):
+    """Writes to the client without awaiting, once `ready()` said it may."""
+
+    def ready(self) -> bool: ...
+
+    def write(self, data: bytes) -> None: ...
+
+
+class Framer(Protocol):
+    """A door encoder's view of a run of text: the bytes it would write for these
+    JSON-escaped text bodies, read together (one event, as the encoder makes of one
+    batch of text deltas), keeping whatever the encoder counts (sequence numbers, the
+    text of the item). `streaming/encode.TextFrame` is chat's; each door has its own."""
+
+    def frame(self, bodies: list[bytes]) -> bytes: ...
+
 
 _COLON = 0x3A
 _LF = 0x0A
@@ -118,7 +134,7 @@ def scan(spec: RelaySpec, buf: bytes) -> tuple[list[bytes], int, int]:
 
 
 class Relay:
-    """One run of the fast relay over a winner's stream: `await run(write)` returns when
+    """One run of the fast relay over a winner's stream: `await run(writer)` returns when
     the general path must go on (the stream was given back), or raises if cancelled
     (the stream is given back first). `stalled` is set when the upstream was idle for
     `idle_timeout_s`: the caller then ends the stream with that error."""
@@ -133,7 +149,7 @@ class Relay:
         "_record",
         "_spec",
         "_timer",
-        "_write",
+        "_writer",
         "last",
         "stalled",
     )
@@ -142,7 +158,7 @@ class Relay:
         self,
         reader: StreamReader,
         spec: RelaySpec,
-        frame: TextFrame,
+        frame: Framer,
         record: AttemptRecord,
         idle_timeout_s: float,
     ) -> None:
@@ -155,13 +171,13 @@ class Relay:
         self._carry = b""
         self._done: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._write: Write | None = None
+        self._writer: Writer | None = None
         self.last = self._loop.time()
         self.stalled = False
 
-    async def run(self, write: Write) -> None:
+    async def run(self, writer: Writer) -> None:
         done = self._done = self._loop.create_future()
-        self._write = write
+        self._writer = writer
         if not divert_reader(self._reader, self):
             return
         self.last = self._loop.time()
@@ -179,9 +195,11 @@ class Relay:
         buf = carry + data if carry else data
         bodies, at, why = scan(self._spec, buf)
         if bodies:
-            if not self._write(self._frame.frame(bodies)):  # type: ignore[misc]
+            writer = self._writer
+            if not writer.ready():  # type: ignore[union-attr]
                 self._give_back(buf)  # nothing written: the general path writes it all
                 return
+            writer.write(self._frame.frame(bodies))  # type: ignore[union-attr]
             record = self._record
             record.tokens += len(bodies)
             record.relayed += len(bodies)
@@ -223,7 +241,7 @@ class Relay:
 
 
 def open_relay(
-    source: RelaySource, frame: TextFrame, record: AttemptRecord, idle_timeout_s: float
+    source: RelaySource, frame: Framer, record: AttemptRecord, idle_timeout_s: float
 ) -> Relay | None:
     """A relay over `source`, if its decoder can hand the stream over now."""
     spec_of = getattr(source.decoder, "relay_spec", None)

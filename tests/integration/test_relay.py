@@ -283,3 +283,52 @@ async def test_no_relay_when_the_operator_asked_for_coalescing() -> None:
     assert raw.endswith(DONE)
     attempt = rec.race.attempts[0]  # type: ignore[union-attr]
     assert attempt.relayed == 0 and attempt.tokens == len(WORDS)
+
+
+async def test_the_messages_and_responses_doors_relay_too() -> None:
+    """Each door's encoder frames the relayed text itself; the SDK-shaped events around it
+    (block stops, sequence numbers, the final response's text) stay whole."""
+    for path, body in (
+        ("/v1/messages", {"model": "up", "max_tokens": 50, "stream": True, "messages": MSGS}),
+        ("/v1/responses", {"model": "up", "stream": True, "input": "hi"}),
+    ):
+        script = [ROLE + text(WORDS[0]), *(text(w) for w in WORDS[1:]), FINISH, USAGE, DONE]
+        async with relayed(script) as (url, upstream, records):
+            async with aiohttp.ClientSession() as http:
+                upstream.release.put_nowait(None)
+                headers = {"anthropic-version": "2023-06-01"}
+                async with http.post(url + path, json=body, headers=headers) as resp:
+                    assert resp.status == 200
+                    marker = (
+                        b'"type":"text_delta"'
+                        if path == "/v1/messages"
+                        else b"event: response.output_text.delta"
+                    )
+                    got = b""
+                    for seen in range(1, len(WORDS) + 1):  # one text chunk at a time
+                        while got.count(marker) < seen:
+                            got += await resp.content.readany()
+                        upstream.release.put_nowait(None)
+                    for _ in range(2):  # usage, [DONE]
+                        upstream.release.put_nowait(None)
+                    raw = got + await resp.read()
+            rec = await records.first()
+        assert rec.outcome == "completed", path
+        assert rec.race.attempts[0].relayed == len(WORDS) - 1, path  # type: ignore[union-attr]
+        assert rec.race.attempts[0].tokens == len(WORDS), path  # type: ignore[union-attr]
+        joined = "".join(WORDS)
+        if path == "/v1/responses":
+            events = [orjson.loads(e.split(b"data: ", 1)[1]) for e in raw.split(b"\n\n") if e]
+            assert [e["sequence_number"] for e in events] == list(range(len(events)))
+            final = events[-1]["response"]["output"][0]["content"][0]["text"]
+            assert final == joined
+        else:
+            deltas = [
+                orjson.loads(e.split(b"data: ", 1)[1])["delta"]["text"]
+                for e in raw.split(b"\n\n")
+                if b'"text_delta"' in e
+            ]
+            assert "".join(deltas) == joined
+
+
+MSGS = [{"role": "user", "content": "hi"}]

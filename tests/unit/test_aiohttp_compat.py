@@ -346,11 +346,12 @@ async def test_sync_writer_writes_a_chunk_or_says_it_cannot() -> None:
         response = web.StreamResponse()
         await response.prepare(request)
         await response.write(b"head|")
-        write = sync_writer(response, 1 << 16)
+        writer = sync_writer(response, 1 << 16)
         full = sync_writer(response, -1)  # as if the client's send buffer were full
-        assert write is not None and full is not None
-        results.append(write(b"sync|"))
-        results.append(full(b"refused|"))
+        assert writer is not None and full is not None
+        results.append(writer.ready())
+        writer.write(b"sync|")
+        results.append(full.ready())
         await response.write(b"end")
         return response
 

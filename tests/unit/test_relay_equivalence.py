@@ -19,16 +19,21 @@ else), and the same number of tokens accounted.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config.model import LimitsConfig
+from gateway.doors.messages_encode import MessagesStreamEncoder
+from gateway.doors.responses_encode import ResponsesStreamEncoder
+from gateway.doors.responses_parse import parse_responses_request
 from gateway.providers.openai_stream import OpenAIStreamDecoder
 from gateway.providers.quirks import BUILTIN_QUIRKS
 from gateway.streaming.encode import ChunkEncoder
-from gateway.streaming.events import Event, TextDelta, is_token
+from gateway.streaming.events import Event, TextDelta, UpstreamError, is_token
 from gateway.streaming.relay import ALL, INCOMPLETE, scan, valid_body
 
 QUIRKS = BUILTIN_QUIRKS["openai"]
@@ -100,33 +105,35 @@ def tokens_in(events: list[Event]) -> int:
     return sum(1 for e in events if (type(e) is not TextDelta or e.text) and is_token(e))
 
 
-def general(pieces: list[bytes]) -> tuple[bytes, int]:
-    decoder = OpenAIStreamDecoder(QUIRKS)
-    encoder = ChunkEncoder("chatcmpl-out", 1, "route", include_usage=True)
-    out, tokens = [], 0
-    for piece in pieces:
-        events = decoder.feed(piece)
-        if events:
-            out.append(encoder.encode(events))
-            tokens += tokens_in(events)
-    events = decoder.close()
-    out.append(encoder.encode(events) if events else b"")
-    return b"".join(out), tokens + tokens_in(events)
+def responses_context() -> Any:
+    body = orjson.dumps({"model": "route", "input": "hi"})
+    return parse_responses_request(body, {}, LimitsConfig())[1]
 
 
-def relayed(pieces: list[bytes]) -> tuple[bytes, int, int]:
+ENCODERS: dict[str, Callable[[], Any]] = {
+    "chat": lambda: ChunkEncoder("chatcmpl-out", 1, "route", include_usage=True),
+    "messages": lambda: MessagesStreamEncoder("msg_out", 1, "route"),
+    "responses": lambda: ResponsesStreamEncoder("resp_out", 1, "route", responses_context()),
+}
+
+
+def stream(door: str, pieces: list[bytes], relay: bool) -> tuple[bytes, int, int]:
+    """What `stream_answer` writes for these reads, the tokens accounted, and how many of
+    them the relay forwarded (`relay`: take it whenever the decoder and encoder allow)."""
     decoder = OpenAIStreamDecoder(QUIRKS)
-    encoder = ChunkEncoder("chatcmpl-out", 1, "route", include_usage=True)
-    frame = encoder.text_frame()
+    encoder = ENCODERS[door]()
     out, tokens, by_relay = [], 0, 0
     written = False  # the relay starts after the answer's first write
-    spec = None
+    spec = frame = None
     carry = b""
+    failed = False
     for piece in pieces:
         data = piece
-        if spec is None and written:
-            spec = decoder.relay_spec()
-        if spec is not None:
+        if relay and spec is None and written and not failed:
+            spec, frame = decoder.relay_spec(), encoder.text_frame()
+            if spec is None or frame is None:
+                spec = frame = None
+        if spec is not None and frame is not None:
             buf = carry + data
             carry = b""
             bodies, at, why = scan(spec, buf)
@@ -142,43 +149,78 @@ def relayed(pieces: list[bytes]) -> tuple[bytes, int, int]:
                 # understand must not stall behind it
                 assert b"\r" not in carry and b"\n" not in carry[:-1], carry
                 continue
-            spec, data = None, buf[at:]
+            spec = frame = None
+            data = buf[at:]
         events = decoder.feed(data)
-        if events:
+        if events and not failed:
             out.append(encoder.encode(events))
             written = True
             tokens += tokens_in(events)
+            failed = any(type(e) is UpstreamError for e in events)
     events = decoder.feed(carry) + decoder.close() if carry else decoder.close()
-    out.append(encoder.encode(events) if events else b"")
-    return b"".join(out), tokens + tokens_in(events), by_relay
+    if events and not failed:
+        out.append(encoder.encode(events))
+        tokens += tokens_in(events)
+        failed = any(type(e) is UpstreamError for e in events)
+    if not failed:
+        out.append(encoder.end())
+    return b"".join(out), tokens, by_relay
 
 
-def answer(raw: bytes) -> list[Any]:
-    """What a client makes of the bytes: chunks, with runs of plain text chunks joined."""
-    seen: list[Any] = []
+def sse_events(raw: bytes) -> list[tuple[str, Any]]:
+    """(event name, data) of every SSE event, checking the framing on the way."""
+    out = []
     for part in raw.split(b"\n\n"):
         if not part:
             continue
-        assert part.startswith(b"data: ") and b"\n" not in part, part
-        body = orjson.loads(part[6:]) if part != b"data: [DONE]" else "[DONE]"
-        choices = body.get("choices") if isinstance(body, dict) else None
-        if (
-            choices
-            and set(choices[0]["delta"]) == {"content"}
-            and choices[0]["finish_reason"] is None
-        ):
-            text = choices[0]["delta"]["content"]
-            if seen and isinstance(seen[-1], str):
-                seen[-1] += text
+        name, data = "", b""
+        for line in part.split(b"\n"):
+            field, _, value = line.partition(b": ")
+            assert field in (b"event", b"data"), part
+            if field == b"event":
+                name = value.decode()
             else:
-                seen.append(text)
-            continue
-        seen.append(body)
+                assert not data, "one data line per event"
+                data = value
+        out.append((name, "[DONE]" if data == b"[DONE]" else orjson.loads(data)))
+    return out
+
+
+def answer(door: str, raw: bytes) -> list[Any]:
+    """What a client makes of the bytes: events, with runs of text deltas joined (the relay
+    may split a run the general path sends as one event, never anything else)."""
+    seen: list[Any] = []
+    sequence = 0
+    for name, body in sse_events(raw):
+        text = None
+        if door == "chat" and isinstance(body, dict):
+            choices = body.get("choices")
+            if (
+                choices
+                and set(choices[0]["delta"]) == {"content"}
+                and choices[0]["finish_reason"] is None
+            ):
+                text = "0:" + choices[0]["delta"]["content"]
+        elif door == "messages":
+            if body["type"] == "content_block_delta" and body["delta"]["type"] == "text_delta":
+                text = f"{body['index']}:" + body["delta"]["text"]
+        elif door == "responses":
+            assert body.pop("sequence_number") == sequence  # one numbering, in order
+            sequence += 1
+            if name == "response.output_text.delta":
+                text = body["item_id"] + ":" + body["delta"]
+        if text is None:
+            seen.append((name, body))
+        elif seen and isinstance(seen[-1], str) and seen[-1].split(":")[0] == text.split(":")[0]:
+            seen[-1] += text.split(":", 1)[1]
+        else:
+            seen.append(text)
     return seen
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
+    door=st.sampled_from(sorted(ENCODERS)),
     first=texts.filter(bool),
     middle=items,
     end=ends,
@@ -186,26 +228,31 @@ def answer(raw: bytes) -> list[Any]:
     cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=6),
 )
 def test_the_relay_answers_what_the_general_path_answers(
-    first: str, middle: list[bytes], end: bytes, joins: list[bool], cuts: list[int]
+    door: str, first: str, middle: list[bytes], end: bytes, joins: list[bool], cuts: list[int]
 ) -> None:
     start = chunk({"role": "assistant", "content": ""}) + chunk({"content": first})
     pieces = pieces_of([start, *middle, end], joins, cuts)
-    expected, expected_tokens = general(pieces)
-    got, tokens, _ = relayed(pieces)
-    assert answer(got) == answer(expected)
+    expected, expected_tokens, _ = stream(door, pieces, relay=False)
+    got, tokens, _ = stream(door, pieces, relay=True)
+    assert answer(door, got) == answer(door, expected)
     assert tokens == expected_tokens
 
 
 @settings(max_examples=100, deadline=None)
-@given(words=st.lists(texts.filter(bool), min_size=1, max_size=20))
-def test_a_plain_answer_read_a_chunk_at_a_time_is_relayed_byte_for_byte(words: list[str]) -> None:
+@given(
+    door=st.sampled_from(sorted(ENCODERS)),
+    words=st.lists(texts.filter(bool), min_size=1, max_size=20),
+)
+def test_a_plain_answer_read_a_chunk_at_a_time_is_relayed_byte_for_byte(
+    door: str, words: list[str]
+) -> None:
     """The usual stream, one upstream chunk per read: every text chunk after the first
     goes through the relay, and the bytes are exactly the general path's."""
     start = chunk({"role": "assistant", "content": ""}) + chunk({"content": words[0]})
     pieces = [start, *(chunk({"content": w}) for w in words[1:]), chunk({}, "stop")]
     pieces.append(b"data: [DONE]\n\n")
-    expected, _ = general(pieces)
-    got, tokens, by_relay = relayed(pieces)
+    expected, _, _ = stream(door, pieces, relay=False)
+    got, tokens, by_relay = stream(door, pieces, relay=True)
     assert got == expected
     assert by_relay == len(words) - 1 and tokens == len(words)
 

@@ -41,14 +41,22 @@ def reader() -> StreamReader:
     return StreamReader(_Protocol(), 1 << 16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
 
 
-async def started(relay: Relay, writes: list[bytes], accept: list[bool]) -> asyncio.Task[None]:
-    def write(data: bytes) -> bool:
-        if accept and not accept.pop(0):
-            return False
-        writes.append(data)
-        return True
+class _Writer:
+    """Takes writes while `accept` says yes (one answer per ready() call; empty: yes)."""
 
-    task = asyncio.create_task(relay.run(write))
+    def __init__(self, writes: list[bytes], accept: list[bool]) -> None:
+        self.writes = writes
+        self.accept = accept
+
+    def ready(self) -> bool:
+        return self.accept.pop(0) if self.accept else True
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+async def started(relay: Relay, writes: list[bytes], accept: list[bool]) -> asyncio.Task[None]:
+    task = asyncio.create_task(relay.run(_Writer(writes, accept)))
     await asyncio.sleep(0)  # the relay is in place once its task has started
     return task
 
