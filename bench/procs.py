@@ -3,6 +3,7 @@
 Used by bench.overhead to run the simulator and the gateway as separate
 processes (`python -m gateway sim|serve --config F`), so the gateway's CPU
 can be read from /proc and the load generator does not share its event loop.
+The /proc readers (CPU, RSS, sockets, fds, listen overflows) are Linux-only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,51 @@ def machine_busy_seconds() -> float:
         fields = f.readline().split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
     return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """The kB fields of /proc/<pid>/status we use: VmRSS, VmHWM."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def listen_overflows() -> int:
+    """TcpExt ListenOverflows (system-wide): SYNs dropped on a full accept queue."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return 0
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            row = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(row.get("ListenOverflows", 0))
+    return 0
+
+
+def rss_kib(pid: int) -> int:
+    return proc_status(pid)["VmRSS"]
+
+
+def socket_count(pid: int) -> int:
+    try:
+        return sum(
+            1
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        )
+    except OSError:
+        return -1
+
+
+def open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
 
 
 class Child:

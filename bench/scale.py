@@ -1,8 +1,8 @@
 """Memory per open stream, and 10,000 concurrent open streams on one gateway process.
 
     python -m bench.scale [--quick] [--sizes 1000,5000,10000] [--itl-ms 4000] [--tokens K]
-                          [--open-concurrency 100] [--workers N] [--json bench/results/scale.json]
-                          [--logs DIR]
+                          [--open-concurrency 100] [--workers N] [--bare]
+                          [--json bench/results/scale.json] [--logs DIR]
 
 One simulator process (`python -m gateway sim`, an OpenAI-kind server whose
 model trickles: TTFT 0, one token every `--itl-ms`) serves every phase. Each
@@ -26,6 +26,15 @@ error, in-stream error, short stream, timeout) is counted by kind.
 `--workers N` serves with `serve --workers N` (N processes on one SO_REUSEPORT port,
 the kernel spreading connections over them): RSS, fds and CPU are read per worker and
 summed, and the table gives the streams each worker held and its KiB per stream.
+
+`--bare` measures the floor in the same run: in each phase, after the gateway, a fresh
+`bench.bare_proxy` process (bytes forwarded untouched, headers held until the first
+token; always one process) in front of the same simulator goes through the same steps
+(warm-up, RSS idle, N streams held, every one checked), and its row follows the
+gateway's. What the gateway holds per stream beyond the bare proxy's is its own. A size
+one process cannot hold under RLIMIT_NOFILE (with `--workers`) is skipped for the bare
+proxy, with the reason in its row. The run fails if any measured row, bare or not, has
+errors or fewer than N streams open at once.
 
 File descriptors: a gateway holds two sockets per stream (client and
 upstream), so N streams need 2N + a few fds in one process (2N / workers with
@@ -66,7 +75,17 @@ import orjson
 import uvloop
 import yaml
 
-from bench.procs import Child, Children, cpu_seconds, free_port
+from bench.procs import (
+    Child,
+    Children,
+    cpu_seconds,
+    free_port,
+    listen_overflows,
+    open_fds,
+    proc_status,
+    rss_kib,
+    socket_count,
+)
 from gateway.loadtest import StreamTimer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +96,10 @@ API_KEY = "bench-key"
 WARM_STREAMS = 50
 MAX_TOKENS = 1000  # the model's length; each phase asks for fewer with max_tokens
 FD_MARGIN = 32  # a gateway's own fds: listener, epoll, stdio, log, ...
+LOAD_FD_SLACK = 1024  # this load tool holds a socket per stream, plus its own
 RSS_SAMPLES = 5
+GATEWAY = "gateway"
+BARE = "bare-proxy"
 
 
 @dataclass(slots=True)
@@ -91,6 +113,8 @@ class Settings:
     requested_sizes: list[int] = field(default_factory=list)
     nofile: int = 0
     workers: int = 1
+    bare: bool = False  # also measure bench.bare_proxy in each phase
+    bare_cap: int = 0  # streams one bare proxy process can hold under RLIMIT_NOFILE
 
     def tokens_for(self, n: int) -> int:
         if self.tokens is not None:
@@ -104,7 +128,9 @@ class Settings:
 
 @dataclass(slots=True)
 class PhaseResult:
+    target: str  # GATEWAY or BARE
     streams: int
+    streams_asked: int  # before capping to the file-descriptor limit
     tokens: int
     itl_s: float
     rss_idle_kib: int
@@ -118,7 +144,7 @@ class PhaseResult:
     errors: dict[str, int]
     error_examples: list[str]
     total_s: float
-    gateway_cpu_s: float
+    cpu_s: float  # utime + stime of the target's process(es) during the phase
     sim_cpu_s: float
     client_cpu_s: float
     listen_overflows: int  # system-wide TcpExt ListenOverflows during the phase
@@ -135,31 +161,44 @@ class PhaseResult:
         return sum(self.errors.values())
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    """The kB fields of /proc/<pid>/status we use: VmRSS, VmHWM."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0])
-    return out
+@dataclass(slots=True)
+class Skipped:
+    """A target not measured in a phase, and why."""
+
+    target: str
+    streams: int
+    reason: str
 
 
-def listen_overflows() -> int:
-    """TcpExt ListenOverflows (system-wide): SYNs dropped on a full accept queue."""
-    try:
-        lines = Path("/proc/net/netstat").read_text().splitlines()
-    except OSError:
-        return 0
-    for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("TcpExt:"):
-            row = dict(zip(names.split()[1:], values.split()[1:], strict=False))
-            return int(row.get("ListenOverflows", 0))
-    return 0
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A proxy to measure in one phase: how to start a fresh process of it, how to see it ready."""
+
+    name: str  # GATEWAY or BARE
+    args: list[str]  # after `python`
+    port: int
+    ready_path: str | None  # polled until 200; None: until the port accepts a connection
+    workers: int = 1
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
-def rss_kib(pid: int) -> int:
-    return proc_status(pid)["VmRSS"]
+def gateway_target(config: Path, s: Settings) -> Target:
+    port = free_port()
+    args = ["-m", "gateway", "serve", "--config", str(config), "--port", str(port)]
+    if s.workers > 1:
+        args += ["--workers", str(s.workers)]
+    return Target(GATEWAY, args, port, "/healthz", s.workers)
+
+
+def bare_target(sim_port: int, s: Settings) -> Target:
+    port = free_port()
+    args = ["-m", "bench.bare_proxy", "--port", str(port)]
+    args += ["--upstream", f"http://127.0.0.1:{sim_port}/v1"]
+    args += ["--max-connections", str(max(s.sizes) + 100)]  # one upstream connection per stream
+    return Target(BARE, args, port, None)
 
 
 def worker_pids(supervisor: int, workers: int, timeout_s: float = 20.0) -> list[int]:
@@ -173,24 +212,6 @@ def worker_pids(supervisor: int, workers: int, timeout_s: float = 20.0) -> list[
         if len(pids) >= workers or time.monotonic() > deadline:
             return pids
         time.sleep(0.1)
-
-
-def socket_count(pid: int) -> int:
-    try:
-        return sum(
-            1
-            for fd in os.listdir(f"/proc/{pid}/fd")
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-        )
-    except OSError:
-        return -1
-
-
-def open_fds(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return -1
 
 
 def raise_nofile(wanted: int) -> int:
@@ -264,7 +285,7 @@ def body(model: str, max_tokens: int | None = None) -> bytes:
 
 
 class Streams:
-    """N streams through the gateway: open them (bounded), keep them, check every one."""
+    """N streams through a proxy: open them (bounded), keep them, check every one."""
 
     def __init__(self, url: str, n: int, s: Settings) -> None:
         self.url = url + "/v1/chat/completions"
@@ -356,7 +377,11 @@ async def warm_up(session: aiohttp.ClientSession, url: str) -> None:
         await asyncio.gather(*(one() for _ in range(10)))
 
 
-async def run_phase(url: str, gw_pids: list[int], sim_pid: int, n: int, s: Settings) -> PhaseResult:
+async def run_phase(
+    target: Target, pids: list[int], sim_pid: int, n: int, asked: int, s: Settings
+) -> PhaseResult:
+    """Warm the target up, read its idle RSS, hold N streams through it, check every one."""
+    url = target.url
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
     # each stream has its own deadline (Streams.timeout_s); aiohttp's default total of
     # 300 s would cut streams longer than that
@@ -364,10 +389,10 @@ async def run_phase(url: str, gw_pids: list[int], sim_pid: int, n: int, s: Setti
     async with aiohttp.ClientSession(connector=connector, timeout=no_total) as session:
         await warm_up(session, url)
         await asyncio.sleep(0.5)  # let the warm-up's request logs and buffers settle
-        idle_each = [statistics.median(rss_kib(pid) for _ in range(3)) for pid in gw_pids]
+        idle_each = [statistics.median(rss_kib(pid) for _ in range(3)) for pid in pids]
         idle = sum(idle_each)
-        sockets_idle = [socket_count(pid) for pid in gw_pids]
-        cpu0 = sum(cpu_seconds(pid) for pid in gw_pids)
+        sockets_idle = [socket_count(pid) for pid in pids]
+        cpu0 = sum(cpu_seconds(pid) for pid in pids)
         sim0, client0 = cpu_seconds(sim_pid), time.process_time()
         overflows0 = listen_overflows()
         streams = Streams(url, n, s)
@@ -384,16 +409,16 @@ async def run_phase(url: str, gw_pids: list[int], sim_pid: int, n: int, s: Setti
         except TimeoutError:
             pass
         stream_s = s.itl_ms * streams.tokens / 1000
-        open_each: list[list[int]] = [[] for _ in gw_pids]
+        open_each: list[list[int]] = [[] for _ in pids]
         held: list[int] = []
         if streams.open_now == n:  # all open at once: this is the state we measure
-            fds = sum(open_fds(pid) for pid in gw_pids)
+            fds = sum(open_fds(pid) for pid in pids)
             held = [
                 (socket_count(pid) - idle_sockets) // 2
-                for pid, idle_sockets in zip(gw_pids, sockets_idle, strict=True)
+                for pid, idle_sockets in zip(pids, sockets_idle, strict=True)
             ]
             for _ in range(RSS_SAMPLES):
-                each = [rss_kib(pid) for pid in gw_pids]
+                each = [rss_kib(pid) for pid in pids]
                 for column, value in zip(open_each, each, strict=True):
                     column.append(value)
                 samples.append(sum(each))
@@ -404,22 +429,24 @@ async def run_phase(url: str, gw_pids: list[int], sim_pid: int, n: int, s: Setti
                 f"(failed: {sum(streams.errors.values())}); longer streams needed?",
                 file=sys.stderr,
             )
-            samples.append(sum(rss_kib(pid) for pid in gw_pids))
+            samples.append(sum(rss_kib(pid) for pid in pids))
         await asyncio.gather(*tasks)
         total = time.perf_counter() - started
-        cpu = sum(cpu_seconds(pid) for pid in gw_pids) - cpu0
+        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
         sim_cpu, client_cpu = cpu_seconds(sim_pid) - sim0, time.process_time() - client0
         overflows = listen_overflows() - overflows0
     rss_open = int(statistics.median(samples))
     ttfts = sorted(streams.ttfts)
     return PhaseResult(
+        target=target.name,
         streams=n,
+        streams_asked=asked,
         tokens=streams.tokens,
         itl_s=s.itl_ms / 1000,
         rss_idle_kib=int(idle),
         rss_open_kib=rss_open,
         kib_per_stream=(rss_open - idle) / n,
-        hwm_kib=max(proc_status(pid)["VmHWM"] for pid in gw_pids),
+        hwm_kib=max(proc_status(pid)["VmHWM"] for pid in pids),
         fds_open=fds,
         all_open_after_s=all_open_after,
         peak_open=streams.peak_open,
@@ -427,14 +454,14 @@ async def run_phase(url: str, gw_pids: list[int], sim_pid: int, n: int, s: Setti
         errors=dict(streams.errors),
         error_examples=streams.examples,
         total_s=total,
-        gateway_cpu_s=cpu,
+        cpu_s=cpu,
         sim_cpu_s=sim_cpu,
         client_cpu_s=client_cpu,
         listen_overflows=overflows,
         ttft_p50_ms=_pct(ttfts, 0.5),
         ttft_p99_ms=_pct(ttfts, 0.99),
         rss_samples_kib=samples,
-        workers=len(gw_pids),
+        workers=len(pids),
         worker_streams=held,
         worker_kib_per_stream=[
             (statistics.median(column) - base) / count if column and count > 0 else 0.0
@@ -454,28 +481,44 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(rows: list[PhaseResult], asked: list[int]) -> str:
+def _label(target: str, processes: int) -> str:
+    if target == BARE:
+        return "bare proxy, 1 process"  # bench.bare_proxy has no workers
+    return f"gateway, {processes} workers" if processes > 1 else "gateway, 1 process"
+
+
+def _streams_cell(streams: int, asked: int) -> str:
+    return str(streams) if streams == asked else f"{streams} ({asked} asked)"
+
+
+def table(entries: Sequence[PhaseResult | Skipped]) -> str:
     header = [
         "streams",
+        "target",
         "tokens x ITL s",
-        "gateway RSS idle MiB",
+        "RSS idle MiB",
         "RSS with all open MiB",
         "KiB per stream",
-        "gateway fds",
+        "fds",
         "all open after s",
         "peak open",
         "completed",
         "errors",
         "total s",
-        "CPU s gateway / sim / load",
+        "CPU s target / sim / load",
         "TTFT p50 / p99 ms (ramp)",
-        "per worker: streams, KiB per stream",
+        "per process: streams, KiB per stream",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r, wanted in zip(rows, asked, strict=True):
+    for r in entries:
+        if isinstance(r, Skipped):
+            cells = [str(r.streams), _label(r.target, 1), f"skipped: {r.reason}"]
+            lines.append("| " + " | ".join(cells + ["-"] * (len(header) - len(cells))) + " |")
+            continue
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(r.errors.items())) or "0"
         cells = [
-            str(r.streams) if r.streams == wanted else f"{r.streams} ({wanted} asked)",
+            _streams_cell(r.streams, r.streams_asked),
+            _label(r.target, r.workers),
             f"{r.tokens} x {r.itl_s:g}",
             f"{r.rss_idle_kib / 1024:.1f}",
             f"{r.rss_open_kib / 1024:.1f}",
@@ -486,7 +529,7 @@ def table(rows: list[PhaseResult], asked: list[int]) -> str:
             str(r.completed),
             errors,
             f"{r.total_s:.1f}",
-            f"{r.gateway_cpu_s:.1f} / {r.sim_cpu_s:.1f} / {r.client_cpu_s:.1f}",
+            f"{r.cpu_s:.1f} / {r.sim_cpu_s:.1f} / {r.client_cpu_s:.1f}",
             f"{_f(r.ttft_p50_ms)} / {_f(r.ttft_p99_ms)}",
             "; ".join(
                 f"{count}, {kib:.1f}"
@@ -508,6 +551,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--open-concurrency", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1, help="serve --workers N")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="after the gateway, hold the same N streams through bench.bare_proxy (one process)",
+    )
     parser.add_argument("--json", metavar="FILE", default=str(RESULTS), help="JSON output")
     parser.add_argument("--logs", metavar="DIR", help="keep the children's logs here")
     return parser.parse_args(argv)
@@ -520,21 +568,31 @@ def settings(args: argparse.Namespace) -> Settings:
     itl = args.itl_ms if args.itl_ms is not None else (1000.0 if args.quick else 4000.0)
     hold = 10.0 if args.quick else 30.0
     return Settings(
-        sizes, itl, args.tokens, args.open_concurrency, hold_s=hold, workers=args.workers
+        sizes,
+        itl,
+        args.tokens,
+        args.open_concurrency,
+        hold_s=hold,
+        workers=args.workers,
+        bare=args.bare,
     )
 
 
 def fit_to_nofile(s: Settings) -> None:
-    """A gateway holds two sockets per stream (client + upstream). Raise RLIMIT_NOFILE for the
+    """A proxy holds two sockets per stream (client + upstream). Raise RLIMIT_NOFILE for the
     children; where the hard limit cannot be raised (no CAP_SYS_RESOURCE, e.g. in a
-    container), cap the sizes at what one process can hold, and say so."""
+    container), cap the sizes at what the gateway's processes can hold, and say so. The bare
+    proxy is one process: `s.bare_cap` is what it can hold (its larger phases are skipped)."""
     s.requested_sizes = list(s.sizes)
     # a worker holds 2 sockets per stream it serves (+10 % for an uneven kernel spread);
     # this load tool and the simulator hold one per stream each
     per_worker = 2 * max(s.sizes) * (1.1 if s.workers > 1 else 1.0) / s.workers
-    s.nofile = raise_nofile(int(max(per_worker, max(s.sizes))) + FD_MARGIN + 1024)
+    per_process = max(per_worker, max(s.sizes), 2 * max(s.sizes) if s.bare else 0)
+    s.nofile = raise_nofile(int(per_process) + FD_MARGIN + LOAD_FD_SLACK)
+    load_cap = s.nofile - FD_MARGIN - LOAD_FD_SLACK
+    s.bare_cap = min((s.nofile - FD_MARGIN) // 2, load_cap)
     cap = int((s.nofile - FD_MARGIN) * s.workers / (2 * (1.1 if s.workers > 1 else 1.0)))
-    cap = min(cap, s.nofile - FD_MARGIN - 1024)
+    cap = min(cap, load_cap)
     if max(s.sizes) > cap:
         print(
             f"RLIMIT_NOFILE is {s.nofile} here and its hard limit cannot be raised: "
@@ -543,6 +601,42 @@ def fit_to_nofile(s: Settings) -> None:
             file=sys.stderr,
         )
         s.sizes = [min(n, cap) for n in s.sizes]
+
+
+def measure(
+    children: Children, directory: Path, target: Target, sim: Child, n: int, asked: int, s: Settings
+) -> PhaseResult:
+    """One phase for one target: a fresh process of it, N streams held through it, stopped."""
+    name = f"{target.name}-{n}"
+    child: Child = children.start(name, target.args, directory / f"{name}.log", ROOT)
+    if target.ready_path is None:
+        child.wait_port(target.port)
+    else:
+        child.wait_http(target.url + target.ready_path)
+    print(
+        f"{n} streams ({s.tokens_for(n)} tokens, one per {s.itl_ms:g} ms) through "
+        f"{target.name} pid {child.pid}, simulator pid {sim.pid}",
+        file=sys.stderr,
+    )
+    pids = worker_pids(child.pid, target.workers)
+    result = uvloop.run(run_phase(target, pids, sim.pid, n, asked, s))
+    print(
+        f"  {target.name}: {result.kib_per_stream:.1f} KiB/stream, "
+        f"errors {result.error_count}, {result.total_s:.1f}s",
+        file=sys.stderr,
+    )
+    child.stop()
+    children.children.remove(child)
+    return result
+
+
+def bare_skipped(n: int, s: Settings) -> Skipped:
+    reason = (
+        f"one process holds at most ~{s.bare_cap} streams "
+        f"(RLIMIT_NOFILE {s.nofile}, 2 sockets per stream)"
+    )
+    print(f"  {BARE}: {n} streams skipped: {reason}", file=sys.stderr)
+    return Skipped(BARE, n, reason)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -558,7 +652,7 @@ def _main(argv: Sequence[str] | None) -> int:
     s = settings(args)
     fit_to_nofile(s)
     sim_port = free_port()
-    rows: list[PhaseResult] = []
+    entries: list[PhaseResult | Skipped] = []
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, Children() as children:
         directory = Path(args.logs or tmp)
@@ -568,38 +662,23 @@ def _main(argv: Sequence[str] | None) -> int:
             "sim", ["-m", "gateway", "sim", "--config", str(config)], directory / "sim.log", ROOT
         )
         sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
-        for n in s.sizes:
-            gw_port = free_port()
-            gw: Child = children.start(
-                f"gateway-{n}",
-                ["-m", "gateway", "serve", "--config", str(config), "--port", str(gw_port)]
-                + (["--workers", str(s.workers)] if s.workers > 1 else []),
-                directory / f"gateway-{n}.log",
-                ROOT,
-            )
-            url = f"http://127.0.0.1:{gw_port}"
-            gw.wait_http(url + "/healthz")
-            print(
-                f"{n} streams ({s.tokens_for(n)} tokens, one per {s.itl_ms:g} ms) through "
-                f"gateway pid {gw.pid}, simulator pid {sim.pid}",
-                file=sys.stderr,
-            )
-            pids = worker_pids(gw.pid, s.workers)
-            result = uvloop.run(run_phase(url, pids, sim.pid, n, s))
-            rows.append(result)
-            print(
-                f"  {result.kib_per_stream:.1f} KiB/stream, errors {result.error_count}, "
-                f"{result.total_s:.1f}s",
-                file=sys.stderr,
-            )
-            gw.stop()
-            children.children.remove(gw)
-    markdown = table(rows, s.requested_sizes)
+        for n, asked in zip(s.sizes, s.requested_sizes, strict=True):
+            gateway = gateway_target(config, s)
+            entries.append(measure(children, directory, gateway, sim, n, asked, s))
+            if not s.bare:
+                continue
+            if n > s.bare_cap:
+                entries.append(bare_skipped(n, s))
+                continue
+            entries.append(measure(children, directory, bare_target(sim_port, s), sim, n, asked, s))
+    rows = [e for e in entries if isinstance(e, PhaseResult)]
+    markdown = table(entries)
     print(markdown)
     out = {
         "markdown": markdown,
         "settings": asdict(s),
         "rows": [asdict(r) for r in rows],
+        "skipped": [asdict(e) for e in entries if isinstance(e, Skipped)],
         "took_s": round(time.monotonic() - began, 1),
         "rlimit_nofile": s.nofile,
         "machine": {
