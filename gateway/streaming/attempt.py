@@ -30,6 +30,8 @@ from gateway.streaming.adapter import StreamDecoder
 from gateway.streaming.events import Event, UpstreamError, is_token
 from gateway.streaming.plan import Candidate
 
+MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
+
 # The cut callbacks of the attempt whose task is running; None outside an attempt's task.
 _CUTS: ContextVar[list[Callable[[], None]] | None] = ContextVar("attempt_cuts", default=None)
 # Where the attempt's transport offers its stream to the fast relay (streaming/relay.py).
@@ -129,11 +131,14 @@ async def pump(
     started_at: float,
     ttft_timeout_s: float,
     verdict: asyncio.Future[bool],
+    pending: list[Event],
     on_token: Callable[[], None] | None = None,
     watch: Callable[[], None] | None = None,
 ) -> UpstreamError | HandedOver | None:
-    """Forward `stream`'s batches as `(key, batch)` up to its first token; the error that
-    ended it before, or None for a clean end without a token.
+    """Read `stream` up to its first token and forward that batch as `(key, batch)`; the
+    error that ended it before, or None for a clean end without a token. The events
+    before the first token are kept in `pending` (at most MAX_PENDING_EVENTS, the last
+    ones), not sent: nobody needs to wake up for a role chunk or a keep-alive.
 
     After the first-token batch, waits for `verdict`: the winner's is resolved and the
     stream is left to the race (HANDED_OVER); a loser is cancelled while it waits.
@@ -155,7 +160,11 @@ async def pump(
                 if token:
                     record.ttft_s = loop.time() - started_at
                     break
-                await queue.put((key, batch))
+                for event in batch:
+                    if type(event) is UpstreamError:  # it ends the stream
+                        return event
+                pending.extend(batch)
+                del pending[:-MAX_PENDING_EVENTS]
                 if watch is not None:
                     watch()
     except StopAsyncIteration:

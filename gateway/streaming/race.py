@@ -44,8 +44,6 @@ from gateway.streaming.plan import (
 from gateway.streaming.policy import LoadBudget, choose_error
 from gateway.streaming.relay import Framer, Relay, open_relay, watch_for_token
 
-MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first token
-
 
 @dataclass(frozen=True, slots=True)
 class _End:
@@ -163,6 +161,7 @@ class Race:
                 attempt.started_at,
                 candidate.ttft_timeout_s,
                 verdict,
+                attempt.pending,
                 lambda: self._first_token_seen(attempt),
                 (lambda: self._watch(attempt)) if self._speculative_ok else None,
             )
@@ -233,16 +232,13 @@ class Race:
                 if outcome is not None:
                     return outcome
                 continue
-            assert isinstance(item, list)
+            assert isinstance(item, list)  # the batch with the attempt's first token
             for event in item:
                 if type(event) is UpstreamError:
                     self._fail(attempt, event)
                     break
                 if is_token(event):
                     return self._declare(attempt, attempt.pending + item, live=True)
-            else:
-                attempt.pending.extend(item)
-                del attempt.pending[:-MAX_PENDING_EVENTS]
 
     def _deadline(self) -> float | None:
         times = [t for t in (self._next_hedge_at, self._heartbeat_at) if t is not None]
