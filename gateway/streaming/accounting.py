@@ -86,7 +86,7 @@ class RaceRecord:
 
     @property
     def wasted_cost_usd(self) -> float:
-        return sum(a.cost_usd for a in self.attempts if a.outcome == "cancelled")
+        return sum((a.cost_usd for a in self.attempts if a.outcome == "cancelled"), 0.0)
 
 
 class RaceObserver(Protocol):
