@@ -28,7 +28,9 @@ free port in front of the same simulator, its CPU measured like the gateway's.
 that you started against the same simulator: give --sim-port so its
 upstream URL is known in advance (http://127.0.0.1:PORT/v1) and map the
 model names bench-ttft100 and bench-fast to it; --compare-pid lets its CPU be
-measured too.
+measured too. --compare-header 'Name: value' (repeatable) is sent on its requests
+only, for gateways that route by header (Portkey: x-portkey-provider,
+x-portkey-custom-host). bench/peers/ holds the peers' configs and commands.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import yaml
 
 from bench.procs import Child, Children, cpu_seconds, free_port, machine_busy_seconds
 from gateway.loadtest import LoadResult, RequestSample, make_session, run_load, summarize
+from gateway.loadtest.cli import header_arg
 from gateway.loadtest.report import to_json_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +91,7 @@ class Target:
     base_url: str
     pid: int | None  # process whose CPU is charged to this target's rounds
     api_key: str = API_KEY
+    headers: tuple[tuple[str, str], ...] = ()  # sent on this target's requests only
 
 
 @dataclass(slots=True)
@@ -185,6 +189,7 @@ async def _round(
         target.base_url,
         case.model,
         api_key=target.api_key,
+        headers=dict(target.headers),
         concurrency=case.concurrency,
         requests=requests,
         prompt=PROMPT,
@@ -287,6 +292,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--compare-name", default="compare", help="its label in the table")
     parser.add_argument("--compare-pid", type=int, help="its process id, to measure its CPU")
     parser.add_argument("--compare-key", default=API_KEY, help="its API key")
+    parser.add_argument(
+        "--compare-header",
+        type=header_arg,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra request header for it only (repeatable)",
+    )
     parser.add_argument("--sim-port", type=int, help="fixed simulator port (default: a free one)")
     parser.add_argument("--cases", help="comma-separated subset of case names to run")
     return parser.parse_args(argv)
@@ -361,7 +374,13 @@ def _main(argv: Sequence[str] | None) -> int:
             targets.append(Target("bare-proxy", f"http://127.0.0.1:{bare_port}/v1", bare.pid))
         if args.compare:
             targets.append(
-                Target(args.compare_name, args.compare, args.compare_pid, args.compare_key)
+                Target(
+                    args.compare_name,
+                    args.compare,
+                    args.compare_pid,
+                    args.compare_key,
+                    tuple(args.compare_header),
+                )
             )
         started = time.monotonic()
         out = uvloop.run(bench(args, targets, sim.pid))

@@ -17,7 +17,7 @@ from gateway.loadtest.client import DEFAULT_PROMPT, LoadResult, LoadSpec, run_sp
 from gateway.loadtest.report import format_text, write_json, write_plots
 
 
-def _header(value: str) -> tuple[str, str]:
+def header_arg(value: str) -> tuple[str, str]:
     name, sep, content = value.partition(":")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected NAME:VALUE, got {value!r}")
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--header",
-        type=_header,
+        type=header_arg,
         action="append",
         default=[],
         metavar="K:V",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 import random
@@ -9,6 +10,7 @@ import random
 import orjson
 import pytest
 
+from gateway.loadtest.cli import header_arg
 from gateway.loadtest.client import LoadSpec
 from gateway.loadtest.stats import (
     RequestSample,
@@ -272,6 +274,17 @@ def test_spec_json_hides_header_values() -> None:
         base_url="http://x/v1", model="m", requests=1, headers=(("x-api-key", "secret-value"),)
     )
     assert "secret-value" not in orjson.dumps(spec.to_dict()).decode()
+
+
+def test_header_argument_splits_at_the_first_colon_only() -> None:
+    # a URL value keeps its own colons (bench.overhead --compare-header for Portkey)
+    assert header_arg(" x-portkey-custom-host :  http://127.0.0.1:18300/v1 ") == (
+        "x-portkey-custom-host",
+        "http://127.0.0.1:18300/v1",
+    )
+    for bad in ("no-colon", ": value"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            header_arg(bad)
 
 
 def test_output_size_counts_characters_of_every_kind_of_output() -> None:
