@@ -109,6 +109,7 @@ class StreamConfig:
     """How a streamed answer is written after its first token (the first is never held)."""
 
     coalesce_ms: float = 0.0  # > 0: at most one write per window; what arrives meanwhile joins
+    relay: bool = True  # the fast relay of plain text chunks (streaming/relay.py); off: never
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,7 @@ def stream(r: Reader) -> StreamConfig:
     d = StreamConfig()
     out = StreamConfig(
         coalesce_ms=r.number("coalesce_ms", d.coalesce_ms, lo=0, hi=MAX_COALESCE_MS),
+        relay=r.boolean("relay", d.relay),
     )
     r.finish()
     return out

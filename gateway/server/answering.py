@@ -152,11 +152,13 @@ async def stream_answer(
     else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = outcome.events
-    pacer = coalesce.pacer(request[GATEWAY].config.stream)  # None: each batch as it comes
+    stream = request[GATEWAY].config.stream
+    pacer = coalesce.pacer(stream)  # None: each batch as it comes
     await response.write(encoder.encode(events))  # the first token: never held
     failed = any(type(e) is UpstreamError for e in events)
     # the fast relay writes each read at once: not when the operator asked for coalescing
-    write = relay_writer(encoder, response) if pacer is None else None
+    relaying = pacer is None and stream.relay
+    write = relay_writer(encoder, response) if relaying else None
     while not failed:
         if write is not None and (relay := _relay(answer, encoder)) is not None:
             await relay.run(write)  # until the general path must go on

@@ -332,3 +332,19 @@ async def test_the_messages_and_responses_doors_relay_too() -> None:
 
 
 MSGS = [{"role": "user", "content": "hi"}]
+
+
+async def test_no_relay_when_the_operator_turned_it_off() -> None:
+    script = [ROLE + text(WORDS[0]), *(text(w) for w in WORDS[1:]), FINISH, DONE]
+    async with relayed(script, stream={"relay": False}) as (url, upstream, records):
+        upstream.release.put_nowait(None)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/v1/chat/completions", json=BODY) as resp:
+                got = [delta_text(await read_event(resp.content)) for _ in range(2)]
+                for _ in script[1:]:
+                    upstream.release.put_nowait(None)
+                raw = await resp.read()
+        rec = await records.first()
+    assert "".join(got) == WORDS[0] and raw.endswith(DONE)
+    attempt = rec.race.attempts[0]  # type: ignore[union-attr]
+    assert attempt.relayed == 0 and attempt.tokens == len(WORDS)

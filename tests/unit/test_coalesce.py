@@ -99,6 +99,8 @@ def test_the_stream_section_parses() -> None:
         config = parse_config({**BASE, "stream": {"coalesce_ms": value}}, env={})
         assert config.stream.coalesce_ms == window
     assert parse_config({**BASE, "stream": {}}, env={}).stream == StreamConfig()
+    assert StreamConfig().relay is True
+    assert parse_config({**BASE, "stream": {"relay": False}}, env={}).stream.relay is False
 
 
 @pytest.mark.parametrize(
@@ -110,6 +112,7 @@ def test_the_stream_section_parses() -> None:
         ({"coalesce_ms": True}, "stream.coalesce_ms: must be a number in [0, 1000], got true"),
         ({"coalesce_ms": float("nan")}, "stream.coalesce_ms: must be a number in [0, 1000]"),
         ({"coalesce": 2}, "stream.coalesce: unknown key"),
+        ({"relay": "no"}, "stream.relay: must be"),
         ("fast", "stream: must be a mapping"),
     ],
 )
