@@ -9,15 +9,17 @@ cut connection, a client gone) and when it must not run at all (an output transf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 
+from gateway import compat_aiohttp
 from gateway.config import parse_config
 from gateway.record import RequestRecord
 from gateway.runtime import Gateway
@@ -25,6 +27,13 @@ from gateway.server.app import start_server
 
 HEAD = b'{"id":"chatcmpl-r","object":"chat.completion.chunk","created":1,"model":"up",'
 CHOICE = b'"choices":[{"index":0,"delta":'
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_diverted() -> Iterator[None]:
+    """Every diverted or watched reader is given back, whatever way its stream ended."""
+    yield
+    assert compat_aiohttp._DIVERTED == {}
 
 
 def chunk(delta: bytes, finish: bytes = b"null") -> bytes:

@@ -5,10 +5,13 @@ write now, an end, a cancellation), and its accounting."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import orjson
+import pytest
 from aiohttp.streams import StreamReader
 
+from gateway import compat_aiohttp
 from gateway.providers.openai_reframe import relay_spec
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.encode import TextFrame
@@ -20,6 +23,13 @@ HEAD = (
 )
 SPEC = relay_spec(HEAD, 1 << 20)
 FRAME = TextFrame(b"<", b">")
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_diverted() -> Iterator[None]:
+    """Every diverted or watched reader is given back, whatever way its stream ended."""
+    yield
+    assert compat_aiohttp._DIVERTED == {}
 
 
 def text(word: str) -> bytes:
