@@ -303,11 +303,14 @@ async def test_console_pages_show_what_the_admin_api_reports(
             ]
         return out
 
-    # the rate-limit column counts the last minute, and a busy machine can take longer than
-    # that to get here from the fixture's load: give the steady deployment fresh requests
+    # the rate-limit column counts the limiter's window, the clock's current minute: give the
+    # steady deployment fresh requests, and expect them counted unless the minute turned
+    minute = int(time.time() // 60)
     await simulate_load(gateway, [(KEYS[0], "solo", "eu")] * 2)
     shown_deps, _ = await agree(deployments_page, deployments_api)
-    assert shown_deps["steady"][3] is not None and shown_deps["steady"][3] > 0
+    assert shown_deps["steady"][3] is not None
+    if int(time.time() // 60) == minute:
+        assert shown_deps["steady"][3] >= 2
     assert shown_deps["steady"][4] == "steady-2026"
     catalogue = "#deployments-table tr[data-deployment='steady'] td[data-field='catalogue']"
     assert "context 128,000" in (await page.text_content(catalogue) or "")
