@@ -9,7 +9,7 @@ The pipeline (`pipeline.py`) builds it; the server's front doors drive it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.config.model import KeyConfig
@@ -131,13 +131,13 @@ class Answer:
             self._trace.collect(batch)
         return batch
 
-    def relay(self, frame: Framer) -> Relay | None:
+    def relay(self, frame_of: Callable[[], Framer | None]) -> Relay | None:
         """The fast relay for the rest of the answer, when nothing of the answer's own
         applies to it (no output transform, no trace of the text, no resume) and the
         race can hand the winner's stream over now; None otherwise."""
         if self.transform is not None or self._trace is not None or self._resumer is not None:
             return None
-        return self._race.relay(frame)
+        return self._race.relay(frame_of)
 
     async def aclose(self, client_gone: bool = False) -> RequestRecord:
         rec = self.record

@@ -124,16 +124,11 @@ class ReaderDiversion(Protocol):
 _DIVERTED: dict[int, ReaderDiversion] = {}  # id(reader) -> its diversion, while diverted
 
 
-class _DivertedReader(StreamReader):
-    """A StreamReader whose body pieces go to a diversion instead of its buffer; its end
-    (EOF, a lost connection) restores the reader first, so nothing is lost."""
+class _HookedReader(StreamReader):
+    """A StreamReader with a diversion attached; its end (EOF, a lost connection) restores
+    the reader first, with what the diversion held back ahead of it, so nothing is lost."""
 
     __slots__ = ()
-
-    def feed_data(self, data: bytes, size: int = 0) -> bool:
-        if data:
-            _DIVERTED[id(self)].on_data(bytes(data))
-        return False
 
     def feed_eof(self) -> None:
         _end_diversion(self)
@@ -142,6 +137,29 @@ class _DivertedReader(StreamReader):
     def set_exception(self, exc: BaseException, exc_cause: BaseException = _EXC_SENTINEL) -> None:
         _end_diversion(self)
         StreamReader.set_exception(self, exc, exc_cause)
+
+
+class _DivertedReader(_HookedReader):
+    """Body pieces go to the diversion instead of the buffer."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        if data:
+            _DIVERTED[id(self)].on_data(bytes(data))
+        return False
+
+
+class _WatchedReader(_HookedReader):
+    """Body pieces are buffered as usual, then shown to the diversion (a watcher)."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        StreamReader.feed_data(self, data, size)
+        if data and type(self) is _WatchedReader:  # the watcher may have let go already
+            _DIVERTED[id(self)].on_data(bytes(data))
+        return False
 
 
 def _end_diversion(reader: StreamReader) -> None:
@@ -155,10 +173,26 @@ def _restore(reader: StreamReader) -> ReaderDiversion:
     return _DIVERTED.pop(id(reader))
 
 
+def _hook(reader: StreamReader, kind: type[_HookedReader], diversion: ReaderDiversion) -> bool:
+    """Only an idle reader is hooked (nothing buffered, not at its end, no error, no other
+    hook): False otherwise, nothing changed."""
+    if type(reader) is not StreamReader or reader._buffer or reader._eof or reader._exception:
+        return False
+    _DIVERTED[id(reader)] = diversion
+    reader.__class__ = kind
+    return True
+
+
+def _unhook(reader: StreamReader, kind: type[_HookedReader], leftover: bytes) -> None:
+    if type(reader) is kind:  # not if its body ended meanwhile (already restored)
+        _restore(reader)
+        if leftover:
+            StreamReader.feed_data(reader, leftover)
+
+
 def divert_reader(reader: StreamReader, diversion: ReaderDiversion) -> bool:
     """Send `reader`'s next body pieces to `diversion.on_data`, synchronously, in the loop
-    iteration that parses them (no task wakes up). Only an idle reader can be diverted
-    (nothing buffered, not at its end, no error): False otherwise, nothing changed.
+    iteration that parses them (no task wakes up); False if the reader is not idle.
 
     Relies on: aiohttp's response parsers (the C one and the pure-Python one) calling
     `payload.feed_data(data, size)`, `feed_eof()` and `set_exception(exc, cause)` on the
@@ -167,57 +201,25 @@ def divert_reader(reader: StreamReader, diversion: ReaderDiversion) -> bool:
     with no slots of its own (same layout), and swapped back by `undivert_reader` or at
     the body's end.
     """
-    if type(reader) is not StreamReader or reader._buffer or reader._eof or reader._exception:
-        return False
-    _DIVERTED[id(reader)] = diversion
-    reader.__class__ = _DivertedReader
-    return True
+    return _hook(reader, _DivertedReader, diversion)
 
 
 def undivert_reader(reader: StreamReader, leftover: bytes = b"") -> None:
     """Give `reader` back its body, `leftover` (bytes the diversion took but did not use)
     first. Does nothing if the reader is no longer diverted (its body ended)."""
-    if type(reader) is _DivertedReader:
-        _restore(reader)
-        if leftover:
-            StreamReader.feed_data(reader, leftover)
-
-
-class _WatchedReader(StreamReader):
-    """A StreamReader that shows each body piece to a watcher after buffering it as usual."""
-
-    __slots__ = ()
-
-    def feed_data(self, data: bytes, size: int = 0) -> bool:
-        StreamReader.feed_data(self, data, size)
-        if data and type(self) is _WatchedReader:
-            _DIVERTED[id(self)].on_data(bytes(data))
-        return False
-
-    def feed_eof(self) -> None:
-        _restore(self)
-        StreamReader.feed_eof(self)
-
-    def set_exception(self, exc: BaseException, exc_cause: BaseException = _EXC_SENTINEL) -> None:
-        _restore(self)
-        StreamReader.set_exception(self, exc, exc_cause)
+    _unhook(reader, _DivertedReader, leftover)
 
 
 def watch_reader(reader: StreamReader, watcher: ReaderDiversion) -> bool:
     """Show `reader`'s next body pieces to `watcher.on_data` as the parser feeds them, in
     that loop iteration, after they are buffered as usual (the reader's own consumer sees
     no difference). Relies on what `divert_reader` relies on; the same conditions."""
-    if type(reader) is not StreamReader or reader._buffer or reader._eof or reader._exception:
-        return False
-    _DIVERTED[id(reader)] = watcher
-    reader.__class__ = _WatchedReader
-    return True
+    return _hook(reader, _WatchedReader, watcher)
 
 
 def unwatch_reader(reader: StreamReader) -> None:
     """Stop watching `reader` (nothing happens if it is not watched any more)."""
-    if type(reader) is _WatchedReader:
-        _restore(reader)
+    _unhook(reader, _WatchedReader, b"")
 
 
 class SyncWriter:

@@ -336,7 +336,7 @@ class OpenAIStreamDecoder:
     """Feed Chat Completions SSE bytes, get events. Ends at `data: [DONE]`; a stream that
     ends before `[DONE]` is complete only if a finish reason was seen."""
 
-    __slots__ = ("_closed", "_done", "_limit", "_mapper", "_secret", "_shortcut", "_sse")
+    __slots__ = ("_closed", "_done", "_limit", "_mapper", "_secret", "_shortcut", "_spec", "_sse")
 
     def __init__(
         self,
@@ -347,6 +347,7 @@ class OpenAIStreamDecoder:
     ) -> None:
         self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
         self._limit = min(max_line_bytes, max_event_bytes)
+        self._spec: RelaySpec | None = None
         self._secret = secret  # redacted from error messages
         self._mapper = ChunkMapper(quirks, secret)
         self._shortcut = TextChunkShortcut()
@@ -367,7 +368,9 @@ class OpenAIStreamDecoder:
         plain text chunk's head is known); None when not."""
         if self._done or self._closed or not self._sse.between_events:
             return None
-        return relay_spec(self._shortcut.head, self._limit)
+        if self._spec is None:  # the head, once learned, never changes
+            self._spec = relay_spec(self._shortcut.head, self._limit)
+        return self._spec
 
     def close(self) -> list[Event]:
         if self._closed:

@@ -25,7 +25,7 @@ from gateway.server.keys import GATEWAY, KEY, KEY_ID, REQUEST_ID
 from gateway.server.limits import body_timeout_s, read_body
 from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
-from gateway.streaming.relay import Relay, Writer
+from gateway.streaming.relay import Framer
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -51,6 +51,10 @@ class StreamEncoder(Protocol):
     def error(self, error: UpstreamError) -> bytes: ...
 
     def heartbeat(self) -> bytes: ...
+
+    def text_frame(self) -> Framer | None:
+        """How text is written now without the encoder (the fast relay); None: not now."""
+        ...
 
 
 class Assembler(Protocol):
@@ -105,14 +109,6 @@ async def respond(
         await answer.aclose(client_gone=client_gone)
 
 
-def relay_writer(encoder: StreamEncoder, response: web.StreamResponse) -> Writer | None:
-    """How the fast relay writes this response, if it may: the encoder can frame text
-    for it (`text_frame`), and the response can be written without awaiting."""
-    if getattr(encoder, "text_frame", None) is None:
-        return None
-    return sync_writer(response, RELAY_MAX_BUFFER)
-
-
 def answer_headers(request_id: str, deployment: str | None) -> dict[str, str]:
     headers = {"x-request-id": request_id}
     if deployment is not None:
@@ -158,9 +154,9 @@ async def stream_answer(
     failed = any(type(e) is UpstreamError for e in events)
     # the fast relay writes each read at once: not when the operator asked for coalescing
     relaying = pacer is None and stream.relay
-    write = relay_writer(encoder, response) if relaying else None
+    write = sync_writer(response, RELAY_MAX_BUFFER) if relaying else None
     while not failed:
-        if write is not None and (relay := _relay(answer, encoder)) is not None:
+        if write is not None and (relay := answer.relay(encoder.text_frame)) is not None:
             await relay.run(write)  # until the general path must go on
         batch = await (answer.next_batch() if pacer is None else pacer.next_batch(answer))
         if batch is None:
@@ -170,12 +166,6 @@ async def stream_answer(
     if not failed:
         await response.write(encoder.end())
     return response
-
-
-def _relay(answer: Answer, encoder: StreamEncoder) -> Relay | None:
-    """The fast relay, if the encoder can frame text now and the answer can hand over."""
-    frame = encoder.text_frame()  # type: ignore[attr-defined]
-    return None if frame is None else answer.relay(frame)
 
 
 async def complete_answer(

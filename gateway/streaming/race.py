@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ from gateway.streaming.plan import (
     ordered_candidates,
 )
 from gateway.streaming.policy import LoadBudget, choose_error
-from gateway.streaming.relay import Framer, Relay, open_relay, watch_for_token
+from gateway.streaming.relay import Framer, Relay, open_relay, relayable, watch_for_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class Race:
         self._stream_done = False
         self._reader: DirectReader | None = None  # the winner's stream, once handed over
         self._relay: Relay | None = None  # the last fast relay run over it
+        self._no_relay = False  # its decoder can never hand it over
         self._closed = False
         self._next_hedge_at: float | None = None
         self._heartbeat_at = self._t0 + plan.heartbeat_after_s if plan.heartbeat_after_s else None
@@ -339,15 +341,19 @@ class Race:
             await reader.aclose()
         return events
 
-    def relay(self, frame: Framer) -> Relay | None:
+    def relay(self, frame_of: Callable[[], Framer | None]) -> Relay | None:
         """The fast relay over the winner's stream, if it can take over now (see
         `streaming/relay.py`); None when it cannot. The caller runs it, then goes on
-        with `next_batch()`."""
+        with `next_batch()`. A stream whose decoder can never hand over is not asked
+        again (the general path asks before every batch)."""
         winner = self._winner
-        if winner is None or self._stream_done or not winner.handed_over or not winner.sources:
+        if winner is None or self._stream_done or not winner.handed_over or self._no_relay:
             return None
-        record = winner.record
-        relay = open_relay(winner.sources[-1], frame, record, winner.candidate.idle_timeout_s)
+        if not winner.sources or not relayable(winner.sources[-1]):
+            self._no_relay = True
+            return None
+        source, idle_s = winner.sources[-1], winner.candidate.idle_timeout_s
+        relay = open_relay(source, frame_of, winner.record, idle_s)
         if relay is not None:
             self._relay = relay
         return relay

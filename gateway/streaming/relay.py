@@ -240,15 +240,30 @@ class Relay:
         self._give_back(b"")
 
 
-def open_relay(
-    source: RelaySource, frame: Framer, record: AttemptRecord, idle_timeout_s: float
-) -> Relay | None:
-    """A relay over `source`, if its decoder can hand the stream over now."""
+def relayable(source: RelaySource) -> bool:
+    """Can this stream's decoder ever offer a `RelaySpec` (an OpenAI-shaped one can)?"""
+    return hasattr(source.decoder, "relay_spec")
+
+
+def spec_now(source: RelaySource) -> RelaySpec | None:
+    """What the relay may forward of the stream, if its decoder can hand it over now."""
     spec_of = getattr(source.decoder, "relay_spec", None)
-    spec = spec_of() if spec_of is not None else None
+    return None if spec_of is None else spec_of()
+
+
+def open_relay(
+    source: RelaySource,
+    frame_of: Callable[[], Framer | None],
+    record: AttemptRecord,
+    idle_timeout_s: float,
+) -> Relay | None:
+    """A relay over `source`, if its decoder can hand the stream over now and the
+    encoder can frame text now (`frame_of`, asked only then)."""
+    spec = spec_now(source)
     if spec is None:
         return None
-    return Relay(source.reader, spec, frame, record, idle_timeout_s)
+    frame = frame_of()
+    return None if frame is None else Relay(source.reader, spec, frame, record, idle_timeout_s)
 
 
 class TokenWatch:
@@ -294,8 +309,7 @@ class TokenWatch:
 
 def watch_for_token(source: RelaySource, on_token: Callable[[], None]) -> TokenWatch | None:
     """A TokenWatch on `source`, if its decoder can say what a token looks like now."""
-    spec_of = getattr(source.decoder, "relay_spec", None)
-    spec = spec_of() if spec_of is not None else None
+    spec = spec_now(source)
     if spec is None:
         return None
     watch = TokenWatch(source.reader, spec, on_token)
