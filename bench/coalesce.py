@@ -40,12 +40,11 @@ import orjson
 import uvloop
 import yaml
 
-from bench.procs import Child, Children, cpu_seconds, free_port, machine_busy_seconds
+from bench.procs import Children, cpu_seconds, free_port, machine_busy_seconds
 from gateway.loadtest import distribution, make_session
 from gateway.loadtest.report import to_json_bytes
 from gateway.loadtest.timing import StreamTimer
 
-ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
 UPSTREAMS = {
     "itl5": {"ttft_ms": 100, "itl_ms": 5, "tokens": 50},
@@ -296,24 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         off_config, on_config = directory / "off.yaml", directory / "on.yaml"
         write_config(off_config, sim_port, off_port, 0.0)
         write_config(on_config, sim_port, on_port, args.window_ms)
-        sim: Child = children.start(
-            "sim",
-            ["-m", "gateway", "sim", "--config", str(off_config)],
-            directory / "sim.log",
-            ROOT,
-        )
-        off: Child = children.start(
-            "gateway-off",
-            ["-m", "gateway", "serve", "--config", str(off_config)],
-            directory / "off.log",
-            ROOT,
-        )
-        on: Child = children.start(
-            "gateway-on",
-            ["-m", "gateway", "serve", "--config", str(on_config)],
-            directory / "on.log",
-            ROOT,
-        )
+        sim = children.gateway("sim", "sim", off_config, directory / "sim.log")
+        off = children.gateway("gateway-off", "serve", off_config, directory / "off.log")
+        on = children.gateway("gateway-on", "serve", on_config, directory / "on.log")
         sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
         off.wait_http(f"http://127.0.0.1:{off_port}/healthz")
         on.wait_http(f"http://127.0.0.1:{on_port}/healthz")

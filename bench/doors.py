@@ -22,8 +22,8 @@ from typing import Any
 
 import uvloop
 
-from bench.overhead import API_KEY, MODEL_TTFT, PROMPT, ROOT, write_config
-from bench.procs import Child, Children, cpu_seconds, free_port, machine_busy_seconds
+from bench.overhead import API_KEY, MODEL_TTFT, PROMPT, write_config
+from bench.procs import Children, cpu_seconds, free_port, machine_busy_seconds
 from gateway.loadtest import make_session, run_load, summarize
 from gateway.loadtest.report import to_json_bytes
 from gateway.loadtest.timing import Door
@@ -132,15 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-doors-") as tmp, Children() as children:
         directory = Path(tmp)
         config = write_config(directory, sim_port, gw_port)
-        sim: Child = children.start(
-            "sim", ["-m", "gateway", "sim", "--config", str(config)], directory / "sim.log", ROOT
-        )
-        gw: Child = children.start(
-            "gateway",
-            ["-m", "gateway", "serve", "--config", str(config)],
-            directory / "gateway.log",
-            ROOT,
-        )
+        sim = children.gateway("sim", "sim", config, directory / "sim.log")
+        gw = children.gateway("gateway", "serve", config, directory / "gateway.log")
         sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
         gw.wait_http(f"http://127.0.0.1:{gw_port}/healthz")
         url = f"http://127.0.0.1:{gw_port}/v1"

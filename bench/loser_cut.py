@@ -35,9 +35,8 @@ import orjson
 import uvloop
 import yaml
 
-from bench.procs import Child, Children, cpu_seconds, free_port, machine_busy_seconds
+from bench.procs import Children, cpu_seconds, free_port, machine_busy_seconds
 
-ROOT = Path(__file__).resolve().parent.parent
 SHAPE = {"ttft_ms": 100, "itl_ms": 5, "tokens": 50}
 API_KEY = "bench-key"
 
@@ -281,15 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-loser-") as tmp, Children() as children:
         directory = Path(tmp)
         config = write_config(directory, ports, gw_port)
-        sim: Child = children.start(
-            "sim", ["-m", "gateway", "sim", "--config", str(config)], directory / "sim.log", ROOT
-        )
-        gw: Child = children.start(
-            "gateway",
-            ["-m", "gateway", "serve", "--config", str(config)],
-            directory / "gateway.log",
-            ROOT,
-        )
+        sim = children.gateway("sim", "sim", config, directory / "sim.log")
+        gw = children.gateway("gateway", "serve", config, directory / "gateway.log")
         sim_url = f"http://127.0.0.1:{ports['a']}"
         sim.wait_http(sim_url + "/v1/models")
         gw.wait_http(f"http://127.0.0.1:{gw_port}/healthz")

@@ -333,15 +333,8 @@ def _main(argv: Sequence[str] | None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp, Children() as children:
         directory = Path(tmp)
         config = write_config(directory, sim_port, gw_port)
-        sim: Child = children.start(
-            "sim", ["-m", "gateway", "sim", "--config", str(config)], directory / "sim.log", ROOT
-        )
-        gw: Child = children.start(
-            "gateway",
-            ["-m", "gateway", "serve", "--config", str(config)],
-            directory / "gateway.log",
-            ROOT,
-        )
+        sim = children.gateway("sim", "sim", config, directory / "sim.log")
+        gw = children.gateway("gateway", "serve", config, directory / "gateway.log")
         bare: Child | None = None
         bare_port = free_port()
         if args.bare:

@@ -22,6 +22,9 @@ from types import TracebackType
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+REPO = Path(__file__).resolve().parent.parent  # where `python -m gateway` runs from
+
+
 def free_port() -> int:
     """A port that was free a moment ago (bind to 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -175,6 +178,11 @@ class Children:
         child = Child(name, args, log_path, cwd)
         self.children.append(child)
         return child
+
+    def gateway(self, name: str, command: str, config: Path, log_path: Path) -> Child:
+        """`python -m gateway <command> --config <config>` (`sim` or `serve`), run from the
+        repository's root."""
+        return self.start(name, ["-m", "gateway", command, "--config", str(config)], log_path, REPO)
 
     def __enter__(self) -> Children:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -39,10 +39,9 @@ import uvloop
 import yaml
 from redis.asyncio import Redis
 
-from bench.procs import Child, Children, free_port
+from bench.procs import Children, free_port
 from gateway.loadtest.client import LoadSpec, run_spec
 
-ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin"
 MODEL = "m"
 
@@ -54,7 +53,11 @@ def write_config(directory: Path, sim_port: int, gw_port: int, redis_port: int, 
         "admin": {"key": ADMIN},
         "state": {"backend": "redis", "url": f"redis://127.0.0.1:{redis_port}/0", "prefix": "rgb"},
         "latency": {"prewarm": {"enabled": False}},
-        "routing": {"key_rpm": 1_000_000, "key_daily_budget_usd": 1_000_000.0},
+        "routing": {
+            "key_rpm": 1_000_000,
+            "key_daily_budget_usd": 1_000_000.0,
+            "allow_direct_deployments": True,  # the load names the deployment
+        },
         "providers": {
             "sim": {"kind": "openai", "base_url": f"http://127.0.0.1:{sim_port}/v1", "api_key": "k"}
         },
@@ -206,18 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         try:
             config = write_config(directory, sim_port, gw_port, redis_port, args.ttft_ms)
-            sim: Child = children.start(
-                "sim",
-                ["-m", "gateway", "sim", "--config", str(config)],
-                directory / "sim.log",
-                ROOT,
-            )
-            gw: Child = children.start(
-                "gateway",
-                ["-m", "gateway", "serve", "--config", str(config)],
-                directory / "gateway.log",
-                ROOT,
-            )
+            sim = children.gateway("sim", "sim", config, directory / "sim.log")
+            gw = children.gateway("gateway", "serve", config, directory / "gateway.log")
             sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
             gw.wait_http(f"http://127.0.0.1:{gw_port}/healthz")
             out = uvloop.run(bench(args, f"http://127.0.0.1:{gw_port}/v1", redis, redis_port))

@@ -658,9 +658,7 @@ def _main(argv: Sequence[str] | None) -> int:
         directory = Path(args.logs or tmp)
         directory.mkdir(parents=True, exist_ok=True)
         config = write_config(directory, sim_port, free_port(), s)
-        sim: Child = children.start(
-            "sim", ["-m", "gateway", "sim", "--config", str(config)], directory / "sim.log", ROOT
-        )
+        sim = children.gateway("sim", "sim", config, directory / "sim.log")
         sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
         for n, asked in zip(s.sizes, s.requested_sizes, strict=True):
             gateway = gateway_target(config, s)
