@@ -243,8 +243,11 @@ class SyncWriter:
         )
 
     def write(self, data: bytes) -> None:
+        """Write now; dropped if the client's connection closed since `ready()` (the
+        caller's next await on the response then fails as any write to it would)."""
         transport = self._protocol.transport
-        assert transport is not None  # ready() said so, in this same callback
+        if transport is None or transport.is_closing():
+            return
         if self._chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         self._writer.output_size += len(data)

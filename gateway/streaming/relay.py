@@ -8,9 +8,12 @@ OpenAI-shaped upstream with nothing to transform, all of that produces one re-fr
 chunk per read. The relay does exactly that and nothing more: while it runs, the upstream
 response's body pieces come to `on_data` straight from aiohttp's parser
 (`compat_aiohttp.divert_reader`); each piece's plain text events (`RelaySpec`) are cut
-out and written to the client as the encoder would frame them (`TextFrame`), in one
-write, synchronously (`compat_aiohttp.sync_writer`). The request's task sleeps on one
-future for the whole run.
+out and framed as the encoder would frame them (`TextFrame`). The text of every piece
+parsed from one upstream read is written together, in one write without awaiting
+(`compat_aiohttp.sync_writer`), from a callback queued behind that read's parsing: the
+upstream's HTTP chunks of one read become one client write, as one batch of the general
+path would (the first write of a stop 14 relay per HTTP chunk cost 2.3 write syscalls per
+read at c=50). The request's task sleeps on one future for the whole run.
 
 It gives the stream back to the general path at the first thing it does not understand:
 any other event (a finish reason, usage, a tool call, `[DONE]`, an error, a comment with a
@@ -145,6 +148,7 @@ class Relay:
         "_frame",
         "_idle_s",
         "_loop",
+        "_pending",
         "_reader",
         "_record",
         "_spec",
@@ -169,6 +173,7 @@ class Relay:
         self._idle_s = idle_timeout_s
         self._loop = asyncio.get_running_loop()
         self._carry = b""
+        self._pending: list[bytes] = []  # text bodies parsed and counted, not yet written
         self._done: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._writer: Writer | None = None
@@ -195,11 +200,14 @@ class Relay:
         buf = carry + data if carry else data
         bodies, at, why = scan(self._spec, buf)
         if bodies:
-            writer = self._writer
-            if not writer.ready():  # type: ignore[union-attr]
-                self._give_back(buf)  # nothing written: the general path writes it all
+            if self._pending:  # a later piece of the same read: joins its write
+                self._pending += bodies
+            elif self._writer.ready():  # type: ignore[union-attr]
+                self._pending = bodies
+                self._loop.call_soon(self._flush)
+            else:
+                self._give_back(buf)  # nothing taken: the general path writes it all
                 return
-            writer.write(self._frame.frame(bodies))  # type: ignore[union-attr]
             record = self._record
             record.tokens += len(bodies)
             record.relayed += len(bodies)
@@ -210,16 +218,27 @@ class Relay:
             self._carry = buf[at:]
         self.last = self._loop.time()
 
+    def _flush(self) -> None:
+        """Write the text taken since the last write, as one frame (the client's buffer
+        was below its limit when the first of it was taken, earlier in this iteration)."""
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._writer.write(self._frame.frame(pending))  # type: ignore[union-attr]
+
     def on_end(self) -> bytes:
         """The body ended or its connection was lost (the reader is restored already):
         what was carried goes back to it, ahead of its end."""
+        self._flush()
         leftover = self._carry
         self._carry = b""
         self._finish()
         return leftover
 
     def _give_back(self, leftover: bytes) -> None:
-        """Stop relaying: the reader gets what was carried and `leftover` back."""
+        """Stop relaying: what was taken is written, then the reader gets what was
+        carried and `leftover` back (the general path writes after the relay, always)."""
+        self._flush()
         if self._carry:
             leftover = self._carry + leftover
             self._carry = b""

@@ -71,16 +71,20 @@ async def started(relay: Relay, writes: list[bytes], accept: list[bool]) -> asyn
     return task
 
 
-async def test_text_is_written_in_the_feeding_call_and_counted() -> None:
+async def test_the_text_of_one_read_is_counted_as_parsed_and_written_once() -> None:
     assert SPEC is not None
     body, record = reader(), AttemptRecord("d", 0.0)
     writes: list[bytes] = []
     task = await started(Relay(body, SPEC, FRAME, record, 30.0), writes, [])
-    body.feed_data(text("a") + text("b"))
-    assert writes == [b"<ab>"]  # synchronously, one write for the read
+    body.feed_data(text("a"))  # one upstream read parsed into two HTTP chunks
+    body.feed_data(text("b"))
+    assert writes == [] and record.tokens == record.relayed == 2
+    await asyncio.sleep(0)  # the write queued behind the read's parsing (no task woken)
+    assert writes == [b"<ab>"]  # one write for the read, framed as one batch
     body.feed_data(text("c")[:10])
-    body.feed_data(text("c")[10:])
-    assert writes == [b"<ab>", b"<c>"] and record.tokens == record.relayed == 3
+    body.feed_data(text("c")[10:] + text("d"))
+    await asyncio.sleep(0)
+    assert writes == [b"<ab>", b"<cd>"] and record.tokens == record.relayed == 4
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert type(body) is StreamReader
@@ -92,6 +96,7 @@ async def test_a_client_that_cannot_take_a_write_gets_it_from_the_general_path()
     writes: list[bytes] = []
     task = await started(Relay(body, SPEC, FRAME, record, 30.0), writes, [True, False])
     body.feed_data(text("a"))
+    await asyncio.sleep(0)  # written: the next piece is another read
     body.feed_data(text("b"))  # refused: nothing written, all of it back to the reader
     await asyncio.wait_for(task, 5)
     assert writes == [b"<a>"] and record.relayed == 1
