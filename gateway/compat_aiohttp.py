@@ -13,7 +13,7 @@ outside both packages and imports nothing from the gateway.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -106,6 +106,38 @@ def pooled_connection_count(connector: aiohttp.BaseConnector) -> int:
     """
     idle = sum(len(pairs) for pairs in connector._conns.values())
     return len(connector._acquired) + idle
+
+
+class ConnectionCounts(Protocol):
+    opened: int  # new connections made
+    reused: int  # requests given a pooled (keep-alive) connection
+
+
+class CountingConnector(aiohttp.TCPConnector):
+    """A TCPConnector that counts connections opened and reused into `counts`, as a
+    `TraceConfig` with `on_connection_create_end` and `on_connection_reuseconn` would,
+    without tracing: a session with any trace config builds trace objects for every
+    request and awaits a signal at each of its stages (start, headers, end).
+
+    Relies on: `BaseConnector._create_connection(req, traces, timeout)` making every new
+    connection (awaited by `connect`, which fails instead of returning when it raises) and
+    `BaseConnector._get(key, traces)` returning a pooled connection or None.
+    """
+
+    def __init__(self, counts: ConnectionCounts, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._counts = counts
+
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 (aiohttp's signature)
+        protocol = await super()._create_connection(req, traces, timeout)
+        self._counts.opened += 1
+        return protocol
+
+    async def _get(self, key: Any, traces: Any) -> Any:
+        connection = await super()._get(key, traces)
+        if connection is not None:
+            self._counts.reused += 1
+        return connection
 
 
 # -- the fast relay's two seams (streaming/relay.py) ---------------------------------

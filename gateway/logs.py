@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import structlog
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+# Where `info_line` writes, when logs are JSON lines and info is not filtered out: the one
+# line every request writes skips structlog's processor chain (12 us a line against 1).
+_json_info_stream: IO[bytes] | None = None
+_json_renderer: Any = None  # the renderer configure_logging set up, to see it still rules
+_UTC = dt.UTC
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
@@ -26,6 +32,10 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
         factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+    global _json_info_stream, _json_renderer
+    _json_renderer = processors[-1]
+    json_info = not use_console and _LEVELS.get(level, logging.INFO) <= logging.INFO
+    _json_info_stream = sys.stderr.buffer if json_info else None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
@@ -33,3 +43,25 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         cache_logger_on_first_use=True,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def info_line(event: str, fields: dict[str, Any]) -> bool:
+    """Write `fields` as the JSON line `structlog.get_logger().info(event, **fields)` would
+    (the same keys in the same order: the fields, `event`, the context-bound variables,
+    `level`, an ISO UTC `timestamp`), directly. False, with nothing written, when logs are
+    not JSON lines at info level, or structlog was configured since (a test capturing
+    logs): the caller then logs through structlog."""
+    stream = _json_info_stream
+    if stream is None:
+        return False
+    processors = structlog.get_config()["processors"]
+    if not processors or processors[-1] is not _json_renderer:
+        return False
+    fields["event"] = event
+    for name, value in structlog.contextvars.get_contextvars().items():
+        fields.setdefault(name, value)
+    fields["level"] = "info"
+    fields["timestamp"] = dt.datetime.now(tz=_UTC).isoformat().replace("+00:00", "Z")
+    stream.write(orjson.dumps(fields) + b"\n")
+    stream.flush()
+    return True

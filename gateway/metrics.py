@@ -176,6 +176,19 @@ class GatewayMetrics:
             registry=r,
         )
         self._watched: dict[str, Collector] = {}  # kind -> the collector reading a gateway
+        # (metric, label values) -> its child, for the per-request counters: prometheus'
+        # own `labels()` validates and locks on every call (about 1 us each, seven a race).
+        # Label values come from config (routes, deployments, key names) and fixed outcome
+        # names, so this stays as small as the series themselves; nothing here is removed.
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once per label set."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def watch(
         self, snapshot: Callable[[], Mapping[str, Mapping[str, Any]]], degraded: Callable[[], bool]
@@ -216,32 +229,35 @@ class GatewayMetrics:
         self._watch("quarantine", _QuarantineCollector(deployments, held))
 
     def on_race_end(self, record: RaceRecord) -> None:
+        child = self.child
+        route = record.route
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"
-        self.requests.labels(record.route, outcome).inc()
+        child(self.requests, route, outcome).inc()
         if record.budget_refused:
-            self.budget_limited.labels(record.route).inc()
-            self.budget_refused.labels(record.route).inc(record.budget_refused)
+            child(self.budget_limited, route).inc()
+            child(self.budget_refused, route).inc(record.budget_refused)
         if record.resumes:  # each continuation race has at most one winner
             won = sum(1 for a in record.attempts if a.resumed_from and a.outcome == "won")
             if won:
-                self.resumes.labels(record.route, "resumed").inc(won)
+                child(self.resumes, route, "resumed").inc(won)
             if record.resumes > won:
-                self.resumes.labels(record.route, "failed").inc(record.resumes - won)
+                child(self.resumes, route, "failed").inc(record.resumes - won)
         if record.winner is not None and record.ttft_s is not None:
-            self.request_ttft.labels(record.route).observe(record.ttft_s)
-            self.wins.labels(record.winner).inc()
+            child(self.request_ttft, route).observe(record.ttft_s)
+            child(self.wins, record.winner).inc()
         for attempt in record.attempts:
-            self.attempts.labels(attempt.deployment, attempt.outcome).inc()
+            deployment = attempt.deployment
+            child(self.attempts, deployment, attempt.outcome).inc()
             if attempt.speculative:
-                self.extra_attempts.labels(record.route).inc()
+                child(self.extra_attempts, route).inc()
             if attempt.ttft_s is not None:
-                self.ttft.labels(attempt.deployment).observe(attempt.ttft_s)
-            self.cost.labels(record.route, attempt.deployment).inc(attempt.cost_usd)
+                child(self.ttft, deployment).observe(attempt.ttft_s)
+            child(self.cost, route, deployment).inc(attempt.cost_usd)
             if attempt.outcome == "cancelled":
-                self.wasted_tokens.labels(attempt.deployment).inc(
+                child(self.wasted_tokens, deployment).inc(
                     attempt.input_tokens + attempt.output_tokens
                 )
-                self.wasted_cost.labels(attempt.deployment).inc(attempt.cost_usd)
+                child(self.wasted_cost, deployment).inc(attempt.cost_usd)
 
     def watch_pools(self, stats: Callable[[], Mapping[str, Any]]) -> None:
         """Upstream connection counters per provider, read at scrape time (`PoolStats`)."""

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from gateway.logs import info_line
 from gateway.metrics import GatewayMetrics
 from gateway.record import RecordSink, RequestRecord
 from gateway.routing.feedback import FeedbackStore
@@ -42,7 +43,7 @@ class MetricsSink:
             return
         if rec.race is not None:
             m.on_race_end(rec.race)
-        m.key_cost.labels(rec.key_id).inc(rec.cost_usd)
+        m.child(m.key_cost, rec.key_id).inc(rec.cost_usd)
         for match in rec.output_filter:
             m.output_filter.labels(rec.route or "", match).inc()
         m.overhead.observe(rec.setup_s)
@@ -136,27 +137,28 @@ class AccessLog:
 
     def record(self, rec: RequestRecord) -> None:
         race = rec.race
-        access_log.info(
-            "request",
-            request_id=rec.request_id,
-            door=rec.door,
-            route=rec.route,
-            model=rec.model,
-            region=rec.region,
-            region_unknown=rec.region_unknown,
-            winner=rec.winner,
-            status=rec.status,
-            outcome=rec.outcome,
-            reason=rec.reason,
-            output_filter=list(rec.output_filter) or None,
-            attempts=len(race.attempts) if race is not None else 0,
-            budget_limited=race.budget_limited if race is not None else False,
-            budget_refused=race.budget_refused if race is not None else 0,
-            resumes=race.resumes if race is not None else 0,
-            ttft_ms=round(race.ttft_s * 1000, 1) if race and race.ttft_s is not None else None,
-            total_ms=round(rec.total_s * 1000, 1),
-            tokens=rec.output_tokens,
-            key=rec.key_id,
-            cost_usd=round(rec.cost_usd, 8),
-            wasted_usd=round(rec.wasted_usd, 8),
-        )
+        fields = {
+            "request_id": rec.request_id,
+            "door": rec.door,
+            "route": rec.route,
+            "model": rec.model,
+            "region": rec.region,
+            "region_unknown": rec.region_unknown,
+            "winner": rec.winner,
+            "status": rec.status,
+            "outcome": rec.outcome,
+            "reason": rec.reason,
+            "output_filter": list(rec.output_filter) or None,
+            "attempts": len(race.attempts) if race is not None else 0,
+            "budget_limited": race.budget_limited if race is not None else False,
+            "budget_refused": race.budget_refused if race is not None else 0,
+            "resumes": race.resumes if race is not None else 0,
+            "ttft_ms": round(race.ttft_s * 1000, 1) if race and race.ttft_s is not None else None,
+            "total_ms": round(rec.total_s * 1000, 1),
+            "tokens": rec.output_tokens,
+            "key": rec.key_id,
+            "cost_usd": round(rec.cost_usd, 8),
+            "wasted_usd": round(rec.wasted_usd, 8),
+        }
+        if not info_line("request", fields):
+            access_log.info("request", **fields)

@@ -65,6 +65,7 @@ ANY = "*"
 GENERATION_HALF_LIVES = 20
 DEFAULT_HALF_LIFE_S = 7 * 86400.0
 KEY_VERSION = "lat1"
+_MAX_KEYS_KEPT = 4096
 
 _EVENT, _CENSORED, _ITL, _OUTCOME = "t", "c", "i", "o:"
 _LEVELS: tuple[Level, ...] = ("region_hour", "region", "hour", "global")
@@ -135,6 +136,8 @@ class LatencyProfiles:
         self.alpha = alpha
         self.clock = clock
         self._grid = LogHistogram(alpha)  # for bucket arithmetic only
+        # (deployment, generation, region, hour) -> its store key: four per attempt recorded
+        self._keys: dict[tuple[str, int, str, str], str] = {}
         self._generation_s = GENERATION_HALF_LIVES * half_life_s
         # TTFT answers are reused for cache_ttl_s (monotonic): routing asks per request,
         # the data move slowly (and a shared store is ~2 s behind anyway).
@@ -160,7 +163,15 @@ class LatencyProfiles:
         return 2.0 ** ((epoch_s - generation * self._generation_s) / self.half_life_s)
 
     def _key(self, deployment: str, generation: int, region: str, hour: str) -> str:
-        return self.store.key(deployment, f"{KEY_VERSION}:g{generation}:{region}:{hour}")
+        at = (deployment, generation, region, hour)
+        key = self._keys.get(at)
+        if key is None:
+            if len(self._keys) >= _MAX_KEYS_KEPT:  # old generations and hours: start over
+                self._keys.clear()
+            key = self._keys[at] = self.store.key(
+                deployment, f"{KEY_VERSION}:g{generation}:{region}:{hour}"
+            )
+        return key
 
     # -- recording -------------------------------------------------------------
 

@@ -7,8 +7,8 @@ protocol's error shape: a door adds an `ErrorShape` (a request predicate and a r
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -34,7 +34,9 @@ log = structlog.get_logger("gateway")
 
 
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    """128 random bits, hex (what uuid4().hex gives less six fixed bits, at a sixth of its
+    cost: no UUID object per request)."""
+    return "req_" + os.urandom(16).hex()
 
 
 @web.middleware

@@ -221,6 +221,19 @@ class DirectReader:
         self._watchdog.cancel()
         await self._stream.aclose()
 
+    def closed_already(self) -> bool:
+        """True, with the watchdog stopped, when the stream has ended (its generator ran to
+        its end, so `aclose()` has nothing left to do): no task is needed to close it."""
+        if not finished(self._stream):
+            return False
+        self._watchdog.cancel()
+        return True
+
+
+def finished(stream: AsyncGenerator[list[Event], None]) -> bool:
+    """The generator ran to its end (or was closed): it holds no frame, nothing to clean."""
+    return getattr(stream, "ag_frame", True) is None
+
 
 class AttemptState:
     """What the race keeps of one attempt: its candidate, record, task and stream, and

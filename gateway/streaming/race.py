@@ -28,6 +28,7 @@ from gateway.streaming.attempt import (
     HandedOver,
     collect_cuts,
     cut_now,
+    finished,
     pump,
     stalled,
     stream_failed,
@@ -393,7 +394,10 @@ class Race:
         closing: list[Any] = list(tasks)
         winner = self._winner
         if winner is not None and winner.handed_over and winner.stream is not None:
-            closing.append(self._reader.aclose() if self._reader else winner.stream.aclose())
+            reader = self._reader
+            # a stream read to its end needs no closing (and so no task for the closing)
+            if not (reader.closed_already() if reader else finished(winner.stream)):
+                closing.append(reader.aclose() if reader else winner.stream.aclose())
         try:
             if closing:
                 await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 
 import aiohttp
 
-from gateway.compat_aiohttp import pooled_connection_count
+from gateway.compat_aiohttp import CountingConnector, pooled_connection_count
 from gateway.streaming.adapter import OneShotCall, UpstreamRequest, WireAdapter
 from gateway.streaming.attempt import offer_source, on_cut
 from gateway.streaming.events import Event, UpstreamError
@@ -40,19 +40,6 @@ class PoolStats:
         self.warmed = 0
         self.warm_failed = 0
 
-    def trace_config(self) -> aiohttp.TraceConfig:
-        config = aiohttp.TraceConfig()
-
-        async def created(*_: object) -> None:
-            self.opened += 1
-
-        async def reused(*_: object) -> None:
-            self.reused += 1
-
-        config.on_connection_create_end.append(created)
-        config.on_connection_reuseconn.append(reused)
-        return config
-
 
 class UpstreamPool:
     """A bounded keep-alive connection pool for one provider."""
@@ -76,7 +63,8 @@ class UpstreamPool:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
+            connector = CountingConnector(
+                self.stats,
                 limit=self._max_connections,
                 limit_per_host=self._max_connections,
                 keepalive_timeout=self._keepalive_s,
@@ -90,7 +78,6 @@ class UpstreamPool:
                 timeout=timeout,
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
-                trace_configs=[self.stats.trace_config()],
             )
         return self._session
 

@@ -25,6 +25,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from gateway.compat_aiohttp import (
+    CountingConnector,
     abort_connections,
     divert_reader,
     open_connection_count,
@@ -114,6 +115,15 @@ async def test_connector_shape() -> None:
         assert pooled_connection_count(connector) == 0
     finally:
         await connector.close()
+
+
+def test_counting_connector_shape() -> None:
+    create = inspect.signature(aiohttp.TCPConnector._create_connection).parameters
+    assert list(create) == ["self", "req", "traces", "timeout"], _internal(
+        "BaseConnector._create_connection(req, traces, timeout)"
+    )
+    get = inspect.signature(aiohttp.TCPConnector._get).parameters
+    assert list(get) == ["self", "key", "traces"], _internal("BaseConnector._get(key, traces)")
 
 
 # --- the seam at work, on a real socket -----------------------------------------------------
@@ -214,6 +224,33 @@ async def test_pooled_connections_are_counted(served: tuple[web.AppRunner, str])
         await finished.read()
         finished.release()
         assert pooled_connection_count(connector) == 1  # idle in the pool
+
+
+class _Counts:
+    opened = 0
+    reused = 0
+
+
+async def test_connections_opened_and_reused_are_counted(
+    served: tuple[web.AppRunner, str],
+) -> None:
+    _, url = served
+    counts = _Counts()
+    async with aiohttp.ClientSession(connector=CountingConnector(counts)) as session:
+        for _ in range(3):  # one after the other: one connection, then the pooled one
+            async with session.get(url) as response:
+                await response.read()
+        assert (counts.opened, counts.reused) == (1, 2)
+        async with session.get(url + "/stream") as streaming:  # held open
+            assert await streaming.content.readexactly(1) == b"x"
+            async with session.get(url) as response:  # so this one needs a new connection
+                await response.read()
+            assert (counts.opened, counts.reused) == (2, 3)
+            streaming.close()  # a cut response loses its connection
+        async with session.get(url + "/stream") as again:
+            assert await again.content.readexactly(1) == b"x"
+            again.close()
+        assert (counts.opened, counts.reused) == (2, 4)
 
 
 # --- the fast relay's seams: a diverted client body, a synchronous server write ------------

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
-from gateway.streaming.attempt import on_cut
+from gateway.streaming.attempt import DirectReader, finished, on_cut
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -1252,3 +1252,27 @@ def test_random_scripts_and_interleavings(
     scripts: list[list[str]], schedule: list[tuple[int, bool]], strategy: str, k: int
 ) -> None:
     asyncio.run(run_scenario(scripts, schedule, strategy, k))
+
+
+async def test_a_stream_read_to_its_end_is_closed_without_a_task() -> None:
+    """`Race.aclose` skips closing a winner's stream that ran to its end; one that did not
+    still has its `finally` run (its connection released), by `aclose()`."""
+    cleaned: list[str] = []
+
+    async def stream() -> AsyncGenerator[list[Event], None]:
+        try:
+            yield [TextDelta("a")]
+        finally:
+            cleaned.append("done")
+
+    ended = stream()
+    reader = DirectReader(ended, 30.0)
+    assert await reader.read() == [TextDelta("a")] and await reader.read() is None
+    assert finished(ended) and reader.closed_already() and cleaned == ["done"]
+
+    cut = stream()
+    reader = DirectReader(cut, 30.0)
+    assert await reader.read() == [TextDelta("a")]  # suspended at its yield
+    assert not finished(cut) and not reader.closed_already() and cleaned == ["done"]
+    await reader.aclose()
+    assert finished(cut) and cleaned == ["done", "done"]
