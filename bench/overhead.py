@@ -1,6 +1,7 @@
 """What does the gateway add? The same load, direct to a simulator and through the gateway.
 
     python -m bench.overhead [--quick] [--json FILE] [--bare] [--compare URL [--compare-pid PID]]
+        [--cases NAMES] [--rounds N]
 
 Starts two processes from one generated config (in a temp dir, free ports):
 `python -m gateway sim --config F` (one OpenAI-kind server) and
@@ -24,6 +25,11 @@ columns show where the time went.
 (bytes forwarded untouched, headers held until the first token), started here on a
 free port in front of the same simulator, its CPU measured like the gateway's.
 
+Each case's rounds (--rounds N for another count) alternate the targets; with a second
+measured target (--bare, --compare-pid) the report ends with the gateway's CPU over that
+target's, round by round (median and range): on a shared machine the speed drifts from
+one round to the next by more than the targets differ, and a round pair shares it.
+
 --compare URL adds another OpenAI-compatible gateway (e.g. a LiteLLM proxy)
 that you started against the same simulator: give --sim-port so its
 upstream URL is known in advance (http://127.0.0.1:PORT/v1) and map the
@@ -38,11 +44,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +309,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--sim-port", type=int, help="fixed simulator port (default: a free one)")
     parser.add_argument("--cases", help="comma-separated subset of case names to run")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds per case instead of each case's own (3 by default)"
+    )
     return parser.parse_args(argv)
 
 
@@ -310,12 +320,38 @@ async def bench(args: argparse.Namespace, targets: list[Target], sim_pid: int) -
     if args.cases:
         wanted = {c.strip() for c in args.cases.split(",")}
         cases = tuple(c for c in cases if c.name in wanted)
+    if args.rounds:
+        cases = tuple(replace(c, rounds=args.rounds) for c in cases)
     results: dict[str, dict[str, Tally]] = {}
     for case in cases:
         print(f"case {case.name}: {case.rounds} rounds x {case.requests} requests", file=sys.stderr)
         results[case.name] = await run_case(case, targets, sim_pid)
     markdown, rows = table(results)
+    ratios = round_ratios(results)
+    if ratios:
+        markdown += "\n\n" + "\n".join(ratios)
     return {"markdown": markdown, "rows": rows, "cases": [asdict(c) for c in cases]}
+
+
+def round_ratios(results: dict[str, dict[str, Tally]], own: str = "gateway") -> list[str]:
+    """The gateway's CPU over each other measured target's, round by round (the two ran
+    back to back, so the machine's drift between rounds, often larger than the difference
+    between the targets on a shared machine, cancels out): median, and the range."""
+    lines = []
+    for case_name, tallies in results.items():
+        mine = [r["cpu_s"] for r in tallies[own].rounds] if own in tallies else []
+        for name, tally in tallies.items():
+            theirs = [r["cpu_s"] for r in tally.rounds]
+            if name == own or not mine or None in mine or not theirs or None in theirs:
+                continue
+            each = sorted(a / b for a, b in zip(mine, theirs, strict=True) if b)
+            if each:
+                lines.append(
+                    f"{case_name}: {own} CPU / {name} CPU per round: median "
+                    f"{statistics.median(each):.2f}x over {len(each)} rounds "
+                    f"({each[0]:.2f}x-{each[-1]:.2f}x)"
+                )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
