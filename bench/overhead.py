@@ -27,8 +27,9 @@ free port in front of the same simulator, its CPU measured like the gateway's.
 
 Each case's rounds (--rounds N for another count) alternate the targets; with a second
 measured target (--bare, --compare-pid) the report ends with the gateway's CPU over that
-target's, round by round (median and range): on a shared machine the speed drifts from
-one round to the next by more than the targets differ, and a round pair shares it.
+target's and its TTFT p50 minus that target's, round by round (median and range): on a
+shared machine the speed drifts from one round to the next by more than the targets
+differ, and a round pair shares it.
 
 --compare URL adds another OpenAI-compatible gateway (e.g. a LiteLLM proxy)
 that you started against the same simulator: give --sim-port so its
@@ -350,6 +351,16 @@ def round_ratios(results: dict[str, dict[str, Tally]], own: str = "gateway") -> 
                     f"{case_name}: {own} CPU / {name} CPU per round: median "
                     f"{statistics.median(each):.2f}x over {len(each)} rounds "
                     f"({each[0]:.2f}x-{each[-1]:.2f}x)"
+                )
+            gaps = sorted(
+                a["ttft_ms"]["p50"] - b["ttft_ms"]["p50"]
+                for a, b in zip(tallies[own].rounds, tally.rounds, strict=True)
+                if a["ttft_ms"]["p50"] is not None and b["ttft_ms"]["p50"] is not None
+            )
+            if gaps:
+                lines.append(
+                    f"{case_name}: {own} TTFT p50 - {name} TTFT p50 per round: median "
+                    f"{statistics.median(gaps):+.2f} ms ({gaps[0]:+.2f} to {gaps[-1]:+.2f})"
                 )
     return lines
 
