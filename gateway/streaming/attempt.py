@@ -1,5 +1,7 @@
 """One attempt's event batches: pumped into the race queue until the race is decided,
-then, for the winner, read directly by the request's own task.
+then, for the winner, read directly by the request's own task. An attempt that can have
+no company (one at a time, no backup or heartbeat to wake for) is read to its first token
+in the request's task itself (`run_here`): no task of its own, no queue hop.
 
 Before the first token the attempt has `ttft_timeout_s` in all. Its first-token
 batch goes to the race, and the pump waits for the verdict: the winner's stream
@@ -72,6 +74,24 @@ def collect_cuts(cuts: list[Callable[[], None]], sources: list[RelaySource]) -> 
     `offer_source` append."""
     _CUTS.set(cuts)
     _SOURCES.set(sources)
+
+
+class Collecting:
+    """`collect_cuts` for an attempt opened in the request's own task: undone on exit,
+    so nothing opened later in that task (another attempt, a resume) appends here."""
+
+    __slots__ = ("_cuts", "_sources")
+
+    def __init__(self, cuts: list[Callable[[], None]], sources: list[RelaySource]) -> None:
+        self._cuts = _CUTS.set(cuts)
+        self._sources = _SOURCES.set(sources)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        _CUTS.reset(self._cuts)
+        _SOURCES.reset(self._sources)
 
 
 def cut_now(cuts: list[Callable[[], None]]) -> None:
@@ -147,19 +167,62 @@ async def pump(
     after each batch without one (the race may then watch the body for its first token
     as the parser feeds it, `relay.TokenWatch`, to cut the others sooner still).
     """
+    batch = await first_token(stream, record, started_at, ttft_timeout_s, pending, watch)
+    if not isinstance(batch, list):
+        return batch
+    if on_token is not None:
+        on_token()
+    await queue.put((key, batch))  # the first token's batch, outside any deadline
+    await verdict
+    return HANDED_OVER
+
+
+async def run_here(
+    attempt: AttemptState, opener: Callable[[Candidate], AsyncGenerator[list[Event], None]]
+) -> list[Event] | UpstreamError | None:
+    """Open `attempt` in the caller's task and read it to its first token (`first_token`),
+    its cuts and sources collected meanwhile; its stream is closed unless that batch came
+    (it is then `attempt.stream`, left to the race)."""
+    stream = attempt.stream = opener(attempt.candidate)
+    kept = False
+    try:
+        with Collecting(attempt.cuts, attempt.sources):
+            batch = await first_token(
+                stream,
+                attempt.record,
+                attempt.started_at,
+                attempt.candidate.ttft_timeout_s,
+                attempt.pending,
+            )
+        kept = isinstance(batch, list)
+    except Exception as exc:
+        batch = stream_failed(exc)
+    finally:
+        if not kept:
+            await stream.aclose()
+    return batch
+
+
+async def first_token(
+    stream: AsyncGenerator[list[Event], None],
+    record: AttemptRecord,
+    started_at: float,
+    ttft_timeout_s: float,
+    pending: list[Event],
+    watch: Callable[[], None] | None = None,
+) -> list[Event] | UpstreamError | None:
+    """Read `stream` up to the batch holding its first token and return that batch; or
+    the error that ended it before, or None for a clean end without a token (`pump`'s
+    first part; an attempt the race reads in the request's own task uses it alone)."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(ttft_timeout_s):
             while True:
                 batch = await anext(stream)
-                token = False
                 for event in batch:
                     if is_token(event):
-                        token = True
-                        break
-                if token:
-                    record.ttft_s = loop.time() - started_at
-                    break
+                        record.ttft_s = loop.time() - started_at
+                        return batch
                 for event in batch:
                     if type(event) is UpstreamError:  # it ends the stream
                         return event
@@ -173,11 +236,6 @@ async def pump(
         record.outcome = "timed_out"
         message = f"no first token within {ttft_timeout_s:g}s"
         return UpstreamError(504, "upstream_timeout", message, True)
-    if on_token is not None:
-        on_token()
-    await queue.put((key, batch))  # the first token's batch, outside any deadline
-    await verdict
-    return HANDED_OVER
 
 
 class DirectReader:

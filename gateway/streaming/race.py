@@ -30,6 +30,7 @@ from gateway.streaming.attempt import (
     cut_now,
     finished,
     pump,
+    run_here,
     stalled,
     stream_failed,
 )
@@ -90,6 +91,11 @@ class Race:
         self._heartbeat_at = self._t0 + plan.heartbeat_after_s if plan.heartbeat_after_s else None
         self.record = RaceRecord(plan.request_id, plan.route, plan.strategy, plan.region)
         self._speculative_ok = plan.strategy in SPECULATIVE and plan.k > 1
+        # One attempt at a time and nothing to wake for meanwhile (no backup, no
+        # heartbeat): each attempt runs to its first token in the caller's own task
+        # (`_first_here`), saving a task and two loop hops on the way to the first token.
+        self._here = not self._speculative_ok and self._heartbeat_at is None
+        self._waiting: AttemptState | None = None  # started here, not run yet
         if budget is not None:
             budget.note_request()
 
@@ -138,7 +144,12 @@ class Race:
             speculative=speculative,
         )
         attempt = AttemptState(candidate, record, now)
-        attempt.task = self._loop.create_task(self._run(attempt), name=f"attempt:{candidate.name}")
+        if self._here:
+            self._waiting = attempt
+        else:
+            attempt.task = self._loop.create_task(
+                self._run(attempt), name=f"attempt:{candidate.name}"
+            )
         self._attempts.append(attempt)
         self.record.attempts.append(record)
         if self.plan.strategy == "hedge" and self._speculative_ok:
@@ -204,6 +215,8 @@ class Race:
         """Wait for the winner (or total failure); returns HEARTBEAT when one is due."""
         if not self._attempts:
             self._begin()
+        if self._here:
+            return await self._first_here()
         while True:
             if self._running() == 0 and not self._start_next(speculative=False):
                 return self._all_failed()
@@ -236,12 +249,37 @@ class Race:
                     return outcome
                 continue
             assert isinstance(item, list)  # the batch with the attempt's first token
-            for event in item:
-                if type(event) is UpstreamError:
-                    self._fail(attempt, event)
-                    break
-                if is_token(event):
-                    return self._declare(attempt, attempt.pending + item, live=True)
+            winner = self._first_batch(attempt, item)
+            if winner is not None:
+                return winner
+
+    async def _first_here(self) -> Winner | AllFailed:
+        """`first()` when each attempt runs in this task: one after the other, each to its
+        first token (its stream then stays with the race) or its end."""
+        while (attempt := self._waiting) is not None:
+            self._waiting = None
+            item = await run_here(attempt, self._opener)
+            if isinstance(item, list):
+                winner = self._first_batch(attempt, item)
+                if not attempt.handed_over and attempt.stream is not None:
+                    await attempt.stream.aclose()  # it failed with or right after its token
+                if winner is not None:
+                    return winner
+            else:
+                winner = self._ended_without_token(attempt, item)
+                if winner is not None:
+                    return winner
+        return self._all_failed()  # _fail started the next one while there was one
+
+    def _first_batch(self, attempt: AttemptState, batch: list[Event]) -> Winner | None:
+        """An attempt's first-token batch: it wins, or an error before its token fails it."""
+        for event in batch:
+            if type(event) is UpstreamError:
+                self._fail(attempt, event)
+                return None
+            if is_token(event):
+                return self._declare(attempt, attempt.pending + batch, live=True)
+        return None
 
     def _deadline(self) -> float | None:
         times = [t for t in (self._next_hedge_at, self._heartbeat_at) if t is not None]
@@ -287,9 +325,10 @@ class Race:
         events = self._account(attempt, events)
         if self._stream_done and attempt.task is not None:  # failed right after its token
             attempt.task.cancel()
-        if live and not self._stream_done and attempt.verdict is not None:
+        if live and not self._stream_done:
             attempt.handed_over = True
-            attempt.verdict.set_result(True)
+            if attempt.verdict is not None:  # its pump waits in its own task
+                attempt.verdict.set_result(True)
         for other in self._attempts:
             if other is not attempt and not other.done:
                 self._cancel(other, now)
@@ -385,6 +424,8 @@ class Race:
                     self._cancel(attempt, now)
                 attempt.task.cancel()
                 tasks.append(attempt.task)
+            elif self._here and not attempt.done and attempt is not self._winner:
+                self._cancel(attempt, now)  # the client left while it ran in its task
         record = self.record
         record.total_s = now - self._t0
         winner_record = None if self._winner is None else self._winner.record

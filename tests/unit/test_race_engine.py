@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gateway.streaming import attempt as attempt_module
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
 from gateway.streaming.attempt import DirectReader, finished, on_cut
 from gateway.streaming.events import (
@@ -1276,3 +1277,45 @@ async def test_a_stream_read_to_its_end_is_closed_without_a_task() -> None:
     assert not finished(cut) and not reader.closed_already() and cleaned == ["done"]
     await reader.aclose()
     assert finished(cut) and cleaned == ["done", "done"]
+
+
+async def test_attempts_one_at_a_time_run_in_the_callers_own_task() -> None:
+    """With no backup and no heartbeat to wake for, an attempt runs to its first token in
+    the task that awaits `first()`: no attempt task, and the context it ran in is left as
+    it was (nothing opened later in that task registers cuts or sources with it)."""
+    ups = FakeUpstreams("a", "b")
+    race = make_race(ups, "fallback", k=1)
+    ups["a"].fail(500)
+    ups["b"].send(ResponseMeta(model="b"))
+    ups["b"].send(TextDelta("hi"))
+    outcome = await race.first()
+    assert isinstance(outcome, Winner) and outcome.deployment == "b"
+    assert outcome.events == [ResponseMeta(model="b"), TextDelta("hi")]
+    assert all(a.task is None for a in race._attempts)
+    assert attempt_module._CUTS.get() is None and attempt_module._SOURCES.get() is None
+    assert ups["a"].finished and attempt(race, "a").outcome == "failed"
+    ups["b"].send(TextDelta(" there"))
+    ups["b"].end()
+    assert await drain(race) == [[TextDelta(" there")]]
+    record = await race.aclose()
+    assert record.stream_outcome == "completed" and ups.unclosed() == []
+    assert only_test_task_left()
+
+
+async def test_client_gone_while_an_attempt_runs_in_the_callers_task() -> None:
+    ups = FakeUpstreams("a", "b")
+    observer = RecordingObserver()
+    race = make_race(ups, "fallback", k=1, observer=observer)
+    first = asyncio.create_task(race.first())
+    await settle()
+    assert ups.opened == ["a"]
+    first.cancel()  # the client disconnected while we waited for the first token
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    record = await race.aclose(client_gone=True)
+    assert ups.opened == ["a"] and ups.unclosed() == []
+    assert record.stream_outcome == "client_cancelled" and record.winner is None
+    (only,) = record.attempts
+    assert only.outcome == "cancelled" and only.censored_ttft_s is not None
+    assert observer.records == [record]
+    assert only_test_task_left()
