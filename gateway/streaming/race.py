@@ -130,7 +130,7 @@ class Race:
         return False
 
     def _start_next(self, speculative: bool) -> bool:
-        if self._next >= len(self._order):
+        if self._closed or self._next >= len(self._order):  # nothing starts after aclose()
             return False
         candidate = self._order[self._next]
         self._next += 1

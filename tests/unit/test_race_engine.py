@@ -1319,3 +1319,17 @@ async def test_client_gone_while_an_attempt_runs_in_the_callers_task() -> None:
     assert only.outcome == "cancelled" and only.censored_ttft_s is not None
     assert observer.records == [record]
     assert only_test_task_left()
+
+
+async def test_nothing_starts_after_aclose_even_if_first_still_runs() -> None:
+    ups = FakeUpstreams("a", "b")
+    race = make_race(ups, "fallback", k=1)
+    first = asyncio.create_task(race.first())
+    await settle()
+    assert ups.opened == ["a"]
+    record = await race.aclose()  # closed from elsewhere while first() still waits on a
+    ups["a"].fail(500)  # a failure would start the next attempt before the first token
+    outcome = await first
+    assert isinstance(outcome, AllFailed) and ups.opened == ["a"] and ups.unclosed() == []
+    assert [a.deployment for a in record.attempts] == ["a"]
+    assert only_test_task_left()
