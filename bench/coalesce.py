@@ -40,6 +40,7 @@ import orjson
 import uvloop
 import yaml
 
+from bench.overhead import fmt
 from bench.procs import Children, cpu_seconds, free_port, machine_busy_seconds
 from gateway.loadtest import distribution, make_session
 from gateway.loadtest.report import to_json_bytes
@@ -190,10 +191,6 @@ async def run_case(
     return tallies
 
 
-def _f(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def table(results: dict[str, dict[str, Tally]]) -> tuple[str, list[dict[str, Any]]]:
     lines = [
         "| case | coalescing | requests | TTFT p50 ms | TTFT p99 ms | token gap p50 ms "
@@ -215,10 +212,11 @@ def table(results: dict[str, dict[str, Tally]]) -> tuple[str, list[dict[str, Any
             cpu = tally.cpu_s * 1000 / n if n else None
             foreign = tally.foreign_s / tally.elapsed_s * 100 if tally.elapsed_s else None
             lines.append(
-                f"| {case} | {name} | {n} | {_f(ttft.p50)} | {_f(ttft.p99)} | {_f(token.p50, 2)} "
-                f"| {_f(token.p99, 2)} | {_f(update.p50, 2)} | {_f(update.p99, 2)} "
-                f"| {_f(reads)} | {_f(events)} | {_f(total.p50)} | {_f(cpu, 2)} | {n - len(ok)} "
-                f"| {_f(foreign, 0)} |"
+                f"| {case} | {name} | {n} | {fmt(ttft.p50)} | {fmt(ttft.p99)} "
+                f"| {fmt(token.p50, 2)} | {fmt(token.p99, 2)} "
+                f"| {fmt(update.p50, 2)} | {fmt(update.p99, 2)} | {fmt(reads)} | {fmt(events)} "
+                f"| {fmt(total.p50)} | {fmt(cpu, 2)} | {n - len(ok)} "
+                f"| {fmt(foreign, 0)} |"
             )
             rows.append(
                 {

@@ -239,7 +239,8 @@ async def run_case(case: Case, targets: list[Target], sim_pid: int) -> dict[str,
     return tallies
 
 
-def _f(value: float | None, digits: int = 1) -> str:
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A table cell: the number, or "-" when there is none."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -269,10 +270,10 @@ def table(results: dict[str, dict[str, Tally]], baseline: str = "direct") -> tup
             errors = ", ".join(f"{k}: {v}" for k, v in s.errors.items()) or "0"
             foreign = tally.foreign_cpu_s / tally.elapsed_s * 100 if tally.elapsed_s else None
             lines.append(
-                f"| {case_name} | {name} | {n} | {_f(s.ttft_ms.p50)} | {_f(s.ttft_ms.p99)} "
-                f"| {_signed(added50)} | {_signed(added99)} | {_f(s.requests_per_s)} "
-                f"| {_f(s.chunks_per_s, 0)} | {_f(s.chars_per_s, 0)} | {_f(cpu, 2)} "
-                f"| {_f(sim_cpu, 2)} | {errors} | {_f(foreign, 0)} |"
+                f"| {case_name} | {name} | {n} | {fmt(s.ttft_ms.p50)} | {fmt(s.ttft_ms.p99)} "
+                f"| {_signed(added50)} | {_signed(added99)} | {fmt(s.requests_per_s)} "
+                f"| {fmt(s.chunks_per_s, 0)} | {fmt(s.chars_per_s, 0)} | {fmt(cpu, 2)} "
+                f"| {fmt(sim_cpu, 2)} | {errors} | {fmt(foreign, 0)} |"
             )
             rows.append(
                 {

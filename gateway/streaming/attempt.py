@@ -1,21 +1,24 @@
-"""One attempt's event batches: pumped into the race queue until the race is decided,
-then, for the winner, read directly by the request's own task. An attempt that can have
-no company (one at a time, no backup or heartbeat to wake for) is read to its first token
-in the request's task itself (`run_here`): no task of its own, no queue hop.
+"""One attempt, read to its first token, then, for the winner, read directly by the
+request's own task.
 
-Before the first token the attempt has `ttft_timeout_s` in all. Its first-token
-batch goes to the race, and the pump waits for the verdict: the winner's stream
-is handed over (`HANDED_OVER`) to a `DirectReader`, so every later chunk costs
-one task step, not a queue hop between two tasks. The reader's idle watchdog
-fails the stream when the upstream sends nothing for `idle_timeout_s`; time spent
-waiting for a slow client does not count. The watchdog is one timer per idle
+`run_here` opens an attempt in the calling task and reads it to its first token. An
+attempt that can have no company (one at a time, no backup or heartbeat to wake for) is
+run so in the request's task itself: no task of its own, no queue hop. Otherwise each
+attempt has its own task (`Race._run`), which hands its first-token batch to the race's
+queue and waits for the verdict: the winner's stream is handed over to a `DirectReader`,
+so every later chunk costs one task step, not a queue hop between two tasks.
+
+Before the first token the attempt has `ttft_timeout_s` in all. The reader's idle
+watchdog fails the stream when the upstream sends nothing for `idle_timeout_s`; time
+spent waiting for a slow client does not count. The watchdog is one timer per idle
 period, not per chunk: the hot path only stamps the time of the last batch.
 
 Cutting a loser: cancelling its task only queues the cancellation behind every callback
 already ready, which under saturation is the winner's work, while the loser's socket
 keeps receiving. So the transport that opens an attempt's upstream response registers
-how to drop it (`on_cut`, through a context variable the race sets in the attempt's
-task), and the race calls that in the same loop iteration as it decides the winner.
+how to drop it (`on_cut`, through a context variable set while the attempt is opened,
+`Collecting`), and the race calls that in the same loop iteration as it decides the
+winner.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from contextvars import ContextVar
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from aiohttp import StreamReader
 
@@ -69,16 +72,10 @@ def offer_source(reader: StreamReader, decoder: StreamDecoder) -> None:
         sources.append(RelaySource(reader, decoder))
 
 
-def collect_cuts(cuts: list[Callable[[], None]], sources: list[RelaySource]) -> None:
-    """Set in an attempt's own task, before its stream is opened: where `on_cut` and
-    `offer_source` append."""
-    _CUTS.set(cuts)
-    _SOURCES.set(sources)
-
-
 class Collecting:
-    """`collect_cuts` for an attempt opened in the request's own task: undone on exit,
-    so nothing opened later in that task (another attempt, a resume) appends here."""
+    """While an attempt's stream is opened: where `on_cut` and `offer_source` append.
+    Undone on exit, so nothing opened later in the same task (another attempt, a
+    resume) appends here."""
 
     __slots__ = ("_cuts", "_sources")
 
@@ -98,13 +95,6 @@ def cut_now(cuts: list[Callable[[], None]]) -> None:
     """Drop an attempt's upstream connection in this loop iteration (a loser, a failure)."""
     while cuts:
         cuts.pop()()
-
-
-class HandedOver:
-    """What `pump` returns when its attempt won: the race now reads the stream itself."""
-
-
-HANDED_OVER = HandedOver()
 
 
 def stalled(idle_timeout_s: float) -> UpstreamError:
@@ -143,46 +133,15 @@ class _IdleWatchdog:
         self._handle.cancel()
 
 
-async def pump(
-    stream: AsyncGenerator[list[Event], None],
-    queue: asyncio.Queue[Any],
-    key: object,
-    record: AttemptRecord,
-    started_at: float,
-    ttft_timeout_s: float,
-    verdict: asyncio.Future[bool],
-    pending: list[Event],
-    on_token: Callable[[], None] | None = None,
-    watch: Callable[[], None] | None = None,
-) -> UpstreamError | HandedOver | None:
-    """Read `stream` up to its first token and forward that batch as `(key, batch)`; the
-    error that ended it before, or None for a clean end without a token. The events
-    before the first token are kept in `pending` (at most MAX_PENDING_EVENTS, the last
-    ones), not sent: nobody needs to wake up for a role chunk or a keep-alive.
-
-    After the first-token batch, waits for `verdict`: the winner's is resolved and the
-    stream is left to the race (HANDED_OVER); a loser is cancelled while it waits.
-    `on_token` is called at once, in this task step, when the first token is seen (the
-    race cuts the other attempts' connections then, not a loop iteration later); `watch`
-    after each batch without one (the race may then watch the body for its first token
-    as the parser feeds it, `relay.TokenWatch`, to cut the others sooner still).
-    """
-    batch = await first_token(stream, record, started_at, ttft_timeout_s, pending, watch)
-    if not isinstance(batch, list):
-        return batch
-    if on_token is not None:
-        on_token()
-    await queue.put((key, batch))  # the first token's batch, outside any deadline
-    await verdict
-    return HANDED_OVER
-
-
 async def run_here(
-    attempt: AttemptState, opener: Callable[[Candidate], AsyncGenerator[list[Event], None]]
+    attempt: AttemptState,
+    opener: Callable[[Candidate], AsyncGenerator[list[Event], None]],
+    watch: Callable[[], None] | None = None,
 ) -> list[Event] | UpstreamError | None:
-    """Open `attempt` in the caller's task and read it to its first token (`first_token`),
-    its cuts and sources collected meanwhile; its stream is closed unless that batch came
-    (it is then `attempt.stream`, left to the race)."""
+    """Open `attempt` in the calling task and read it to its first token (`first_token`),
+    its cuts and sources collected meanwhile: the batch with that token (the stream, as
+    `attempt.stream`, is then the caller's to close), or the error or clean end that came
+    first (the stream is closed)."""
     stream = attempt.stream = opener(attempt.candidate)
     kept = False
     try:
@@ -193,6 +152,7 @@ async def run_here(
                 attempt.started_at,
                 attempt.candidate.ttft_timeout_s,
                 attempt.pending,
+                watch,
             )
         kept = isinstance(batch, list)
     except Exception as exc:
@@ -212,8 +172,11 @@ async def first_token(
     watch: Callable[[], None] | None = None,
 ) -> list[Event] | UpstreamError | None:
     """Read `stream` up to the batch holding its first token and return that batch; or
-    the error that ended it before, or None for a clean end without a token (`pump`'s
-    first part; an attempt the race reads in the request's own task uses it alone)."""
+    the error that ended it before, or None for a clean end without a token. The events
+    before the first token are kept in `pending` (at most MAX_PENDING_EVENTS, the last
+    ones), not sent: nobody needs to wake up for a role chunk or a keep-alive. `watch` is
+    called after each batch without a token (the race may then watch the body for its
+    first token as the parser feeds it, `relay.TokenWatch`)."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(ttft_timeout_s):

@@ -25,14 +25,10 @@ from gateway.streaming.accounting import (
 from gateway.streaming.attempt import (
     AttemptState,
     DirectReader,
-    HandedOver,
-    collect_cuts,
     cut_now,
     finished,
-    pump,
     run_here,
     stalled,
-    stream_failed,
 )
 from gateway.streaming.events import Event, Finish, UpstreamError, is_token
 from gateway.streaming.plan import (
@@ -162,32 +158,24 @@ class Race:
     # -- one attempt -------------------------------------------------------
 
     async def _run(self, attempt: AttemptState) -> None:
-        candidate = attempt.candidate
-        collect_cuts(attempt.cuts, attempt.sources)  # this task's context only
-        stream = attempt.stream = self._opener(candidate)
+        """An attempt in its own task: to its first token, then its batch goes to the
+        race's queue and it waits for the verdict (a loser is cancelled meanwhile)."""
         verdict = attempt.verdict = self._loop.create_future()
+        watch = (lambda: self._watch(attempt)) if self._speculative_ok else None
+        item: list[Event] | UpstreamError | None = None
         try:
-            error = await pump(
-                stream,
-                self._queue,
-                attempt,
-                attempt.record,
-                attempt.started_at,
-                candidate.ttft_timeout_s,
-                verdict,
-                attempt.pending,
-                lambda: self._first_token_seen(attempt),
-                (lambda: self._watch(attempt)) if self._speculative_ok else None,
-            )
-        except Exception as exc:
-            error = stream_failed(exc)
+            item = await run_here(attempt, self._opener, watch)
+            if isinstance(item, list):
+                self._first_token_seen(attempt)  # in this task step: cut the others now
+                await self._queue.put((attempt, item))
+                await verdict
+                return
         finally:
             if attempt.watch is not None:
                 attempt.watch.stop()
-            if not attempt.handed_over:
-                await stream.aclose()
-        if not isinstance(error, HandedOver):
-            await self._queue.put((attempt, _End(error)))
+            if isinstance(item, list) and not attempt.handed_over and attempt.stream:
+                await attempt.stream.aclose()  # a loser, or the client left meanwhile
+        await self._queue.put((attempt, _End(item)))
 
     def _first_token_seen(self, attempt: AttemptState) -> None:
         """The first attempt to see a token will be declared the winner (its batch is
@@ -312,7 +300,8 @@ class Race:
         self._start_next(speculative=False)  # a failure before the first token is invisible
 
     def _declare(self, attempt: AttemptState, events: list[Event], live: bool = False) -> Winner:
-        """`live`: the attempt's pump is waiting for its verdict after the first token."""
+        """`live`: the attempt waits for its verdict after its first token (in its task, or
+        in the caller's when it ran there)."""
         now = self._loop.time()
         self._winner = attempt
         self._next_hedge_at = None
