@@ -103,6 +103,7 @@ class SimConfig:
     servers: dict[str, SimServerConfig]
     seed: int = 0
     host: str = "127.0.0.1"
+    log_token_times: bool = False  # each streamed token's write time in the log (benchmarks)
 
 
 class SimConfigError(ValueError):
@@ -262,7 +263,11 @@ _SERVER_CHECKS: dict[str, Check] = {
     "port": _port,
     "handshake_ms": _num_ge0,
 }
-_TOP_CHECKS: dict[str, Check] = {"seed": _seed, "host": _nonempty_str}
+_TOP_CHECKS: dict[str, Check] = {
+    "seed": _seed,
+    "host": _nonempty_str,
+    "log_token_times": _boolean,
+}
 
 
 @dataclass(slots=True)

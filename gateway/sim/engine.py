@@ -92,8 +92,11 @@ async def play_stream(
         await sink.write(head + renderer.token(i))
         head = b""
         record.tokens_sent = i + 1
+        written = now()
+        if record.token_times is not None:
+            record.token_times.append(written)
         if i == 0:
-            record.first_token = now()
+            record.first_token = written
             await log.changed()
     if plan.fault == "cut":
         record.outcome = "cut"

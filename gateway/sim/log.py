@@ -46,6 +46,7 @@ class SimRecord:
     disconnect: float | None = None
     outcome: str = PENDING  # completed | client_disconnect | error_<status> | cut | midstream_error
     tokens_sent: int = 0
+    token_times: list[float] | None = None  # when each token was written (log_token_times)
     last_user_text: str = ""  # first 500 characters (tests prove what left the gateway)
     continued_from: str | None = None  # the assistant prefix a continuation request sent
     traceparent: str | None = None  # W3C trace context headers the request carried
@@ -76,7 +77,8 @@ class ConnectionTracker:
 
 
 class SimLog:
-    def __init__(self) -> None:
+    def __init__(self, token_times: bool = False) -> None:
+        self.token_times = token_times  # keep each streamed token's write time
         self.records: list[SimRecord] = []
         self.connections = ConnectionTracker()
         self._seq = 0
@@ -104,6 +106,7 @@ class SimLog:
             new_connection=new_connection,
             handshake_ms=handshake_ms,
             arrival=arrival,
+            token_times=[] if self.token_times else None,
         )
         if headers is not None:
             record.traceparent = headers.get("traceparent")

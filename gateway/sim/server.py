@@ -59,7 +59,7 @@ class SimCluster:
         region: str | None = None,
     ) -> None:
         self.config = config
-        self.log = log if log is not None else SimLog()
+        self.log = log if log is not None else SimLog(config.log_token_times)
         self.servers: dict[str, SimServerInfo] = {}
         self._shared = SimShared(seed=config.seed, log=self.log, clock=clock, region=region)
         self._runners: list[web.AppRunner] = []

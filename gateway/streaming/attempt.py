@@ -288,3 +288,15 @@ class AttemptState:
         self.stream: AsyncGenerator[list[Event], None] | None = None
         self.verdict: asyncio.Future[bool] | None = None  # resolved True: hand the stream over
         self.handed_over = False  # the race reads the stream itself (DirectReader)
+
+    def release(self) -> None:
+        """Drop what ties the attempt to its task, stream and callbacks once its race is
+        closed: each of them refers back to the attempt or its race, and a race left as a
+        reference cycle waits for the cyclic collector, whose pauses under load (tens of
+        ms for a young generation full of races) delay every stream and every cut."""
+        self.task = None
+        self.stream = None
+        self.verdict = None
+        self.watch = None
+        self.cuts.clear()
+        self.sources.clear()

@@ -432,6 +432,8 @@ class Race:
             if closing:
                 await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
         finally:
+            for attempt in self._attempts:
+                attempt.release()
             if self._observer is not None:
                 self._observer.on_race_end(record)
         return record

@@ -595,3 +595,28 @@ async def test_ttft_follows_the_clock_hour_and_the_region() -> None:
         assert cluster.region is None and await planned() == 15
         cluster.configure("o", "m", hourly_multipliers=None)
         assert await planned() == 5
+
+
+async def test_token_write_times_are_logged_only_when_asked(http: aiohttp.ClientSession) -> None:
+    servers = {"oa": {"kind": "openai", "models": {"fast": {**FAST, "itl_ms": 2}}}}
+    for asked in (False, True):
+        config, problems = parse_sim_config(
+            {"seed": 7, "log_token_times": asked, "servers": servers}
+        )
+        assert config is not None, problems
+        cluster = SimCluster(config)
+        await cluster.start()
+        try:
+            url = cluster.base_url("oa") + "/chat/completions"
+            status, _, _ = await post(http, url, openai_body("fast", stream=True), OPENAI_HEADERS)
+            assert status == 200
+            record = only(cluster.log.records, model="fast")
+        finally:
+            await cluster.stop()
+        if not asked:
+            assert record.token_times is None
+            continue
+        times = record.token_times
+        assert times is not None and len(times) == record.tokens_sent == 4
+        assert times == sorted(times) and times[0] == record.first_token
+        assert record.end is not None and times[-1] <= record.end
