@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import parse_config
+from gateway.record import RequestRecord
 from gateway.runtime import Gateway
 from gateway.server.app import start_server
 from gateway.sim.config import parse_sim_config
@@ -108,3 +109,23 @@ async def no_gateway_tasks_left() -> bool:
             return True
         await asyncio.sleep(0)
     return False
+
+
+class Recorded:
+    """A record sink to append to `gateway.sinks` (the pipeline's own list): how many
+    requests have been recorded so far (a handler records its request after the client
+    has read the answer)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = asyncio.Event()
+
+    def record(self, rec: RequestRecord) -> None:
+        self.count += 1
+        self.changed.set()
+
+    async def wait(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while self.count < count:
+                self.changed.clear()
+                await self.changed.wait()

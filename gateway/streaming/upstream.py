@@ -113,12 +113,27 @@ class UpstreamPool:
 
 
 def connection_error(exc: BaseException) -> UpstreamError:
-    """A transport failure as a retryable error; the message never carries request data."""
+    """A transport failure as a retryable error; the message never carries request data.
+
+    The exception's tracebacks are dropped: aiohttp keeps a failed body's exception in the
+    response's reader, and the traceback's frames (this module's, holding the response)
+    refer back to it, a reference cycle per failed stream left for the cyclic collector,
+    whose pauses under load delay every stream."""
+    _drop_frames(exc)
     if isinstance(exc, TimeoutError):
         return UpstreamError(504, "upstream_timeout", "upstream connect timed out", True)
     return UpstreamError(
         502, "upstream_connection_error", f"upstream connection failed: {type(exc).__name__}", True
     )
+
+
+def _drop_frames(exc: BaseException) -> None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the chain of causes, once
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
 
 
 async def stream_events(
@@ -165,8 +180,9 @@ async def stream_events(
                 if events:
                     yield events
         except (aiohttp.ClientError, OSError) as exc:
+            error = connection_error(exc)  # drops exc's frames whatever the decoder says
             events = decoder.close()
-            yield [*events, connection_error(exc)] if not _has_error(events) else events
+            yield events if _has_error(events) else [*events, error]
             return
         events = decoder.close()
         if events:

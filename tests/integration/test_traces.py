@@ -4,7 +4,6 @@ decodes the protobuf it is sent."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,9 +14,8 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="needs the otel extra (in the dev extra)")
 
-from gateway.record import RequestRecord
 from tests.integration.otlp_receiver import ReceivedSpan, Receiver, otlp_receiver
-from tests.stack import FAST, Stack, stack
+from tests.stack import FAST, Recorded, Stack, stack
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -38,25 +36,6 @@ def traces_config(receiver: Receiver, **traces: Any) -> dict[str, Any]:
             **traces,
         }
     }
-
-
-class Recorded:
-    """A record sink after the trace sink: how many requests have been recorded so far (a
-    handler records its request after the client has read the answer)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.changed = asyncio.Event()
-
-    def record(self, rec: RequestRecord) -> None:
-        self.count += 1
-        self.changed.set()
-
-    async def wait(self, count: int) -> None:
-        async with asyncio.timeout(10):
-            while self.count < count:
-                self.changed.clear()
-                await self.changed.wait()
 
 
 @asynccontextmanager
