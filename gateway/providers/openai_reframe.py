@@ -25,9 +25,11 @@ from gateway.streaming.events import Event, ResponseMeta, TextDelta
 # After the head: the text (an optional assistant role first), as an escaped string body
 # (no raw control characters, no unescaped quote); then the end of the delta and of
 # the choice (logprobs null, no finish reason), and only null usage or OpenAI's
-# padding field after the choices.
+# padding field after the choices. The body is runs of plain characters between escapes
+# ("unrolled": a run is taken whole, not one character per alternation; the same
+# strings as `(?:[^"\\\x00-\x1f]|\\.)*`, in half to a seventh of the time).
 _TEXT_CHUNK = re.compile(
-    r'(?:"role":"assistant",)?"content":"((?:[^"\\\x00-\x1f]|\\.)*)"\},'
+    r'(?:"role":"assistant",)?"content":"([^"\\\x00-\x1f]*(?:\\.[^"\\\x00-\x1f]*)*)"\},'
     r'(?:"logprobs":null,)?"finish_reason":null\}\]'
     r'(?:,"usage":null)?(?:,"obfuscation":"[A-Za-z0-9+/=_-]*")?\}'
 )

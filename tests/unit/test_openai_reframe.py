@@ -6,13 +6,14 @@ with the full parse (the same decoder with the shortcut switched off).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.providers.openai_reframe import TextChunkShortcut
+from gateway.providers.openai_reframe import _TEXT_CHUNK, TEXT_EVENT, TextChunkShortcut
 from gateway.providers.openai_stream import OpenAIStreamDecoder
 from gateway.providers.quirks import BUILTIN_QUIRKS
 from gateway.streaming.encode import ChunkEncoder
@@ -195,3 +196,17 @@ def test_shortcut_decodes_exactly_like_the_full_parse(
     sent = [orjson.loads(line[6:]) for line in out.split(b"\n\n") if line.startswith(b"data: {")]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in sent if c.get("choices"))
     assert text == "".join(e.text for e in fast if type(e) is TextDelta)
+
+
+# The text body as the shortcut first matched it: one character or one escape at a time.
+_BODY_BY_CHARACTER = re.compile(r'(?:[^"\\\x00-\x1f]|\\.)*')
+_BODY = re.compile(_TEXT_CHUNK.pattern.split('"content":"(', 1)[1].split(')"', 1)[0])
+
+
+@given(st.text(alphabet=st.sampled_from(["a", " ", "é", '"', "\\", "\n", "\x01", "u", "0"])))
+def test_the_unrolled_body_pattern_takes_the_same_strings(text: str) -> None:
+    assert bool(_BODY.fullmatch(text)) == bool(_BODY_BY_CHARACTER.fullmatch(text))
+    encoded = text.encode()
+    by_character = re.compile(_BODY_BY_CHARACTER.pattern.encode())
+    unrolled = re.compile(TEXT_EVENT.pattern.split(b'"content":"(', 1)[1].split(b')"', 1)[0])
+    assert bool(unrolled.fullmatch(encoded)) == bool(by_character.fullmatch(encoded))
