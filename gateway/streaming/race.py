@@ -69,9 +69,6 @@ class Race:
         self._observer = observer
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
-        self._queue: asyncio.Queue[tuple[AttemptState, list[Event] | _End]] = asyncio.Queue(
-            queue_size
-        )
         self._order = ordered_candidates(plan, rng or random.Random())
         self._next = 0
         self._attempts: list[AttemptState] = []
@@ -91,6 +88,10 @@ class Race:
         # heartbeat): each attempt runs to its first token in the caller's own task
         # (`_first_here`), saving a task and two loop hops on the way to the first token.
         self._here = not self._speculative_ok and self._heartbeat_at is None
+        # Where attempt tasks hand their first batches over (none run when all run here).
+        self._queue: asyncio.Queue[tuple[AttemptState, list[Event] | _End]] | None = (
+            None if self._here else asyncio.Queue(queue_size)
+        )
         self._waiting: AttemptState | None = None  # started here, not run yet
         if budget is not None:
             budget.note_request()
@@ -160,6 +161,8 @@ class Race:
     async def _run(self, attempt: AttemptState) -> None:
         """An attempt in its own task: to its first token, then its batch goes to the
         race's queue and it waits for the verdict (a loser is cancelled meanwhile)."""
+        queue = self._queue
+        assert queue is not None  # attempt tasks run only when not all run here
         verdict = attempt.verdict = self._loop.create_future()
         watch = (lambda: self._watch(attempt)) if self._speculative_ok else None
         item: list[Event] | UpstreamError | None = None
@@ -167,7 +170,7 @@ class Race:
             item = await run_here(attempt, self._opener, watch)
             if isinstance(item, list):
                 self._first_token_seen(attempt)  # in this task step: cut the others now
-                await self._queue.put((attempt, item))
+                await queue.put((attempt, item))
                 await verdict
                 return
         finally:
@@ -175,7 +178,7 @@ class Race:
                 attempt.watch.stop()
             if isinstance(item, list) and not attempt.handed_over and attempt.stream:
                 await attempt.stream.aclose()  # a loser, or the client left meanwhile
-        await self._queue.put((attempt, _End(item)))
+        await queue.put((attempt, _End(item)))
 
     def _first_token_seen(self, attempt: AttemptState) -> None:
         """The first attempt to see a token will be declared the winner (its batch is
@@ -205,16 +208,18 @@ class Race:
             self._begin()
         if self._here:
             return await self._first_here()
+        queue = self._queue
+        assert queue is not None
         while True:
             if self._running() == 0 and not self._start_next(speculative=False):
                 return self._all_failed()
             deadline = self._deadline()
             try:
                 if deadline is None:
-                    attempt, item = await self._queue.get()
+                    attempt, item = await queue.get()
                 else:
                     async with asyncio.timeout_at(deadline):
-                        attempt, item = await self._queue.get()
+                        attempt, item = await queue.get()
             except TimeoutError:
                 now = self._loop.time()
                 if self._next_hedge_at is not None and now >= self._next_hedge_at:

@@ -33,8 +33,13 @@ async def test_stream_buffer_events_bounds_the_race_queue() -> None:
     config = parse_config(
         {
             "providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
-            "deployments": {"d": {"provider": "p", "model": "d"}},
-            "routes": {"r": {"deployments": ["d"]}},
+            "deployments": {
+                "d": {"provider": "p", "model": "d"},
+                "e": {"provider": "p", "model": "e"},
+            },
+            # a race: its attempts run in tasks that queue their batches (a lone attempt
+            # runs in the request's task and needs no queue)
+            "routes": {"r": {"deployments": ["d", "e"], "strategy": "race", "k": 2}},
             "limits": {"stream_buffer_events": 7},
             "latency": {"prewarm": {"enabled": False}},
         }
@@ -43,7 +48,8 @@ async def test_stream_buffer_events_bounds_the_race_queue() -> None:
     chat = ChatRequest(model="r", messages=[{"role": "user", "content": "hi"}])
     answer = await gateway.pipeline.open(chat, Caller("req_x"), "chat")
     try:
-        assert answer._race._queue.maxsize == 7
+        queue = answer._race._queue
+        assert queue is not None and queue.maxsize == 7
     finally:
         await answer.aclose()
         await gateway.close()
