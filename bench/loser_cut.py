@@ -1,6 +1,7 @@
 """How fast a race's losers are cut, from the upstream's own log, and what a k=2 race costs.
 
-    python -m bench.loser_cut [--concurrency 200] [--requests 2000] [--rounds 3] [--json FILE]
+    python -m bench.loser_cut [--concurrency 200] [--requests 2000] [--rounds 3]
+        [--think-ms 0] [--json FILE]
 
 One simulator process serves two OpenAI-kind servers (`a`, `b`), each with the same
 model shape (TTFT 100 ms, 5 ms between tokens, 50 tokens), and one gateway process
@@ -16,10 +17,15 @@ so this includes what was in flight when the cut arrived), and tokens it wrote a
 winner's first token was written: counted from the simulator's own write time of every
 token (`sim.log_token_times`). The estimate earlier stops used (the loser's tokens
 before that moment from its own first-token time and the fixed gap between tokens) is
-reported beside it: under saturation the simulator runs late and writes the tokens it
-owes in a burst, which the estimate counts as sent after the winner's token even when
-they were written before it. A loser that was read to the end (outcome `completed`) is
-counted apart: with a 5 ms gap that means the cut never came.
+reported beside it (it would count tokens the simulator wrote late, in a burst, before
+the winner's token as after it; the two agreed in every run so far). A loser that was
+read to the end (outcome `completed`) is counted apart: with a 5 ms gap that means the
+cut never came.
+
+Every answer takes the same time, so closed-loop clients stay in step: at c=200, 200
+requests start together and their first tokens arrive together, and the gateway's loop
+is busiest exactly when the cuts are due. `--think-ms N` has each client wait a uniform
+0..N ms before each request, which spreads them out (as independent users would be).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import random
 import sys
 import tempfile
 import time
@@ -88,15 +95,21 @@ async def _one(session: aiohttp.ClientSession, url: str, route: str, key: str) -
         return resp.status == 200 and data.endswith(b"data: [DONE]\n\n")
 
 
-async def _round(url: str, route: str, concurrency: int, requests: int, tag: str) -> int:
-    """Closed loop: `concurrency` workers until `requests` are done; the failures."""
+async def _round(
+    url: str, route: str, concurrency: int, requests: int, tag: str, think_ms: float = 0.0
+) -> int:
+    """Closed loop: `concurrency` workers until `requests` are done; the failures. With
+    `think_ms`, each worker waits a uniform 0..think_ms before each request (seeded)."""
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
     left = iter(range(requests))
     failures = 0
+    pause = random.Random(tag).uniform
 
     async def worker() -> None:
         nonlocal failures
         for i in left:
+            if think_ms > 0:
+                await asyncio.sleep(pause(0, think_ms) / 1000)
             if not await _one(session, url, route, f"{tag}-{i}"):
                 failures += 1
 
@@ -195,7 +208,9 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
                 conns0 = await connections_opened(http, gw_url)
                 busy0, cpu0, t0 = machine_busy_seconds(), cpu_seconds(gw_pid), time.monotonic()
                 own0 = time.process_time()
-                failures += await _round(url, route, args.concurrency, args.requests, tag)
+                failures += await _round(
+                    url, route, args.concurrency, args.requests, tag, args.think_ms
+                )
                 used = cpu_seconds(gw_pid) - cpu0
                 opened[route] += await connections_opened(http, gw_url) - conns0
                 took = time.monotonic() - t0
@@ -236,6 +251,7 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
         merged[key] = max((s[key] for s in stats if s[key] is not None), default=None)
     return {
         "concurrency": args.concurrency,
+        "think_ms": args.think_ms,
         "requests_per_round": args.requests,
         "rounds": args.rounds,
         "failures": failures,
@@ -259,7 +275,7 @@ def table(out: dict[str, Any]) -> str:
     conns = out["upstream_connections_opened_per_request"]
     lines = [
         f"c={out['concurrency']}, {out['rounds']} rounds x {out['requests_per_round']} requests "
-        f"per route, failures {out['failures']}",
+        f"per route, think time 0-{out['think_ms']:g} ms, failures {out['failures']}",
         "",
         "| route | CPU ms/req (gw) | upstream connections opened per request | req/s "
         "| other processes, % of a core |",
@@ -290,6 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="each client waits a uniform 0..N ms before each request (0: none, as before); "
+        "with identical answers, clients without it start in waves of `--concurrency`",
+    )
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     ports = {"a": free_port(), "b": free_port()}
