@@ -22,14 +22,7 @@ from gateway.streaming.accounting import (
     account,
     stream_outcome,
 )
-from gateway.streaming.attempt import (
-    AttemptState,
-    DirectReader,
-    cut_now,
-    finished,
-    run_here,
-    stalled,
-)
+from gateway.streaming.attempt import AttemptState, cut_now, run_here
 from gateway.streaming.events import Event, Finish, UpstreamError, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
@@ -41,7 +34,8 @@ from gateway.streaming.plan import (
     ordered_candidates,
 )
 from gateway.streaming.policy import LoadBudget, choose_error
-from gateway.streaming.relay import Framer, Relay, open_relay, relayable, watch_for_token
+from gateway.streaming.relay import Framer, Relay, watch_for_token
+from gateway.streaming.winner import WinnerStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +70,7 @@ class Race:
         self._winner: AttemptState | None = None
         self._claimed = False  # an attempt has seen its first token (its batch is queued)
         self._stream_done = False
-        self._reader: DirectReader | None = None  # the winner's stream, once handed over
-        self._relay: Relay | None = None  # the last fast relay run over it
-        self._no_relay = False  # its decoder can never hand it over
+        self._after: WinnerStream | None = None  # the winner's stream, once handed over
         self._closed = False
         self._next_hedge_at: float | None = None
         self._heartbeat_at = self._t0 + plan.heartbeat_after_s if plan.heartbeat_after_s else None
@@ -356,23 +348,15 @@ class Race:
         winner = self._winner
         if winner is None or self._stream_done:
             return None
-        reader = self._reader
-        if reader is None:
-            assert winner.handed_over and winner.stream is not None
-            reader = self._reader = DirectReader(winner.stream, winner.candidate.idle_timeout_s)
-        relay = self._relay
-        if relay is not None and relay.stalled:  # the upstream went idle under the relay
-            self._relay = None
-            batch: list[Event] | None = [stalled(winner.candidate.idle_timeout_s)]
-        else:
-            batch = await reader.read()
+        after = self._after or self._follow(winner)
+        batch = await after.read()
         if batch is None:  # the clean end
             self._stream_done = True
             winner.done = True
             return None
         events = self._account(winner, batch)
-        if self._stream_done:  # a mid-stream error: drop the upstream connection at once
-            await reader.aclose()
+        if self._stream_done and (closing := after.closing()) is not None:
+            await closing  # a mid-stream error: drop the upstream connection at once
         return events
 
     def relay(self, frame_of: Callable[[], Framer | None]) -> Relay | None:
@@ -381,16 +365,13 @@ class Race:
         with `next_batch()`. A stream whose decoder can never hand over is not asked
         again (the general path asks before every batch)."""
         winner = self._winner
-        if winner is None or self._stream_done or not winner.handed_over or self._no_relay:
+        if winner is None or self._stream_done or not winner.handed_over:
             return None
-        if not winner.sources or not relayable(winner.sources[-1]):
-            self._no_relay = True
-            return None
-        source, idle_s = winner.sources[-1], winner.candidate.idle_timeout_s
-        relay = open_relay(source, frame_of, winner.record, idle_s)
-        if relay is not None:
-            self._relay = relay
-        return relay
+        return (self._after or self._follow(winner)).relay(frame_of)
+
+    def _follow(self, winner: AttemptState) -> WinnerStream:
+        after = self._after = WinnerStream(winner)
+        return after
 
     def _account(self, attempt: AttemptState, events: list[Event]) -> list[Event]:
         """Account an attempt's events (`accounting.account`); an UpstreamError ends the
@@ -429,10 +410,9 @@ class Race:
         closing: list[Any] = list(tasks)
         winner = self._winner
         if winner is not None and winner.handed_over and winner.stream is not None:
-            reader = self._reader
             # a stream read to its end needs no closing (and so no task for the closing)
-            if not (reader.closed_already() if reader else finished(winner.stream)):
-                closing.append(reader.aclose() if reader else winner.stream.aclose())
+            if (close := (self._after or WinnerStream(winner)).closing()) is not None:
+                closing.append(close)
         try:
             if closing:
                 await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
