@@ -1,7 +1,7 @@
 """How fast a race's losers are cut, from the upstream's own log, and what a k=2 race costs.
 
     python -m bench.loser_cut [--concurrency 200] [--requests 2000] [--rounds 3]
-        [--think-ms 0] [--json FILE]
+        [--think-ms 0] [--kind openai] [--json FILE]
 
 One simulator process serves two OpenAI-kind servers (`a`, `b`), each with the same
 model shape (TTFT 100 ms, 5 ms between tokens, 50 tokens), and one gateway process
@@ -52,14 +52,16 @@ SHAPE = {"ttft_ms": 100, "itl_ms": 5, "tokens": 50}
 API_KEY = "bench-key"
 
 
-def write_config(directory: Path, ports: dict[str, int], gw_port: int) -> Path:
+def write_config(
+    directory: Path, ports: dict[str, int], gw_port: int, kind: str = "openai"
+) -> Path:
     config = {
         "listen": {"host": "127.0.0.1", "port": gw_port},
         "logging": {"format": "json", "level": "info"},
         "latency": {"prewarm": {"enabled": False}},
         "providers": {
             name: {
-                "kind": "openai",
+                "kind": kind,
                 "base_url": f"http://127.0.0.1:{port}/v1",
                 "api_key": API_KEY,
                 "max_connections": 1024,
@@ -75,7 +77,7 @@ def write_config(directory: Path, ports: dict[str, int], gw_port: int) -> Path:
             "seed": 1,
             "log_token_times": True,
             "servers": {
-                name: {"kind": "openai", "port": port, "models": {f"m-{name}": SHAPE}}
+                name: {"kind": kind, "port": port, "models": {f"m-{name}": SHAPE}}
                 for name, port in ports.items()
             },
         },
@@ -252,6 +254,7 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
     return {
         "concurrency": args.concurrency,
         "think_ms": args.think_ms,
+        "kind": args.kind,
         "requests_per_round": args.requests,
         "rounds": args.rounds,
         "failures": failures,
@@ -313,13 +316,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="each client waits a uniform 0..N ms before each request (0: none, as before); "
         "with identical answers, clients without it start in waves of `--concurrency`",
     )
+    parser.add_argument(
+        "--kind",
+        choices=("openai", "anthropic"),
+        default="openai",
+        help="the wire protocol both simulated servers speak (default openai)",
+    )
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     ports = {"a": free_port(), "b": free_port()}
     gw_port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-loser-") as tmp, Children() as children:
         directory = Path(tmp)
-        config = write_config(directory, ports, gw_port)
+        config = write_config(directory, ports, gw_port, args.kind)
         sim = children.gateway("sim", "sim", config, directory / "sim.log")
         gw = children.gateway("gateway", "serve", config, directory / "gateway.log")
         sim_url = f"http://127.0.0.1:{ports['a']}"

@@ -7,6 +7,7 @@ when a server omits the name), exactly like anthropic-sdk-python.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from gateway.providers.common import (  # shared error semantics, re-exported
 from gateway.providers.common import (
     retry_after as retry_after,
 )
+from gateway.streaming.adapter import RelaySpec
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -40,6 +42,16 @@ from gateway.streaming.events import (
     Usage,
 )
 from gateway.streaming.sse import SSEDecoder, SSEEvent
+
+# A text delta event, as the bytes after `event: content_block_delta\ndata: ` (the API's
+# compact JSON, its key order): the text as an escaped string body (runs of plain
+# characters between escapes). What the race's token watch recognises as a token of this
+# stream (`token_spec`); the watch stops at anything else.
+TEXT_DELTA_PREFIX = b"event: content_block_delta\ndata: "
+TEXT_DELTA_EVENT = re.compile(
+    rb'\{"type":"content_block_delta","index":\d{1,9},"delta":\{"type":"text_delta",'
+    rb'"text":"([^"\\\x00-\x1f]*(?:\\.[^"\\\x00-\x1f]*)*)"\}\}\n\n'
+)
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -147,6 +159,7 @@ class AnthropicStreamDecoder:
         "_closed",
         "_done",
         "_finished",
+        "_limit",
         "_message_id",
         "_secret",
         "_sse",
@@ -161,6 +174,7 @@ class AnthropicStreamDecoder:
         secret: str | None = None,
     ) -> None:
         self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
+        self._limit = min(max_line_bytes, max_event_bytes)
         self._secret = secret  # the API key: redacted from error messages
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self._args_seen: set[int] = set()  # tool call indexes that received arguments
@@ -179,6 +193,15 @@ class AnthropicStreamDecoder:
             self._done = True
             return [protocol_error(str(exc))]
         return self._handle(events) if events else []
+
+    def token_spec(self) -> RelaySpec | None:
+        """What a text delta looks like from here (between events, not done), for the race's
+        token watch (`streaming/relay.py`): such an event's non-empty text is a TextDelta
+        this decoder will produce. None when it cannot say now. Not a relay spec: the relay
+        never takes an Anthropic stream over."""
+        if self._done or self._closed or not self._sse.between_events:
+            return None
+        return RelaySpec(TEXT_DELTA_PREFIX, TEXT_DELTA_EVENT, self._limit)
 
     def close(self) -> list[Event]:
         if self._closed:

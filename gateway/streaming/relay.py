@@ -87,13 +87,14 @@ def valid_body(body: bytes) -> bool:
     return True
 
 
-def _unfinished(buf: bytes, pos: int, limit: int) -> int:
+def _unfinished(buf: bytes, pos: int, limit: int, lines_from: int | None = None) -> int:
     """What `buf[pos:]` is when it does not match: the start of an event still coming
-    (INCOMPLETE: no line ended in it yet, except perhaps its last byte, the end of its
+    (INCOMPLETE: no line ended in it after `lines_from` (the end of a matched prefix,
+    which may hold an `event:` line) yet, except perhaps its last byte, the end of its
     data line before the blank one), or something else (NOT_UNDERSTOOD)."""
     if len(buf) - pos > limit or buf.find(b"\r", pos) >= 0:
         return NOT_UNDERSTOOD
-    newline = buf.find(b"\n", pos)
+    newline = buf.find(b"\n", pos if lines_from is None else lines_from)
     return INCOMPLETE if newline < 0 or newline == len(buf) - 1 else NOT_UNDERSTOOD
 
 
@@ -127,7 +128,7 @@ def scan(spec: RelaySpec, buf: bytes) -> tuple[list[bytes], int, int]:
             return bodies, pos, NOT_UNDERSTOOD
         found = match(buf, pos + after)
         if found is None:
-            return bodies, pos, _unfinished(buf, pos, limit)
+            return bodies, pos, _unfinished(buf, pos, limit, pos + after)
         stop = found.end()
         body = found.group(1)
         if stop - pos > limit or (body and not valid_body(body)):
@@ -294,7 +295,8 @@ class TokenWatch:
     token arrived, not when the attempt's task next runs (which, under load, waits behind
     every callback already queued).
 
-    Installed only where the decoder offers a `RelaySpec` (between events, not done): from
+    Installed only where the decoder offers a spec of its plain text events (`token_spec`
+    or the relay's `relay_spec`; between events, not done): from
     there, as long as everything is plain text events, comments or blank lines, the scan
     sees what the decoder will see, so a body it finds is a token the decoder will
     produce. At anything else it stops watching (the decoder's state may then differ), and
@@ -329,8 +331,11 @@ class TokenWatch:
 
 
 def watch_for_token(source: RelaySource, on_token: Callable[[], None]) -> TokenWatch | None:
-    """A TokenWatch on `source`, if its decoder can say what a token looks like now."""
-    spec = spec_now(source)
+    """A TokenWatch on `source`, if its decoder can say what a token looks like now: its
+    `token_spec()` (a decoder the relay cannot take over, e.g. Anthropic's), else the
+    relay's `relay_spec()`."""
+    token_spec = getattr(source.decoder, "token_spec", None)
+    spec = token_spec() if token_spec is not None else spec_now(source)
     if spec is None:
         return None
     watch = TokenWatch(source.reader, spec, on_token)

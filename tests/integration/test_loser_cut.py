@@ -3,16 +3,34 @@ task's cancellation comes round: the cut does not wait behind the winner's work.
 
 from __future__ import annotations
 
-import orjson
+import asyncio
+from typing import Any
 
+import orjson
+import pytest
+
+from gateway.answer import Answer
 from gateway.doors.chat_parse import parse_chat_request
 from gateway.pipeline import Caller
+from gateway.streaming import race as race_module
+from gateway.streaming.attempt import cut_now as attempt_cut_now
 from gateway.streaming.plan import Winner
-from tests.stack import stack
+from tests.stack import Stack, stack
 
 # The loser's response is open (headers and role chunk) long before the winner's token.
 TRICKLE = {"ttft_ms": 3000, "itl_ms": 5, "tokens": 200, "prelude": True}
 EARLY = {"ttft_ms": 500, "itl_ms": 1, "tokens": 5, "prelude": False, "text": "early bird wins"}
+ANTHROPIC_EARLY = {"ttft_ms": 300, "itl_ms": 1, "tokens": 5, "prelude": True}
+ROUTES = {"chat": {"strategy": "race", "k": 2, "deployments": ["late", "early"]}}
+
+
+async def open_race(s: Stack, request_id: str) -> Answer:
+    """A race k=2 over `late` (server a) and `early` (server b), opened but not started."""
+    raw = orjson.dumps(
+        {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    chat = parse_chat_request(raw, s.gateway.config.limits)
+    return await s.gateway.pipeline.open(chat, Caller(request_id), "chat")
 
 
 async def test_loser_connection_is_gone_in_the_iteration_that_decides_the_winner() -> None:
@@ -20,15 +38,9 @@ async def test_loser_connection_is_gone_in_the_iteration_that_decides_the_winner
         "a": {"kind": "openai", "models": {"late": TRICKLE}},
         "b": {"kind": "openai", "models": {"early": EARLY}},
     }
-    routes = {"chat": {"strategy": "race", "k": 2, "deployments": ["late", "early"]}}
-    async with stack(servers, routes) as s:
-        gateway = s.gateway
-        raw = orjson.dumps(
-            {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-        )
-        chat = parse_chat_request(raw, gateway.config.limits)
-        answer = await gateway.pipeline.open(chat, Caller("req_cut"), "chat")
-        late_pool = gateway.upstreams.pools["a"]
+    async with stack(servers, ROUTES) as s:
+        answer = await open_race(s, "req_cut")
+        late_pool = s.gateway.upstreams.pools["a"]
         try:
             outcome = await answer.first()
             # No await between the decision and these checks: the loser's task has not run.
@@ -42,3 +54,31 @@ async def test_loser_connection_is_gone_in_the_iteration_that_decides_the_winner
             lambda rs: any(r.model == "late" and r.outcome == "client_disconnect" for r in rs)
         )
         assert next(r for r in late if r.model == "late").tokens_sent == 0
+
+
+async def test_an_anthropic_winners_token_cuts_the_loser_in_the_data_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The token watch reads an Anthropic stream too (`token_spec`): the loser is cut in
+    aiohttp's data callback of the winner's token, before any task runs."""
+    cuts: list[asyncio.Task[Any] | None] = []
+
+    def cut_now(callbacks: list[Any]) -> None:
+        if callbacks:
+            cuts.append(asyncio.current_task())
+        attempt_cut_now(callbacks)
+
+    monkeypatch.setattr(race_module, "cut_now", cut_now)
+    servers = {
+        "a": {"kind": "openai", "models": {"late": TRICKLE}},
+        "b": {"kind": "anthropic", "models": {"early": ANTHROPIC_EARLY}},
+    }
+    async with stack(servers, ROUTES) as s:
+        answer = await open_race(s, "req_cut_anthropic")
+        try:
+            outcome = await answer.first()
+            assert isinstance(outcome, Winner) and outcome.deployment == "early"
+            assert s.gateway.upstreams.pools["a"].open_connections() == 0
+            assert cuts and cuts[0] is None  # from the data callback, not a task step
+        finally:
+            await answer.aclose()

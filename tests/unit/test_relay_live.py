@@ -16,6 +16,7 @@ from gateway.providers.openai_reframe import relay_spec
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.encode import TextFrame
 from gateway.streaming.relay import Relay, watch_for_token
+from tests.readers import reader
 
 HEAD = (
     '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
@@ -35,20 +36,6 @@ def nothing_left_diverted() -> Iterator[None]:
 def text(word: str) -> bytes:
     body = orjson.dumps({"content": word}).decode()[1:]
     return f'data: {HEAD}{body},"logprobs":null,"finish_reason":null}}]}}\n\n'.encode()
-
-
-class _Protocol:
-    _reading_paused = False
-
-    def pause_reading(self) -> None:
-        self._reading_paused = True
-
-    def resume_reading(self, resume_parser: bool = True) -> None:
-        self._reading_paused = False
-
-
-def reader() -> StreamReader:
-    return StreamReader(_Protocol(), 1 << 16, loop=asyncio.get_running_loop())  # type: ignore[arg-type]
 
 
 class _Writer:
