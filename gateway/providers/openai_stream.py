@@ -372,6 +372,11 @@ class OpenAIStreamDecoder:
             self._spec = relay_spec(self._shortcut.head, self._limit)
         return self._spec
 
+    def token_spec(self) -> RelaySpec | None:
+        """What a token looks like from here, for the race's token watch: what the relay
+        would take (a plain text chunk's non-empty text is a token)."""
+        return self.relay_spec()
+
     def close(self) -> list[Event]:
         if self._closed:
             return []

@@ -411,7 +411,7 @@ class Race:
         winner = self._winner
         if winner is not None and winner.handed_over and winner.stream is not None:
             # a stream read to its end needs no closing (and so no task for the closing)
-            if (close := (self._after or WinnerStream(winner)).closing()) is not None:
+            if (close := (self._after or self._follow(winner)).closing()) is not None:
                 closing.append(close)
         try:
             if closing:

@@ -87,14 +87,14 @@ def valid_body(body: bytes) -> bool:
     return True
 
 
-def _unfinished(buf: bytes, pos: int, limit: int, lines_from: int | None = None) -> int:
+def _unfinished(buf: bytes, pos: int, limit: int, lines_from: int) -> int:
     """What `buf[pos:]` is when it does not match: the start of an event still coming
     (INCOMPLETE: no line ended in it after `lines_from` (the end of a matched prefix,
     which may hold an `event:` line) yet, except perhaps its last byte, the end of its
     data line before the blank one), or something else (NOT_UNDERSTOOD)."""
     if len(buf) - pos > limit or buf.find(b"\r", pos) >= 0:
         return NOT_UNDERSTOOD
-    newline = buf.find(b"\n", pos if lines_from is None else lines_from)
+    newline = buf.find(b"\n", lines_from)
     return INCOMPLETE if newline < 0 or newline == len(buf) - 1 else NOT_UNDERSTOOD
 
 
@@ -117,7 +117,7 @@ def scan(spec: RelaySpec, buf: bytes) -> tuple[list[bytes], int, int]:
         if first == _COLON:  # a comment line (a keep-alive)
             newline = buf.find(b"\n", pos)
             if newline < 0:
-                return bodies, pos, _unfinished(buf, pos, limit)
+                return bodies, pos, _unfinished(buf, pos, limit, pos)
             if newline - pos > limit or b"\r" in buf[pos:newline]:
                 return bodies, pos, NOT_UNDERSTOOD
             pos = newline + 1
@@ -295,8 +295,8 @@ class TokenWatch:
     token arrived, not when the attempt's task next runs (which, under load, waits behind
     every callback already queued).
 
-    Installed only where the decoder offers a spec of its plain text events (`token_spec`
-    or the relay's `relay_spec`; between events, not done): from
+    Installed only where the decoder offers a spec of its plain text events (`token_spec`;
+    between events, not done): from
     there, as long as everything is plain text events, comments or blank lines, the scan
     sees what the decoder will see, so a body it finds is a token the decoder will
     produce. At anything else it stops watching (the decoder's state may then differ), and
@@ -331,11 +331,10 @@ class TokenWatch:
 
 
 def watch_for_token(source: RelaySource, on_token: Callable[[], None]) -> TokenWatch | None:
-    """A TokenWatch on `source`, if its decoder can say what a token looks like now: its
-    `token_spec()` (a decoder the relay cannot take over, e.g. Anthropic's), else the
-    relay's `relay_spec()`."""
+    """A TokenWatch on `source`, if its decoder can say what a token looks like now (its
+    `token_spec()`: OpenAI's is what the relay takes, Anthropic's a text delta)."""
     token_spec = getattr(source.decoder, "token_spec", None)
-    spec = token_spec() if token_spec is not None else spec_now(source)
+    spec = None if token_spec is None else token_spec()
     if spec is None:
         return None
     watch = TokenWatch(source.reader, spec, on_token)

@@ -139,7 +139,7 @@ class _Source:
         self.decoder = self
         self._spec = spec
 
-    def relay_spec(self) -> object:
+    def token_spec(self) -> object:
         return self._spec
 
 
