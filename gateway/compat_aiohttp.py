@@ -177,8 +177,8 @@ class _DivertedReader(_HookedReader):
     __slots__ = ()
 
     def feed_data(self, data: bytes, size: int = 0) -> bool:
-        if data:
-            _DIVERTED[id(self)].on_data(bytes(data))
+        if data:  # bytes from aiohttp's parsers; a copy only of anything else
+            _DIVERTED[id(self)].on_data(data if type(data) is bytes else bytes(data))
         return False
 
 
@@ -190,7 +190,7 @@ class _WatchedReader(_HookedReader):
     def feed_data(self, data: bytes, size: int = 0) -> bool:
         StreamReader.feed_data(self, data, size)
         if data and type(self) is _WatchedReader:  # the watcher may have let go already
-            _DIVERTED[id(self)].on_data(bytes(data))
+            _DIVERTED[id(self)].on_data(data if type(data) is bytes else bytes(data))
         return False
 
 

@@ -85,7 +85,7 @@ class TextFrame:
     def frame(self, bodies: list[bytes]) -> bytes:
         body = bodies[0] if len(bodies) == 1 else b"".join(bodies)
         # the relay passes valid JSON string bodies only (UTF-8, JSON escapes)
-        text = orjson.loads(b'"' + body + b'"') if b"\\" in body else body.decode()
+        text = orjson.loads(b'"' + body + b'"') if body.find(b"\\") >= 0 else body.decode()
         self._item.pieces.append(text)
         seq = self._encoder.next_sequence()
         return self._item.delta_head + b'"' + body + b'"' + _SEQ + seq + _END

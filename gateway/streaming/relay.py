@@ -79,7 +79,7 @@ def valid_body(body: bytes) -> bool:
             body.decode()
         except UnicodeDecodeError:
             return False
-    if b"\\" in body:
+    if body.find(b"\\") >= 0:  # not `in`: on bytes it raises and clears a TypeError inside
         try:
             orjson.loads(b'"' + body + b'"')
         except orjson.JSONDecodeError:
@@ -118,7 +118,7 @@ def scan(spec: RelaySpec, buf: bytes) -> tuple[list[bytes], int, int]:
             newline = buf.find(b"\n", pos)
             if newline < 0:
                 return bodies, pos, _unfinished(buf, pos, limit, pos)
-            if newline - pos > limit or b"\r" in buf[pos:newline]:
+            if newline - pos > limit or buf.find(b"\r", pos, newline) >= 0:
                 return bodies, pos, NOT_UNDERSTOOD
             pos = newline + 1
             continue

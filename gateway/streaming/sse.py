@@ -115,17 +115,17 @@ class SSEDecoder:
             and not self._data
             and not self._event
             and self._lines.idle
-            and b"\r" not in data
+            and data.find(b"\r") < 0  # find, not `in` (which raises inside, on bytes)
             and len(data) <= self._lines.max_line_bytes
         ):
             body = data[6:-2]
-            if b"\n" not in body:  # one event (the usual read): no split, no scan per part
+            if body.find(b"\n") < 0:  # one event (the usual read): no split, no scan per part
                 self._at_start = False
                 if len(body) > self.max_event_bytes:
                     raise EventTooLarge(len(body), self.max_event_bytes)
                 return [body.decode("utf-8", "replace")]
             parts = data[:-2].split(b"\n\n")
-            if all(part.startswith(b"data: ") and b"\n" not in part for part in parts):
+            if all(part.startswith(b"data: ") and part.find(b"\n") < 0 for part in parts):
                 self._at_start = False
                 if len(data) > self.max_event_bytes:
                     longest = max(len(part) - 6 for part in parts)
