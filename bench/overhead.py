@@ -38,6 +38,12 @@ model names bench-ttft100 and bench-fast to it; --compare-pid lets its CPU be
 measured too. --compare-header 'Name: value' (repeatable) is sent on its requests
 only, for gateways that route by header (Portkey: x-portkey-provider,
 x-portkey-custom-host). bench/peers/ holds the peers' configs and commands.
+
+--pin runs the proxies under test (the gateway, the bare proxy, --compare-pid) on one
+CPU and this client and the simulator on the others (every thread, by
+sched_setaffinity). Unpinned, the three busy processes share two cores and a proxy's
+TTFT tail is mostly its wait for a core; pinned, it is the proxy's own queueing. The
+targets alternate, so only one proxy is busy at a time.
 """
 
 from __future__ import annotations
@@ -58,7 +64,15 @@ import aiohttp
 import uvloop
 import yaml
 
-from bench.procs import Child, Children, cpu_seconds, free_port, machine_busy_seconds
+from bench.procs import (
+    Child,
+    Children,
+    cpu_seconds,
+    free_port,
+    machine_busy_seconds,
+    pin,
+    split_cpus,
+)
 from gateway.loadtest import LoadResult, RequestSample, make_session, run_load, summarize
 from gateway.loadtest.cli import header_arg
 from gateway.loadtest.report import to_json_bytes
@@ -314,6 +328,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, help="rounds per case instead of each case's own (3 by default)"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the proxies (gateway, bare proxy, --compare-pid) on one CPU and the client "
+        "and simulator on the others",
+    )
     return parser.parse_args(argv)
 
 
@@ -423,13 +443,25 @@ def _main(argv: Sequence[str] | None) -> int:
                     tuple(args.compare_header),
                 )
             )
+        if args.pin:
+            proxy_cpus, load_cpus = split_cpus()
+            for target in targets:
+                if target.pid is not None:
+                    pin(target.pid, proxy_cpus)
+            pin(sim.pid, load_cpus)
+            pin(os.getpid(), load_cpus)
         started = time.monotonic()
         out = uvloop.run(bench(args, targets, sim.pid))
         took = time.monotonic() - started
     env = (
         f"{platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}; client, simulator and gateway "
-        f"share them; {took:.0f} s"
+        f"{os.cpu_count()} CPUs, {platform.machine()}; "
+        + (
+            "the proxies pinned to one CPU, client and simulator to the others"
+            if args.pin
+            else "client, simulator and gateway share them"
+        )
+        + f"; {took:.0f} s"
     )
     print(out["markdown"])
     print(

@@ -32,6 +32,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def split_cpus() -> tuple[set[int], set[int]]:
+    """This process's CPUs as (one for the proxies under test, the rest for the load):
+    pinned apart, the proxy's own queueing is measured, not its fight with the client and
+    the simulator for a core. Needs two CPUs at least."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs two CPUs at least")
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Run every thread of `pid` on `cpus` only (threads it starts later inherit that)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/<pid>/stat (Linux), in seconds."""
     raw = Path(f"/proc/{pid}/stat").read_text()
