@@ -43,11 +43,8 @@ from gateway.server.keys import LIVE
 from gateway.server.limits import runner_kwargs
 from gateway.server.live import LiveGateway
 from gateway.server.middlewares import (
-    auth_middleware,
-    error_middleware,
-    json_body_middleware,
-    request_id_middleware,
-    snapshot_middleware,
+    admission_middleware,
+    entry_middleware,
 )
 from gateway.server.protocol import use_envelope_errors
 from gateway.server.reloading import ReloadTriggers
@@ -73,10 +70,10 @@ def build_app(
     config = gateway.config
     live = LiveGateway(gateway, config_path, setup)
     cors = CorsPolicy(config.cors) if config.cors.enabled else None
-    middlewares: list[Middleware] = [snapshot_middleware, request_id_middleware, error_middleware]
+    middlewares: list[Middleware] = [entry_middleware]
     if cors is not None:  # a preflight carries no key: answered before authentication
         middlewares.append(cors_middleware(cors))
-    middlewares += [json_body_middleware, auth_middleware]
+    middlewares.append(admission_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_body_bytes)
     if cors is not None:  # every /v1/ response, streams and errors included
         app.on_response_prepare.append(cors.add_headers)

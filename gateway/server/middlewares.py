@@ -40,22 +40,22 @@ def new_request_id() -> str:
 
 
 @web.middleware
-async def snapshot_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Take the gateway that serves now, once: the request keeps it to its end, whatever
-    config reload happens meanwhile (server/live.py)."""
+async def entry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What every request gets first, in one layer (each layer is a coroutine frame that
+    every resumption of the request's task passes through): the gateway that serves now,
+    kept to the request's end whatever config reload happens meanwhile (server/live.py);
+    a request id; and every error rendered in its door's shape."""
     snapshot = request.app[LIVE].acquire()
     try:
         request[GATEWAY] = snapshot.gateway
-        return await handler(request)
+        given = request.headers.get("x-request-id", "")
+        request[REQUEST_ID] = given if _SAFE_ID.match(given) else new_request_id()
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return _failure_response(request, exc)
     finally:
         snapshot.release()
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    given = request.headers.get("x-request-id", "")
-    request[REQUEST_ID] = given if _SAFE_ID.match(given) else new_request_id()
-    return await handler(request)
 
 
 def renderer_for(request: web.Request) -> ErrorRenderer:
@@ -68,16 +68,24 @@ def renderer_for(request: web.Request) -> ErrorRenderer:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request.get(REQUEST_ID, "")
+    """The error rendering of `entry_middleware` alone (for apps without a live gateway)."""
     try:
         return await handler(request)
-    except ApiError as exc:
+    except Exception as exc:
+        return _failure_response(request, exc)
+
+
+def _failure_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The error response for what a handler raised, in its door's shape; an HTTP
+    exception below 400 (a redirect) is raised again. Called while `exc` is handled."""
+    rid = request.get(REQUEST_ID, "")
+    if isinstance(exc, ApiError):
         exc.headers.setdefault("x-request-id", rid)
         render = renderer_for(request)
         return render(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
             exc.status
         )
@@ -91,24 +99,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers["allow"] = exc.headers["Allow"]
         render = renderer_for(request)
         return render(exc.status, message, "invalid_request_error", code, None, headers)
-    except Exception:
-        log.exception("unhandled_error", request_id=rid, path=request.path)
-        return renderer_for(request)(
-            500,
-            "internal gateway error",
-            "server_error",
-            "internal_error",
-            None,
-            {"x-request-id": rid},
-        )
+    log.exception("unhandled_error", request_id=rid, path=request.path)
+    return renderer_for(request)(
+        500,
+        "internal gateway error",
+        "server_error",
+        "internal_error",
+        None,
+        {"x-request-id": rid},
+    )
 
 
 @web.middleware
-async def json_body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A POST to /v1/ must say `Content-Type: application/json` (parameters allowed), before
-    anything is parsed or routed. A browser sends a `text/plain` or form body cross-site
-    without a preflight; refusing it means no page can spend a race the user never asked for.
-    The official SDKs always send application/json."""
+async def admission_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A JSON body, then the caller's key, before anything is parsed or routed."""
+    _require_json_body(request)
+    _authenticate(request)
+    return await handler(request)
+
+
+def _require_json_body(request: web.Request) -> None:
+    """A POST to /v1/ must say `Content-Type: application/json` (parameters allowed). A
+    browser sends a `text/plain` or form body cross-site without a preflight; refusing it
+    means no page can spend a race the user never asked for. The official SDKs always
+    send application/json."""
     if request.method == "POST" and request.path.startswith("/v1/"):
         given = request.headers.get("Content-Type", "")
         if given.partition(";")[0].strip().lower() != "application/json":
@@ -121,7 +135,6 @@ async def json_body_middleware(request: web.Request, handler: Handler) -> web.St
             )
             _record_refusal(request, exc)
             raise exc
-    return await handler(request)
 
 
 def _record_refusal(request: web.Request, exc: ApiError) -> None:
@@ -140,16 +153,16 @@ def _bearer(request: web.Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _authenticate(request: web.Request) -> None:
+    """The caller's key (`KEY_ID`, and `KEY` when keys are configured) for /v1/ paths."""
     request[KEY_ID] = "anonymous"
     if not request.path.startswith("/v1/"):
-        return await handler(request)
+        return
     gateway = request[GATEWAY]
     given = _bearer(request) or ""
     if request.path == FEEDBACK_PATH and given and is_admin(gateway.config, given):
         request[KEY_ID] = "admin"
-        return await handler(request)
+        return
     keyring = gateway.keyring
     if keyring.enabled:
         key = keyring.authenticate(given)
@@ -166,4 +179,3 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
             _record_refusal(request, exc)
             raise exc
-    return await handler(request)
