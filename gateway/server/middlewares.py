@@ -1,8 +1,11 @@
-"""Request id, error rendering, JSON-only POST bodies and authentication.
+"""Two layers around every request: `entry_middleware` (the live gateway's snapshot, the
+request id, error rendering) and, after CORS when it is on, `admission_middleware`
+(JSON-only POST bodies, then authentication). Few layers on purpose: each is a coroutine
+frame that every resumption of the request's task passes through.
 
 Every error leaves as an OpenAI envelope, except on paths a front door claims for its own
 protocol's error shape: a door adds an `ErrorShape` (a request predicate and a renderer) to
-`app[ERROR_SHAPES]`, and the error middleware renders with the first shape that matches.
+`app[ERROR_SHAPES]`, and errors are rendered with the first shape that matches.
 """
 
 from __future__ import annotations
@@ -41,10 +44,9 @@ def new_request_id() -> str:
 
 @web.middleware
 async def entry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """What every request gets first, in one layer (each layer is a coroutine frame that
-    every resumption of the request's task passes through): the gateway that serves now,
-    kept to the request's end whatever config reload happens meanwhile (server/live.py);
-    a request id; and every error rendered in its door's shape."""
+    """What every request gets first: the gateway that serves now, kept to the request's
+    end whatever config reload happens meanwhile (server/live.py); a request id; and every
+    error rendered in its door's shape."""
     snapshot = request.app[LIVE].acquire()
     try:
         request[GATEWAY] = snapshot.gateway
