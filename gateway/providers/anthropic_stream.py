@@ -159,10 +159,10 @@ class AnthropicStreamDecoder:
         "_closed",
         "_done",
         "_finished",
-        "_limit",
         "_message_id",
         "_secret",
         "_sse",
+        "_token_spec",
         "_tools",
         "_usage",
     )
@@ -174,7 +174,8 @@ class AnthropicStreamDecoder:
         secret: str | None = None,
     ) -> None:
         self._sse = SSEDecoder(max_line_bytes, max_event_bytes)
-        self._limit = min(max_line_bytes, max_event_bytes)
+        limit = min(max_line_bytes, max_event_bytes)
+        self._token_spec = RelaySpec(TEXT_DELTA_PREFIX, TEXT_DELTA_EVENT, limit)
         self._secret = secret  # the API key: redacted from error messages
         self._tools: dict[int, int] = {}  # content block index -> tool call index
         self._args_seen: set[int] = set()  # tool call indexes that received arguments
@@ -201,7 +202,7 @@ class AnthropicStreamDecoder:
         never takes an Anthropic stream over."""
         if self._done or self._closed or not self._sse.between_events:
             return None
-        return RelaySpec(TEXT_DELTA_PREFIX, TEXT_DELTA_EVENT, self._limit)
+        return self._token_spec
 
     def close(self) -> list[Event]:
         if self._closed:

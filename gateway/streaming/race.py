@@ -348,7 +348,7 @@ class Race:
         winner = self._winner
         if winner is None or self._stream_done:
             return None
-        after = self._after or self._follow(winner)
+        after = self._follow(winner)
         batch = await after.read()
         if batch is None:  # the clean end
             self._stream_done = True
@@ -367,11 +367,13 @@ class Race:
         winner = self._winner
         if winner is None or self._stream_done or not winner.handed_over:
             return None
-        return (self._after or self._follow(winner)).relay(frame_of)
+        return self._follow(winner).relay(frame_of)
 
     def _follow(self, winner: AttemptState) -> WinnerStream:
-        after = self._after = WinnerStream(winner)
-        return after
+        """The handed-over winner's stream (made at the first ask)."""
+        if self._after is None:
+            self._after = WinnerStream(winner)
+        return self._after
 
     def _account(self, attempt: AttemptState, events: list[Event]) -> list[Event]:
         """Account an attempt's events (`accounting.account`); an UpstreamError ends the
@@ -411,7 +413,7 @@ class Race:
         winner = self._winner
         if winner is not None and winner.handed_over and winner.stream is not None:
             # a stream read to its end needs no closing (and so no task for the closing)
-            if (close := (self._after or self._follow(winner)).closing()) is not None:
+            if (close := self._follow(winner).closing()) is not None:
                 closing.append(close)
         try:
             if closing:
