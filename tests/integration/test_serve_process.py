@@ -177,6 +177,8 @@ async def refused(port: int) -> bool:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:  # reached the backlog as the listener closed: ask again
+        return False
     writer.close()
     return False
 
