@@ -175,15 +175,19 @@ class Race:
     def _first_token_seen(self, attempt: AttemptState) -> None:
         """The first attempt to see a token will be declared the winner (its batch is
         the first token batch in the queue): drop the others' connections now, in the
-        iteration the token arrived, rather than after the request's task has run."""
+        iteration the token arrived, rather than after the request's task has run.
+        They are cancelled here, not when the winner is declared: a cut attempt whose
+        task runs before the winner's (its body's end, which the cut caused, already
+        ready) must not reach the race as a failure of its deployment."""
         if attempt.watch is not None:
             attempt.watch.stop()
         if self._winner is not None or self._claimed:
             return
         self._claimed = True
+        now = self._loop.time()
         for other in self._attempts:
             if other is not attempt and not other.done:
-                cut_now(other.cuts)
+                self._cancel(other, now)
 
     def _watch(self, attempt: AttemptState) -> None:
         """Watch an attempt's body for its first token (`relay.TokenWatch`) while others

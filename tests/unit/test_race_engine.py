@@ -17,9 +17,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gateway.providers.openai_stream import OpenAIStreamDecoder
+from gateway.providers.quirks import BUILTIN_QUIRKS
 from gateway.streaming import attempt as attempt_module
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
-from gateway.streaming.attempt import DirectReader, finished, on_cut
+from gateway.streaming.attempt import DirectReader, finished, offer_source, on_cut
 from gateway.streaming.events import (
     Event,
     Finish,
@@ -34,6 +36,7 @@ from gateway.streaming.events import (
 from gateway.streaming.plan import HEARTBEAT, AllFailed, Candidate, RacePlan, Winner
 from gateway.streaming.policy import LoadBudget, choose_error
 from gateway.streaming.race import Race
+from tests.readers import reader
 from tests.unit.fake_attempts import FakeClock, FakeUpstreams, RecordingObserver, settle, wait_set
 
 HUGE = 1000.0  # seconds: a timer that never fires during a test
@@ -181,6 +184,54 @@ async def test_losers_are_cut_when_the_winners_token_arrives_before_it_is_declar
     assert isinstance(outcome, Winner) and outcome.deployment == "b"
     assert cuts == [("a", None)], "cut once, before the winner was declared"
     await race.aclose()
+    assert ups.unclosed() == []
+
+
+async def test_a_loser_cut_by_the_token_watch_is_cancelled_not_failed() -> None:
+    """The winner's token, seen by the token watch in the data callback, cuts the loser
+    before the winner's task has queued its batch. The end the cut causes (an aborted
+    body reads as truncated) may reach the race first: it is the loser's cancellation,
+    not its failure (a failure would count against its deployment's health)."""
+    ups = FakeUpstreams("a", "b")
+    body = reader()
+    decoder = OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
+    role = (
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+        b'"finish_reason":null}]}\n\n'
+    )
+    assert decoder.feed(role) and decoder.token_spec() is not None
+
+    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
+        inner = ups.opener(candidate)
+
+        async def stream() -> AsyncGenerator[list[Event], None]:
+            if candidate.name == "a":  # an abort ends the body: the decoder says truncated
+                on_cut(lambda: ups["a"].fail(502, "upstream_stream_truncated"))
+            else:
+                offer_source(body, decoder)
+            async for batch in inner:
+                yield batch
+
+        return stream()
+
+    race = make_race(ups, candidates=[Candidate(n, hedge_delay_s=HUGE) for n in ("a", "b")])
+    race._opener = opener
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["a"].send(TextDelta(""))
+    ups["b"].send(TextDelta(""))
+    await settle()  # b's body is watched from here
+    body.feed_data(role.replace(b'"role":"assistant","content":""', b'"content":"Hel"'))
+    await settle()  # a's end reaches the race before b's batch
+    ups["b"].send(TextDelta("Hel"))
+    outcome = await first
+    assert isinstance(outcome, Winner) and outcome.deployment == "b"
+    loser = attempt(race, "a")
+    assert (loser.outcome, loser.error) == ("cancelled", None)
+    assert loser.censored_ttft_s is not None
+    record = await finish(race)
+    assert record.winner == "b"
     assert ups.unclosed() == []
 
 
