@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import socket
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohappyeyeballs
 import aiohttp
 import pytest
 from aiohttp import web
@@ -124,6 +126,59 @@ def test_counting_connector_shape() -> None:
     )
     get = inspect.signature(aiohttp.TCPConnector._get).parameters
     assert list(get) == ["self", "key", "traces"], _internal("BaseConnector._get(key, traces)")
+    wrap = inspect.signature(aiohttp.TCPConnector._wrap_create_connection).parameters
+    assert list(wrap) == [
+        "self",
+        "args",
+        "addr_infos",
+        "req",
+        "timeout",
+        "client_error",
+        "kwargs",
+    ], _internal("TCPConnector._wrap_create_connection(*args, addr_infos, req, timeout, ...)")
+    direct = inspect.getsource(aiohttp.TCPConnector._create_direct_connection)
+    assert "self._wrap_create_connection(\n                    self._factory," in direct, _internal(
+        "_create_direct_connection passing only the protocol factory positionally"
+    )
+    for name in ("_local_addr_infos", "_socket_factory", "_ssl_shutdown_timeout"):
+        assert name in inspect.getsource(aiohttp.TCPConnector.__init__), _internal(name)
+
+
+async def test_one_ipv4_address_is_connected_by_the_loop_itself(
+    served: tuple[web.AppRunner, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No happy eyeballs (a Python socket and `sock_connect`) for a single IPv4 address;
+    with a socket factory (or several addresses, IPv6, a local address) aiohttp's path."""
+    _, url = served
+    eyeballs: list[object] = []
+    real = aiohappyeyeballs.start_connection
+
+    async def start_connection(*args: object, **kwargs: object) -> object:
+        eyeballs.append(kwargs.get("addr_infos"))
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiohappyeyeballs, "start_connection", start_connection)
+    counts = _Counts()
+    async with aiohttp.ClientSession(connector=CountingConnector(counts)) as session:
+        async with session.get(url) as response:
+            assert await response.text() == "ok"
+    assert (counts.opened, eyeballs) == (1, [])
+    factory = CountingConnector(counts, socket_factory=lambda info: socket.socket(*info[:3]))
+    async with aiohttp.ClientSession(connector=factory) as session:
+        async with session.get(url) as response:
+            assert await response.text() == "ok"
+    assert counts.opened == 2 and len(eyeballs) == 1
+
+
+async def test_a_refused_direct_connect_is_aiohttps_connector_error() -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # nothing listens once it is closed
+    async with aiohttp.ClientSession(connector=CountingConnector(_Counts())) as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as caught:
+            await session.get(f"http://127.0.0.1:{port}/")
+    assert isinstance(caught.value.os_error, ConnectionRefusedError)
+    assert caught.value.port == port
 
 
 # --- the seam at work, on a real socket -----------------------------------------------------
