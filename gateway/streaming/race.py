@@ -184,6 +184,7 @@ class Race:
         if self._winner is not None or self._claimed:
             return
         self._claimed = True
+        self._next_hedge_at = None  # a backup for an answer with its first token: none
         now = self._loop.time()
         for other in self._attempts:
             if other is not attempt and not other.done:

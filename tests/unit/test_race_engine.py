@@ -40,6 +40,12 @@ from tests.readers import reader
 from tests.unit.fake_attempts import FakeClock, FakeUpstreams, RecordingObserver, settle, wait_set
 
 HUGE = 1000.0  # seconds: a timer that never fires during a test
+# An OpenAI stream's role chunk and first token, for the race's token watch.
+ROLE_CHUNK = (
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+    b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+)
+TOKEN_CHUNK = ROLE_CHUNK.replace(b'"role":"assistant","content":""', b'"content":"Hel"')
 
 
 def make_race(
@@ -193,14 +199,8 @@ async def test_a_loser_cut_by_the_token_watch_is_cancelled_not_failed() -> None:
     body reads as truncated) may reach the race first: it is the loser's cancellation,
     not its failure (a failure would count against its deployment's health)."""
     ups = FakeUpstreams("a", "b")
-    body = reader()
-    decoder = OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
-    role = (
-        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
-        b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-        b'"finish_reason":null}]}\n\n'
-    )
-    assert decoder.feed(role) and decoder.token_spec() is not None
+    body, decoder = reader(), OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
+    assert decoder.feed(ROLE_CHUNK) and decoder.token_spec() is not None
 
     def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
         inner = ups.opener(candidate)
@@ -222,7 +222,7 @@ async def test_a_loser_cut_by_the_token_watch_is_cancelled_not_failed() -> None:
     ups["a"].send(TextDelta(""))
     ups["b"].send(TextDelta(""))
     await settle()  # b's body is watched from here
-    body.feed_data(role.replace(b'"role":"assistant","content":""', b'"content":"Hel"'))
+    body.feed_data(TOKEN_CHUNK)
     await settle()  # a's end reaches the race before b's batch
     ups["b"].send(TextDelta("Hel"))
     outcome = await first
@@ -613,6 +613,42 @@ async def test_hedge_starts_the_next_only_after_the_delay() -> None:
     assert isinstance(outcome, Winner) and outcome.deployment == "a"
     await finish(race)
     assert ups.opened == ["a", "b"]
+    assert ups.unclosed() == []
+
+
+async def test_no_hedge_starts_once_the_first_token_is_claimed() -> None:
+    """The token watch claims a's first token in the data callback; the hedge delay runs
+    out before a's task has queued the batch. No backup starts for an answer that has its
+    first token (it would be cut at once, its prompt billed for nothing)."""
+    ups = FakeUpstreams("a", "b")
+    body, decoder = reader(), OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
+    assert decoder.feed(ROLE_CHUNK) and decoder.token_spec() is not None
+
+    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
+        inner = ups.opener(candidate)
+
+        async def stream() -> AsyncGenerator[list[Event], None]:
+            offer_source(body, decoder)
+            async for batch in inner:
+                yield batch
+
+        return stream()
+
+    delay = 0.01
+    race = make_race(ups, "hedge", candidates=[Candidate(n, hedge_delay_s=delay) for n in "ab"])
+    race._opener = opener
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["a"].send(TextDelta(""))
+    await settle()  # a's body is watched from here
+    body.feed_data(TOKEN_CHUNK)  # claimed
+    await asyncio.sleep(delay * 2)  # a later timer: the hedge's has fired before it
+    await settle()
+    ups["a"].send(TextDelta("Hel"))
+    outcome = await first
+    assert isinstance(outcome, Winner) and outcome.deployment == "a"
+    assert ups.opened == ["a"]
+    await finish(race)
     assert ups.unclosed() == []
 
 
