@@ -181,8 +181,8 @@ class Race:
         ready) must not reach the race as a failure of its deployment."""
         if attempt.watch is not None:
             attempt.watch.stop()
-        if self._winner is not None or self._claimed:
-            return
+        if self._winner is not None or self._claimed or attempt.done:
+            return  # a cancelled or failed attempt never claims
         self._claimed = True
         self._next_hedge_at = None  # a backup for an answer with its first token: none
         now = self._loop.time()

@@ -14,10 +14,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from gateway.streaming.accounting import RaceRecord
+from gateway.streaming.attempt import on_cut
 from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import Candidate
 
 Command = tuple[str, object]
+# What an aborted body reads as: the stream ends before its end (see `cut_ends_stream`).
+CUT = UpstreamError(502, "upstream_stream_truncated", "cut by the race", True)
 
 
 @dataclass(slots=True)
@@ -93,6 +96,8 @@ class FakeAttempt:
         self.opens += 1
         self.opened.set()
         ups = self._upstreams
+        if ups.cut_ends_stream:  # as a transport does once its response is open
+            on_cut(lambda: self.commands.put_nowait(("batch", [CUT])))
         ups.log.append(LogEntry(self.name, "open"))
         ups.live += 1
         ups.max_live = max(ups.max_live, ups.live)
@@ -127,7 +132,10 @@ class FakeAttempt:
 class FakeUpstreams:
     """A set of named fake attempts and the `opener` the engine calls."""
 
-    def __init__(self, *names: str) -> None:
+    def __init__(self, *names: str, cut_ends_stream: bool = False) -> None:
+        """`cut_ends_stream`: a cut (the race dropping the attempt's connection) ends the
+        fake's stream as an aborted body ends: after what was already sent, with `CUT`."""
+        self.cut_ends_stream = cut_ends_stream
         self.attempts = {name: FakeAttempt(name, self) for name in names}
         self.opened: list[str] = []  # opener calls, in order
         self.log: list[LogEntry] = []

@@ -37,7 +37,15 @@ from gateway.streaming.plan import HEARTBEAT, AllFailed, Candidate, RacePlan, Wi
 from gateway.streaming.policy import LoadBudget, choose_error
 from gateway.streaming.race import Race
 from tests.readers import reader
-from tests.unit.fake_attempts import FakeClock, FakeUpstreams, RecordingObserver, settle, wait_set
+from tests.unit.fake_attempts import (
+    CUT,
+    FakeClock,
+    FakeUpstreams,
+    LogEntry,
+    RecordingObserver,
+    settle,
+    wait_set,
+)
 
 HUGE = 1000.0  # seconds: a timer that never fires during a test
 # An OpenAI stream's role chunk and first token, for the race's token watch.
@@ -1131,7 +1139,9 @@ async def test_cancelled_loser_has_either_ttft_or_censored_ttft() -> None:
 
 # -- property: random scripts and interleavings ---------------------------------------------
 
-STEPS = st.sampled_from(["meta", "token", "token", "finish", "error", "end", "hang"])
+# "watched": a token the token watch sees first, claimed in a data callback before the
+# attempt's task yields it (`claim_as_the_watch`)
+STEPS = st.sampled_from(["meta", "token", "token", "watched", "finish", "error", "end", "hang"])
 ERROR_STATUSES = [500, 503, 429, 400, 401, 504]
 
 
@@ -1139,7 +1149,7 @@ def step_batch(name: str, step: str, j: int) -> list[Event] | None:
     tag = f"<{name}#{j}>"
     if step == "meta":
         return [ResponseMeta(model=name, fingerprint=tag), TextDelta("")]
-    if step == "token":
+    if step in ("token", "watched"):
         return [TextDelta(tag)]
     if step == "finish":
         return [Finish("stop"), Usage(prompt=3, completion=j)]
@@ -1166,6 +1176,8 @@ def expected_winner(ups: FakeUpstreams) -> str | None:
     for entry in ups.log:
         if entry.name in failed:
             continue
+        if entry.kind == "claim":
+            return entry.name
         if entry.kind == "batch":
             for event in entry.events:
                 if isinstance(event, UpstreamError):
@@ -1189,16 +1201,37 @@ def upto_first_error(events: list[Event]) -> list[Event]:
     return events
 
 
+def claim_as_the_watch(race: Race, ups: FakeUpstreams, name: str, claims: list[int]) -> None:
+    """`name`'s next batch is a token the token watch sees first: the race hears of it in a
+    data callback (here: in the test's own step, as a callback runs in the loop's turn),
+    before the attempt's task yields the batch. Only where the watch runs
+    (attempts side by side) and where it could see it (nothing else pending before the
+    token, no error yielded before); an effective claim is logged, with the number of
+    attempts opened at that moment in `claims`."""
+    fake = ups[name]
+    if not race._speculative_ok or not fake.commands.empty():
+        return
+    if any(isinstance(event, UpstreamError) for event in fake.events):
+        return
+    state = next(a for a in race._attempts if a.candidate.name == name)
+    before = race._claimed
+    race._first_token_seen(state)  # now: tasks already woken in this turn run after it
+    if race._claimed and not before:
+        ups.log.append(LogEntry(name, "claim"))
+        claims.append(len(ups.opened))
+
+
 async def run_scenario(
     scripts: list[list[str]], schedule: list[tuple[int, bool]], strategy: str, k: int
 ) -> None:
     names = [f"u{i}" for i in range(len(scripts))]
-    ups = FakeUpstreams(*names)
+    ups = FakeUpstreams(*names, cut_ends_stream=True)
     observer = RecordingObserver()
     race = make_race(ups, strategy, k=k, observer=observer, rng=random.Random(len(schedule)))
     results: list[object] = []
     received: list[Event] = []
     ended: list[str] = []
+    claims: list[int] = []  # attempts opened when a token was claimed
 
     async def consume() -> None:
         outcome = await race.first()
@@ -1221,6 +1254,8 @@ async def run_scenario(
         step = scripts[i][j]
         position[i] += 1
         batch = step_batch(names[i], step, j)
+        if step == "watched":
+            claim_as_the_watch(race, ups, names[i], claims)
         if batch is not None:
             fake.send(*batch)
         elif step == "end":
@@ -1235,6 +1270,11 @@ async def run_scenario(
     if results and isinstance(results[0], Winner):
         losers = [n for n in ups.opened if n != results[0].deployment]
         assert all(ups[n].finished for n in losers), ups.unclosed()
+    # a cut is the race's doing: never an attempt's failure
+    assert all(a.error is not CUT for a in race.record.attempts), race.record.attempts
+    # nothing starts once a first token is claimed (the claimer's token is next)
+    if claims:
+        assert len(ups.opened) == claims[0], (ups.opened, claims)
     # each failure before a winner started exactly one more attempt, while any remained
     failures = sum(1 for a in race.record.attempts if a.outcome == "failed")
     width = min(k, len(names)) if strategy == "race" else 1
