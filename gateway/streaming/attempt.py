@@ -184,7 +184,8 @@ async def first_token(
                 batch = await anext(stream)
                 for event in batch:
                     if is_token(event):
-                        record.ttft_s = loop.time() - started_at
+                        if record.ttft_s is None:  # the race's token watch may have seen it
+                            record.ttft_s = loop.time() - started_at
                         return batch
                 for event in batch:
                     if type(event) is UpstreamError:  # it ends the stream

@@ -186,6 +186,8 @@ class Race:
         self._claimed = True
         self._next_hedge_at = None  # a backup for an answer with its first token: none
         now = self._loop.time()
+        if attempt.record.ttft_s is None:  # when the token came, not when its task ran
+            attempt.record.ttft_s = now - attempt.started_at
         for other in self._attempts:
             if other is not attempt and not other.done:
                 self._cancel(other, now)

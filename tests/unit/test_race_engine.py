@@ -231,6 +231,8 @@ async def test_a_loser_cut_by_the_token_watch_is_cancelled_not_failed() -> None:
     ups["b"].send(TextDelta(""))
     await settle()  # b's body is watched from here
     body.feed_data(TOKEN_CHUNK)
+    # b's TTFT is when its token reached the gateway, not when b's task gets round to it
+    assert race._attempts[1].record.ttft_s is not None
     await settle()  # a's end reaches the race before b's batch
     ups["b"].send(TextDelta("Hel"))
     outcome = await first
