@@ -153,6 +153,7 @@ async def run_here(
                 attempt.candidate.ttft_timeout_s,
                 attempt.pending,
                 watch,
+                attempt.hold_deadline,
             )
         kept = isinstance(batch, list)
     except Exception as exc:
@@ -170,16 +171,21 @@ async def first_token(
     ttft_timeout_s: float,
     pending: list[Event],
     watch: Callable[[], None] | None = None,
+    hold_deadline: Callable[[asyncio.Timeout | None], None] | None = None,
 ) -> list[Event] | UpstreamError | None:
     """Read `stream` up to the batch holding its first token and return that batch; or
     the error that ended it before, or None for a clean end without a token. The events
     before the first token are kept in `pending` (at most MAX_PENDING_EVENTS, the last
     ones), not sent: nobody needs to wake up for a role chunk or a keep-alive. `watch` is
     called after each batch without a token (the race may then watch the body for its
-    first token as the parser feeds it, `relay.TokenWatch`)."""
+    first token as the parser feeds it, `relay.TokenWatch`); `hold_deadline` is given
+    the TTFT deadline while it runs (None after), so a token the watch saw can lift it."""
     loop = asyncio.get_running_loop()
+    deadline = asyncio.timeout(ttft_timeout_s)
     try:
-        async with asyncio.timeout(ttft_timeout_s):
+        async with deadline:
+            if hold_deadline is not None:
+                hold_deadline(deadline)
             while True:
                 batch = await anext(stream)
                 for event in batch:
@@ -200,6 +206,12 @@ async def first_token(
         record.outcome = "timed_out"
         message = f"no first token within {ttft_timeout_s:g}s"
         return UpstreamError(504, "upstream_timeout", message, True)
+    finally:
+        # The deadline refers to this task, and a cancelled task keeps this frame (through
+        # its exception's traceback): neither the frame nor the attempt keeps it after.
+        del deadline
+        if hold_deadline is not None:
+            hold_deadline(None)
 
 
 class DirectReader:
@@ -264,6 +276,7 @@ class AttemptState:
     __slots__ = (
         "candidate",
         "cuts",
+        "deadline",
         "done",
         "handed_over",
         "pending",
@@ -284,11 +297,22 @@ class AttemptState:
         self.cuts: list[Callable[[], None]] = []  # drop its upstream connection at once
         self.sources: list[RelaySource] = []  # its stream, as the fast relay can take it
         self.watch: TokenWatcher | None = None  # its body watched for the first token
+        self.deadline: asyncio.Timeout | None = None  # its TTFT deadline, while it runs
         self.done = False
         self.task: asyncio.Task[None] | None = None
         self.stream: AsyncGenerator[list[Event], None] | None = None
         self.verdict: asyncio.Future[bool] | None = None  # resolved True: hand the stream over
         self.handed_over = False  # the race reads the stream itself (DirectReader)
+
+    def hold_deadline(self, deadline: asyncio.Timeout | None) -> None:
+        self.deadline = deadline
+
+    def lift_deadline(self) -> None:
+        """Its first token is in hand (the race's token watch saw it): the TTFT deadline
+        no longer applies, however late its task gets round to reading it."""
+        deadline = self.deadline
+        if deadline is not None and not deadline.expired():
+            deadline.reschedule(None)
 
     def release(self) -> None:
         """Drop what ties the attempt to its task, stream and callbacks once its race is
@@ -299,5 +323,6 @@ class AttemptState:
         self.stream = None
         self.verdict = None
         self.watch = None
+        self.deadline = None
         self.cuts.clear()
         self.sources.clear()

@@ -188,6 +188,7 @@ class Race:
         now = self._loop.time()
         if attempt.record.ttft_s is None:  # when the token came, not when its task ran
             attempt.record.ttft_s = now - attempt.started_at
+        attempt.lift_deadline()  # its token is in hand, however late its task reads it
         for other in self._attempts:
             if other is not attempt and not other.done:
                 self._cancel(other, now)

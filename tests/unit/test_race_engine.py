@@ -662,6 +662,44 @@ async def test_no_hedge_starts_once_the_first_token_is_claimed() -> None:
     assert ups.unclosed() == []
 
 
+async def test_a_claimed_first_token_is_not_lost_to_the_ttft_timeout() -> None:
+    """The watch claims b's token (the others are cut); b's task gets round to it only
+    after b's TTFT deadline (the loop's lag, under load). The token is in hand: the
+    deadline no longer applies, and b wins instead of timing out with nothing left."""
+    ups = FakeUpstreams("a", "b")
+    body, decoder = reader(), OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
+    assert decoder.feed(ROLE_CHUNK) and decoder.token_spec() is not None
+
+    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
+        inner = ups.opener(candidate)
+
+        async def stream() -> AsyncGenerator[list[Event], None]:
+            if candidate.name == "b":
+                offer_source(body, decoder)
+            async for batch in inner:
+                yield batch
+
+        return stream()
+
+    deadline = 0.01
+    candidates = [Candidate(n, hedge_delay_s=HUGE, ttft_timeout_s=deadline) for n in "ab"]
+    race = make_race(ups, candidates=candidates)
+    race._opener = opener
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["b"].send(TextDelta(""))
+    await settle()  # b's body is watched from here
+    body.feed_data(TOKEN_CHUNK)  # claimed: a is cut
+    await asyncio.sleep(deadline * 2)  # a later timer: b's deadline has come and gone
+    await settle()
+    ups["b"].send(TextDelta("Hel"))
+    outcome = await first
+    assert isinstance(outcome, Winner) and outcome.deployment == "b"
+    assert attempt(race, "b").outcome == "won"
+    await finish(race)
+    assert ups.unclosed() == []
+
+
 async def test_hedge_with_huge_delay_does_not_start_the_next() -> None:
     ups = FakeUpstreams("a", "b")
     race = make_race(ups, "hedge", k=2)
@@ -1256,7 +1294,7 @@ async def run_scenario(
         step = scripts[i][j]
         position[i] += 1
         batch = step_batch(names[i], step, j)
-        if step == "watched":
+        if step == "watched" and "hang" not in scripts[i][:j]:  # a hung stream sends nothing
             claim_as_the_watch(race, ups, names[i], claims)
         if batch is not None:
             fake.send(*batch)
