@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import pytest
+from aiohttp import StreamReader
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -80,6 +81,29 @@ def make_race(
         prompt_estimate=prompt_estimate,
     )
     return Race(plan, ups.opener, budget=budget, observer=observer, rng=rng)
+
+
+def watched_opener(
+    ups: FakeUpstreams, name: str
+) -> tuple[StreamReader, Callable[[Candidate], AsyncGenerator[list[Event], None]]]:
+    """An opener over `ups` whose attempt `name` offers the race's token watch a body: an
+    OpenAI stream past its role chunk. Feeding TOKEN_CHUNK to that body is a token the
+    watch sees, in the caller's step, before the attempt's task yields it."""
+    body, decoder = reader(), OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
+    assert decoder.feed(ROLE_CHUNK) and decoder.token_spec() is not None
+
+    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
+        inner = ups.opener(candidate)
+
+        async def stream() -> AsyncGenerator[list[Event], None]:
+            if candidate.name == name:
+                offer_source(body, decoder)
+            async for batch in inner:
+                yield batch
+
+        return stream()
+
+    return body, opener
 
 
 def attempt(race: Race, name: str) -> AttemptRecord:
@@ -206,23 +230,8 @@ async def test_a_loser_cut_by_the_token_watch_is_cancelled_not_failed() -> None:
     before the winner's task has queued its batch. The end the cut causes (an aborted
     body reads as truncated) may reach the race first: it is the loser's cancellation,
     not its failure (a failure would count against its deployment's health)."""
-    ups = FakeUpstreams("a", "b")
-    body, decoder = reader(), OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
-    assert decoder.feed(ROLE_CHUNK) and decoder.token_spec() is not None
-
-    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
-        inner = ups.opener(candidate)
-
-        async def stream() -> AsyncGenerator[list[Event], None]:
-            if candidate.name == "a":  # an abort ends the body: the decoder says truncated
-                on_cut(lambda: ups["a"].fail(502, "upstream_stream_truncated"))
-            else:
-                offer_source(body, decoder)
-            async for batch in inner:
-                yield batch
-
-        return stream()
-
+    ups = FakeUpstreams("a", "b", cut_ends_stream=True)
+    body, opener = watched_opener(ups, "b")
     race = make_race(ups, candidates=[Candidate(n, hedge_delay_s=HUGE) for n in ("a", "b")])
     race._opener = opener
     first = asyncio.create_task(race.first())
@@ -631,18 +640,7 @@ async def test_no_hedge_starts_once_the_first_token_is_claimed() -> None:
     out before a's task has queued the batch. No backup starts for an answer that has its
     first token (it would be cut at once, its prompt billed for nothing)."""
     ups = FakeUpstreams("a", "b")
-    body, decoder = reader(), OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
-    assert decoder.feed(ROLE_CHUNK) and decoder.token_spec() is not None
-
-    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
-        inner = ups.opener(candidate)
-
-        async def stream() -> AsyncGenerator[list[Event], None]:
-            offer_source(body, decoder)
-            async for batch in inner:
-                yield batch
-
-        return stream()
+    body, opener = watched_opener(ups, "a")
 
     delay = 0.01
     race = make_race(ups, "hedge", candidates=[Candidate(n, hedge_delay_s=delay) for n in "ab"])
@@ -667,19 +665,7 @@ async def test_a_claimed_first_token_is_not_lost_to_the_ttft_timeout() -> None:
     after b's TTFT deadline (the loop's lag, under load). The token is in hand: the
     deadline no longer applies, and b wins instead of timing out with nothing left."""
     ups = FakeUpstreams("a", "b")
-    body, decoder = reader(), OpenAIStreamDecoder(BUILTIN_QUIRKS["openai"])
-    assert decoder.feed(ROLE_CHUNK) and decoder.token_spec() is not None
-
-    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
-        inner = ups.opener(candidate)
-
-        async def stream() -> AsyncGenerator[list[Event], None]:
-            if candidate.name == "b":
-                offer_source(body, decoder)
-            async for batch in inner:
-                yield batch
-
-        return stream()
+    body, opener = watched_opener(ups, "b")
 
     deadline = 0.01
     candidates = [Candidate(n, hedge_delay_s=HUGE, ttft_timeout_s=deadline) for n in "ab"]
