@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import math
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -196,6 +197,7 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
     elapsed: dict[str, float] = {"single": 0.0, "race2": 0.0}
     done: dict[str, int] = {"single": 0, "race2": 0}
     opened: dict[str, float] = {"single": 0.0, "race2": 0.0}
+    per_round: dict[str, list[float]] = {"single": [], "race2": []}  # CPU ms per request
     failures = 0
     stats: list[dict[str, Any]] = []
     url = gw_url + "/v1/chat/completions"
@@ -217,6 +219,7 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
                 opened[route] += await connections_opened(http, gw_url) - conns0
                 took = time.monotonic() - t0
                 cpu[route] += used
+                per_round[route].append(used * 1000 / args.requests)
                 elapsed[route] += took
                 done[route] += args.requests
                 foreign[route] += max(
@@ -259,6 +262,7 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
         "rounds": args.rounds,
         "failures": failures,
         "cpu_ms_per_request": {k: cpu[k] * 1000 / done[k] for k in cpu},
+        "cpu_ms_per_round": per_round,
         # HTTP/1.1 cannot cancel a response and keep its connection: a cut loser's goes
         "upstream_connections_opened_per_request": {k: opened[k] / done[k] for k in cpu},
         "requests_per_s": {k: done[k] / elapsed[k] for k in cpu},
@@ -266,6 +270,17 @@ async def bench(args: argparse.Namespace, gw_url: str, sim_url: str, gw_pid: int
         "losers": merged,
         "losers_per_round": stats,
     }
+
+
+def pair_line(per_round: dict[str, list[float]]) -> str:
+    """k=2 minus single per round, each round's race2 against the single round run next to
+    it (the machine's speed moves between rounds more than the two routes differ)."""
+    diffs = sorted(r - s for s, r in zip(per_round["single"], per_round["race2"], strict=True))
+    if not diffs:
+        return "k=2 minus single per round: none"
+    median = statistics.median(diffs)
+    spread = ", ".join(f"{d:+.2f}" for d in diffs)
+    return f"k=2 minus single per round: median {median:+.2f} ms ({spread})"
 
 
 def table(out: dict[str, Any]) -> str:
@@ -288,6 +303,8 @@ def table(out: dict[str, Any]) -> str:
         f"| race k=2 | {cpu['race2']:.2f} | {conns['race2']:.2f} | {rps['race2']:.1f} "
         f"| {other['race2']:.0f} |",
         f"| k=2 minus single | {cpu['race2'] - cpu['single']:+.2f} | | | |",
+        "",
+        pair_line(out["cpu_ms_per_round"]),
         "",
         "| races | losers cut before the upstream logged them | losers read to the end "
         "| loser tokens p50 / p99 / max "

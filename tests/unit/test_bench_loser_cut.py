@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.loser_cut import loser_stats
+from bench.loser_cut import loser_stats, pair_line
 
 
 def record(key: str, outcome: str, times: list[float]) -> dict[str, Any]:
@@ -52,3 +52,9 @@ def test_a_burst_written_late_but_before_the_winners_token_is_not_counted_after_
     stats = loser_stats(records, "r")
     assert stats["after_winner_first_token_max"] == 0
     assert stats["estimated_after_max"] == 2  # the fixed gap put 2 of them after it
+
+
+def test_the_k2_cost_per_round_pairs_each_race_round_with_its_single_round() -> None:
+    line = pair_line({"single": [1.5, 2.0, 1.6], "race2": [2.0, 2.3, 2.2]})
+    assert line == "k=2 minus single per round: median +0.50 ms (+0.30, +0.50, +0.60)"
+    assert pair_line({"single": [], "race2": []}) == "k=2 minus single per round: none"
