@@ -16,6 +16,7 @@ import socket
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohappyeyeballs
 import aiohttp
@@ -168,6 +169,30 @@ async def test_one_ipv4_address_is_connected_by_the_loop_itself(
         async with session.get(url) as response:
             assert await response.text() == "ok"
     assert counts.opened == 2 and len(eyeballs) == 1
+
+
+class _SilentPeer:
+    """The connector's loop, but a connect that never completes (a peer that drops SYNs)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def create_connection(self, *args: object, **kwargs: object) -> object:
+        await self._loop.create_future()  # never resolved: only the timeout ends it
+        raise AssertionError("unreachable")
+
+
+async def test_a_direct_connect_that_hangs_ends_at_sock_connect_as_aiohttps_timeout() -> None:
+    connector = CountingConnector(_Counts())
+    connector._loop = _SilentPeer(asyncio.get_running_loop())  # type: ignore[assignment]
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=0.01)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        with pytest.raises(aiohttp.ConnectionTimeoutError):
+            async with asyncio.timeout(5):  # a hang fails as a plain TimeoutError
+                await session.get("http://127.0.0.1:9/")
 
 
 async def test_a_refused_direct_connect_is_aiohttps_connector_error() -> None:
