@@ -292,6 +292,7 @@ async def _serve_chat(
             start=start,
             prelude=cfg.prelude,
             keepalive_ms=cfg.keepalive_ms,
+            headers_at_first_token=cfg.headers_at_first_token,
         )
         return sink.response
     status = await play_body(

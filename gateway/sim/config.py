@@ -64,6 +64,9 @@ class SimModelConfig:
     stall_rate: float = 0.0
     stall_ms: float = 60000.0
     prelude: bool = True
+    # Response headers (and prelude) only with the first token, as a server that writes
+    # nothing until it generates (Ollama's Go server while a model loads); no keep-alives.
+    headers_at_first_token: bool = False
     keepalive_ms: float = 0.0
     model_version: str | None = None
     text: str | None = None
@@ -209,6 +212,7 @@ _MODEL_CHECKS: dict[str, Check] = {
     "stall_rate": _rate,
     "stall_ms": _num_ge0,
     "prelude": _boolean,
+    "headers_at_first_token": _boolean,
     "keepalive_ms": _num_ge0,
     "model_version": _optional(_nonempty_str),
     "text": _optional(lambda v: None if isinstance(v, str) and v.strip() else "must be text"),

@@ -66,8 +66,14 @@ async def play_stream(
     start: float,
     prelude: bool,
     keepalive_ms: float,
+    headers_at_first_token: bool = False,
 ) -> None:
-    """Stream one reply: headers and prelude at once, keep-alives, tokens, terminator."""
+    """Stream one reply: headers and prelude at once (or, `headers_at_first_token`, with
+    the first token), keep-alives, tokens, terminator."""
+    deadline = start + plan.ttft_ms / 1000
+    if headers_at_first_token:
+        await log.changed()  # planned, and holding everything until its first token
+        await _sleep_until(deadline)
     await sink.open(renderer.content_type)
     record.headers_sent = now()
     record.status = 200
@@ -76,7 +82,6 @@ async def play_stream(
     if prelude and head:
         await sink.write(head)
         head = b""
-    deadline = start + plan.ttft_ms / 1000
     await _wait_first_token(deadline, renderer.keepalive(), keepalive_ms, sink)
     count = renderer.token_count()
     stop_after = plan.fault_after if plan.fault is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -50,6 +52,7 @@ def cluster_config() -> SimConfig:
                     "broken": {**FAST, "midstream_error_rate": 1.0},
                     "cutter": {**FAST, "cut_rate": 1.0, "tokens": 6},
                     "slow": {**FAST, "ttft_ms": 30000},
+                    "slow_held": {**FAST, "ttft_ms": 30000, "headers_at_first_token": True},
                     "staller": {**FAST, "stall_rate": 1.0, "stall_ms": 1},
                     "fixed": {**FAST, "text": "Hello there, world!", "model_version": "fixed-2025"},
                     "episode": {
@@ -620,3 +623,30 @@ async def test_token_write_times_are_logged_only_when_asked(http: aiohttp.Client
         assert times is not None and len(times) == record.tokens_sent == 4
         assert times == sorted(times) and times[0] == record.first_token
         assert record.end is not None and times[-1] <= record.end
+
+
+async def test_headers_at_first_token_holds_the_response_until_its_first_token(
+    sim: SimCluster, http: aiohttp.ClientSession
+) -> None:
+    """`headers_at_first_token`: nothing, not even the headers, before the first token
+    (a server that writes nothing while its model loads); without it, headers at once."""
+    url = sim.base_url("oa") + "/chat/completions"
+
+    async def ask(model: str) -> None:
+        await post(http, url, openai_body(model, stream=True), OPENAI_HEADERS)
+
+    for model, headers_at_once in (("slow", True), ("slow_held", False)):
+        asking = asyncio.create_task(ask(model))
+        try:
+            if headers_at_once:
+                await sim.log.wait_for(
+                    lambda rs, m=model: any(r.model == m and r.headers_sent for r in rs)
+                )
+            else:  # its 30 s TTFT is far off: the sim is still holding everything
+                await sim.log.wait_for(lambda rs, m=model: any(r.model == m for r in rs))
+                record = next(r for r in sim.log.records if r.model == model)
+                assert record.headers_sent is None and record.status is None
+        finally:
+            asking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asking
