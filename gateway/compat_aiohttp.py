@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 from aiohttp.client_exceptions import cert_errors, ssl_errors
+from aiohttp.connector import Connection
 from aiohttp.helpers import _EXC_SENTINEL, ceil_timeout
 from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import StreamReader
@@ -123,13 +124,30 @@ class CountingConnector(aiohttp.TCPConnector):
     request and awaits a signal at each of its stages (start, headers, end).
 
     Relies on: `BaseConnector._create_connection(req, traces, timeout)` making every new
-    connection (awaited by `connect`, which fails instead of returning when it raises) and
-    `BaseConnector._get(key, traces)` returning a pooled connection or None.
+    connection (awaited by `connect`, which fails instead of returning when it raises),
+    `BaseConnector._get(key, traces)` returning a pooled connection or None, and
+    `BaseConnector.connect(req, traces, timeout)` returning the `Connection` each request
+    is sent on.
     """
 
-    def __init__(self, counts: ConnectionCounts, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        counts: ConnectionCounts,
+        on_connection: Callable[[Callable[[], None]], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._counts = counts
+        self._on_connection = on_connection
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> Connection:  # noqa: ASYNC109 (aiohttp's signature)
+        """The connection a request is about to be sent on (new or pooled); first,
+        `on_connection` is given how to drop it, in the requesting task (the upstream
+        layer registers that with the attempt, before any response exists)."""
+        connection = await super().connect(req, traces, timeout)
+        if self._on_connection is not None:
+            self._on_connection(lambda: drop_connection(connection))
+        return connection
 
     async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 (aiohttp's signature)
         protocol = await super()._create_connection(req, traces, timeout)
@@ -207,6 +225,15 @@ class CountingConnector(aiohttp.TCPConnector):
             if exc.errno is None and isinstance(exc, asyncio.TimeoutError):
                 raise
             raise client_error(req.connection_key, exc) from exc
+
+
+def drop_connection(connection: Connection) -> None:
+    """A reset, not a graceful close, and never back to the pool; nothing once the
+    connection was released (its response read or closed)."""
+    transport = connection.transport
+    if transport is not None:
+        transport.abort()
+    connection.close()
 
 
 # -- the fast relay's two seams (streaming/relay.py) ---------------------------------

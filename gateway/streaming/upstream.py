@@ -65,6 +65,10 @@ class UpstreamPool:
         if self._session is None or self._session.closed:
             connector = CountingConnector(
                 self.stats,
+                # an attempt's connection is dropped at once if it loses before its
+                # response opens (a server that sends its headers with its first token,
+                # as Ollama's does while a model loads; a request still being sent)
+                on_connection=on_cut,
                 limit=self._max_connections,
                 limit_per_host=self._max_connections,
                 keepalive_timeout=self._keepalive_s,

@@ -56,6 +56,37 @@ async def test_loser_connection_is_gone_in_the_iteration_that_decides_the_winner
         assert next(r for r in late if r.model == "late").tokens_sent == 0
 
 
+async def test_a_loser_whose_server_holds_its_headers_is_cut_with_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that writes nothing until its first token (its headers come with it, as
+    Ollama's while a model loads) gives a loser no response to cut: its connection is
+    dropped all the same, at the cut, not when the loser's task gets round to it."""
+    held = {**TRICKLE, "headers_at_first_token": True}
+    servers = {
+        "a": {"kind": "openai", "models": {"late": held}},
+        "b": {"kind": "openai", "models": {"early": EARLY}},
+    }
+    async with stack(servers, ROUTES) as s:
+        late_pool = s.gateway.upstreams.pools["a"]
+        held_after_cut: list[int] = []
+
+        def cut_now(callbacks: list[Any]) -> None:
+            attempt_cut_now(callbacks)
+            held_after_cut.append(late_pool.open_connections())
+
+        monkeypatch.setattr(race_module, "cut_now", cut_now)
+        answer = await open_race(s, "req_cut_held")
+        try:
+            outcome = await answer.first()
+            assert isinstance(outcome, Winner) and outcome.deployment == "early"
+            assert held_after_cut[0] == 0, "the loser's connection outlived its cut"
+            loser = next(a for a in answer._race.record.attempts if a.deployment == "late")
+            assert loser.outcome == "cancelled"
+        finally:
+            await answer.aclose()
+
+
 async def test_an_anthropic_winners_token_cuts_the_loser_in_the_data_callback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

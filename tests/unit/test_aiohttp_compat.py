@@ -14,7 +14,7 @@ import inspect
 import re
 import socket
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,10 @@ def test_counting_connector_shape() -> None:
     )
     get = inspect.signature(aiohttp.TCPConnector._get).parameters
     assert list(get) == ["self", "key", "traces"], _internal("BaseConnector._get(key, traces)")
+    connect = inspect.signature(aiohttp.TCPConnector.connect).parameters
+    assert list(connect) == ["self", "req", "traces", "timeout"], _internal(
+        "BaseConnector.connect(req, traces, timeout)"
+    )
     wrap = inspect.signature(aiohttp.TCPConnector._wrap_create_connection).parameters
     assert list(wrap) == [
         "self",
@@ -331,6 +335,27 @@ async def test_connections_opened_and_reused_are_counted(
             assert await again.content.readexactly(1) == b"x"
             again.close()
         assert (counts.opened, counts.reused) == (2, 4)
+
+
+async def test_each_request_shows_how_to_drop_its_connection(
+    served: tuple[web.AppRunner, str],
+) -> None:
+    """`on_connection` gets, per request (new connection or pooled), how to drop the
+    connection it is sent on: before the response exists; nothing once it is released."""
+    _, url = served
+    drops: list[Callable[[], None]] = []
+    connector = CountingConnector(_Counts(), on_connection=drops.append)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(url) as response:
+            await response.read()
+        assert len(drops) == 1 and pooled_connection_count(connector) == 1  # idle, pooled
+        drops[0]()  # released already: nothing happens
+        assert pooled_connection_count(connector) == 1
+        streaming = await session.get(url + "/stream")  # the pooled connection, held
+        assert len(drops) == 2
+        drops[1]()
+        assert pooled_connection_count(connector) == 0  # dropped at once, not pooled
+        streaming.close()
 
 
 # --- the fast relay's seams: a diverted client body, a synchronous server write ------------
