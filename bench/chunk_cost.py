@@ -33,6 +33,8 @@ import orjson
 import uvloop
 from aiohttp import web
 
+from bench.procs import CALLGRIND_ENV, callgrind_instrument
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = int(os.environ.get("CHUNK_COST_TOKENS", "50"))  # tokens per answer
 MODEL = "bench-lockstep"
@@ -180,7 +182,7 @@ async def run(target: str, requests: int, concurrency: int) -> float:
             assert await one(session, url, lock, f"warm-{i}") == TOKENS
         gc.freeze()  # as `serve` does after start-up, here for every target alike
         gc.set_threshold(50_000, 20, 100)
-        _instrument(True)
+        callgrind_instrument(True)
         started = time.process_time()
         done = 0
         while done < requests:
@@ -191,7 +193,7 @@ async def run(target: str, requests: int, concurrency: int) -> float:
             assert all(n == TOKENS for n in got), got
             done += batch
         cpu = time.process_time() - started
-        _instrument(False)
+        callgrind_instrument(False)
         return cpu
     finally:
         await session.close()
@@ -202,17 +204,8 @@ async def run(target: str, requests: int, concurrency: int) -> float:
                 closer.cancel()
 
 
-def _instrument(on: bool) -> None:
-    """Under callgrind (started by `_callgrind`), count only the measured requests."""
-    if os.environ.get("CHUNK_COST_CALLGRIND"):
-        flag = "on" if on else "off"
-        subprocess.run(
-            ["callgrind_control", "-i", flag, str(os.getpid())], check=True, capture_output=True
-        )
-
-
 def _callgrind(target: str, requests: int, concurrency: int) -> int:
-    env = {**os.environ, "PYTHONHASHSEED": "0", "CHUNK_COST_CALLGRIND": "1"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", CALLGRIND_ENV: "1"}
     out = subprocess.run(
         [
             "valgrind",

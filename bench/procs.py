@@ -51,6 +51,19 @@ def pin(pid: int, cpus: set[int]) -> None:
             pass
 
 
+CALLGRIND_ENV = "BENCH_UNDER_CALLGRIND"  # set by a harness that runs a child under callgrind
+
+
+def callgrind_instrument(on: bool) -> None:
+    """Under callgrind started with `--instr-atstart=no` (and CALLGRIND_ENV set), count
+    only what runs between on and off: the measured requests, not start-up."""
+    if os.environ.get(CALLGRIND_ENV):
+        flag = "on" if on else "off"
+        subprocess.run(
+            ["callgrind_control", "-i", flag, str(os.getpid())], check=True, capture_output=True
+        )
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/<pid>/stat (Linux), in seconds."""
     raw = Path(f"/proc/{pid}/stat").read_text()

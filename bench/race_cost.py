@@ -35,7 +35,7 @@ import orjson
 import uvloop
 import yaml
 
-from bench.procs import Children, free_port
+from bench.procs import CALLGRIND_ENV, Children, callgrind_instrument, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTES = ("single", "race2")
@@ -75,14 +75,6 @@ def gateway_config(ports: dict[str, int]) -> dict[str, object]:
     }
 
 
-def _instrument(on: bool) -> None:
-    if os.environ.get("RACE_COST_CALLGRIND"):
-        flag = "on" if on else "off"
-        subprocess.run(
-            ["callgrind_control", "-i", flag, str(os.getpid())], check=True, capture_output=True
-        )
-
-
 async def run(route: str, requests: int, ports: dict[str, int]) -> tuple[float, float]:
     """CPU seconds of this process for `requests` streamed requests on `route`, one at a
     time, and the losers cut among them (from the gateway's own attempt counter)."""
@@ -118,12 +110,12 @@ async def run(route: str, requests: int, ports: dict[str, int]) -> tuple[float, 
         gc.freeze()  # as `serve` does after start-up
         gc.set_threshold(50_000, 20, 100)
         before = cut()
-        _instrument(True)
+        callgrind_instrument(True)
         started = time.process_time()
         for i in range(requests):
             await one(f"req-{i}")
         cpu = time.process_time() - started
-        _instrument(False)
+        callgrind_instrument(False)
         return cpu, cut() - before
     finally:
         await session.close()
@@ -146,7 +138,7 @@ def _measure(
     command += ["--ports", f"{ports['a']},{ports['b']}"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     if callgrind:
-        env["RACE_COST_CALLGRIND"] = "1"
+        env[CALLGRIND_ENV] = "1"
         command = [
             "valgrind",
             "--tool=callgrind",
