@@ -15,8 +15,8 @@ period, not per chunk: the hot path only stamps the time of the last batch.
 
 Cutting a loser: cancelling its task only queues the cancellation behind every callback
 already ready, which under saturation is the winner's work, while the loser's socket
-keeps receiving. So the transport that opens an attempt's upstream response registers
-how to drop it (`on_cut`, through a context variable set while the attempt is opened,
+keeps receiving. So the connection an attempt's request is sent on registers how to
+drop it (`on_cut`, through a context variable set while the attempt is opened,
 `Collecting`), and the race calls that in the same loop iteration as it decides the
 winner.
 """
@@ -56,8 +56,8 @@ class RelaySource(NamedTuple):
 
 
 def on_cut(callback: Callable[[], None]) -> None:
-    """Called by the transport once an attempt's upstream response is open: `callback`
-    drops its connection at once (synchronously) if the attempt loses. Outside an
+    """Called by the transport for each connection an attempt's request is sent on:
+    `callback` drops it at once (synchronously) if the attempt loses. Outside an
     attempt's task (a direct call, a test) it does nothing."""
     cuts = _CUTS.get()
     if cuts is not None:
@@ -146,15 +146,7 @@ async def run_here(
     kept = False
     try:
         with Collecting(attempt.cuts, attempt.sources):
-            batch = await first_token(
-                stream,
-                attempt.record,
-                attempt.started_at,
-                attempt.candidate.ttft_timeout_s,
-                attempt.pending,
-                watch,
-                attempt.hold_deadline,
-            )
+            batch = await first_token(attempt, stream, watch)
         kept = isinstance(batch, list)
     except Exception as exc:
         batch = stream_failed(exc)
@@ -165,33 +157,29 @@ async def run_here(
 
 
 async def first_token(
+    attempt: AttemptState,
     stream: AsyncGenerator[list[Event], None],
-    record: AttemptRecord,
-    started_at: float,
-    ttft_timeout_s: float,
-    pending: list[Event],
     watch: Callable[[], None] | None = None,
-    hold_deadline: Callable[[asyncio.Timeout | None], None] | None = None,
 ) -> list[Event] | UpstreamError | None:
     """Read `stream` up to the batch holding its first token and return that batch; or
     the error that ended it before, or None for a clean end without a token. The events
-    before the first token are kept in `pending` (at most MAX_PENDING_EVENTS, the last
-    ones), not sent: nobody needs to wake up for a role chunk or a keep-alive. `watch` is
-    called after each batch without a token (the race may then watch the body for its
-    first token as the parser feeds it, `relay.TokenWatch`); `hold_deadline` is given
-    the TTFT deadline while it runs (None after), so a token the watch saw can lift it."""
+    before the first token are kept in `attempt.pending` (at most MAX_PENDING_EVENTS, the
+    last ones), not sent: nobody needs to wake up for a role chunk or a keep-alive.
+    `watch` is called after each batch without a token (the race may then watch the body
+    for its first token as the parser feeds it, `relay.TokenWatch`). The TTFT deadline is
+    `attempt.deadline` while this runs, so a token the watch saw can lift it."""
     loop = asyncio.get_running_loop()
-    deadline = asyncio.timeout(ttft_timeout_s)
+    record, pending = attempt.record, attempt.pending
+    ttft_timeout_s = attempt.candidate.ttft_timeout_s
+    deadline = attempt.deadline = asyncio.timeout(ttft_timeout_s)
     try:
         async with deadline:
-            if hold_deadline is not None:
-                hold_deadline(deadline)
             while True:
                 batch = await anext(stream)
                 for event in batch:
                     if is_token(event):
                         if record.ttft_s is None:  # the race's token watch may have seen it
-                            record.ttft_s = loop.time() - started_at
+                            record.ttft_s = loop.time() - attempt.started_at
                         return batch
                 for event in batch:
                     if type(event) is UpstreamError:  # it ends the stream
@@ -210,8 +198,7 @@ async def first_token(
         # The deadline refers to this task, and a cancelled task keeps this frame (through
         # its exception's traceback): neither the frame nor the attempt keeps it after.
         del deadline
-        if hold_deadline is not None:
-            hold_deadline(None)
+        attempt.deadline = None
 
 
 class DirectReader:
@@ -303,9 +290,6 @@ class AttemptState:
         self.stream: AsyncGenerator[list[Event], None] | None = None
         self.verdict: asyncio.Future[bool] | None = None  # resolved True: hand the stream over
         self.handed_over = False  # the race reads the stream itself (DirectReader)
-
-    def hold_deadline(self, deadline: asyncio.Timeout | None) -> None:
-        self.deadline = deadline
 
     def lift_deadline(self) -> None:
         """Its first token is in hand (the race's token watch saw it): the TTFT deadline

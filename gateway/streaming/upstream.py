@@ -65,9 +65,9 @@ class UpstreamPool:
         if self._session is None or self._session.closed:
             connector = CountingConnector(
                 self.stats,
-                # an attempt's connection is dropped at once if it loses before its
-                # response opens (a server that sends its headers with its first token,
-                # as Ollama's does while a model loads; a request still being sent)
+                # each attempt's connection, new or pooled, is dropped at once if the
+                # attempt loses: before its response opens too (a server that sends its
+                # headers with its first token, as Ollama's while a model loads)
                 on_connection=on_cut,
                 limit=self._max_connections,
                 limit_per_host=self._max_connections,
@@ -157,7 +157,6 @@ async def stream_events(
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         yield [connection_error(exc)]
         return
-    on_cut(lambda: _abort(response))
     clean = False
     try:
         if response.status >= 300:
@@ -198,15 +197,6 @@ async def stream_events(
         else:
             # Abandoned or failed mid-body: drop the connection, never reuse it.
             response.close()
-
-
-def _abort(response: aiohttp.ClientResponse) -> None:
-    """Drop the connection now: a reset, not a graceful close, and never back to the pool."""
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    if transport is not None:
-        transport.abort()
-    response.close()
 
 
 class _PartFailed(Exception):
