@@ -21,8 +21,6 @@ import argparse
 import asyncio
 import gc
 import os
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -33,7 +31,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from bench.procs import CALLGRIND_ENV, callgrind_instrument
+from bench.procs import callgrind_instrument, run_counted
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = int(os.environ.get("CHUNK_COST_TOKENS", "50"))  # tokens per answer
@@ -205,33 +203,9 @@ async def run(target: str, requests: int, concurrency: int) -> float:
 
 
 def _callgrind(target: str, requests: int, concurrency: int) -> int:
-    env = {**os.environ, "PYTHONHASHSEED": "0", CALLGRIND_ENV: "1"}
-    out = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "bench.chunk_cost",
-            "--target",
-            target,
-            "--requests",
-            str(requests),
-            "--concurrency",
-            str(concurrency),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if found is None:
-        raise RuntimeError(out.stderr[-2000:])
-    return int(found.group(1))
+    command = [sys.executable, "-m", "bench.chunk_cost", "--target", target]
+    command += ["--requests", str(requests), "--concurrency", str(concurrency)]
+    return run_counted(command, callgrind=True)[0]
 
 
 def callgrind_table(requests: int, concurrency: int, targets: Sequence[str]) -> str:

@@ -9,6 +9,7 @@ The /proc readers (CPU, RSS, sockets, fds, listen overflows) are Linux-only.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -62,6 +63,24 @@ def callgrind_instrument(on: bool) -> None:
         subprocess.run(
             ["callgrind_control", "-i", flag, str(os.getpid())], check=True, capture_output=True
         )
+
+
+def run_counted(command: list[str], callgrind: bool) -> tuple[int, str]:
+    """Run a benchmark's child (`python -m bench.X ...` from the repository, hash seed 0),
+    under callgrind when asked, counting only what it instruments (`callgrind_instrument`):
+    (instructions, or 0 without callgrind; the child's stdout)."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if callgrind:
+        env[CALLGRIND_ENV] = "1"
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+        command = [*valgrind, "--callgrind-out-file=/dev/null", *command]
+    out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    if not callgrind:
+        return 0, out.stdout
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        raise RuntimeError(out.stderr[-2000:])
+    return int(found.group(1)), out.stdout
 
 
 def cpu_seconds(pid: int) -> float:

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +32,7 @@ import orjson
 import uvloop
 import yaml
 
-from bench.procs import CALLGRIND_ENV, Children, callgrind_instrument, free_port
+from bench.procs import Children, callgrind_instrument, free_port, run_counted
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTES = ("single", "race2")
@@ -126,30 +123,11 @@ def _measure(
     route: str, requests: int, ports: dict[str, int], callgrind: bool
 ) -> tuple[int, float, float]:
     """(instructions or 0, CPU seconds, losers cut) for `route`, in a fresh process."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.race_cost",
-        "--child",
-        route,
-        "--requests",
-        str(requests),
-    ]
-    command += ["--ports", f"{ports['a']},{ports['b']}"]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    if callgrind:
-        env[CALLGRIND_ENV] = "1"
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            "--callgrind-out-file=/dev/null",
-            *command,
-        ]
-    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    cpu, losers = (float(x) for x in out.stdout.split("result ")[-1].split())
-    return (int(found.group(1)) if found else 0), cpu, losers
+    command = [sys.executable, "-m", "bench.race_cost", "--child", route]
+    command += ["--requests", str(requests), "--ports", f"{ports['a']},{ports['b']}"]
+    instructions, out = run_counted(command, callgrind)
+    cpu, losers = (float(x) for x in out.split("result ")[-1].split())
+    return instructions, cpu, losers
 
 
 def main(argv: Sequence[str] | None = None) -> int:

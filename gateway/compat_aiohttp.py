@@ -13,15 +13,11 @@ outside both packages and imports nothing from the gateway.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-import aiohttp
 from aiohttp import web
-from aiohttp.client_exceptions import cert_errors, ssl_errors
-from aiohttp.connector import Connection
-from aiohttp.helpers import _EXC_SENTINEL, ceil_timeout
+from aiohttp.helpers import _EXC_SENTINEL
 from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
@@ -98,142 +94,6 @@ def abort_connections(server: web.Server) -> int:
             transport.abort()
             cut += 1
     return cut
-
-
-def pooled_connection_count(connector: aiohttp.BaseConnector) -> int:
-    """Connections a client connector holds: handed out to responses plus idle in its pool.
-
-    Relies on: `BaseConnector._acquired` (the set of connections in use) and
-    `BaseConnector._conns` (per host key, a sequence of idle `(protocol, timestamp)`
-    pairs). No public counter exists; tests use it to show that a cancelled attempt's
-    connection was dropped, not returned to the pool.
-    """
-    idle = sum(len(pairs) for pairs in connector._conns.values())
-    return len(connector._acquired) + idle
-
-
-class ConnectionCounts(Protocol):
-    opened: int  # new connections made
-    reused: int  # requests given a pooled (keep-alive) connection
-
-
-class CountingConnector(aiohttp.TCPConnector):
-    """A TCPConnector that counts connections opened and reused into `counts`, as a
-    `TraceConfig` with `on_connection_create_end` and `on_connection_reuseconn` would,
-    without tracing: a session with any trace config builds trace objects for every
-    request and awaits a signal at each of its stages (start, headers, end).
-
-    Relies on: `BaseConnector._create_connection(req, traces, timeout)` making every new
-    connection (awaited by `connect`, which fails instead of returning when it raises),
-    `BaseConnector._get(key, traces)` returning a pooled connection or None, and
-    `BaseConnector.connect(req, traces, timeout)` returning the `Connection` each request
-    is sent on.
-    """
-
-    def __init__(
-        self,
-        counts: ConnectionCounts,
-        on_connection: Callable[[Callable[[], None]], None] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._counts = counts
-        self._on_connection = on_connection
-
-    async def connect(self, req: Any, traces: Any, timeout: Any) -> Connection:  # noqa: ASYNC109 (aiohttp's signature)
-        """The connection a request is about to be sent on (new or pooled); first,
-        `on_connection` is given how to drop it, in the requesting task (the upstream
-        layer registers that with the attempt, before any response exists)."""
-        connection = await super().connect(req, traces, timeout)
-        if self._on_connection is not None:
-            self._on_connection(lambda: drop_connection(connection))
-        return connection
-
-    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 (aiohttp's signature)
-        protocol = await super()._create_connection(req, traces, timeout)
-        self._counts.opened += 1
-        return protocol
-
-    async def _get(self, key: Any, traces: Any) -> Any:
-        connection = await super()._get(key, traces)
-        if connection is not None:
-            self._counts.reused += 1
-        return connection
-
-    async def _wrap_create_connection(
-        self,
-        *args: Any,
-        addr_infos: list[Any],
-        req: Any,
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
-        client_error: type[Exception] = aiohttp.ClientConnectorError,
-        **kwargs: Any,
-    ) -> Any:
-        """A host that resolved to one IPv4 address is connected by the loop itself.
-
-        aiohttp hands every new connection to happy eyeballs, which builds a Python socket
-        and awaits `sock_connect` before the loop wraps it: about 100 us more CPU per
-        connection than the loop's own connect (uvloop's is C). Happy eyeballs only
-        matters with several addresses to try; those, IPv6 (a link-local scope rides on
-        the address tuple) and a configured local address or socket factory take
-        aiohttp's path. Every race's loser costs one new connection (HTTP/1.1 cannot
-        cancel a response and keep its connection), so this is on every race's bill.
-
-        Relies on: `TCPConnector._wrap_create_connection(*args, addr_infos, req, timeout,
-        client_error, **kwargs)` being where `_create_direct_connection` makes the
-        connection (args: the protocol factory; kwargs: ssl, server_hostname), its
-        private `_local_addr_infos` and `_socket_factory`, and the error mapping below,
-        copied from it (`cert_errors`, `ssl_errors`, other `OSError` -> `client_error`).
-        """
-        if (
-            len(args) != 1
-            or set(kwargs) - {"ssl", "server_hostname"}
-            or len(addr_infos) != 1
-            or addr_infos[0][0] != socket.AF_INET
-            or self._local_addr_infos
-            or self._socket_factory is not None
-        ):
-            return await super()._wrap_create_connection(
-                *args,
-                addr_infos=addr_infos,
-                req=req,
-                timeout=timeout,
-                client_error=client_error,
-                **kwargs,
-            )
-        family, _, proto, _, (host, port) = addr_infos[0]
-        ssl = kwargs.get("ssl")
-        # as aiohttp: a shutdown timeout of 0 is not passed on (the loop's default applies)
-        shutdown_s = (self._ssl_shutdown_timeout or None) if ssl else None
-        try:
-            async with ceil_timeout(timeout.sock_connect, ceil_threshold=timeout.ceil_threshold):
-                return await self._loop.create_connection(
-                    args[0],
-                    host,
-                    port,
-                    ssl=ssl,
-                    family=family,
-                    proto=proto,
-                    server_hostname=kwargs.get("server_hostname"),
-                    ssl_shutdown_timeout=shutdown_s,
-                )
-        except cert_errors as exc:
-            raise aiohttp.ClientConnectorCertificateError(req.connection_key, exc) from exc
-        except ssl_errors as exc:
-            raise aiohttp.ClientConnectorSSLError(req.connection_key, exc) from exc
-        except OSError as exc:
-            if exc.errno is None and isinstance(exc, asyncio.TimeoutError):
-                raise
-            raise client_error(req.connection_key, exc) from exc
-
-
-def drop_connection(connection: Connection) -> None:
-    """A reset, not a graceful close, and never back to the pool; nothing once the
-    connection was released (its response read or closed)."""
-    transport = connection.transport
-    if transport is not None:
-        transport.abort()
-    connection.close()
 
 
 # -- the fast relay's two seams (streaming/relay.py) ---------------------------------
@@ -405,3 +265,35 @@ def sync_writer(response: web.StreamResponse, max_buffer: int) -> SyncWriter | N
     ):
         return None
     return SyncWriter(writer, max_buffer)
+
+
+# -- the upstream client's body reader (streaming/http1/connection.py) ----------------
+
+
+class ReaderFlowControl(Protocol):
+    """What a `StreamReader` calls on the protocol that feeds it."""
+
+    _reading_paused: bool
+
+    @property
+    def connected(self) -> bool: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self, resume_parser: bool = True) -> None: ...
+
+
+def body_reader(
+    protocol: ReaderFlowControl, limit: int, loop: asyncio.AbstractEventLoop
+) -> StreamReader:
+    """An aiohttp `StreamReader` fed by a protocol of the gateway's own (the upstream
+    client's connection), so the body hooks above (`watch_reader`, `divert_reader`) and
+    every reader of `StreamReader` work on it unchanged.
+
+    Relies on: `StreamReader(protocol, limit, loop=loop)` asking only this of its
+    protocol: `pause_reading()` above twice `limit` buffered, `resume_reading()` (with
+    `resume_parser=False` at EOF) below it, `_reading_paused` read to decide, and
+    `connected` checked before a read waits. The signature wants aiohttp's
+    `BaseProtocol`, which would bring a parser this client does not have.
+    """
+    return StreamReader(protocol, limit, loop=loop)  # type: ignore[arg-type]

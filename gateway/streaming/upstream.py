@@ -1,4 +1,4 @@
-"""Upstream HTTP: one pooled aiohttp session per provider, and the attempt stream.
+"""Upstream HTTP: one connection pool per provider (`http1.pool`), and the attempt stream.
 
 `stream_events` and `one_shot_events` are the only places where provider adapters
 meet sockets: the first sends the adapter's request, feeds the body to the
@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-import aiohttp
-
-from gateway.compat_aiohttp import CountingConnector, pooled_connection_count
 from gateway.streaming.adapter import OneShotCall, UpstreamRequest, WireAdapter
 from gateway.streaming.attempt import offer_source, on_cut
 from gateway.streaming.events import Event, UpstreamError
+from gateway.streaming.http1.pool import CLIENT_ERRORS, Http1Pool
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024  # a non-streamed answer from a server that ignores stream
@@ -55,56 +53,46 @@ class UpstreamPool:
         self._max_connections = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
-        self._session: aiohttp.ClientSession | None = None
+        self._client: Http1Pool | None = None
         # Counters read at scrape time (metrics.PoolCollector): one increment per connection
         # or warm-up, never per chunk.
         self.stats = PoolStats()
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = CountingConnector(
+    def client(self) -> Http1Pool:
+        if self._client is None:
+            self._client = Http1Pool(
                 self.stats,
+                limit=self._max_connections,
+                connect_timeout_s=self._connect_timeout_s,
+                keepalive_s=self._keepalive_s,
                 # each attempt's connection, new or pooled, is dropped at once if the
                 # attempt loses: before its response opens too (a server that sends its
                 # headers with its first token, as Ollama's while a model loads)
                 on_connection=on_cut,
-                limit=self._max_connections,
-                limit_per_host=self._max_connections,
-                keepalive_timeout=self._keepalive_s,
-                ttl_dns_cache=300,
             )
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=self._connect_timeout_s, sock_connect=self._connect_timeout_s
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=timeout,
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+        return self._client
 
     def open_connections(self) -> int:
         """Connections currently held (in use or idle in the pool)."""
-        if self._session is None or self._session.closed:
-            return 0
-        connector = self._session.connector
-        return 0 if connector is None else pooled_connection_count(connector)
+        return 0 if self._client is None else self._client.open_connections()
 
     async def warm(self, request: UpstreamRequest, timeout_s: float = 5.0) -> bool:
         """Send a cheap GET and read it whole, leaving its connection idle in the pool."""
+        response = None
         try:
             async with asyncio.timeout(timeout_s):
-                async with self.session.request(
-                    request.method, request.url, headers=request.headers
-                ) as response:
-                    await response.read()
-                    ok = response.status < 400
+                response = await self.client.request(request.method, request.url, request.headers)
+                await response.content.read()
+                response.release()
+                ok = response.status < 400
         except asyncio.CancelledError:
             raise
-        except (aiohttp.ClientError, OSError, TimeoutError):
+        except (*CLIENT_ERRORS, TimeoutError, ValueError):
             ok = False
+        finally:
+            if response is not None:
+                response.close()  # nothing once released
         if ok:
             self.stats.warmed += 1
         else:
@@ -112,8 +100,9 @@ class UpstreamPool:
         return ok
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 def connection_error(exc: BaseException) -> UpstreamError:
@@ -149,12 +138,12 @@ async def stream_events(
     never as exceptions. Cancellation propagates; the connection is then closed.
     """
     try:
-        response = await pool.session.request(
-            request.method, request.url, headers=request.headers, data=request.body
+        response = await pool.client.request(
+            request.method, request.url, request.headers, request.body
         )
     except asyncio.CancelledError:
         raise
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (*CLIENT_ERRORS, TimeoutError) as exc:
         yield [connection_error(exc)]
         return
     clean = False
@@ -182,7 +171,7 @@ async def stream_events(
                 events = decoder.feed(data)
                 if events:
                     yield events
-        except (aiohttp.ClientError, OSError) as exc:
+        except CLIENT_ERRORS as exc:
             error = connection_error(exc)  # drops exc's frames whatever the decoder says
             events = decoder.close()
             yield events if _has_error(events) else [*events, error]
@@ -247,12 +236,12 @@ async def _read_whole(
 ) -> bytes | UpstreamError:
     """One plain request's whole 2xx body, or the error it ended in."""
     try:
-        response = await pool.session.request(
-            request.method, request.url, headers=request.headers, data=request.body
+        response = await pool.client.request(
+            request.method, request.url, request.headers, request.body
         )
     except asyncio.CancelledError:
         raise
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (*CLIENT_ERRORS, TimeoutError) as exc:
         return connection_error(exc)
     clean = False
     try:
@@ -271,7 +260,7 @@ async def _read_whole(
             pieces.append(data)
         clean = True
         return b"".join(pieces)
-    except (aiohttp.ClientError, OSError) as exc:
+    except CLIENT_ERRORS as exc:
         return connection_error(exc)
     finally:
         if clean:

@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-import socket
 import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiohappyeyeballs
 import aiohttp
 import pytest
 from aiohttp import web
@@ -28,11 +25,10 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from gateway.compat_aiohttp import (
-    CountingConnector,
     abort_connections,
+    body_reader,
     divert_reader,
     open_connection_count,
-    pooled_connection_count,
     render_protocol_errors,
     sync_writer,
     undivert_reader,
@@ -108,106 +104,6 @@ async def test_app_runner_builds_a_plain_server() -> None:
         assert type(runner.server) is web.Server, _internal("AppRunner.server is a web.Server")
     finally:
         await runner.cleanup()
-
-
-async def test_connector_shape() -> None:
-    connector = aiohttp.TCPConnector()
-    try:
-        assert isinstance(connector._acquired, set), _internal("BaseConnector._acquired")
-        assert hasattr(connector._conns, "values"), _internal("BaseConnector._conns")
-        assert pooled_connection_count(connector) == 0
-    finally:
-        await connector.close()
-
-
-def test_counting_connector_shape() -> None:
-    create = inspect.signature(aiohttp.TCPConnector._create_connection).parameters
-    assert list(create) == ["self", "req", "traces", "timeout"], _internal(
-        "BaseConnector._create_connection(req, traces, timeout)"
-    )
-    get = inspect.signature(aiohttp.TCPConnector._get).parameters
-    assert list(get) == ["self", "key", "traces"], _internal("BaseConnector._get(key, traces)")
-    connect = inspect.signature(aiohttp.TCPConnector.connect).parameters
-    assert list(connect) == ["self", "req", "traces", "timeout"], _internal(
-        "BaseConnector.connect(req, traces, timeout)"
-    )
-    wrap = inspect.signature(aiohttp.TCPConnector._wrap_create_connection).parameters
-    assert list(wrap) == [
-        "self",
-        "args",
-        "addr_infos",
-        "req",
-        "timeout",
-        "client_error",
-        "kwargs",
-    ], _internal("TCPConnector._wrap_create_connection(*args, addr_infos, req, timeout, ...)")
-    direct = inspect.getsource(aiohttp.TCPConnector._create_direct_connection)
-    assert "self._wrap_create_connection(\n                    self._factory," in direct, _internal(
-        "_create_direct_connection passing only the protocol factory positionally"
-    )
-    for name in ("_local_addr_infos", "_socket_factory", "_ssl_shutdown_timeout"):
-        assert name in inspect.getsource(aiohttp.TCPConnector.__init__), _internal(name)
-
-
-async def test_one_ipv4_address_is_connected_by_the_loop_itself(
-    served: tuple[web.AppRunner, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No happy eyeballs (a Python socket and `sock_connect`) for a single IPv4 address;
-    with a socket factory (or several addresses, IPv6, a local address) aiohttp's path."""
-    _, url = served
-    eyeballs: list[object] = []
-    real = aiohappyeyeballs.start_connection
-
-    async def start_connection(*args: object, **kwargs: object) -> object:
-        eyeballs.append(kwargs.get("addr_infos"))
-        return await real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(aiohappyeyeballs, "start_connection", start_connection)
-    counts = _Counts()
-    async with aiohttp.ClientSession(connector=CountingConnector(counts)) as session:
-        async with session.get(url) as response:
-            assert await response.text() == "ok"
-    assert (counts.opened, eyeballs) == (1, [])
-    factory = CountingConnector(counts, socket_factory=lambda info: socket.socket(*info[:3]))
-    async with aiohttp.ClientSession(connector=factory) as session:
-        async with session.get(url) as response:
-            assert await response.text() == "ok"
-    assert counts.opened == 2 and len(eyeballs) == 1
-
-
-class _SilentPeer:
-    """The connector's loop, but a connect that never completes (a peer that drops SYNs)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loop, name)
-
-    async def create_connection(self, *args: object, **kwargs: object) -> object:
-        await self._loop.create_future()  # never resolved: only the timeout ends it
-        raise AssertionError("unreachable")
-
-
-async def test_a_direct_connect_that_hangs_ends_at_sock_connect_as_aiohttps_timeout() -> None:
-    connector = CountingConnector(_Counts())
-    connector._loop = _SilentPeer(asyncio.get_running_loop())  # type: ignore[assignment]
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=0.01)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        with pytest.raises(aiohttp.ConnectionTimeoutError):
-            async with asyncio.timeout(5):  # a hang fails as a plain TimeoutError
-                await session.get("http://127.0.0.1:9/")
-
-
-async def test_a_refused_direct_connect_is_aiohttps_connector_error() -> None:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]  # nothing listens once it is closed
-    async with aiohttp.ClientSession(connector=CountingConnector(_Counts())) as session:
-        with pytest.raises(aiohttp.ClientConnectorError) as caught:
-            await session.get(f"http://127.0.0.1:{port}/")
-    assert isinstance(caught.value.os_error, ConnectionRefusedError)
-    assert caught.value.port == port
 
 
 # --- the seam at work, on a real socket -----------------------------------------------------
@@ -292,70 +188,6 @@ async def test_connections_are_counted_and_aborted(served: tuple[web.AppRunner, 
             assert await reader.read() == b""  # the server dropped it
     finally:
         writer.close()
-
-
-async def test_pooled_connections_are_counted(served: tuple[web.AppRunner, str]) -> None:
-    _, url = served
-    async with aiohttp.ClientSession() as session:
-        connector = session.connector
-        assert connector is not None
-        streaming = await session.get(url + "/stream")
-        assert await streaming.content.readexactly(1) == b"x"
-        assert pooled_connection_count(connector) == 1  # held by the unfinished response
-        streaming.close()  # dropped, not returned to the pool
-        assert pooled_connection_count(connector) == 0
-        finished = await session.get(url)
-        await finished.read()
-        finished.release()
-        assert pooled_connection_count(connector) == 1  # idle in the pool
-
-
-class _Counts:
-    opened = 0
-    reused = 0
-
-
-async def test_connections_opened_and_reused_are_counted(
-    served: tuple[web.AppRunner, str],
-) -> None:
-    _, url = served
-    counts = _Counts()
-    async with aiohttp.ClientSession(connector=CountingConnector(counts)) as session:
-        for _ in range(3):  # one after the other: one connection, then the pooled one
-            async with session.get(url) as response:
-                await response.read()
-        assert (counts.opened, counts.reused) == (1, 2)
-        async with session.get(url + "/stream") as streaming:  # held open
-            assert await streaming.content.readexactly(1) == b"x"
-            async with session.get(url) as response:  # so this one needs a new connection
-                await response.read()
-            assert (counts.opened, counts.reused) == (2, 3)
-            streaming.close()  # a cut response loses its connection
-        async with session.get(url + "/stream") as again:
-            assert await again.content.readexactly(1) == b"x"
-            again.close()
-        assert (counts.opened, counts.reused) == (2, 4)
-
-
-async def test_each_request_shows_how_to_drop_its_connection(
-    served: tuple[web.AppRunner, str],
-) -> None:
-    """`on_connection` gets, per request (new connection or pooled), how to drop the
-    connection it is sent on: before the response exists; nothing once it is released."""
-    _, url = served
-    drops: list[Callable[[], None]] = []
-    connector = CountingConnector(_Counts(), on_connection=drops.append)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.get(url) as response:
-            await response.read()
-        assert len(drops) == 1 and pooled_connection_count(connector) == 1  # idle, pooled
-        drops[0]()  # released already: nothing happens
-        assert pooled_connection_count(connector) == 1
-        streaming = await session.get(url + "/stream")  # the pooled connection, held
-        assert len(drops) == 2
-        drops[1]()
-        assert pooled_connection_count(connector) == 0  # dropped at once, not pooled
-        streaming.close()
 
 
 # --- the fast relay's seams: a diverted client body, a synchronous server write ------------
@@ -514,3 +346,41 @@ async def test_sync_writer_writes_a_chunk_or_says_it_cannot() -> None:
 
 def test_sync_writer_refuses_a_response_it_cannot_write_plainly() -> None:
     assert sync_writer(web.StreamResponse(), 1 << 16) is None  # not prepared
+
+
+# --- the upstream client's body reader ------------------------------------------------------
+
+
+class _FlowControl:
+    """A protocol as `body_reader` documents it: what the reader calls, recorded."""
+
+    def __init__(self) -> None:
+        self._reading_paused = False
+        self.calls: list[str] = []
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+        self.calls.append("pause")
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        self._reading_paused = False
+        self.calls.append("resume")
+
+
+async def test_a_body_reader_asks_its_protocol_only_what_is_documented() -> None:
+    protocol = _FlowControl()
+    reader = body_reader(protocol, 4, asyncio.get_running_loop())
+    reader.feed_data(b"123456789")  # over twice the limit
+    assert protocol.calls == ["pause"], _internal("StreamReader pausing its protocol")
+    assert await reader.read(9) == b"123456789"
+    assert protocol.calls == ["pause", "resume"], _internal("StreamReader resuming it")
+    reader.feed_eof()
+    assert await reader.read() == b""
+    init = inspect.signature(StreamReader.__init__).parameters
+    assert list(init)[:3] == ["self", "protocol", "limit"], _internal(
+        "StreamReader(protocol, limit)"
+    )

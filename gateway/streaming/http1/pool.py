@@ -1,0 +1,416 @@
+"""A bounded keep-alive pool of HTTP/1.1 connections to upstreams, and the request.
+
+Why not aiohttp's client: a streamed upstream request through `ClientSession` costs about
+100 us of CPU more than this (its request and response objects, URL handling, cookie jar,
+timers, connector keys; `bench.upstream_client` measures both), and every race pays it
+once per attempt. This client does what the gateway asks of an upstream and no more:
+HTTP/1.1 over TCP or TLS, no proxy, no cookies, no redirects (a 3xx is an answer, as any
+error status: following a redirect would send credentials where the config did not say).
+
+`request` sends and returns once the final head is in; the body then arrives in
+`Response.content` (an aiohttp `StreamReader`). `release()` gives a complete body's
+connection back to the pool; `close()` drops it (a reset). Both are no-ops the second
+time. `on_connection` is told, per request, how to drop its connection at once (the race
+cuts a loser so); it does nothing once the request released its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, Protocol
+from urllib.parse import quote, urlsplit
+
+import aiohappyeyeballs
+from aiohttp import StreamReader
+from multidict import CIMultiDictProxy
+
+from gateway.streaming.http1.connection import Http1Connection
+from gateway.streaming.http1.head import ProtocolError, ResponseHead, valid_name
+
+# What a request can fail with (a timeout is TimeoutError, an OSError too).
+CLIENT_ERRORS = (OSError, ProtocolError)
+
+DNS_TTL_S = 300.0
+_MAX_CACHED = 512  # parsed URLs and resolved hosts kept
+AddrInfo = aiohappyeyeballs.AddrInfoType  # (family, type, proto, canonical name, address)
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ConnectFailed(ConnectionError):
+    """No connection could be made to the upstream (refused, unreachable, TLS, DNS)."""
+
+
+class ConnectionCounts(Protocol):
+    opened: int  # new connections made
+    reused: int  # requests given a pooled (keep-alive) connection
+
+
+class Target(NamedTuple):
+    """Where a URL's request goes: the pool key, the address and the request line's parts."""
+
+    key: tuple[str, str, int]  # scheme, host, port
+    host: str
+    port: int
+    tls: bool
+    numeric: bool  # an IP address: nothing to resolve
+    host_header: str
+    path: str  # the request target: path and query
+
+
+class Response:
+    """The head of an upstream's answer and its body as it arrives."""
+
+    __slots__ = ("_connection", "_pool", "_use", "content", "content_type", "headers", "status")
+
+    def __init__(self, pool: Http1Pool, connection: Http1Connection, head: ResponseHead) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._use = connection.uses
+        self.status = head.status
+        self.headers: CIMultiDictProxy[str] = head.headers
+        self.content_type = head.content_type
+        content = connection.reader
+        assert content is not None  # set with the head
+        self.content: StreamReader = content
+
+    def release(self) -> None:
+        """The body was read whole: its connection goes back to the pool (or is closed
+        when it cannot carry another request)."""
+        self._pool.finish(self._connection, self._use, keep=True)
+
+    def close(self) -> None:
+        """Drop the connection (a reset), whatever is left of the body."""
+        self._pool.finish(self._connection, self._use, keep=False)
+
+
+class Http1Pool:
+    """At most `limit` connections over all hosts (in use, idle or being opened); a request
+    beyond that waits, within `connect_timeout_s`, for one to be released or closed.
+    Idle connections are closed after `keepalive_s`, or as soon as the server closes them."""
+
+    def __init__(
+        self,
+        counts: ConnectionCounts,
+        limit: int = 100,
+        connect_timeout_s: float = 5.0,
+        keepalive_s: float = 30.0,
+        on_connection: Callable[[Callable[[], None]], None] | None = None,
+        tls: ssl.SSLContext | None = None,  # default: the system's trust store
+    ) -> None:
+        self._counts = counts
+        self._tls = tls
+        self._limit = limit
+        self._connect_timeout_s = connect_timeout_s
+        self._keepalive_s = keepalive_s
+        self._on_connection = on_connection
+        self._idle: dict[tuple[str, str, int], list[Http1Connection]] = {}
+        self._idle_count = 0
+        self._busy: set[Http1Connection] = set()
+        self._connecting = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._targets: dict[str, Target] = {}
+        self._addresses: dict[tuple[str, int], tuple[float, list[AddrInfo]]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # -- the request ----------------------------------------------------------------
+
+    async def request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Response:
+        """Send a request; return when the final head of its answer is in."""
+        if self._closed:
+            raise ConnectionError("upstream pool closed")
+        target = self._target(url)
+        data = encode_request(method, target, headers, body or b"")
+        connection = self._take_idle(target.key)
+        if connection is None:
+            async with asyncio.timeout(self._connect_timeout_s):
+                connection = await self._acquire(target)
+        else:
+            self._counts.reused += 1
+        connection.uses += 1
+        self._busy.add(connection)
+        if self._on_connection is not None:
+            self._on_connection(self._cut(connection))
+        try:
+            head = await connection.send(data, method)
+        except BaseException:
+            self.finish(connection, connection.uses, keep=False)
+            raise
+        return Response(self, connection, head)
+
+    def finish(self, connection: Http1Connection, use: int, keep: bool) -> None:
+        """The request numbered `use` on `connection` is done with it."""
+        if connection.uses != use or connection not in self._busy:
+            return  # released before, or carrying another request now
+        self._busy.discard(connection)
+        if keep and connection.reusable and not self._closed:
+            connection.reader = None  # the response keeps it; it refers back to the connection
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(connection.key, []).append(connection)
+            self._idle_count += 1
+            if self._sweep is None:
+                self._schedule_sweep()
+        else:
+            connection.abort()
+        self._wake()
+
+    def _cut(self, connection: Http1Connection) -> Callable[[], None]:
+        use = connection.uses
+        return lambda: self.finish(connection, use, keep=False)
+
+    # -- connections ----------------------------------------------------------------
+
+    def open_connections(self) -> int:
+        """Connections held: carrying a request or idle in the pool."""
+        return len(self._busy) + self._idle_count
+
+    def _take_idle(self, key: tuple[str, str, int]) -> Http1Connection | None:
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        now = asyncio.get_running_loop().time()
+        while idle:
+            connection = idle.pop()  # the most recently used: the least likely to be stale
+            self._idle_count -= 1
+            transport = connection.transport
+            if (
+                transport is not None
+                and not transport.is_closing()
+                and now - connection.idle_since < self._keepalive_s
+            ):
+                return connection
+            connection.abort()
+        return None
+
+    async def _acquire(self, target: Target) -> Http1Connection:
+        while True:
+            connection = self._take_idle(target.key)
+            if connection is not None:
+                self._counts.reused += 1
+                return connection
+            if self._connecting + len(self._busy) + self._idle_count < self._limit or (
+                self._evict_idle()
+            ):
+                return await self._open(target)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # pass the slot it was given on
+                else:
+                    self._waiters.remove(waiter)
+                raise
+
+    def _evict_idle(self) -> bool:
+        """At the limit: close the longest-idle connection to another host, if any."""
+        oldest: list[Http1Connection] | None = None
+        for idle in self._idle.values():
+            if idle and (oldest is None or idle[0].idle_since < oldest[0].idle_since):
+                oldest = idle
+        if oldest is None:
+            return False
+        oldest.pop(0).abort()
+        self._idle_count -= 1
+        return True
+
+    async def _open(self, target: Target) -> Http1Connection:
+        self._connecting += 1
+        try:
+            connection = await self._connect(target)
+        finally:
+            self._connecting -= 1
+        self._counts.opened += 1
+        connection.key = target.key
+        return connection
+
+    async def _connect(self, target: Target) -> Http1Connection:
+        """One IPv4 address: the loop connects (uvloop's is C). Several, or IPv6 (a scope
+        rides on the address tuple): happy eyeballs, as aiohttp does (RFC 8305: the next
+        address is tried 250 ms into the last one's attempt, families interleaved)."""
+        loop = asyncio.get_running_loop()
+        infos = await self._resolve(target)
+        tls = (self._tls or _tls_context()) if target.tls else None
+        hostname = target.host if target.tls else None
+        try:
+            family, _, proto, _, address = infos[0]
+            if len(infos) == 1 and family == socket.AF_INET:
+                _, connection = await loop.create_connection(
+                    lambda: Http1Connection(loop, self._lost),
+                    address[0],
+                    address[1],
+                    family=family,
+                    proto=proto,
+                    ssl=tls,
+                    server_hostname=hostname,
+                )
+            else:
+                sock = await aiohappyeyeballs.start_connection(
+                    infos, happy_eyeballs_delay=0.25, interleave=1
+                )
+                _, connection = await loop.create_connection(
+                    lambda: Http1Connection(loop, self._lost),
+                    sock=sock,
+                    ssl=tls,
+                    server_hostname=hostname,
+                )
+        except ssl.SSLError as exc:  # a certificate problem, or TLS refused
+            raise ConnectFailed(f"TLS with {target.host} failed") from exc
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to {target.host}:{target.port}") from exc
+        return connection
+
+    async def _resolve(self, target: Target) -> list[AddrInfo]:
+        if target.numeric:
+            host, port = target.host, target.port
+            if ":" in host:
+                return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (host, port, 0, 0))]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+        loop = asyncio.get_running_loop()
+        where = (target.host, target.port)
+        cached = self._addresses.get(where)
+        if cached is not None and cached[0] > loop.time():
+            return cached[1]
+        try:
+            infos = await loop.getaddrinfo(*where, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ConnectFailed(f"cannot resolve {target.host}") from exc
+        if not infos:
+            raise ConnectFailed(f"cannot resolve {target.host}")
+        addresses: list[AddrInfo] = list(infos)
+        if len(self._addresses) >= _MAX_CACHED:
+            self._addresses.clear()
+        self._addresses[where] = (loop.time() + DNS_TTL_S, addresses)
+        return addresses
+
+    def _lost(self, connection: Http1Connection) -> None:
+        """A connection closed (by either side): it no longer counts."""
+        if connection in self._busy:
+            self._busy.discard(connection)
+        else:
+            idle = self._idle.get(connection.key)
+            if idle and connection in idle:
+                idle.remove(connection)
+                self._idle_count -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _schedule_sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweep = loop.call_later(self._keepalive_s, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        """Close connections idle past the keep-alive time (a server may keep them)."""
+        self._sweep = None
+        deadline = asyncio.get_running_loop().time() - self._keepalive_s
+        for idle in self._idle.values():
+            while idle and idle[0].idle_since <= deadline:
+                idle.pop(0).abort()
+                self._idle_count -= 1
+        if self._idle_count:
+            self._schedule_sweep()
+
+    async def close(self) -> None:
+        """Drop every connection; requests waiting for one fail."""
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.abort()
+        self._idle.clear()
+        self._idle_count = 0
+        for connection in list(self._busy):
+            connection.abort()
+        self._busy.clear()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("upstream pool closed"))
+        self._waiters.clear()
+
+    # -- URLs -------------------------------------------------------------------------
+
+    def _target(self, url: str) -> Target:
+        target = self._targets.get(url)
+        if target is None:
+            target = parse_target(url)
+            if len(self._targets) >= _MAX_CACHED:
+                self._targets.clear()
+            self._targets[url] = target
+        return target
+
+
+def parse_target(url: str) -> Target:
+    """Raises ValueError for anything but an absolute http(s) URL with a host."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise ValueError("upstream URL must be http(s)://host/...")
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    try:
+        numeric = bool(ipaddress.ip_address(host))
+    except ValueError:
+        numeric = False
+        host = host.encode("idna").decode("ascii")
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}"
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    # as a browser would: non-ASCII and spaces percent-encoded, what is encoded stays
+    path = quote(path, safe="/:?&=%;@+,!$'()*~[]#-._")
+    return Target((scheme, host, port), host, port, scheme == "https", numeric, host_header, path)
+
+
+def encode_request(method: str, target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
+    """The request's bytes. Raises ValueError for a method or header that would break the
+    message (a CR or LF in a value smuggles a header in)."""
+    if not valid_name(method):
+        raise ValueError("invalid HTTP method")
+    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+    accept = encoding = False
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in _OWN_HEADERS:
+            continue
+        if not valid_name(name) or "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError("invalid upstream request header")
+        accept = accept or lowered == "accept"
+        encoding = encoding or lowered == "accept-encoding"
+        lines.append(f"{name}: {value}\r\n")
+    if not accept:
+        lines.append("Accept: */*\r\n")  # what aiohttp sent; some servers want one
+    if not encoding:
+        lines.append("Accept-Encoding: gzip, deflate\r\n")
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode() + body
+
+
+_TLS: ssl.SSLContext | None = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The system's trust store, verified; made once (loading it takes milliseconds)."""
+    global _TLS
+    if _TLS is None:
+        _TLS = ssl.create_default_context()
+    return _TLS
