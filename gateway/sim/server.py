@@ -100,7 +100,10 @@ class SimCluster:
         )
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, self.config.host, server.port)
+        # a provider's accept queue does not overflow at a few hundred new connections a
+        # second (a race's every loser is one); aiohttp's default backlog of 128 did here,
+        # and a dropped SYN waits a second for its retry
+        site = web.TCPSite(runner, self.config.host, server.port, backlog=2048)
         await site.start()
         port = int(runner.addresses[0][1])
         self.servers[name] = SimServerInfo(
