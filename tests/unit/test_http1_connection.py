@@ -176,7 +176,14 @@ async def test_a_connection_lost_before_the_head_fails_the_request() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhello!!\r\n0\r\n\r\n", b"0x5\r\nhello\r\n0\r\n\r\n"],
+    [
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello!!\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"0_5\r\nhello\r\n0\r\n\r\n",
+        b"\r\nhello\r\n0\r\n\r\n",
+    ],
 )
 async def test_broken_chunk_framing_fails_the_body_and_the_connection(body: bytes) -> None:
     loop = asyncio.get_running_loop()

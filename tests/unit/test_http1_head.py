@@ -34,7 +34,8 @@ def test_a_chunked_stream_head() -> None:
 
 
 def test_content_length_and_repeated_equal_lengths() -> None:
-    assert head("HTTP/1.1 200 OK", "Content-Length: 12")[3:5] == (LENGTH, 12)
+    parsed = head("HTTP/1.1 200 OK", "Content-Length: 12")
+    assert (parsed.framing, parsed.length) == (LENGTH, 12)
     assert head("HTTP/1.1 200 OK", "Content-Length: 7", "Content-Length: 7").length == 7
     assert head("HTTP/1.1 200 OK", "Content-Length: 7, 7").length == 7
 
@@ -99,8 +100,10 @@ def test_content_codings() -> None:
 
 
 def test_folded_values_are_joined_and_reasons_kept() -> None:
-    parsed = head("HTTP/1.1 429 Too Many Requests", "Retry-After: 1,", "\t 2", "X: y")
-    assert parsed.headers["Retry-After"] == "1, 2" and parsed.headers["X"] == "y"
+    parsed = head("HTTP/1.1 429 Too Many Requests", "Retry-After: 1,", "\t 2", "X: y", "x: z")
+    assert parsed.headers["Retry-After"] == "1, 2" and parsed.headers.getall("X") == ["y", "z"]
+    folded = head("HTTP/1.1 200 OK", "Transfer-Encoding: gzip,", " chunked")
+    assert folded.framing == CHUNKED  # a folded framing field counts as joined
     assert parsed.reason == "Too Many Requests"
     assert head("HTTP/1.1 500").reason == ""
     assert head("HTTP/1.1 200 OK").content_type == "application/octet-stream"

@@ -12,7 +12,6 @@ calls back here (`pause_reading`, `resume_reading`).
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from collections.abc import Callable
 
@@ -42,8 +41,6 @@ class ServerDisconnected(ConnectionError):
 class PayloadError(ConnectionError):
     """The body's framing or content coding is broken (protocol error mid-body)."""
 
-
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 # chunked parsing states
 _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
@@ -264,11 +261,14 @@ class Http1Connection(asyncio.Protocol):
                 self._state = _SIZE
             elif state == _SIZE:
                 size = _chunk_size(line)
-                if size:
+                if not size:
+                    self._state = _TRAILER
+                elif pos + size + 2 <= end and buffer[pos + size : pos + size + 2] == b"\r\n":
+                    self._body(buffer[pos : pos + size])  # a whole chunk in hand: most reads
+                    pos += size + 2
+                else:
                     self._remaining = size
                     self._state = _DATA
-                else:
-                    self._state = _TRAILER
             else:  # _TRAILER: fields until an empty line, then the answer is complete
                 self._trailer_size += len(line) + 2
                 if self._trailer_size > MAX_TRAILERS:
@@ -302,10 +302,14 @@ class Http1Connection(asyncio.Protocol):
 
 
 def _chunk_size(line: bytes) -> int:
+    """Hex digits only: `int` alone would take "0x1a", "+1a" or "1_a" too."""
     size = line.partition(b";")[0].rstrip(b" \t")  # chunk extensions are ignored
-    if _HEX.fullmatch(size) is None:
-        raise ProtocolError("malformed chunk size")
-    return int(size, 16)
+    if 0 < len(size) <= 16 and size.isalnum() and b"x" not in size and b"X" not in size:
+        try:
+            return int(size, 16)
+        except ValueError:  # a letter past f
+            pass
+    raise ProtocolError("malformed chunk size")
 
 
 def _decompressor(coding: str, first: bytes) -> zlib._Decompress:

@@ -9,7 +9,6 @@ guess at (a malformed status line, conflicting lengths, a field name with spaces
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -30,20 +29,49 @@ class ProtocolError(Exception):
     """The server's answer breaks HTTP/1.1 in a way a client must not guess around."""
 
 
-class ResponseHead(NamedTuple):
-    status: int
-    reason: str
-    headers: CIMultiDictProxy[str]
-    framing: int  # CHUNKED, LENGTH, UNTIL_CLOSE or NONE
-    length: int  # the body's length when framing is LENGTH
-    keep_alive: bool  # the connection may carry another request after this body
-    content_encoding: str  # "" (identity), "gzip" or "deflate"; lower case
-    content_type: str  # the media type without parameters, lower case
+class ResponseHead:
+    """A final or interim head. `headers` (case-insensitive, repeated names kept) is built
+    when first asked for: a streamed answer's path only needs the framing."""
+
+    __slots__ = (
+        "_fields",
+        "_headers",
+        "content_encoding",
+        "content_type",
+        "framing",
+        "keep_alive",
+        "length",
+        "reason",
+        "status",
+    )
+
+    def __init__(self, status: int, reason: str, fields: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.reason = reason
+        self._fields = fields
+        self._headers: CIMultiDictProxy[str] | None = None
+        self.framing = NONE  # CHUNKED, LENGTH, UNTIL_CLOSE or NONE
+        self.length = 0  # the body's length when framing is LENGTH
+        self.keep_alive = False  # the connection may carry another request after the body
+        self.content_encoding = ""  # "" (identity), "gzip" or "deflate"
+        self.content_type = ""  # the media type without parameters, lower case
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(CIMultiDict(self._fields))
+        return self._headers
 
     @property
     def informational(self) -> bool:
         """A 1xx interim answer (100 Continue, 103 Early Hints): the final one follows."""
         return self.status < 200
+
+
+# the fields that decide how the body is read, by lower-case name
+_FRAMING_FIELDS = frozenset(
+    {"transfer-encoding", "content-length", "connection", "content-encoding", "content-type"}
+)
 
 
 def parse_head(raw: bytes, method: str) -> ResponseHead:
@@ -55,24 +83,19 @@ def parse_head(raw: bytes, method: str) -> ResponseHead:
     if match is None:
         raise ProtocolError("malformed status line")
     minor, code, reason = match.groups()
-    status = int(code)
     if len(lines) - 1 > MAX_FIELDS:
         raise ProtocolError("too many header fields")
-    headers = _fields(lines)
-    keep_alive = _keep_alive(minor == b"1", headers)
-    framing, length = _framing(status, method, headers)
-    if framing == UNTIL_CLOSE:
-        keep_alive = False
-    return ResponseHead(
-        status,
-        (reason or b"").decode("latin-1"),
-        CIMultiDictProxy(headers),
-        framing,
-        length,
-        keep_alive,
-        _content_encoding(headers) if framing != NONE else "",
-        _media_type(headers.get("Content-Type")),
-    )
+    fields, framing = _fields(lines)
+    head = ResponseHead(int(code), (reason or b"").decode("latin-1"), fields)
+    head.keep_alive = _keep_alive(minor == b"1", framing)
+    head.framing, head.length = _framing(head.status, method, framing)
+    if head.framing == UNTIL_CLOSE:
+        head.keep_alive = False
+    if head.framing != NONE:
+        head.content_encoding = _content_encoding(framing)
+    types = framing.get("content-type")
+    head.content_type = _media_type(types[0] if types else None)
+    return head
 
 
 _NAMES: set[str] = set()  # field names seen valid (a few dozen in practice)
@@ -89,55 +112,59 @@ def valid_name(name: str) -> bool:
     return True
 
 
-def _fields(lines: list[bytes]) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    name = ""
+def _fields(lines: list[bytes]) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """All fields in order, and the values of those that frame the body by lower-case name."""
+    fields: list[tuple[str, str]] = []
+    framing: dict[str, list[str]] = {}
     for line in lines[1:]:
         if not line:
             raise ProtocolError("empty line inside the head")
         text = line.decode("latin-1")
         if text[0] in " \t":  # obsolete line folding: a continuation of the last value
-            if not name:
+            if not fields:
                 raise ProtocolError("header continuation without a field")
-            last = headers.popall(name)
-            headers.extend((name, value) for value in last[:-1])
-            headers.add(name, f"{last[-1]} {text.strip()}")
+            name, value = fields.pop()
+            fields.append((name, f"{value} {text.strip()}"))
+            lower = name.lower()
+            if lower in framing:
+                framing[lower][-1] = fields[-1][1]
             continue
         name, sep, value = text.partition(":")
         if not sep or not valid_name(name):  # no space before the colon either
             raise ProtocolError("malformed header field")
         if "\x00" in value:
             raise ProtocolError("NUL in a header value")
-        headers.add(name, value.strip(" \t"))
-    return headers
+        value = value.strip(" \t")
+        fields.append((name, value))
+        lower = name.lower()
+        if lower in _FRAMING_FIELDS:
+            framing.setdefault(lower, []).append(value)
+    return fields, framing
 
 
-def _tokens(headers: CIMultiDict[str], name: str) -> list[str]:
-    if name not in headers:
+def _tokens(framing: dict[str, list[str]], name: str) -> list[str]:
+    values = framing.get(name)
+    if not values:
         return []
-    return [
-        token.strip().lower()
-        for value in headers.getall(name, ())
-        for token in value.split(",")
-        if token.strip()
-    ]
+    tokens = (token.strip().lower() for value in values for token in value.split(","))
+    return [token for token in tokens if token]
 
 
-def _keep_alive(http11: bool, headers: CIMultiDict[str]) -> bool:
-    options = _tokens(headers, "Connection")
+def _keep_alive(http11: bool, framing: dict[str, list[str]]) -> bool:
+    options = _tokens(framing, "connection")
     if "close" in options:
         return False
     return http11 or "keep-alive" in options
 
 
-def _framing(status: int, method: str, headers: CIMultiDict[str]) -> tuple[int, int]:
+def _framing(status: int, method: str, framing: dict[str, list[str]]) -> tuple[int, int]:
     if status < 200 or status in (204, 304) or method == "HEAD":
         return NONE, 0
-    codings = _tokens(headers, "Transfer-Encoding")
+    codings = _tokens(framing, "transfer-encoding")
     if codings:
         # chunked must be the last coding; otherwise the body runs to the close
         return (CHUNKED if codings[-1] == "chunked" else UNTIL_CLOSE), 0
-    lengths = {value.strip() for value in headers.getall("Content-Length", ())}
+    lengths = {value.strip() for value in framing.get("content-length", ())}
     if not lengths:
         return UNTIL_CLOSE, 0
     # one value, or the same value repeated (also as a list: "42, 42")
@@ -150,8 +177,8 @@ def _framing(status: int, method: str, headers: CIMultiDict[str]) -> tuple[int, 
     return LENGTH, int(value)
 
 
-def _content_encoding(headers: CIMultiDict[str]) -> str:
-    codings = [coding for coding in _tokens(headers, "Content-Encoding") if coding != "identity"]
+def _content_encoding(framing: dict[str, list[str]]) -> str:
+    codings = [coding for coding in _tokens(framing, "content-encoding") if coding != "identity"]
     if not codings:
         return ""
     if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):

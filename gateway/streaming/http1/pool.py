@@ -66,18 +66,22 @@ class Target(NamedTuple):
 class Response:
     """The head of an upstream's answer and its body as it arrives."""
 
-    __slots__ = ("_connection", "_pool", "_use", "content", "content_type", "headers", "status")
+    __slots__ = ("_connection", "_head", "_pool", "_use", "content", "content_type", "status")
 
     def __init__(self, pool: Http1Pool, connection: Http1Connection, head: ResponseHead) -> None:
         self._pool = pool
         self._connection = connection
         self._use = connection.uses
+        self._head = head
         self.status = head.status
-        self.headers: CIMultiDictProxy[str] = head.headers
         self.content_type = head.content_type
         content = connection.reader
         assert content is not None  # set with the head
         self.content: StreamReader = content
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self._head.headers
 
     def release(self) -> None:
         """The body was read whole: its connection goes back to the pool (or is closed
