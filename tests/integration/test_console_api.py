@@ -88,8 +88,22 @@ async def test_live_reports_the_requests_just_made(loaded: Stack) -> None:
     assert live["wins"] == {"fast": {"wins": 3, "share": 1.0}}
     chat_route = live["routes"]["chat"]
     assert chat_route["requests"] == 3 and chat_route["ttft_samples"] == 3
-    assert 0 < chat_route["ttft_p50_ms"] <= chat_route["ttft_p95_ms"] < 400
+    # the requests' TTFTs as recorded (each its winner's, plus the gateway's own time),
+    # nearest rank of 3 samples; not a timing bound
+    chat = [
+        r
+        for r in (await admin(loaded, "/admin/recent?limit=10"))["records"]
+        if r["route"] == "chat"
+    ]
+    assert all(r["ttft_ms"] >= _winner_ttft(r) > 0 for r in chat)
+    ttfts = sorted(r["ttft_ms"] for r in chat)
+    assert (chat_route["ttft_p50_ms"], chat_route["ttft_p95_ms"]) == (ttfts[1], ttfts[2])
     assert totals["wasted_usd"] > 0  # "slow" lost three races and was cancelled
+
+
+def _winner_ttft(record: dict[str, Any]) -> float:
+    (won,) = [a for a in record["attempts"] if a["outcome"] == "won"]
+    return float(won["ttft_ms"])
 
 
 async def test_recent_lists_records_without_prompt_text(loaded: Stack) -> None:
