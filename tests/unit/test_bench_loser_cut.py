@@ -58,3 +58,15 @@ def test_the_k2_cost_per_round_pairs_each_race_round_with_its_single_round() -> 
     line = pair_line({"single": [1.5, 2.0, 1.6], "race2": [2.0, 2.3, 2.2]})
     assert line == "k=2 minus single per round: median +0.50 ms (+0.30, +0.50, +0.60)"
     assert pair_line({"single": [], "race2": []}) == "k=2 minus single per round: none"
+
+
+def test_tokens_after_the_winners_first_are_split_at_the_gateways_cut() -> None:
+    records = [
+        record("r-1", "completed", [1.000]),
+        record("r-1", "client_disconnect", [0.990, 1.004, 1.009, 1.014, 1.019]),
+    ]
+    # the gateway cut the loser at 1.010: two tokens before it, two into the reset socket
+    stats = loser_stats(records, "r", {"r-1": 1.010})
+    assert stats["after_winner_first_token_max"] == 4
+    assert stats["before_cut_max"] == 2 and stats["cut_clocked"] == 1
+    assert loser_stats(records, "r")["cut_clocked"] == 0  # no clock: nothing split
