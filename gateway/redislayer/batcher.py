@@ -8,6 +8,13 @@ up leaves its command to finish in the background (it still counts in Redis, onc
 the connection stays; a command whose caller gave up before it was sent is not sent.
 Under load this also turns N requests' calls into one round trip instead of N
 connections.
+
+A command a cluster bounced between two nodes for the whole of redis-py's redirect
+budget (`ClusterError: TTL exhausted.`) ran nowhere, so it is sent again in a later
+batch, a pause later, at most REDIRECT_RETRIES times. This happens in the middle of a
+slot migration: redis-py sends the ASKING that an ASK redirect asks for on a pooled
+connection and the command on another whenever several commands are redirected at once,
+so the target answers MOVED back to the source, and around again.
 """
 
 from __future__ import annotations
@@ -16,10 +23,19 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import ClusterError
+
 from gateway.redislayer.guard import RedisGuard
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
 
 Fill = Callable[[Any], None]  # adds one command to a pipeline
+REDIRECT_RETRIES = 3
+REDIRECT_PAUSE_S = 0.05  # a migrating slot settles in a few round trips
+
+
+def bounced(reply: object) -> bool:
+    """A command redis-py gave up on after redirects (or TRYAGAIN) alone: it did not run."""
+    return isinstance(reply, ClusterError) and "TTL exhausted" in str(reply)
 
 
 class CommandBatcher:
@@ -38,19 +54,43 @@ class CommandBatcher:
         self._queue: list[tuple[Fill, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._bounces: dict[asyncio.Future[Any], int] = {}  # sends again after a bounce
+        self._closed = False
+        self.resent = 0  # commands sent again after a bounce
         self.batches = 0  # pipelines sent
         self.commands = 0  # commands sent in them
         self.connected = False  # a batch has been answered (the connection is warm)
 
     def submit(self, fill: Fill) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply (or the error)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(fill, future)
+        return future
+
+    def _enqueue(self, fill: Fill, future: asyncio.Future[Any]) -> None:
         self._queue.append((fill, future))
         self._wake.set()
         if self._task is None or self._task.done():
+            loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), name="redis-batcher")
-        return future
+
+    def _send_again(self, fill: Fill, future: asyncio.Future[Any]) -> bool:
+        """After a bounce: queue the command again a pause later (False: no retries left)."""
+        tries = self._bounces.get(future, 0)
+        if tries >= REDIRECT_RETRIES or self._closed:
+            self._bounces.pop(future, None)
+            return False
+        self._bounces[future] = tries + 1
+        self.resent += 1
+        asyncio.get_running_loop().call_later(REDIRECT_PAUSE_S, self._requeue, fill, future)
+        return True
+
+    def _requeue(self, fill: Fill, future: asyncio.Future[Any]) -> None:
+        if self._closed:
+            self._bounces.pop(future, None)
+            future.cancel()
+        elif not future.done():
+            self._enqueue(fill, future)
 
     async def _run(self) -> None:
         while True:
@@ -90,6 +130,7 @@ class CommandBatcher:
             if not self._guard.open:
                 self._guard.failed("request path", exc)
             for _, fut in batch:
+                self._bounces.pop(fut, None)
                 if not fut.done():
                     fut.set_exception(exc)
                     fut.exception()  # a caller that gave up never reads it: no warning
@@ -98,7 +139,10 @@ class CommandBatcher:
             hung.cancel()
         self.connected = True
         self._guard.succeeded()
-        for (_, fut), reply in zip(batch, replies, strict=True):
+        for (fill, fut), reply in zip(batch, replies, strict=True):
+            if not fut.done() and bounced(reply) and self._send_again(fill, fut):
+                continue
+            self._bounces.pop(fut, None)
             if fut.done():
                 continue
             if isinstance(reply, Exception):
@@ -108,8 +152,12 @@ class CommandBatcher:
                 fut.set_result(reply)
 
     async def close(self) -> None:
+        self._closed = True
         task, self._task = self._task, None
         await cancel_and_wait(task)
         for _, fut in self._queue:
             fut.cancel()
         self._queue = []
+        for fut in self._bounces:  # waiting for their pause: never sent again
+            fut.cancel()
+        self._bounces.clear()

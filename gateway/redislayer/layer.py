@@ -123,6 +123,7 @@ class RedisLayer:
             "last_error": self.last_error,
             "request_batches": batcher.batches,
             "request_commands": batcher.commands,
+            "request_resent": batcher.resent,  # bounced mid slot migration, sent again
         }
 
     def key(self, group: str, *rest: str) -> str:

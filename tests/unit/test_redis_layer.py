@@ -4,9 +4,11 @@ is shown), the breaker (opens, remembers, probes, closes) and the key layout."""
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import ClusterError
 
 from gateway.config import parse_config
 from gateway.redislayer import RedisGuard, RedisSettings, RedisUnavailable, one_slot, tagged
+from gateway.redislayer.batcher import REDIRECT_RETRIES, CommandBatcher
 from tests.redis_support import eventually
 
 
@@ -124,3 +126,46 @@ def test_tagged_keys_share_a_slot() -> None:
     keys = [tagged("rg", "spend", "k1", "20240101"), tagged("rg", "spend", "seq", "i1")]
     assert one_slot(keys) and keys[0] == "{rg:spend}:k1:20240101"
     assert not one_slot([tagged("rg", "a", "x"), tagged("rg", "b", "x")])
+
+
+class BouncingPipeline:
+    """A cluster pipeline whose first `bounces` replies are redis-py's redirect give-up."""
+
+    def __init__(self, bounces: int, sent: list[str]) -> None:
+        self.bounces, self.sent, self.commands = bounces, sent, []
+
+    def eval(self, name: str) -> None:
+        self.commands.append(name)
+
+    async def execute(self, raise_on_error: bool) -> list[object]:
+        self.sent.extend(self.commands)
+        replies: list[object] = []
+        for name in self.commands:
+            if self.sent.count(name) <= self.bounces:
+                replies.append(ClusterError("TTL exhausted."))
+            else:
+                replies.append(f"ran {name}")
+        return replies
+
+
+@pytest.mark.parametrize("bounces", [0, 2, REDIRECT_RETRIES])
+async def test_a_bounced_command_is_sent_again_until_it_runs(bounces: int) -> None:
+    sent: list[str] = []
+    guard = RedisGuard(FakeRedis().ping, probe_interval_s=10)
+    batcher = CommandBatcher(lambda: BouncingPipeline(bounces, sent), guard)
+    reply = await batcher.submit(lambda pipe: pipe.eval("take"))
+    assert reply == "ran take" and sent == ["take"] * (bounces + 1)
+    assert batcher.resent == bounces
+    await batcher.close()
+    await guard.close()
+
+
+async def test_a_command_that_keeps_bouncing_fails_with_the_bounce() -> None:
+    sent: list[str] = []
+    guard = RedisGuard(FakeRedis().ping, probe_interval_s=10)
+    batcher = CommandBatcher(lambda: BouncingPipeline(REDIRECT_RETRIES + 1, sent), guard)
+    with pytest.raises(ClusterError, match="TTL exhausted"):
+        await batcher.submit(lambda pipe: pipe.eval("take"))
+    assert sent == ["take"] * (REDIRECT_RETRIES + 1)  # the first send and the retries
+    await batcher.close()
+    await guard.close()
