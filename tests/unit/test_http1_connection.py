@@ -249,3 +249,16 @@ async def test_data_nobody_asked_for_drops_an_idle_connection() -> None:
     connection, transport, _ = connect(loop)
     connection.data_received(b"HTTP/1.1 200 OK\r\n\r\n")
     assert transport.closing and not connection.reusable
+
+
+async def test_a_close_after_the_last_chunk_ends_the_body_cleanly() -> None:
+    loop = asyncio.get_running_loop()
+    connection, _, _ = connect(loop)
+    head = connection.send(b"request", "POST")
+    connection.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    connection.data_received(b"2\r\nhi\r\n0\r\n")  # no empty line: the server closed
+    await head
+    reader = connection.reader
+    connection.connection_lost(None)
+    assert reader is not None and await reader.read() == b"hi"
+    assert not connection.reusable

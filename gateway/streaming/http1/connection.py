@@ -155,7 +155,12 @@ class Http1Connection(asyncio.Protocol):
         if head is not None and not head.done():
             head.set_exception(ServerDisconnected("server closed the connection"))
         elif self.reader is not None and not self.complete:
-            if self._framing == UNTIL_CLOSE and exc is None:
+            if exc is None and (
+                self._framing == UNTIL_CLOSE
+                # the last chunk came, and the server closed before the empty line after
+                # it (or its trailers): nothing of the body is missing
+                or (self._framing == CHUNKED and self._state == _TRAILER)
+            ):
                 self._finish()
             else:
                 self._fail_body(ServerDisconnected("response body ended early"))
