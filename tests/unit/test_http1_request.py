@@ -73,3 +73,13 @@ def test_the_message_the_client_writes() -> None:
 def test_what_would_break_the_message_is_refused(method: str, headers: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         encode_request(method, parse_target("http://h/"), headers, b"")
+
+
+def test_user_info_in_the_url_is_basic_auth_unless_the_caller_authorizes() -> None:
+    target = parse_target("http://us%40er:p%3Ass@h:8/x")
+    assert target.host_header == "h:8" and "p:ss" not in repr(target)
+    message = encode_request("GET", target, {}, b"").decode()
+    assert "Authorization: Basic dXNAZXI6cDpzcw==" in message  # base64 of "us@er:p:ss"
+    own = encode_request("GET", target, {"authorization": "Bearer k"}, b"").decode()
+    assert "Basic" not in own and "authorization: Bearer k" in own
+    assert parse_target("http://h/x").basic_auth is None

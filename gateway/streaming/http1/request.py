@@ -3,16 +3,26 @@ the pool) and the message itself (`encode_request`). Pure: no sockets."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Mapping
 from typing import NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from gateway.streaming.http1.head import valid_name
 
 # the client's own: a caller's value would contradict the message it sends
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Credential(str):
+    """An Authorization value from a URL's user info: never shown in a repr or a log."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<credential>"
 
 
 class Target(NamedTuple):
@@ -25,6 +35,7 @@ class Target(NamedTuple):
     numeric: bool  # an IP address: nothing to resolve
     host_header: str
     path: str  # the request target: path and query
+    basic_auth: Credential | None = None  # from `user:password@` in the URL, as aiohttp did
 
 
 def parse_target(url: str) -> Target:
@@ -47,7 +58,13 @@ def parse_target(url: str) -> Target:
         path = f"{path}?{parts.query}"
     # as a browser would: non-ASCII and spaces percent-encoded, what is encoded stays
     path = quote(path, safe="/:?&=%;@+,!$'()*~[]#-._")
-    return Target((scheme, host, port), host, port, scheme == "https", numeric, host_header, path)
+    auth = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        auth = Credential(f"Basic {base64.b64encode(pair).decode('ascii')}")
+    scheme_key = (scheme, host, port)
+    tls = scheme == "https"
+    return Target(scheme_key, host, port, tls, numeric, host_header, path, auth)
 
 
 def encode_request(method: str, target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
@@ -56,7 +73,7 @@ def encode_request(method: str, target: Target, headers: Mapping[str, str], body
     if not valid_name(method):
         raise ValueError("invalid HTTP method")
     lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
-    accept = encoding = False
+    accept = encoding = authorization = False
     for name, value in headers.items():
         lowered = name.lower()
         if lowered in _OWN_HEADERS:
@@ -65,7 +82,10 @@ def encode_request(method: str, target: Target, headers: Mapping[str, str], body
             raise ValueError("invalid upstream request header")
         accept = accept or lowered == "accept"
         encoding = encoding or lowered == "accept-encoding"
+        authorization = authorization or lowered == "authorization"
         lines.append(f"{name}: {value}\r\n")
+    if target.basic_auth is not None and not authorization:  # the caller's wins
+        lines.append(f"Authorization: {target.basic_auth}\r\n")
     if not accept:
         lines.append("Accept: */*\r\n")  # what aiohttp sent; some servers want one
     if not encoding:
