@@ -6,6 +6,7 @@ object). The same chunk logic decodes a non-streaming generateContent body.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -274,6 +275,11 @@ class GeminiStreamDecoder:
         except ValueError as exc:  # LineTooLong / EventTooLarge
             self._chunks.failed = True
             return [protocol_error(str(exc))]
+
+    def shadow(self) -> GeminiStreamDecoder:
+        """A copy in this decoder's state, for the race's token watch (`relay.ShadowWatch`):
+        fed the same bytes from here, it produces the same events."""
+        return copy.deepcopy(self)
 
     def close(self) -> list[Event]:
         if self._closed:

@@ -6,6 +6,7 @@ A mid-stream failure is a `{"error": "..."}` line (the HTTP status stays 200).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from typing import Any
 
@@ -168,6 +169,11 @@ class OllamaStreamDecoder:
         except ValueError as exc:  # LineTooLong
             self._lines.failed = True
             return [protocol_error(str(exc))]
+
+    def shadow(self) -> OllamaStreamDecoder:
+        """A copy in this decoder's state, for the race's token watch (`relay.ShadowWatch`):
+        fed the same bytes from here, it produces the same events."""
+        return copy.deepcopy(self)
 
     def close(self) -> list[Event]:
         if self._closed:

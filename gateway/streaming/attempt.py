@@ -41,6 +41,8 @@ MAX_PENDING_EVENTS = 64  # non-token events kept per attempt before its first to
 _CUTS: ContextVar[list[Callable[[], None]] | None] = ContextVar("attempt_cuts", default=None)
 # Where the attempt's transport offers its stream to the fast relay (streaming/relay.py).
 _SOURCES: ContextVar[list[RelaySource] | None] = ContextVar("attempt_sources", default=None)
+# Told when the attempt's stream opens (the race may watch it from its first byte).
+_OPENED: ContextVar[Callable[[], None] | None] = ContextVar("attempt_opened", default=None)
 
 
 class TokenWatcher(Protocol):
@@ -70,6 +72,9 @@ def offer_source(reader: StreamReader, decoder: StreamDecoder) -> None:
     sources = _SOURCES.get()
     if sources is not None:
         sources.append(RelaySource(reader, decoder))
+        opened = _OPENED.get()
+        if opened is not None:
+            opened()
 
 
 class Collecting:
@@ -77,11 +82,17 @@ class Collecting:
     Undone on exit, so nothing opened later in the same task (another attempt, a
     resume) appends here."""
 
-    __slots__ = ("_cuts", "_sources")
+    __slots__ = ("_cuts", "_opened", "_sources")
 
-    def __init__(self, cuts: list[Callable[[], None]], sources: list[RelaySource]) -> None:
+    def __init__(
+        self,
+        cuts: list[Callable[[], None]],
+        sources: list[RelaySource],
+        opened: Callable[[], None] | None = None,
+    ) -> None:
         self._cuts = _CUTS.set(cuts)
         self._sources = _SOURCES.set(sources)
+        self._opened = _OPENED.set(opened)
 
     def __enter__(self) -> None:
         return None
@@ -89,6 +100,7 @@ class Collecting:
     def __exit__(self, *_: object) -> None:
         _CUTS.reset(self._cuts)
         _SOURCES.reset(self._sources)
+        _OPENED.reset(self._opened)
 
 
 def cut_now(cuts: list[Callable[[], None]]) -> None:
@@ -137,15 +149,16 @@ async def run_here(
     attempt: AttemptState,
     opener: Callable[[Candidate], AsyncGenerator[list[Event], None]],
     watch: Callable[[], None] | None = None,
+    opened: Callable[[], None] | None = None,
 ) -> list[Event] | UpstreamError | None:
     """Open `attempt` in the calling task and read it to its first token (`first_token`),
-    its cuts and sources collected meanwhile: the batch with that token (the stream, as
-    `attempt.stream`, is then the caller's to close), or the error or clean end that came
-    first (the stream is closed)."""
+    its cuts and sources collected meanwhile (`opened` is called when its stream opens):
+    the batch with that token (the stream, as `attempt.stream`, is then the caller's to
+    close), or the error or clean end that came first (the stream is closed)."""
     stream = attempt.stream = opener(attempt.candidate)
     kept = False
     try:
-        with Collecting(attempt.cuts, attempt.sources):
+        with Collecting(attempt.cuts, attempt.sources, opened):
             batch = await first_token(attempt, stream, watch)
         kept = isinstance(batch, list)
     except Exception as exc:

@@ -156,10 +156,13 @@ class Race:
         queue = self._queue
         assert queue is not None  # attempt tasks run only when not all run here
         verdict = attempt.verdict = self._loop.create_future()
-        watch = (lambda: self._watch(attempt)) if self._speculative_ok else None
+        watch = opened = None
+        if self._speculative_ok:
+            watch = lambda: self._watch(attempt)  # noqa: E731
+            opened = lambda: self._watch(attempt, at_open=True)  # noqa: E731
         item: list[Event] | UpstreamError | None = None
         try:
-            item = await run_here(attempt, self._opener, watch)
+            item = await run_here(attempt, self._opener, watch, opened)
             if isinstance(item, list):
                 self._first_token_seen(attempt)  # in this task step: cut the others now
                 await queue.put((attempt, item))
@@ -193,12 +196,13 @@ class Race:
             if other is not attempt and not other.done:
                 self._cancel(other, now)
 
-    def _watch(self, attempt: AttemptState) -> None:
-        """Watch an attempt's body for its first token (`relay.TokenWatch`) while others
-        run beside it; once, when its decoder can tell what a token looks like."""
+    def _watch(self, attempt: AttemptState, at_open: bool = False) -> None:
+        """Watch an attempt's body for its first token (`relay.watch_for_token`) while
+        others run beside it; once, when its decoder can tell what a token looks like
+        (from the stream's opening for a decoder the watch can shadow)."""
         if attempt.watch is None and attempt.sources and not self._claimed:
             first_token = lambda: self._first_token_seen(attempt)  # noqa: E731
-            attempt.watch = watch_for_token(attempt.sources[-1], first_token)
+            attempt.watch = watch_for_token(attempt.sources[-1], first_token, at_open)
 
     # -- before the winner -------------------------------------------------
 

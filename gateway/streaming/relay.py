@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import StreamReader
@@ -43,6 +43,7 @@ from gateway.compat_aiohttp import divert_reader, undivert_reader, unwatch_reade
 from gateway.streaming.accounting import AttemptRecord
 from gateway.streaming.adapter import RelaySpec
 from gateway.streaming.attempt import RelaySource
+from gateway.streaming.events import UpstreamError, is_token
 
 
 class Writer(Protocol):
@@ -330,12 +331,60 @@ class TokenWatch:
         unwatch_reader(self._reader)
 
 
-def watch_for_token(source: RelaySource, on_token: Callable[[], None]) -> TokenWatch | None:
-    """A TokenWatch on `source`, if its decoder can say what a token looks like now (its
-    `token_spec()`: OpenAI's is what the relay takes, Anthropic's a text delta)."""
-    token_spec = getattr(source.decoder, "token_spec", None)
-    spec = None if token_spec is None else token_spec()
-    if spec is None:
-        return None
-    watch = TokenWatch(source.reader, spec, on_token)
+class ShadowWatch:
+    """The token watch for a decoder without a token spec (Gemini's SSE, Ollama's NDJSON):
+    a copy of the decoder, made in its current state when the reader is idle (so it has
+    seen every byte the decoder has), reads the same bytes as the parser feeds them; its
+    first token event is one the decoder will produce from them, thought and reasoning
+    parts included. It stops at an error, or at anything the copy raises."""
+
+    __slots__ = ("_on_token", "_reader", "_shadow")
+
+    def __init__(self, reader: StreamReader, shadow: Any, on_token: Callable[[], None]) -> None:
+        self._reader = reader
+        self._shadow = shadow
+        self._on_token = on_token
+
+    def on_data(self, data: bytes) -> None:
+        try:
+            events = self._shadow.feed(data)
+        except Exception:  # the decoder's own task will meet it (or not): stop watching
+            self.stop()
+            return
+        for event in events:
+            if is_token(event):
+                self.stop()
+                self._on_token()
+                return
+            if type(event) is UpstreamError:
+                self.stop()
+                return
+
+    def on_end(self) -> bytes:
+        return b""
+
+    def stop(self) -> None:
+        unwatch_reader(self._reader)
+
+
+def watch_for_token(
+    source: RelaySource, on_token: Callable[[], None], at_open: bool = False
+) -> TokenWatch | ShadowWatch | None:
+    """A watch on `source` for its first token: a TokenWatch if its decoder can say what a
+    token looks like now (its `token_spec()`: OpenAI's is what the relay takes,
+    Anthropic's a text delta; never `at_open`, where neither can yet), else a ShadowWatch
+    if it can copy itself (`shadow()`), from the stream's opening on."""
+    decoder = source.decoder
+    token_spec = getattr(decoder, "token_spec", None)
+    watch: TokenWatch | ShadowWatch
+    if token_spec is not None:
+        spec = None if at_open else token_spec()
+        if spec is None:
+            return None
+        watch = TokenWatch(source.reader, spec, on_token)
+    else:
+        shadow = getattr(decoder, "shadow", None)
+        if shadow is None:
+            return None
+        watch = ShadowWatch(source.reader, shadow(), on_token)
     return watch if watch_reader(source.reader, watch) else None

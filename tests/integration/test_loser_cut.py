@@ -113,3 +113,33 @@ async def test_an_anthropic_winners_token_cuts_the_loser_in_the_data_callback(
             assert cuts and cuts[0] is None  # from the data callback, not a task step
         finally:
             await answer.aclose()
+
+
+@pytest.mark.parametrize("kind", ["gemini", "ollama"])
+async def test_a_shadowed_winners_token_cuts_the_loser_in_the_data_callback(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gemini's and Ollama's streams have nothing before their first token: the race
+    watches them from their opening, through a copy of their decoder (`ShadowWatch`), and
+    the loser is cut in the data callback of the winner's token, before any task runs."""
+    cuts: list[asyncio.Task[Any] | None] = []
+
+    def cut_now(callbacks: list[Any]) -> None:
+        if callbacks:
+            cuts.append(asyncio.current_task())
+        attempt_cut_now(callbacks)
+
+    monkeypatch.setattr(race_module, "cut_now", cut_now)
+    servers = {
+        "a": {"kind": "openai", "models": {"late": TRICKLE}},
+        "b": {"kind": kind, "models": {"early": {"ttft_ms": 300, "itl_ms": 1, "tokens": 5}}},
+    }
+    async with stack(servers, ROUTES) as s:
+        answer = await open_race(s, f"req_cut_{kind}")
+        try:
+            outcome = await answer.first()
+            assert isinstance(outcome, Winner) and outcome.deployment == "early"
+            assert s.gateway.upstreams.pools["a"].open_connections() == 0
+            assert cuts and cuts[0] is None  # from the data callback, not a task step
+        finally:
+            await answer.aclose()
