@@ -289,7 +289,24 @@ def open_relay(
     return None if frame is None else Relay(source.reader, spec, frame, record, idle_timeout_s)
 
 
-class TokenWatch:
+class _BodyWatch:
+    """A watch hooked on an attempt's reader (`compat_aiohttp.watch_reader`): it keeps
+    nothing back, and stops by unhooking."""
+
+    __slots__ = ("_on_token", "_reader")
+
+    def __init__(self, reader: StreamReader, on_token: Callable[[], None]) -> None:
+        self._reader = reader
+        self._on_token = on_token
+
+    def on_end(self) -> bytes:
+        return b""
+
+    def stop(self) -> None:
+        unwatch_reader(self._reader)
+
+
+class TokenWatch(_BodyWatch):
     """Watches an attempt's body before its first token, as the parser feeds it (the data
     still reaches the reader as usual): the first plain text event with text calls
     `on_token` there and then, so a race cuts its other attempts in the loop iteration the
@@ -303,12 +320,11 @@ class TokenWatch:
     produce. At anything else it stops watching (the decoder's state may then differ), and
     the attempt's own task reports its token as before."""
 
-    __slots__ = ("_carry", "_on_token", "_reader", "_spec")
+    __slots__ = ("_carry", "_spec")
 
     def __init__(self, reader: StreamReader, spec: RelaySpec, on_token: Callable[[], None]) -> None:
-        self._reader = reader
+        super().__init__(reader, on_token)
         self._spec = spec
-        self._on_token = on_token
         self._carry = b""
 
     def on_data(self, data: bytes) -> None:
@@ -324,26 +340,19 @@ class TokenWatch:
         else:
             self._carry = b""
 
-    def on_end(self) -> bytes:
-        return b""
 
-    def stop(self) -> None:
-        unwatch_reader(self._reader)
-
-
-class ShadowWatch:
+class ShadowWatch(_BodyWatch):
     """The token watch for a decoder without a token spec (Gemini's SSE, Ollama's NDJSON):
     a copy of the decoder, made in its current state when the reader is idle (so it has
     seen every byte the decoder has), reads the same bytes as the parser feeds them; its
     first token event is one the decoder will produce from them, thought and reasoning
     parts included. It stops at an error, or at anything the copy raises."""
 
-    __slots__ = ("_on_token", "_reader", "_shadow")
+    __slots__ = ("_shadow",)
 
     def __init__(self, reader: StreamReader, shadow: Any, on_token: Callable[[], None]) -> None:
-        self._reader = reader
+        super().__init__(reader, on_token)
         self._shadow = shadow
-        self._on_token = on_token
 
     def on_data(self, data: bytes) -> None:
         try:
@@ -359,12 +368,6 @@ class ShadowWatch:
             if type(event) is UpstreamError:
                 self.stop()
                 return
-
-    def on_end(self) -> bytes:
-        return b""
-
-    def stop(self) -> None:
-        unwatch_reader(self._reader)
 
 
 def watch_for_token(

@@ -87,11 +87,8 @@ async def test_a_loser_whose_server_holds_its_headers_is_cut_with_the_others(
             await answer.aclose()
 
 
-async def test_an_anthropic_winners_token_cuts_the_loser_in_the_data_callback(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The token watch reads an Anthropic stream too (`token_spec`): the loser is cut in
-    aiohttp's data callback of the winner's token, before any task runs."""
+def cuts_seen(monkeypatch: pytest.MonkeyPatch) -> list[asyncio.Task[Any] | None]:
+    """The task each cut of a connection ran in (None: a data callback, no task)."""
     cuts: list[asyncio.Task[Any] | None] = []
 
     def cut_now(callbacks: list[Any]) -> None:
@@ -100,6 +97,15 @@ async def test_an_anthropic_winners_token_cuts_the_loser_in_the_data_callback(
         attempt_cut_now(callbacks)
 
     monkeypatch.setattr(race_module, "cut_now", cut_now)
+    return cuts
+
+
+async def test_an_anthropic_winners_token_cuts_the_loser_in_the_data_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The token watch reads an Anthropic stream too (`token_spec`): the loser is cut in
+    aiohttp's data callback of the winner's token, before any task runs."""
+    cuts = cuts_seen(monkeypatch)
     servers = {
         "a": {"kind": "openai", "models": {"late": TRICKLE}},
         "b": {"kind": "anthropic", "models": {"early": ANTHROPIC_EARLY}},
@@ -122,14 +128,7 @@ async def test_a_shadowed_winners_token_cuts_the_loser_in_the_data_callback(
     """Gemini's and Ollama's streams have nothing before their first token: the race
     watches them from their opening, through a copy of their decoder (`ShadowWatch`), and
     the loser is cut in the data callback of the winner's token, before any task runs."""
-    cuts: list[asyncio.Task[Any] | None] = []
-
-    def cut_now(callbacks: list[Any]) -> None:
-        if callbacks:
-            cuts.append(asyncio.current_task())
-        attempt_cut_now(callbacks)
-
-    monkeypatch.setattr(race_module, "cut_now", cut_now)
+    cuts = cuts_seen(monkeypatch)
     servers = {
         "a": {"kind": "openai", "models": {"late": TRICKLE}},
         "b": {"kind": kind, "models": {"early": {"ttft_ms": 300, "itl_ms": 1, "tokens": 5}}},

@@ -69,10 +69,16 @@ async def read_all(connection: Http1Connection) -> bytes:
     return body
 
 
+def sent(
+    method: str = "POST",
+) -> tuple[Http1Connection, FakeTransport, asyncio.Future[ResponseHead]]:
+    """A connection that has sent a request: its transport and the future of its head."""
+    connection, transport, _ = connect(asyncio.get_running_loop())
+    return connection, transport, connection.send(b"request", method)
+
+
 async def answer(data: list[bytes], method: str = "POST") -> tuple[Http1Connection, ResponseHead]:
-    loop = asyncio.get_running_loop()
-    connection, _, _ = connect(loop)
-    head = connection.send(b"request", method)
+    connection, _, head = sent(method)
     for piece in data:
         connection.data_received(piece)
     return connection, await head
@@ -152,9 +158,7 @@ async def test_an_answer_until_close_ends_with_the_connection() -> None:
 
 
 async def test_a_body_cut_short_fails_the_reader() -> None:
-    loop = asyncio.get_running_loop()
-    connection, _, _ = connect(loop)
-    head = connection.send(b"request", "POST")
+    connection, _, head = sent()
     connection.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
     await head
     reader = connection.reader
@@ -165,9 +169,7 @@ async def test_a_body_cut_short_fails_the_reader() -> None:
 
 
 async def test_a_connection_lost_before_the_head_fails_the_request() -> None:
-    loop = asyncio.get_running_loop()
-    connection, _, _ = connect(loop)
-    head = connection.send(b"request", "POST")
+    connection, _, head = sent()
     connection.data_received(b"HTTP/1.1 200 O")
     connection.connection_lost(ConnectionResetError())
     with pytest.raises(ServerDisconnected):
@@ -186,9 +188,7 @@ async def test_a_connection_lost_before_the_head_fails_the_request() -> None:
     ],
 )
 async def test_broken_chunk_framing_fails_the_body_and_the_connection(body: bytes) -> None:
-    loop = asyncio.get_running_loop()
-    connection, transport, _ = connect(loop)
-    head = connection.send(b"request", "POST")
+    connection, transport, head = sent()
     connection.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
     await head
     with pytest.raises(PayloadError):
@@ -197,9 +197,7 @@ async def test_broken_chunk_framing_fails_the_body_and_the_connection(body: byte
 
 
 async def test_a_malformed_head_fails_the_request_and_drops_the_connection() -> None:
-    loop = asyncio.get_running_loop()
-    connection, transport, _ = connect(loop)
-    head = connection.send(b"request", "POST")
+    connection, transport, head = sent()
     connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
     with pytest.raises(ProtocolError):
         await head
@@ -226,10 +224,8 @@ async def test_connection_close_and_head_answers() -> None:
 
 
 async def test_a_full_reader_pauses_the_transport_and_resumes_it() -> None:
-    loop = asyncio.get_running_loop()
-    connection, transport, _ = connect(loop)
+    connection, transport, head = sent()
     size = 1 << 20
-    head = connection.send(b"request", "POST")
     connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
     await head
     connection.data_received(b"x" * (size // 2))
@@ -252,9 +248,7 @@ async def test_data_nobody_asked_for_drops_an_idle_connection() -> None:
 
 
 async def test_a_close_after_the_last_chunk_ends_the_body_cleanly() -> None:
-    loop = asyncio.get_running_loop()
-    connection, _, _ = connect(loop)
-    head = connection.send(b"request", "POST")
+    connection, _, head = sent()
     connection.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
     connection.data_received(b"2\r\nhi\r\n0\r\n")  # no empty line: the server closed
     await head

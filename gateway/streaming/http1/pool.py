@@ -122,8 +122,6 @@ class Http1Pool:
         if connection is None:
             async with asyncio.timeout(self._connect_timeout_s):
                 connection = await self._acquire(target)
-        else:
-            self._counts.reused += 1
         connection.uses += 1
         self._busy.add(connection)
         if self._on_connection is not None:
@@ -162,6 +160,7 @@ class Http1Pool:
         return len(self._busy) + self._idle_count
 
     def _take_idle(self, key: tuple[str, str, int]) -> Http1Connection | None:
+        """An idle connection to `key` that is still open and fresh (counted as reused)."""
         idle = self._idle.get(key)
         if not idle:
             return None
@@ -175,16 +174,15 @@ class Http1Pool:
                 and not transport.is_closing()
                 and now - connection.idle_since < self._keepalive_s
             ):
+                self._counts.reused += 1
                 return connection
             connection.abort()
         return None
 
     async def _acquire(self, target: Target) -> Http1Connection:
+        """No idle connection to the target: a new one, or, at the limit, the first one
+        released or closed (an idle one to the target, or room for a new one)."""
         while True:
-            connection = self._take_idle(target.key)
-            if connection is not None:
-                self._counts.reused += 1
-                return connection
             if self._connecting + len(self._busy) + self._idle_count < self._limit or (
                 self._evict_idle()
             ):
@@ -199,6 +197,9 @@ class Http1Pool:
                 else:
                     self._waiters.remove(waiter)
                 raise
+            connection = self._take_idle(target.key)
+            if connection is not None:
+                return connection
 
     def _evict_idle(self) -> bool:
         """At the limit: close the longest-idle connection to another host, if any."""
