@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from aiohttp import web
-from aiohttp.helpers import _EXC_SENTINEL
+from aiohttp.helpers import _EXC_SENTINEL, rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
@@ -297,3 +298,80 @@ def body_reader(
     `BaseProtocol`, which would bring a parser this client does not have.
     """
     return StreamReader(protocol, limit, loop=loop)  # type: ignore[arg-type]
+
+
+# -- a streamed answer's head, cheaply (server/answering.py) --------------------------
+
+_STATUS_200 = b"HTTP/1.1 200 OK\r\n"
+_CHUNKED_TAIL = b"Transfer-Encoding: chunked\r\n"
+
+
+def _head_is_ours(request: web.Request, response: web.StreamResponse) -> bool:
+    """May `prepare_stream` write this response's head itself? Only a fresh 200 (no
+    cookies, compression or chunking asked for, headers held for the first write) on an
+    HTTP/1.1 request whose app has no `on_response_prepare` hook (CORS, the workers'
+    tag) and whose writer has no headers yet and no `on_headers_sent` hook."""
+    writer = request._payload_writer
+    if (
+        response._payload_writer is not None
+        or response.status != 200
+        or response._cookies
+        or response._compression
+        or response._chunked
+        or response._send_headers_immediately
+        or response._headers
+        or request.version != HttpVersion11
+        or not isinstance(writer, StreamWriter)
+        or writer._headers_buf is not None
+        or writer._on_headers_sent is not None
+    ):
+        return False
+    match_info = request._match_info
+    return match_info is not None and not any(app.on_response_prepare for app in match_info._apps)
+
+
+def prepare_stream(
+    request: web.Request, response: web.StreamResponse, head: dict[str, str]
+) -> bool:
+    """Do for `response` (a fresh 200 without headers, whose headers leave with its first
+    body write) what `response.headers.update(head)` and `await response.prepare(request)`
+    do, in a few steps on the way to the first token: the head is written from `head`,
+    with aiohttp's own Date and Server, chunked, and the response and its writer are left
+    as aiohttp's `prepare` leaves them. Returns False, having changed nothing, where
+    aiohttp's own `prepare` must run (`_head_is_ours`, or a CR or LF in `head`, which
+    aiohttp refuses): the caller then does that.
+
+    Relies on: `StreamResponse._req`, `_payload_writer`, `_keep_alive`,
+    `_must_be_empty_body`, `_headers`; `StreamWriter.enable_chunking()`, `_headers_buf`,
+    `_headers_written`; `helpers.rfc822_formatted_time` and `SERVER_SOFTWARE`.
+    """
+    if not _head_is_ours(request, response):
+        return False
+    fields = "".join(head) + "".join(head.values())
+    if "\r" in fields or "\n" in fields:
+        return False
+    text = "".join([f"{name}: {value}\r\n" for name, value in head.items()])
+    writer = request._payload_writer
+    assert isinstance(writer, StreamWriter)  # _head_is_ours checked
+    keep_alive = response._keep_alive
+    if keep_alive is None:
+        keep_alive = request.keep_alive
+    response._keep_alive = keep_alive
+    response._must_be_empty_body = False
+    response._req = request
+    response._payload_writer = writer
+    writer.enable_chunking()
+    date = rfc822_formatted_time()
+    text += f"Date: {date}\r\nServer: {SERVER_SOFTWARE}\r\n"
+    if not keep_alive:
+        text += "Connection: close\r\n"
+    headers = response._headers
+    headers.extend(head)
+    headers["Transfer-Encoding"] = "chunked"
+    headers["Date"] = date
+    headers["Server"] = SERVER_SOFTWARE
+    if not keep_alive:
+        headers["Connection"] = "close"
+    writer._headers_buf = _STATUS_200 + text.encode() + _CHUNKED_TAIL + b"\r\n"
+    writer._headers_written = False
+    return True

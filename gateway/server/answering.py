@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from aiohttp import web
 
-from gateway.compat_aiohttp import sync_writer
+from gateway.compat_aiohttp import prepare_stream, sync_writer
 from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
@@ -143,8 +143,10 @@ async def stream_answer(
     assert isinstance(outcome, Winner)
     if response is None:
         headers = {**SSE_HEADERS, **answer_headers(request_id, outcome.deployment)}
-        response = SSEResponse(headers=headers)
-        await response.prepare(request)
+        response = SSEResponse()
+        if not prepare_stream(request, response, headers):  # aiohttp's own, then
+            response.headers.update(headers)
+            await response.prepare(request)
     else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = outcome.events

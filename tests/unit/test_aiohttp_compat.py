@@ -29,6 +29,7 @@ from gateway.compat_aiohttp import (
     body_reader,
     divert_reader,
     open_connection_count,
+    prepare_stream,
     render_protocol_errors,
     sync_writer,
     undivert_reader,
@@ -384,3 +385,125 @@ async def test_a_body_reader_asks_its_protocol_only_what_is_documented() -> None
     assert list(init)[:3] == ["self", "protocol", "limit"], _internal(
         "StreamReader(protocol, limit)"
     )
+
+
+# --- a streamed answer's head written by prepare_stream -------------------------------------
+
+_HEAD = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "x-request-id": "req_1",
+    "x-gateway-deployment": "dep-a",
+}
+
+
+class _Held(web.StreamResponse):
+    _send_headers_immediately = False  # as server/answering.SSEResponse
+
+
+async def _streamed(request: web.Request) -> web.StreamResponse:
+    """The same answer, its head from aiohttp's `prepare` or from `prepare_stream`."""
+    head = dict(_HEAD)
+    if "inject" in request.query:
+        head["x-a"] = "b\rc"  # a header injection: aiohttp refuses it
+    response = _Held()
+    ours = request.path.endswith("/ours") and prepare_stream(request, response, head)
+    request.config_dict[_USED].append(ours)
+    if not ours:
+        response.headers.update(head)
+        await response.prepare(request)
+    request.config_dict[_SEEN].append(sorted(response.headers.items()))
+    await response.write(b"data: one\n\n")
+    await response.write(b"data: two\n\n")
+    await response.write_eof()
+    return response
+
+
+_USED = web.AppKey("used", list[bool])
+_SEEN = web.AppKey("seen", list[list[tuple[str, str]]])
+
+
+@pytest.fixture
+async def streaming() -> AsyncIterator[tuple[web.Application, str]]:
+    app = web.Application()
+    app[_USED] = []
+    app[_SEEN] = []
+    app.router.add_get("/ours", _streamed)
+    app.router.add_get("/aiohttp", _streamed)
+    hooked = web.Application()  # a sub-app with a hook (as CORS adds): it must run
+    hooked.on_response_prepare.append(_no_hook)
+    hooked.router.add_get("/ours", _streamed)
+    app.add_subapp("/hooked", hooked)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield app, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def _split(raw: bytes) -> tuple[list[bytes], set[bytes], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, *fields = head.split(b"\r\n")
+    dated = [f for f in fields if f.lower().startswith(b"date: ")]
+    assert len(dated) == 1 and re.fullmatch(
+        rb"Date: \w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT", dated[0]
+    )
+    return [status], {f for f in fields if f not in dated}, body
+
+
+@pytest.mark.parametrize(
+    "request_line,extra",
+    [
+        (b"GET {path} HTTP/1.1", b"Connection: close\r\n"),  # the head says so too
+        (b"GET {path} HTTP/1.1", b""),  # keep-alive: read to the last chunk, then close
+    ],
+)
+async def test_prepare_stream_writes_the_head_aiohttp_would(
+    streaming: tuple[web.Application, str], request_line: bytes, extra: bytes
+) -> None:
+    app, url = streaming
+    seen = {}
+    for path in (b"/ours", b"/aiohttp"):
+        message = request_line.replace(b"{path}", path) + b"\r\nHost: x\r\n" + extra + b"\r\n"
+        seen[path] = _split(await _exchange_to_end(url, message))
+    assert app[_USED] == [True, False]
+    assert seen[b"/ours"] == seen[b"/aiohttp"]
+    assert seen[b"/ours"][2] == b"b\r\ndata: one\n\n\r\nb\r\ndata: two\n\n\r\n0\r\n\r\n"
+    ours, theirs = app[_SEEN]
+    assert [f for f in ours if f[0] != "Date"] == [f for f in theirs if f[0] != "Date"]
+
+
+async def test_prepare_stream_leaves_to_aiohttp_what_it_does_not_write(
+    streaming: tuple[web.Application, str],
+) -> None:
+    app, url = streaming
+    # HTTP/1.0 (no chunking), and a value aiohttp would refuse (a header injection)
+    await _exchange_to_end(url, b"GET /ours HTTP/1.0\r\nHost: x\r\n\r\n")
+    raw = await _exchange_to_end(url, b"GET /ours?inject=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 500")  # aiohttp's own refusal
+    await _exchange_to_end(url, b"GET /hooked/ours HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert app[_USED] == [False, False, False]
+
+
+async def _no_hook(request: web.Request, response: web.StreamResponse) -> None:
+    return None
+
+
+async def _exchange_to_end(url: str, data: bytes) -> bytes:
+    """Send `data`, read until the server closes or the last chunk of a chunked body."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    received = b""
+    try:
+        writer.write(data)
+        async with asyncio.timeout(5):
+            while piece := await reader.read(65536):
+                received += piece
+                if received.endswith(b"0\r\n\r\n"):
+                    break
+        return received
+    finally:
+        writer.close()
