@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
+from aiohttp import StreamReader
+
 from gateway.streaming.adapter import OneShotCall, UpstreamRequest, WireAdapter
 from gateway.streaming.attempt import offer_source, on_cut
 from gateway.streaming.events import Event, UpstreamError
@@ -23,6 +25,8 @@ MAX_JSON_BODY = 16 * 1024 * 1024  # a non-streamed answer from a server that ign
 # One embeddings answer: 2048 vectors of 1536 floats as JSON text is about 40 MB.
 MAX_ONE_SHOT_BODY = 96 * 1024 * 1024
 ONE_SHOT_PARALLEL = 4  # calls of one split request in flight at once
+# A warm-up answer (a provider's model list) read past this is not worth its connection.
+MAX_WARM_BODY = 4 * 1024 * 1024
 
 
 class PoolStats:
@@ -78,14 +82,16 @@ class UpstreamPool:
         return 0 if self._client is None else self._client.open_connections()
 
     async def warm(self, request: UpstreamRequest, timeout_s: float = 5.0) -> bool:
-        """Send a cheap GET and read it whole, leaving its connection idle in the pool."""
+        """Send a cheap GET and read it whole, leaving its connection idle in the pool; an
+        answer longer than MAX_WARM_BODY is not read on: its connection is dropped."""
         response = None
         try:
             async with asyncio.timeout(timeout_s):
                 response = await self.client.request(request.method, request.url, request.headers)
-                await response.content.read()
-                response.release()
-                ok = response.status < 400
+                ok = await _drained(response.content, MAX_WARM_BODY)
+                if ok:
+                    response.release()
+                    ok = response.status < 400
         except asyncio.CancelledError:
             raise
         except (*CLIENT_ERRORS, TimeoutError, ValueError):
@@ -103,6 +109,16 @@ class UpstreamPool:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+async def _drained(content: StreamReader, limit: int) -> bool:
+    """Read a body to its end, keeping nothing; False as soon as it passes `limit` bytes."""
+    size = 0
+    while data := await content.readany():  # b"" at the end of the body
+        size += len(data)
+        if size > limit:
+            return False
+    return True
 
 
 def connection_error(exc: BaseException) -> UpstreamError:
