@@ -150,10 +150,10 @@ async def stream_answer(
     else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = outcome.events
-    stream = request[GATEWAY].config.stream
-    pacer = coalesce.pacer(stream)  # None: each batch as it comes
     await response.write(encoder.encode(events))  # the first token: never held
     failed = any(type(e) is UpstreamError for e in events)
+    stream = request[GATEWAY].config.stream
+    pacer = coalesce.pacer(stream)  # None: each batch as it comes
     # the fast relay writes each read at once: not when the operator asked for coalescing
     relaying = pacer is None and stream.relay
     write = sync_writer(response, RELAY_MAX_BUFFER) if relaying else None
