@@ -40,27 +40,21 @@ def _warmup(url: str, size: int) -> UpstreamRequest:
     return UpstreamRequest("GET", f"{url}/v1/models?size={size}", {}, b"")
 
 
-async def test_a_warm_up_answer_read_whole_leaves_its_connection_idle(
-    models_server: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("size", "warmed", "kept"),
+    [
+        (10_000, True, 1),  # read whole: its connection stays idle in the pool
+        (200_000, False, 0),  # past the bound: not read on, its connection dropped
+    ],
+)
+async def test_a_warm_up_answer_is_read_up_to_the_bound(
+    models_server: str, monkeypatch: pytest.MonkeyPatch, size: int, warmed: bool, kept: int
 ) -> None:
     monkeypatch.setattr(upstream, "MAX_WARM_BODY", 10_000)
     pool = UpstreamPool("p")
     try:
-        assert await pool.warm(_warmup(models_server, 10_000))
-        assert (pool.stats.warmed, pool.stats.warm_failed) == (1, 0)
-        assert pool.open_connections() == 1
-    finally:
-        await pool.close()
-
-
-async def test_a_warm_up_answer_past_the_bound_drops_its_connection(
-    models_server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(upstream, "MAX_WARM_BODY", 10_000)
-    pool = UpstreamPool("p")
-    try:
-        assert not await pool.warm(_warmup(models_server, 200_000))
-        assert (pool.stats.warmed, pool.stats.warm_failed) == (0, 1)
-        assert pool.open_connections() == 0
+        assert await pool.warm(_warmup(models_server, size)) is warmed
+        assert (pool.stats.warmed, pool.stats.warm_failed) == (int(warmed), int(not warmed))
+        assert pool.open_connections() == kept
     finally:
         await pool.close()

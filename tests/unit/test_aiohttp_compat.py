@@ -14,6 +14,7 @@ import inspect
 import re
 import tomllib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -110,11 +111,9 @@ async def test_app_runner_builds_a_plain_server() -> None:
 # --- the seam at work, on a real socket -----------------------------------------------------
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[web.AppRunner, str]]:
-    app = web.Application()
-    app.router.add_get("/", _ok)
-    app.router.add_get("/stream", _unfinished)
+@asynccontextmanager
+async def _serving(app: web.Application) -> AsyncIterator[tuple[web.AppRunner, str]]:
+    """`app` on a free local port: its runner and base URL."""
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -123,6 +122,15 @@ async def served() -> AsyncIterator[tuple[web.AppRunner, str]]:
         yield runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[web.AppRunner, str]]:
+    app = web.Application()
+    app.router.add_get("/", _ok)
+    app.router.add_get("/stream", _unfinished)
+    async with _serving(app) as served:
+        yield served
 
 
 async def _ok(request: web.Request) -> web.Response:
@@ -434,14 +442,8 @@ async def streaming() -> AsyncIterator[tuple[web.Application, str]]:
     hooked.on_response_prepare.append(_no_hook)
     hooked.router.add_get("/ours", _streamed)
     app.add_subapp("/hooked", hooked)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield app, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with _serving(app) as (_, url):
+        yield app, url
 
 
 def _split(raw: bytes) -> tuple[list[bytes], set[bytes], bytes]:
