@@ -232,8 +232,9 @@ class Gateway:
         self.sinks.append(RaceSink(observer))
 
     def weights(self) -> dict[str, float]:
-        """Learned weights for `weighted` routes (empty until the worker has run)."""
-        return dict(self.state.weights.weights())
+        """Learned weights for `weighted` routes (empty until the worker has run); a copy
+        made by the learner, the caller's to keep."""
+        return self.state.weights.weights()
 
     def warn_deprecations(self) -> None:
         """One warning per deployment whose model is deprecated or being shut down."""

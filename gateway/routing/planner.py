@@ -140,7 +140,7 @@ class CandidatePlanner:
         by_name = {d.name: d for d in members}
         names = self.health.filter(list(by_name), request_id=request_id)
         hour = hour_of(self.clock())
-        weights = dict(self._weights()) if self._weights is not None else {}
+        weights = self._weights() if self._weights is not None else {}  # read, never kept
         route_cfg = self.config.routes.get(route.name)
         predicted: dict[str, float] = {}
         if self.profiles is not None and strategy in ("race", "hedge") and len(names) > 1:
