@@ -88,7 +88,7 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(timeout_s):
                 response = await self.client.request(request.method, request.url, request.headers)
-                ok = await _drained(response.content, MAX_WARM_BODY)
+                ok = await _read_up_to(response.content, MAX_WARM_BODY) is not None
                 if ok:
                     response.release()
                     ok = response.status < 400
@@ -111,14 +111,16 @@ class UpstreamPool:
             self._client = None
 
 
-async def _drained(content: StreamReader, limit: int) -> bool:
-    """Read a body to its end, keeping nothing; False as soon as it passes `limit` bytes."""
+async def _read_up_to(content: StreamReader, limit: int) -> bytes | None:
+    """A body read to its end; None as soon as it passes `limit` bytes (not read on)."""
+    pieces: list[bytes] = []
     size = 0
     while data := await content.readany():  # b"" at the end of the body
         size += len(data)
         if size > limit:
-            return False
-    return True
+            return None
+        pieces.append(data)
+    return b"".join(pieces)
 
 
 def connection_error(exc: BaseException) -> UpstreamError:
@@ -264,18 +266,11 @@ async def _read_whole(
         if response.status >= 300:
             body = await response.content.read(MAX_ERROR_BODY)
             return provider.parse_error(response.status, response.headers, body)
-        pieces: list[bytes] = []
-        size = 0
-        content = response.content
-        while data := await content.readany():  # b"" at the end of the body
-            size += len(data)
-            if size > MAX_ONE_SHOT_BODY:
-                return UpstreamError(
-                    502, "upstream_protocol_error", "upstream body too large", False
-                )
-            pieces.append(data)
+        whole = await _read_up_to(response.content, MAX_ONE_SHOT_BODY)
+        if whole is None:
+            return UpstreamError(502, "upstream_protocol_error", "upstream body too large", False)
         clean = True
-        return b"".join(pieces)
+        return whole
     except CLIENT_ERRORS as exc:
         return connection_error(exc)
     finally:

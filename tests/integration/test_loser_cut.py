@@ -100,38 +100,25 @@ def cuts_seen(monkeypatch: pytest.MonkeyPatch) -> list[asyncio.Task[Any] | None]
     return cuts
 
 
-async def test_an_anthropic_winners_token_cuts_the_loser_in_the_data_callback(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("kind", "shape"),
+    [
+        ("anthropic", ANTHROPIC_EARLY),
+        ("gemini", {"ttft_ms": 300, "itl_ms": 1, "tokens": 5}),
+        ("ollama", {"ttft_ms": 300, "itl_ms": 1, "tokens": 5}),
+    ],
+)
+async def test_a_winners_token_cuts_the_loser_in_the_data_callback(
+    kind: str, shape: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The token watch reads an Anthropic stream too (`token_spec`): the loser is cut in
-    aiohttp's data callback of the winner's token, before any task runs."""
+    """Not only OpenAI's streams are watched for their first token: Anthropic's through its
+    `token_spec`; Gemini's and Ollama's, which have nothing before their first token, from
+    their opening through a copy of their decoder (`ShadowWatch`). The loser is cut in the
+    data callback of the winner's token, before any task runs."""
     cuts = cuts_seen(monkeypatch)
     servers = {
         "a": {"kind": "openai", "models": {"late": TRICKLE}},
-        "b": {"kind": "anthropic", "models": {"early": ANTHROPIC_EARLY}},
-    }
-    async with stack(servers, ROUTES) as s:
-        answer = await open_race(s, "req_cut_anthropic")
-        try:
-            outcome = await answer.first()
-            assert isinstance(outcome, Winner) and outcome.deployment == "early"
-            assert s.gateway.upstreams.pools["a"].open_connections() == 0
-            assert cuts and cuts[0] is None  # from the data callback, not a task step
-        finally:
-            await answer.aclose()
-
-
-@pytest.mark.parametrize("kind", ["gemini", "ollama"])
-async def test_a_shadowed_winners_token_cuts_the_loser_in_the_data_callback(
-    kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Gemini's and Ollama's streams have nothing before their first token: the race
-    watches them from their opening, through a copy of their decoder (`ShadowWatch`), and
-    the loser is cut in the data callback of the winner's token, before any task runs."""
-    cuts = cuts_seen(monkeypatch)
-    servers = {
-        "a": {"kind": "openai", "models": {"late": TRICKLE}},
-        "b": {"kind": kind, "models": {"early": {"ttft_ms": 300, "itl_ms": 1, "tokens": 5}}},
+        "b": {"kind": kind, "models": {"early": shape}},
     }
     async with stack(servers, ROUTES) as s:
         answer = await open_race(s, f"req_cut_{kind}")

@@ -1,5 +1,6 @@
-"""`UpstreamPool.warm`: a warm-up answer is read whole and its connection kept idle; one
-longer than the bound is not read on, and its connection is dropped."""
+"""Bounded upstream reads: a warm-up answer (`UpstreamPool.warm`) or a one-shot call's
+answer is read whole; one longer than its bound is not read on, and its connection is
+dropped."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from aiohttp import web
 
 from gateway.streaming import upstream
 from gateway.streaming.adapter import UpstreamRequest
+from gateway.streaming.events import UpstreamError
 from gateway.streaming.upstream import UpstreamPool
+from tests.served import serving
 
 
 @pytest.fixture
@@ -26,14 +29,8 @@ async def models_server() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as (_, url):
+        yield url
 
 
 def _warmup(url: str, size: int) -> UpstreamRequest:
@@ -56,5 +53,24 @@ async def test_a_warm_up_answer_is_read_up_to_the_bound(
         assert await pool.warm(_warmup(models_server, size)) is warmed
         assert (pool.stats.warmed, pool.stats.warm_failed) == (int(warmed), int(not warmed))
         assert pool.open_connections() == kept
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("size", [10_000, 200_000])
+async def test_a_one_shot_answer_is_read_up_to_its_bound(
+    models_server: str, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """The same bounded read serves an embeddings call's answer: whole, or a 502 past it."""
+    monkeypatch.setattr(upstream, "MAX_ONE_SHOT_BODY", 10_000)
+    pool = UpstreamPool("p")
+    try:
+        body = await upstream._read_whole(pool, None, _warmup(models_server, size))  # type: ignore[arg-type]
+        if size <= 10_000:
+            assert body == b"x" * size
+        else:
+            assert isinstance(body, UpstreamError) and body.status == 502
+            assert body.message == "upstream body too large"
+            assert pool.open_connections() == 0  # not read on: dropped
     finally:
         await pool.close()

@@ -14,7 +14,6 @@ import inspect
 import re
 import tomllib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +34,7 @@ from gateway.compat_aiohttp import (
     sync_writer,
     undivert_reader,
 )
+from tests.served import serving
 
 VERSION = aiohttp.__version__
 COVERED_MINORS = ((3, 14),)  # contiguous, oldest first
@@ -111,25 +111,12 @@ async def test_app_runner_builds_a_plain_server() -> None:
 # --- the seam at work, on a real socket -----------------------------------------------------
 
 
-@asynccontextmanager
-async def _serving(app: web.Application) -> AsyncIterator[tuple[web.AppRunner, str]]:
-    """`app` on a free local port: its runner and base URL."""
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[web.AppRunner, str]]:
     app = web.Application()
     app.router.add_get("/", _ok)
     app.router.add_get("/stream", _unfinished)
-    async with _serving(app) as served:
+    async with serving(app) as served:
         yield served
 
 
@@ -442,7 +429,7 @@ async def streaming() -> AsyncIterator[tuple[web.Application, str]]:
     hooked.on_response_prepare.append(_no_hook)
     hooked.router.add_get("/ours", _streamed)
     app.add_subapp("/hooked", hooked)
-    async with _serving(app) as (_, url):
+    async with serving(app) as (_, url):
         yield app, url
 
 
