@@ -87,6 +87,8 @@ def _inner() -> None:
         ("gateway.streaming.encode", "ChunkEncoder", "encode", "enc"),
         ("aiohttp.web_response", "StreamResponse", "prepare", "prep"),
         ("gateway.server.answering", None, "prepare_stream", "pst"),
+        ("gateway.server.answering", "FirstWrite", "start", "fw"),
+        ("gateway.server.answering", "FirstWrite", "ready", "rdy"),
         ("aiohttp.streams", "StreamReader", "feed_data", "fd"),
         ("aiohttp.streams", "StreamReader", "readany", "ra"),
         ("gateway.streaming.attempt", None, "first_token", "ft"),
@@ -94,8 +96,11 @@ def _inner() -> None:
         ("gateway.answer", "Answer", "first", "afirst"),
     ]
     for module_name, cls, name, kind in points:
-        module = importlib.import_module(module_name)
-        _stamp_around(getattr(module, cls) if cls else module, name, kind)
+        owner: Any = importlib.import_module(module_name)
+        if cls is not None:
+            owner = getattr(owner, cls, None)
+        if hasattr(owner, name):  # each revision has the points it has
+            _stamp_around(owner, name, kind)
 
 
 def _writer_kind(writer: Any) -> str:

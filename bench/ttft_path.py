@@ -2,6 +2,7 @@
 
     python -m bench.ttft_path [--requests 100] [--rounds 4] [--json FILE]
     PATH_CLOCK_INNER=1 python -m bench.ttft_path ...   # each stretch broken into steps
+    python -m bench.ttft_path --baseline DIR ...   # and the gateway of another checkout
 
 Starts the simulator (bench.overhead's config: TTFT 100 ms, ITL 5 ms, 50 tokens), the
 gateway and the bare proxy, each proxy under `bench.path_clock` and pinned to one CPU
@@ -20,7 +21,10 @@ stamps (`perf_counter_ns`, the same clock in every process here):
 The proxy's own time on the way to the first token is the sum of the first two; the
 gateway's minus the bare proxy's is bench.overhead's c=1 "TTFT p50 over the bare proxy"
 without the client's and the simulator's noise. Every stretch runs on caches gone cold
-in the 100 ms the upstream is silent, which is what c=1 pays.
+in the 100 ms the upstream is silent, which is what c=1 pays. With `--baseline DIR` (a
+checkout of an earlier revision, e.g. a `git worktree`, with this tool in it) that
+gateway runs as a third proxy, `baseline`, alternated with the other two, to measure a
+change against what it changes.
 """
 
 from __future__ import annotations
@@ -135,15 +139,17 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100, help="per round and proxy")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--json")
+    parser.add_argument("--baseline", type=Path, help="a checkout whose gateway runs too")
     args = parser.parse_args()
     sim_port, gw_port, bare_port = free_port(), free_port(), free_port()
-    sent: dict[str, list[tuple[int, int]]] = {name: [] for name in PROXIES}
+    names = (*PROXIES, "baseline") if args.baseline else PROXIES
+    sent: dict[str, list[tuple[int, int]]] = {name: [] for name in names}
     paths: dict[str, Paths] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ttft-path-") as tmp, Children() as children:
         d = Path(tmp)
         config = write_config(d, sim_port, gw_port)
         sim = children.gateway("sim", "sim", config, d / "sim.log")
-        outs = {name: d / f"{name}.stamps" for name in PROXIES}
+        outs = {name: d / f"{name}.stamps" for name in names}
         clocked = ["-m", "bench.path_clock"]
         upstream = f"http://127.0.0.1:{sim_port}/v1"
         proxies = {
@@ -168,29 +174,39 @@ def main() -> int:
                 ROOT,
             ),
         }
+        urls = {
+            "gateway": f"http://127.0.0.1:{gw_port}/v1",
+            "bare": f"http://127.0.0.1:{bare_port}/v1",
+        }
+        if args.baseline:
+            base_port = free_port()
+            serve = ["serve", "--config", str(config), "--port", str(base_port)]
+            command = [*clocked, str(outs["baseline"]), "gateway", *serve]
+            proxies["baseline"] = children.start(
+                "baseline", command, d / "baseline.log", args.baseline.resolve()
+            )
+            urls["baseline"] = f"http://127.0.0.1:{base_port}/v1"
         sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
-        proxies["gateway"].wait_http(f"http://127.0.0.1:{gw_port}/healthz")
+        for name in names:
+            if name != "bare":
+                proxies[name].wait_http(urls[name].removesuffix("/v1") + "/healthz")
         proxies["bare"].wait_port(bare_port)
         proxy_cpus, load_cpus = split_cpus()
         for child in proxies.values():
             pin(child.pid, proxy_cpus)
         pin(sim.pid, load_cpus)
         pin(os.getpid(), load_cpus)
-        urls = {
-            "gateway": f"http://127.0.0.1:{gw_port}/v1",
-            "bare": f"http://127.0.0.1:{bare_port}/v1",
-        }
         for url in urls.values():  # warm-up: connections, imports, caches of first use
             uvloop.run(_requests(url, 20, []))
         warm = {name: _dump(child, outs[name]) for name, child in proxies.items()}
         for r in range(args.rounds):
-            for name in PROXIES if r % 2 == 0 else reversed(PROXIES):
+            for name in names if r % 2 == 0 else reversed(names):
                 uvloop.run(_requests(urls[name], args.requests, sent[name]))
         for name, child in proxies.items():
             _dump(child, outs[name])
             paths[name] = read_paths(_read_stamps(outs[name], warm[name]))
     result: dict[str, dict[str, float]] = {}
-    for name in PROXIES:
+    for name in names:
         p = paths[name]
         for (send, first), (head_in, out) in zip(sent[name], p.ends, strict=False):
             p.steps.setdefault("client send->head in", []).append((head_in - send) / 1e3)
@@ -211,11 +227,12 @@ def main() -> int:
             f"first token p50 {r['first_token_us_p50']:7.1f} us  "
             f"client TTFT p50 {r['client_ttft_ms_p50']:.3f} ms"
         )
-    g, b = result["gateway"], result["bare"]
-    own = g["request_us_p50"] + g["first_token_us_p50"]
-    own -= b["request_us_p50"] + b["first_token_us_p50"]
-    client = (g["client_ttft_ms_p50"] - b["client_ttft_ms_p50"]) * 1e3
-    print(f"gateway over bare: {own:+.1f} us in the proxies; client TTFT p50 {client:+.0f} us")
+    for name in names[::2]:  # the gateway, and the baseline's gateway
+        gw, bare = result[name], result["bare"]
+        own = gw["request_us_p50"] + gw["first_token_us_p50"]
+        own -= bare["request_us_p50"] + bare["first_token_us_p50"]
+        client = (gw["client_ttft_ms_p50"] - bare["client_ttft_ms_p50"]) * 1e3
+        print(f"{name} over bare: {own:+.1f} us in the proxies; client TTFT p50 {client:+.0f} us")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

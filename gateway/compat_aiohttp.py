@@ -307,7 +307,7 @@ _CHUNKED_TAIL = b"Transfer-Encoding: chunked\r\n"
 
 
 def _head_is_ours(request: web.Request, response: web.StreamResponse) -> bool:
-    """May `prepare_stream` write this response's head itself? Only a fresh 200 (no
+    """May `ready_stream` ready this response's head itself? Only a fresh 200 (no
     cookies, compression or chunking asked for, headers held for the first write) on an
     HTTP/1.1 request whose app has no `on_response_prepare` hook (CORS, the workers'
     tag) and whose writer has no headers yet and no `on_headers_sent` hook."""
@@ -330,29 +330,49 @@ def _head_is_ours(request: web.Request, response: web.StreamResponse) -> bool:
     return match_info is not None and not any(app.on_response_prepare for app in match_info._apps)
 
 
-def prepare_stream(
+def ready_stream(
     request: web.Request, response: web.StreamResponse, head: dict[str, str]
+) -> bytes | None:
+    """The first part of the head of `response` (a fresh 200 without headers, whose
+    headers leave with its first body write) from `head`, readied ahead of
+    `start_stream`, with `head` put in `response.headers`. Nothing is written, and
+    neither the request nor its writer is touched, so the response may still be dropped.
+    None, having changed nothing, where aiohttp's own `prepare` must run
+    (`_head_is_ours`, or a CR or LF in `head`, which aiohttp refuses).
+
+    Relies on: `StreamResponse._headers`.
+    """
+    if not _head_is_ours(request, response) or _breaks_a_line(head):
+        return None
+    response._headers.extend(head)
+    text = "".join([f"{name}: {value}\r\n" for name, value in head.items()])
+    return _STATUS_200 + text.encode()
+
+
+def start_stream(
+    request: web.Request, response: web.StreamResponse, readied: bytes, more: dict[str, str]
 ) -> bool:
-    """Do for `response` (a fresh 200 without headers, whose headers leave with its first
-    body write) what `response.headers.update(head)` and `await response.prepare(request)`
-    do, in a few steps on the way to the first token: the head is written from `head`,
-    with aiohttp's own Date and Server, chunked, and the response and its writer are left
-    as aiohttp's `prepare` leaves them. Returns False, having changed nothing, where
-    aiohttp's own `prepare` must run (`_head_is_ours`, or a CR or LF in `head`, which
-    aiohttp refuses): the caller then does that.
+    """Do for `response`, readied by `ready_stream`, what `response.headers.update(more)`
+    and `await response.prepare(request)` would do: the head is `readied`, then `more`,
+    aiohttp's own Date and Server, chunked; the response and its writer are left as
+    aiohttp's `prepare` leaves them. False, having changed nothing, where aiohttp's own
+    `prepare` must run (the writer was given a head or a hook meanwhile, or a CR or LF
+    in `more`): the caller then does that, with `more` added to `response.headers`.
 
     Relies on: `StreamResponse._req`, `_payload_writer`, `_keep_alive`,
     `_must_be_empty_body`, `_headers`; `StreamWriter.enable_chunking()`, `_headers_buf`,
-    `_headers_written`; `helpers.rfc822_formatted_time` and `SERVER_SOFTWARE`.
+    `_headers_written`, `_on_headers_sent`; `helpers.rfc822_formatted_time` and
+    `SERVER_SOFTWARE`.
     """
-    if not _head_is_ours(request, response):
-        return False
-    fields = "".join(head) + "".join(head.values())
-    if "\r" in fields or "\n" in fields:
-        return False
-    text = "".join([f"{name}: {value}\r\n" for name, value in head.items()])
     writer = request._payload_writer
-    assert isinstance(writer, StreamWriter)  # _head_is_ours checked
+    if (
+        response._payload_writer is not None
+        or not isinstance(writer, StreamWriter)
+        or writer._headers_buf is not None
+        or writer._on_headers_sent is not None
+        or _breaks_a_line(more)
+    ):
+        return False
     keep_alive = response._keep_alive
     if keep_alive is None:
         keep_alive = request.keep_alive
@@ -362,16 +382,32 @@ def prepare_stream(
     response._payload_writer = writer
     writer.enable_chunking()
     date = rfc822_formatted_time()
+    text = "".join([f"{name}: {value}\r\n" for name, value in more.items()])
     text += f"Date: {date}\r\nServer: {SERVER_SOFTWARE}\r\n"
     if not keep_alive:
         text += "Connection: close\r\n"
     headers = response._headers
-    headers.extend(head)
+    headers.extend(more)
     headers["Transfer-Encoding"] = "chunked"
     headers["Date"] = date
     headers["Server"] = SERVER_SOFTWARE
     if not keep_alive:
         headers["Connection"] = "close"
-    writer._headers_buf = _STATUS_200 + text.encode() + _CHUNKED_TAIL + b"\r\n"
+    writer._headers_buf = readied + text.encode() + _CHUNKED_TAIL + b"\r\n"
     writer._headers_written = False
     return True
+
+
+def prepare_stream(
+    request: web.Request, response: web.StreamResponse, head: dict[str, str]
+) -> bool:
+    """`ready_stream` and `start_stream` at once: what `response.headers.update(head)` and
+    `await response.prepare(request)` do. False, having changed nothing, where aiohttp's
+    own `prepare` must run: the caller then does that."""
+    readied = ready_stream(request, response, head)
+    return readied is not None and start_stream(request, response, readied, {})
+
+
+def _breaks_a_line(fields: dict[str, str]) -> bool:
+    text = "".join(fields) + "".join(fields.values())
+    return "\r" in text or "\n" in text

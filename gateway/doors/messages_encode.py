@@ -137,6 +137,7 @@ class MessagesStreamEncoder:
         "_index",
         "_model",
         "_open",
+        "_opening",
         "_prompt_estimate",
         "_response_id",
         "_started",
@@ -153,6 +154,7 @@ class MessagesStreamEncoder:
         self._response_id = response_id
         self._prompt_estimate = prompt_estimate
         self._model = model
+        self._opening = b""  # message_start with the estimate, once readied
         self._started = False
         self._closed = False
         self._open: Any = None  # "text" | "thinking" | ("tool", upstream index) | None
@@ -166,11 +168,20 @@ class MessagesStreamEncoder:
     def heartbeat(self) -> bytes:
         return PING
 
+    def ready(self) -> None:
+        """Render message_start (with the estimate) now, while the upstream is silent."""
+        if not self._opening:
+            self._opening = self._message_start(Usage(prompt=self._prompt_estimate))
+
     def _start(self, events: list[Event]) -> bytes:
         self._started = True
         usage = next((e for e in reversed(events) if isinstance(e, Usage)), None)
-        if usage is None:
-            usage = Usage(prompt=self._prompt_estimate)
+        if usage is None:  # the winner has not reported its usage yet: the estimate
+            self.ready()
+            return self._opening
+        return self._message_start(usage)
+
+    def _message_start(self, usage: Usage) -> bytes:
         message: dict[str, Any] = {
             "id": self._response_id,
             "type": "message",

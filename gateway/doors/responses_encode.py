@@ -103,6 +103,7 @@ class ResponsesStreamEncoder:
         self.response: dict[str, Any] | None = None  # set once the stream has ended
         self._suffix = response_id.removeprefix("resp_")
         self._seq = 0
+        self._opening = b""  # response.created and .in_progress, once readied
         self._started = False
         self._closed = False
         self._output: list[_Item | dict[str, Any]] = []  # by output_index
@@ -124,12 +125,19 @@ class ResponsesStreamEncoder:
             self.response_id, self.created, self.model, self.ctx, status, [], **extra
         )
 
+    def ready(self) -> None:
+        """Render the stream's two opening events now, while the upstream is silent (they
+        take sequence numbers 0 and 1, which nothing else takes before them)."""
+        if not self._opening and not self._started:
+            created = self._event("response.created", {"response": self._snapshot("in_progress")})
+            self._opening = created + self._event(
+                "response.in_progress", {"response": self._snapshot("in_progress")}
+            )
+
     def _open_response(self) -> bytes:
+        self.ready()
         self._started = True
-        created = self._event("response.created", {"response": self._snapshot("in_progress")})
-        return created + self._event(
-            "response.in_progress", {"response": self._snapshot("in_progress")}
-        )
+        return self._opening
 
     # -- the contract ---------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from aiohttp import web
 
-from gateway.compat_aiohttp import prepare_stream, sync_writer
+from gateway.compat_aiohttp import ready_stream, start_stream, sync_writer
 from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
@@ -54,6 +54,10 @@ class StreamEncoder(Protocol):
 
     def text_frame(self) -> Framer | None:
         """How text is written now without the encoder (the fast relay); None: not now."""
+        ...
+
+    def ready(self) -> None:
+        """Render now what the first encode would, that no event decides (the opening)."""
         ...
 
 
@@ -109,6 +113,52 @@ async def respond(
         await answer.aclose(client_gone=client_gone)
 
 
+class FirstWrite:
+    """The response of a streamed answer with its head (all but the winner's name) and the
+    encoder's opening, readied while the upstream is silent rather than after its first
+    token: `ready` runs two loop turns after the race begins, behind the attempts' first
+    steps, so that no upstream request waits for it."""
+
+    __slots__ = ("_encoder", "_head", "_request", "_request_id", "_response", "_started")
+
+    def __init__(self, request: web.Request, request_id: str, encoder: StreamEncoder) -> None:
+        self._request = request
+        self._request_id = request_id
+        self._encoder = encoder
+        self._response: SSEResponse | None = None
+        self._head: bytes | None = None
+        self._started = False
+
+    def schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, self.ready)
+
+    def ready(self) -> None:
+        if self._started or self._response is not None:
+            return  # the first token came first, or this ran already
+        self._response = SSEResponse()
+        self._head = ready_stream(self._request, self._response, self._headers())
+        self._encoder.ready()
+
+    async def start(self, deployment: str) -> web.StreamResponse:
+        """The response, its head held for the first token's write."""
+        if self._response is None:  # the first token came before the silence's turn
+            self.ready()
+        self._started = True
+        response, head = self._response, self._head
+        assert response is not None
+        more = {"x-gateway-deployment": deployment}
+        if head is None or not start_stream(self._request, response, head, more):
+            if head is None:
+                response.headers.update(self._headers())
+            response.headers.update(more)
+            await response.prepare(self._request)  # aiohttp's own
+        return response
+
+    def _headers(self) -> dict[str, str]:
+        return {**SSE_HEADERS, "x-request-id": self._request_id}
+
+
 def answer_headers(request_id: str, deployment: str | None) -> dict[str, str]:
     headers = {"x-request-id": request_id}
     if deployment is not None:
@@ -127,6 +177,8 @@ async def stream_answer(
     `stream.coalesce_ms`, the batches after the first token are paced (`coalesce.Pacer`)."""
     request_id = answer.request_id
     response: web.StreamResponse | None = None
+    first_write = FirstWrite(request, request_id, encoder)
+    first_write.schedule()
     while True:
         outcome = await answer.first()
         if outcome is not HEARTBEAT:
@@ -142,11 +194,7 @@ async def stream_answer(
         return response
     assert isinstance(outcome, Winner)
     if response is None:
-        headers = {**SSE_HEADERS, **answer_headers(request_id, outcome.deployment)}
-        response = SSEResponse()
-        if not prepare_stream(request, response, headers):  # aiohttp's own, then
-            response.headers.update(headers)
-            await response.prepare(request)
+        response = await first_write.start(outcome.deployment)
     else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = outcome.events

@@ -132,6 +132,9 @@ class _HeldEnd:
     def encode(self, events: list[Event]) -> bytes:
         return self.encoder.encode(events)
 
+    def ready(self) -> None:
+        self.encoder.ready()
+
     def text_frame(self) -> TextFrame | None:
         return self.encoder.text_frame()
 

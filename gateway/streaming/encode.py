@@ -69,6 +69,7 @@ class ChunkEncoder:
         "_finished",
         "_head",
         "_include_usage",
+        "_role",
         "_role_sent",
         "_seen_tools",
         "_tail",
@@ -99,6 +100,7 @@ class ChunkEncoder:
             b'"choices":[],"usage":'
         )
         self._include_usage = include_usage
+        self._role = b""  # the role chunk, once readied
         self._role_sent = False
         self._finished = False
         self._seen_tools: set[int] = set()
@@ -113,12 +115,18 @@ class ChunkEncoder:
     def _chunk(self, delta: dict[str, Any]) -> bytes:
         return self._head + orjson.dumps(delta) + self._tail
 
+    def ready(self) -> None:
+        """Render the role chunk now, while the upstream is silent, not with the first token."""
+        if not self._role:
+            self._role = self._chunk({"role": "assistant", "content": "", "refusal": None})
+
     def start(self) -> bytes:
         """The role chunk, sent once when the winner is known."""
         if self._role_sent:
             return b""
         self._role_sent = True
-        return self._chunk({"role": "assistant", "content": "", "refusal": None})
+        self.ready()
+        return self._role
 
     def encode(self, events: list[Event]) -> bytes:
         """One batch of events (as they arrived together) -> bytes for one write."""

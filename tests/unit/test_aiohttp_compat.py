@@ -34,6 +34,7 @@ from gateway.compat_aiohttp import (
     sync_writer,
     undivert_reader,
 )
+from gateway.server.answering import SSE_HEADERS, FirstWrite
 from tests.served import serving
 
 VERSION = aiohttp.__version__
@@ -384,29 +385,56 @@ async def test_a_body_reader_asks_its_protocol_only_what_is_documented() -> None
 
 # --- a streamed answer's head written by prepare_stream -------------------------------------
 
-_HEAD = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "x-request-id": "req_1",
-    "x-gateway-deployment": "dep-a",
-}
+_HEAD = {**SSE_HEADERS, "x-request-id": "req_1", "x-gateway-deployment": "dep-a"}
 
 
 class _Held(web.StreamResponse):
     _send_headers_immediately = False  # as server/answering.SSEResponse
 
 
+class _Opening:
+    """A stream encoder's `ready`, counted."""
+
+    def __init__(self) -> None:
+        self.readied = 0
+
+    def ready(self) -> None:
+        self.readied += 1
+
+
 async def _streamed(request: web.Request) -> web.StreamResponse:
-    """The same answer, its head from aiohttp's `prepare` or from `prepare_stream`."""
+    """The same answer, its head from aiohttp's `prepare`, from `prepare_stream`, or from
+    server/answering's `FirstWrite` readied before its start (`/readied`) or not
+    (`/late`, the first token before the upstream's silence ended)."""
     head = dict(_HEAD)
     if "inject" in request.query:
         head["x-a"] = "b\rc"  # a header injection: aiohttp refuses it
+    if request.path.endswith(("/readied", "/late")):
+        return await _first_write(request, "inject" in request.query)
     response = _Held()
     ours = request.path.endswith("/ours") and prepare_stream(request, response, head)
     request.config_dict[_USED].append(ours)
     if not ours:
         response.headers.update(head)
         await response.prepare(request)
+    return await _body(request, response)
+
+
+async def _first_write(request: web.Request, inject: bool) -> web.StreamResponse:
+    opening = _Opening()
+    first = FirstWrite(request, "req_1", opening)  # type: ignore[arg-type]
+    if request.path.endswith("/readied"):
+        first.schedule()
+        for _ in range(3):  # the upstream's silence: loop turns go by (two are enough)
+            await asyncio.sleep(0)
+        assert opening.readied == 1
+    response = await first.start("dep\rc" if inject else "dep-a")
+    assert opening.readied == 1  # readied once, before or at the start
+    request.config_dict[_USED].append(first._head is not None)  # readied by ready_stream
+    return await _body(request, response)
+
+
+async def _body(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
     request.config_dict[_SEEN].append(sorted(response.headers.items()))
     await response.write(b"data: one\n\n")
     await response.write(b"data: two\n\n")
@@ -423,11 +451,12 @@ async def streaming() -> AsyncIterator[tuple[web.Application, str]]:
     app = web.Application()
     app[_USED] = []
     app[_SEEN] = []
-    app.router.add_get("/ours", _streamed)
-    app.router.add_get("/aiohttp", _streamed)
+    for path in ("/ours", "/aiohttp", "/readied", "/late"):
+        app.router.add_get(path, _streamed)
     hooked = web.Application()  # a sub-app with a hook (as CORS adds): it must run
     hooked.on_response_prepare.append(_no_hook)
     hooked.router.add_get("/ours", _streamed)
+    hooked.router.add_get("/readied", _streamed)
     app.add_subapp("/hooked", hooked)
     async with serving(app) as (_, url):
         yield app, url
@@ -455,14 +484,17 @@ async def test_prepare_stream_writes_the_head_aiohttp_would(
 ) -> None:
     app, url = streaming
     seen = {}
-    for path in (b"/ours", b"/aiohttp"):
+    paths = (b"/aiohttp", b"/ours", b"/readied", b"/late")
+    for path in paths:
         message = request_line.replace(b"{path}", path) + b"\r\nHost: x\r\n" + extra + b"\r\n"
         seen[path] = _split(await _exchange_to_end(url, message))
-    assert app[_USED] == [True, False]
-    assert seen[b"/ours"] == seen[b"/aiohttp"]
+    assert app[_USED] == [False, True, True, True]
+    for path in paths[1:]:
+        assert seen[path] == seen[b"/aiohttp"], path
     assert seen[b"/ours"][2] == b"b\r\ndata: one\n\n\r\nb\r\ndata: two\n\n\r\n0\r\n\r\n"
-    ours, theirs = app[_SEEN]
-    assert [f for f in ours if f[0] != "Date"] == [f for f in theirs if f[0] != "Date"]
+    theirs, *ours = app[_SEEN]
+    for fields in ours:
+        assert [f for f in fields if f[0] != "Date"] == [f for f in theirs if f[0] != "Date"]
 
 
 async def test_prepare_stream_leaves_to_aiohttp_what_it_does_not_write(
@@ -475,6 +507,13 @@ async def test_prepare_stream_leaves_to_aiohttp_what_it_does_not_write(
     assert raw.startswith(b"HTTP/1.1 500")  # aiohttp's own refusal
     await _exchange_to_end(url, b"GET /hooked/ours HTTP/1.1\r\nHost: x\r\n\r\n")
     assert app[_USED] == [False, False, False]
+    # FirstWrite: readied by aiohttp's own prepare when the hook must run; a winner's name
+    # aiohttp would refuse (readied, then started by aiohttp's prepare, which refuses it)
+    raw = await _exchange_to_end(url, b"GET /hooked/readied HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200") and b"x-gateway-deployment: dep-a" in raw
+    raw = await _exchange_to_end(url, b"GET /readied?inject=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 500")  # refused in prepare: nothing more is recorded
+    assert app[_USED] == [False, False, False, False]
 
 
 async def _no_hook(request: web.Request, response: web.StreamResponse) -> None:
