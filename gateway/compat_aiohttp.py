@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aiohttp import web
 from aiohttp.helpers import _EXC_SENTINEL, rfc822_formatted_time
@@ -304,6 +304,7 @@ def body_reader(
 
 _STATUS_200 = b"HTTP/1.1 200 OK\r\n"
 _CHUNKED_TAIL = b"Transfer-Encoding: chunked\r\n"
+_SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
 
 
 def _head_is_ours(request: web.Request, response: web.StreamResponse) -> bool:
@@ -330,39 +331,58 @@ def _head_is_ours(request: web.Request, response: web.StreamResponse) -> bool:
     return match_info is not None and not any(app.on_response_prepare for app in match_info._apps)
 
 
+class ReadyHead(NamedTuple):
+    """A streamed answer's head readied by `ready_stream`, but for what `start_stream` adds."""
+
+    start: bytes  # the status line and the readied fields
+    end: bytes  # Server, Connection (when not kept alive), Transfer-Encoding, the empty line
+    keep_alive: bool
+
+
 def ready_stream(
     request: web.Request, response: web.StreamResponse, head: dict[str, str]
-) -> bytes | None:
-    """The first part of the head of `response` (a fresh 200 without headers, whose
-    headers leave with its first body write) from `head`, readied ahead of
-    `start_stream`, with `head` put in `response.headers`. Nothing is written, and
-    neither the request nor its writer is touched, so the response may still be dropped.
-    None, having changed nothing, where aiohttp's own `prepare` must run
-    (`_head_is_ours`, or a CR or LF in `head`, which aiohttp refuses).
+) -> ReadyHead | None:
+    """Ready the head of `response` (a fresh 200 without headers, whose headers leave with
+    its first body write) from `head` ahead of `start_stream`: `response.headers` gets
+    `head`, aiohttp's Server, chunked and, on a connection not kept alive, Connection:
+    close, as `prepare` would set them. Nothing is written, and neither the request nor
+    its writer is touched, so the response may still be dropped (or, should the start
+    fall back, prepared by aiohttp, which sets the same). None, having changed nothing,
+    where aiohttp's own `prepare` must run (`_head_is_ours`, or a CR or LF in `head`,
+    which aiohttp refuses).
 
-    Relies on: `StreamResponse._headers`.
+    Relies on: `StreamResponse._headers`, `_keep_alive`; `SERVER_SOFTWARE`.
     """
     if not _head_is_ours(request, response) or _breaks_a_line(head):
         return None
-    response._headers.extend(head)
+    keep_alive = response._keep_alive
+    if keep_alive is None:
+        keep_alive = request.keep_alive
+    headers = response._headers
+    headers.extend(head)
+    headers["Transfer-Encoding"] = "chunked"
+    headers["Server"] = SERVER_SOFTWARE
+    end = _SERVER
+    if not keep_alive:
+        headers["Connection"] = "close"
+        end += b"Connection: close\r\n"
     text = "".join([f"{name}: {value}\r\n" for name, value in head.items()])
-    return _STATUS_200 + text.encode()
+    return ReadyHead(_STATUS_200 + text.encode(), end + _CHUNKED_TAIL + b"\r\n", keep_alive)
 
 
 def start_stream(
-    request: web.Request, response: web.StreamResponse, readied: bytes, more: dict[str, str]
+    request: web.Request, response: web.StreamResponse, ready: ReadyHead, more: dict[str, str]
 ) -> bool:
     """Do for `response`, readied by `ready_stream`, what `response.headers.update(more)`
-    and `await response.prepare(request)` would do: the head is `readied`, then `more`,
-    aiohttp's own Date and Server, chunked; the response and its writer are left as
+    and `await response.prepare(request)` would do: the head is the readied fields, then
+    `more`, aiohttp's own Date and the rest; the response and its writer are left as
     aiohttp's `prepare` leaves them. False, having changed nothing, where aiohttp's own
     `prepare` must run (the writer was given a head or a hook meanwhile, or a CR or LF
     in `more`): the caller then does that, with `more` added to `response.headers`.
 
     Relies on: `StreamResponse._req`, `_payload_writer`, `_keep_alive`,
     `_must_be_empty_body`, `_headers`; `StreamWriter.enable_chunking()`, `_headers_buf`,
-    `_headers_written`, `_on_headers_sent`; `helpers.rfc822_formatted_time` and
-    `SERVER_SOFTWARE`.
+    `_headers_written`, `_on_headers_sent`; `helpers.rfc822_formatted_time`.
     """
     writer = request._payload_writer
     if (
@@ -373,27 +393,17 @@ def start_stream(
         or _breaks_a_line(more)
     ):
         return False
-    keep_alive = response._keep_alive
-    if keep_alive is None:
-        keep_alive = request.keep_alive
-    response._keep_alive = keep_alive
+    response._keep_alive = ready.keep_alive
     response._must_be_empty_body = False
     response._req = request
     response._payload_writer = writer
     writer.enable_chunking()
     date = rfc822_formatted_time()
     text = "".join([f"{name}: {value}\r\n" for name, value in more.items()])
-    text += f"Date: {date}\r\nServer: {SERVER_SOFTWARE}\r\n"
-    if not keep_alive:
-        text += "Connection: close\r\n"
     headers = response._headers
     headers.extend(more)
-    headers["Transfer-Encoding"] = "chunked"
     headers["Date"] = date
-    headers["Server"] = SERVER_SOFTWARE
-    if not keep_alive:
-        headers["Connection"] = "close"
-    writer._headers_buf = readied + text.encode() + _CHUNKED_TAIL + b"\r\n"
+    writer._headers_buf = ready.start + f"{text}Date: {date}\r\n".encode() + ready.end
     writer._headers_written = False
     return True
 

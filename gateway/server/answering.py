@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from aiohttp import web
 
-from gateway.compat_aiohttp import ready_stream, start_stream, sync_writer
+from gateway.compat_aiohttp import ReadyHead, ready_stream, start_stream, sync_writer
 from gateway.pipeline import Answer, Caller
 from gateway.record import Door
 from gateway.rejection import Rejected
@@ -126,7 +126,7 @@ class FirstWrite:
         self._request_id = request_id
         self._encoder = encoder
         self._response: SSEResponse | None = None
-        self._head: bytes | None = None
+        self._head: ReadyHead | None = None
         self._started = False
 
     def schedule(self) -> None:
