@@ -78,6 +78,10 @@ def _inner() -> None:
 
     points = [
         ("gateway.server.app", None, "entry_middleware", "mw"),
+        ("gateway.server.app", None, "admission_middleware", "adm"),
+        ("gateway.server.handlers", None, "chat_completions", "chat"),
+        ("gateway.server.handlers", None, "open_answer", "oa"),
+        ("gateway.server.answering", None, "read_body", "rb"),
         ("gateway.server.handlers", None, "parse_chat_request", "parse"),
         ("gateway.pipeline", "Pipeline", "open", "open"),
         ("gateway.routing.planner", "CandidatePlanner", "plan", "plan"),
