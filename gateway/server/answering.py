@@ -140,20 +140,21 @@ class FirstWrite:
         self._head = ready_stream(self._request, self._response, self._headers())
         self._encoder.ready()
 
-    async def start(self, deployment: str) -> web.StreamResponse:
-        """The response, its head held for the first token's write."""
+    def start(self, deployment: str) -> tuple[web.StreamResponse, bool]:
+        """The response, its head held for the first token's write; and whether aiohttp's
+        own `prepare` must still run (its headers are then set for it)."""
         if self._response is None:  # the first token came before the silence's turn
             self.ready()
         self._started = True
         response, head = self._response, self._head
         assert response is not None
         more = {"x-gateway-deployment": deployment}
-        if head is None or not start_stream(self._request, response, head, more):
-            if head is None:
-                response.headers.update(self._headers())
-            response.headers.update(more)
-            await response.prepare(self._request)  # aiohttp's own
-        return response
+        if head is not None and start_stream(self._request, response, head, more):
+            return response, False
+        if head is None:
+            response.headers.update(self._headers())
+        response.headers.update(more)
+        return response, True
 
     def _headers(self) -> dict[str, str]:
         return {**SSE_HEADERS, "x-request-id": self._request_id}
@@ -194,7 +195,9 @@ async def stream_answer(
         return response
     assert isinstance(outcome, Winner)
     if response is None:
-        response = await first_write.start(outcome.deployment)
+        response, unprepared = first_write.start(outcome.deployment)
+        if unprepared:
+            await response.prepare(request)  # aiohttp's own
     else:  # headers went out with the heartbeat: name the winner in a comment SDKs ignore
         await response.write(b": x-gateway-deployment " + outcome.deployment.encode() + b"\n\n")
     events = outcome.events

@@ -28,9 +28,9 @@ async def test_the_first_write_is_readied_in_the_silence(
     readied: list[bool] = []
     start = FirstWrite.start
 
-    async def spied(self: FirstWrite, deployment: str) -> Any:
+    def spied(self: FirstWrite, deployment: str) -> Any:
         readied.append(self._response is not None and self._head is not None)
-        return await start(self, deployment)
+        return start(self, deployment)
 
     monkeypatch.setattr(FirstWrite, "start", spied)
     servers = {name: {"kind": "openai", "models": {name: SILENT}} for name in ("a", "b")}

@@ -428,7 +428,9 @@ async def _first_write(request: web.Request, inject: bool) -> web.StreamResponse
         for _ in range(3):  # the upstream's silence: loop turns go by (two are enough)
             await asyncio.sleep(0)
         assert opening.readied == 1
-    response = await first.start("dep\rc" if inject else "dep-a")
+    response, unprepared = first.start("dep\rc" if inject else "dep-a")
+    if unprepared:
+        await response.prepare(request)
     assert opening.readied == 1  # readied once, before or at the start
     request.config_dict[_USED].append(first._head is not None)  # readied by ready_stream
     return await _body(request, response)
