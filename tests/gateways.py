@@ -4,6 +4,7 @@ gateway instances behind a load balancer look like, on real sockets."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -80,6 +81,15 @@ async def chat(http: aiohttp.ClientSession, url: str, model: str = "chat") -> in
     async with http.post(f"{url}/v1/chat/completions", json=body) as resp:
         await resp.read()
         return resp.status
+
+
+async def inside_one_minute(seconds: float) -> None:
+    """Rate limits count in windows aligned to the wall-clock minute (routing/ratelimit.py):
+    when fewer than `seconds` are left of this one, wait for the next to begin, so that
+    what a test counts against one window is not split across two."""
+    left = 60.0 - time.time() % 60.0
+    if left < seconds:
+        await asyncio.sleep(left + 0.05)
 
 
 async def spread(

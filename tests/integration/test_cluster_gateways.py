@@ -13,7 +13,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from tests.gateways import fleet, spread
+from tests.gateways import fleet, inside_one_minute, spread
 from tests.redis_servers import RedisClusterProcs
 
 FAST = {"ttft_ms": 2, "itl_ms": 0, "tokens": 3}
@@ -55,6 +55,7 @@ async def test_key_and_deployment_limits_hold_in_total(cluster_procs: RedisClust
         ) as f,
         aiohttp.ClientSession() as http,
     ):
+        await inside_one_minute(15)  # 90 requests of one window: a few seconds
         statuses = await spread(http, f.urls, total=90, concurrency=9)
         admitted = statuses.count(200)
         layers = [gw.state.redis_layer for gw in f.gateways]
