@@ -1,8 +1,9 @@
 """Events -> OpenAI Chat Completions output: SSE chunks (streaming) or one JSON body.
 
-The SSE encoder pre-renders the constant part of every chunk once per request,
-so a text chunk costs one orjson.dumps of its delta and a few bytes joins; text cut
-from an OpenAI-shaped upstream chunk (`TextDelta.raw`) is not even re-encoded.
+The SSE encoder renders the constant part of every chunk once per request (in `ready()`,
+while the upstream is silent), so a text chunk costs one orjson.dumps of its delta and a
+few bytes joins; text cut from an OpenAI-shaped upstream chunk (`TextDelta.raw`) is not
+even re-encoded.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class ChunkEncoder:
     __slots__ = (
         "_finished",
         "_head",
+        "_ident",
         "_include_usage",
         "_role",
         "_role_sent",
@@ -82,23 +84,7 @@ class ChunkEncoder:
     )
 
     def __init__(self, response_id: str, created: int, model: str, include_usage: bool) -> None:
-        ident = orjson.dumps(
-            {"id": response_id, "object": "chat.completion.chunk", "created": created}
-        )[:-1]
-        model_json = orjson.dumps(model)
-        self._head = (
-            b"data: " + ident + b',"model":' + model_json + b',"system_fingerprint":null,'
-            b'"choices":[{"index":0,"delta":'
-        )
-        usage_tail = b',"usage":null' if include_usage else b""
-        self._tail = b',"logprobs":null,"finish_reason":null}]' + usage_tail + b"}\n\n"
-        self._tail_open = b',"logprobs":null,"finish_reason":'
-        self._text_head = self._head + b'{"content":"'  # around an already escaped body
-        self._text_tail = b'"}' + self._tail
-        self._usage_head = (
-            b"data: " + ident + b',"model":' + model_json + b',"system_fingerprint":null,'
-            b'"choices":[],"usage":'
-        )
+        self._ident = (response_id, created, model)  # rendered into the heads by ready()
         self._include_usage = include_usage
         self._role = b""  # the role chunk, once readied
         self._role_sent = False
@@ -116,9 +102,30 @@ class ChunkEncoder:
         return self._head + orjson.dumps(delta) + self._tail
 
     def ready(self) -> None:
-        """Render the role chunk now, while the upstream is silent, not with the first token."""
-        if not self._role:
-            self._role = self._chunk({"role": "assistant", "content": "", "refusal": None})
+        """Render the constant parts of every chunk and the role chunk now, while the
+        upstream is silent: not on the request's way upstream, nor with the first token.
+        Whatever writes a chunk comes after it (`start`)."""
+        if self._role:
+            return
+        response_id, created, model = self._ident
+        ident = orjson.dumps(
+            {"id": response_id, "object": "chat.completion.chunk", "created": created}
+        )[:-1]
+        model_json = orjson.dumps(model)
+        self._head = (
+            b"data: " + ident + b',"model":' + model_json + b',"system_fingerprint":null,'
+            b'"choices":[{"index":0,"delta":'
+        )
+        usage_tail = b',"usage":null' if self._include_usage else b""
+        self._tail = b',"logprobs":null,"finish_reason":null}]' + usage_tail + b"}\n\n"
+        self._tail_open = b',"logprobs":null,"finish_reason":'
+        self._text_head = self._head + b'{"content":"'  # around an already escaped body
+        self._text_tail = b'"}' + self._tail
+        self._usage_head = (
+            b"data: " + ident + b',"model":' + model_json + b',"system_fingerprint":null,'
+            b'"choices":[],"usage":'
+        )
+        self._role = self._chunk({"role": "assistant", "content": "", "refusal": None})
 
     def start(self) -> bytes:
         """The role chunk, sent once when the winner is known."""
