@@ -77,7 +77,8 @@ def _inner() -> None:
     import importlib
 
     points = [
-        ("gateway.server.middlewares", None, "_require_json_body", "json"),
+        ("gateway.server.app", None, "entry_middleware", "mw"),
+        ("gateway.server.app", None, "admission_middleware", "adm"),
         ("gateway.server.handlers", None, "chat_completions", "chat"),
         ("gateway.server.handlers", None, "open_answer", "oa"),
         ("gateway.server.answering", None, "read_body", "rb"),

@@ -70,11 +70,10 @@ def build_app(
     config = gateway.config
     live = LiveGateway(gateway, config_path, setup)
     cors = CorsPolicy(config.cors) if config.cors.enabled else None
-    # entry, then admission (JSON bodies, the key); a preflight carries no key: with CORS
-    # on, its layer goes between them and answers it before authentication
-    middlewares: list[Middleware] = [entry_middleware(admit=cors is None)]
-    if cors is not None:
-        middlewares += [cors_middleware(cors), admission_middleware]
+    middlewares: list[Middleware] = [entry_middleware]
+    if cors is not None:  # a preflight carries no key: answered before authentication
+        middlewares.append(cors_middleware(cors))
+    middlewares.append(admission_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_body_bytes)
     if cors is not None:  # every /v1/ response, streams and errors included
         app.on_response_prepare.append(cors.add_headers)

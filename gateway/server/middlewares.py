@@ -1,8 +1,7 @@
-"""One layer around every request: `entry_middleware` (the live gateway's snapshot, the
-request id, error rendering, then `admission_middleware`'s checks: JSON-only POST bodies,
-then authentication). With CORS on, its layer goes between the entry and
-`admission_middleware`, a layer of its own then. Few layers on purpose: each is a
-coroutine frame that every resumption of the request's task passes through.
+"""Two layers around every request: `entry_middleware` (the live gateway's snapshot, the
+request id, error rendering) and, after CORS when it is on, `admission_middleware`
+(JSON-only POST bodies, then authentication). Few layers on purpose: each is a coroutine
+frame that every resumption of the request's task passes through.
 
 Every error leaves as an OpenAI envelope, except on paths a front door claims for its own
 protocol's error shape: a door adds an `ErrorShape` (a request predicate and a renderer) to
@@ -17,7 +16,6 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from gateway.pipeline import Caller
 from gateway.record import Door
@@ -44,30 +42,22 @@ def new_request_id() -> str:
     return "req_" + os.urandom(16).hex()
 
 
-def entry_middleware(admit: bool) -> Middleware:
+@web.middleware
+async def entry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """What every request gets first: the gateway that serves now, kept to the request's
     end whatever config reload happens meanwhile (server/live.py); a request id; and every
-    error rendered in its door's shape. With `admit`, `admission_middleware`'s checks too,
-    in this one layer (an app without CORS, which goes between the two)."""
-
-    @web.middleware
-    async def entry(request: web.Request, handler: Handler) -> web.StreamResponse:
-        snapshot = request.app[LIVE].acquire()
+    error rendered in its door's shape."""
+    snapshot = request.app[LIVE].acquire()
+    try:
+        request[GATEWAY] = snapshot.gateway
+        given = request.headers.get("x-request-id", "")
+        request[REQUEST_ID] = given if _SAFE_ID.match(given) else new_request_id()
         try:
-            request[GATEWAY] = snapshot.gateway
-            given = request.headers.get("x-request-id", "")
-            request[REQUEST_ID] = given if _SAFE_ID.match(given) else new_request_id()
-            try:
-                if admit:
-                    _require_json_body(request)
-                    _authenticate(request)
-                return await handler(request)
-            except Exception as exc:
-                return _failure_response(request, exc)
-        finally:
-            snapshot.release()
-
-    return entry
+            return await handler(request)
+        except Exception as exc:
+            return _failure_response(request, exc)
+    finally:
+        snapshot.release()
 
 
 def renderer_for(request: web.Request) -> ErrorRenderer:
