@@ -10,6 +10,7 @@ import aiohttp
 import openai
 import pytest
 
+from tests.gateways import inside_one_minute
 from tests.stack import FAST, Stack, stack
 
 TEAM_A = "team-a-secret-0123456789"
@@ -59,6 +60,7 @@ async def test_a_key_has_its_own_rate_limit() -> None:
     async with stack(
         SERVERS, ROUTES, DEPLOYMENTS, auth={"keys": keys}, routing={"key_rpm": 5}
     ) as s:
+        await inside_one_minute(5)  # the counts below are of one window
         assert (await chat(s, "open", TEAM_A))[0] == 200
         status, err = await chat(s, "open", TEAM_A)
         assert status == 429 and err["error"]["code"] == "rate_limit_exceeded"

@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.gateways import inside_one_minute
 from tests.stack import FAST, Stack, stack
 
 SERVERS = {"a": {"kind": "openai", "models": {"m": FAST}}}
@@ -88,6 +89,7 @@ async def test_key_daily_budget_returns_429_once_spent() -> None:
 
 async def test_key_rate_limit_with_headers() -> None:
     async with stack(SERVERS, auth={"keys": ["k1", "k2"]}, routing={"key_rpm": 2}) as s:
+        await inside_one_minute(5)  # the counts below are of one window
         body = {"model": "m", "messages": MSG}
         for _ in range(2):
             assert (await call(s, "POST", "/v1/chat/completions", body, key="k1"))[0] == 200

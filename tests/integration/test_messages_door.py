@@ -13,6 +13,7 @@ from anthropic import AsyncAnthropic
 from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
+from tests.gateways import inside_one_minute
 from tests.stack import FAST, stack
 
 ONE = {"a": {"kind": "anthropic", "models": {"m": FAST}}}
@@ -119,6 +120,7 @@ async def test_oversize_unknown_path_and_method_in_anthropic_shape() -> None:
 
 async def test_rate_limit_is_429_rate_limit_error() -> None:
     async with stack(ONE, auth={"keys": ["k1"]}, routing={"key_rpm": 1}) as s:
+        await inside_one_minute(5)  # the counts below are of one window
         headers = {**VERSION, "x-api-key": "k1"}
         assert (await post(s.url, BODY, headers))[0] == 200
         status, got_headers, body = await post(s.url, BODY, headers)

@@ -6,6 +6,7 @@ import asyncio
 
 import aiohttp
 
+from tests.gateways import inside_one_minute
 from tests.stack import FAST, Stack, stack
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -83,6 +84,7 @@ async def test_deployment_rate_limit_skips_to_next() -> None:
     routes = {"chat": {"strategy": "fallback", "deployments": ["limited", "spare"]}}
     deployments = {"limited": {"rpm": 2}}
     async with stack(servers, routes, deployments) as s:
+        await inside_one_minute(5)  # the counts below are of one window
         served = [await ask(s, "chat") for _ in range(4)]
         assert served == [(200, "limited"), (200, "limited"), (200, "spare"), (200, "spare")]
         assert len(s.records("limited")) == 2, "the limited deployment was never contacted again"

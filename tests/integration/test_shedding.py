@@ -9,6 +9,7 @@ import asyncio
 import aiohttp
 import orjson
 
+from tests.gateways import inside_one_minute
 from tests.stack import FAST, stack
 
 BODY = {"messages": [{"role": "user", "content": "hi"}]}
@@ -47,6 +48,7 @@ async def test_every_deployment_at_its_own_rate_limit_is_a_429() -> None:
     routes = {"chat": {"strategy": "fallback", "deployments": ["x"]}}
     deployments = {"x": {"rpm": 1}}
     async with stack(servers, routes, deployments, health={"probe_interval_s": 60}) as s:
+        await inside_one_minute(5)  # the counts below are of one window
         async with aiohttp.ClientSession() as http:
             statuses = []
             for _ in range(4):
