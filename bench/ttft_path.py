@@ -227,7 +227,7 @@ def main() -> int:
             f"first token p50 {r['first_token_us_p50']:7.1f} us  "
             f"client TTFT p50 {r['client_ttft_ms_p50']:.3f} ms"
         )
-    for name in names[::2]:  # the gateway, and the baseline's gateway
+    for name in (n for n in names if n != "bare"):  # the gateway, and the baseline's
         gw, bare = result[name], result["bare"]
         own = gw["request_us_p50"] + gw["first_token_us_p50"]
         own -= bare["request_us_p50"] + bare["first_token_us_p50"]

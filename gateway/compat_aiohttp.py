@@ -408,16 +408,6 @@ def start_stream(
     return True
 
 
-def prepare_stream(
-    request: web.Request, response: web.StreamResponse, head: dict[str, str]
-) -> bool:
-    """`ready_stream` and `start_stream` at once: what `response.headers.update(head)` and
-    `await response.prepare(request)` do. False, having changed nothing, where aiohttp's
-    own `prepare` must run: the caller then does that."""
-    readied = ready_stream(request, response, head)
-    return readied is not None and start_stream(request, response, readied, {})
-
-
 def _breaks_a_line(fields: dict[str, str]) -> bool:
     text = "".join(fields) + "".join(fields.values())
     return "\r" in text or "\n" in text

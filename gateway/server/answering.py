@@ -157,7 +157,12 @@ class FirstWrite:
         return response, True
 
     def _headers(self) -> dict[str, str]:
-        return {**SSE_HEADERS, "x-request-id": self._request_id}
+        return stream_headers(self._request_id)
+
+
+def stream_headers(request_id: str) -> dict[str, str]:
+    """A streamed answer's head before its winner is known."""
+    return {**SSE_HEADERS, **answer_headers(request_id, None)}
 
 
 def answer_headers(request_id: str, deployment: str | None) -> dict[str, str]:
@@ -185,7 +190,7 @@ async def stream_answer(
         if outcome is not HEARTBEAT:
             break
         if response is None:  # no winner yet: commit to 200 and keep the connection alive
-            response = SSEResponse(headers={**SSE_HEADERS, **answer_headers(request_id, None)})
+            response = SSEResponse(headers=stream_headers(request_id))
             await response.prepare(request)
         await response.write(encoder.heartbeat())
     if isinstance(outcome, AllFailed):

@@ -29,8 +29,9 @@ from gateway.compat_aiohttp import (
     body_reader,
     divert_reader,
     open_connection_count,
-    prepare_stream,
+    ready_stream,
     render_protocol_errors,
+    start_stream,
     sync_writer,
     undivert_reader,
 )
@@ -383,7 +384,7 @@ async def test_a_body_reader_asks_its_protocol_only_what_is_documented() -> None
     )
 
 
-# --- a streamed answer's head written by prepare_stream -------------------------------------
+# --- a streamed answer's head written by ready_stream and start_stream ---------------------
 
 _HEAD = {**SSE_HEADERS, "x-request-id": "req_1", "x-gateway-deployment": "dep-a"}
 
@@ -403,16 +404,19 @@ class _Opening:
 
 
 async def _streamed(request: web.Request) -> web.StreamResponse:
-    """The same answer, its head from aiohttp's `prepare`, from `prepare_stream`, or from
-    server/answering's `FirstWrite` readied before its start (`/readied`) or not
-    (`/late`, the first token before the upstream's silence ended)."""
+    """The same answer, its head from aiohttp's `prepare`, from `ready_stream` and
+    `start_stream` at once (`/ours`), or from server/answering's `FirstWrite` readied
+    before its start (`/readied`) or not (`/late`, the first token before the upstream's
+    silence ended)."""
     head = dict(_HEAD)
     if "inject" in request.query:
         head["x-a"] = "b\rc"  # a header injection: aiohttp refuses it
     if request.path.endswith(("/readied", "/late")):
         return await _first_write(request, "inject" in request.query)
     response = _Held()
-    ours = request.path.endswith("/ours") and prepare_stream(request, response, head)
+    ours = False
+    if request.path.endswith("/ours") and (readied := ready_stream(request, response, head)):
+        ours = start_stream(request, response, readied, {})
     request.config_dict[_USED].append(ours)
     if not ours:
         response.headers.update(head)
@@ -481,7 +485,7 @@ def _split(raw: bytes) -> tuple[list[bytes], set[bytes], bytes]:
         (b"GET {path} HTTP/1.1", b""),  # keep-alive: read to the last chunk, then close
     ],
 )
-async def test_prepare_stream_writes_the_head_aiohttp_would(
+async def test_our_head_is_the_one_aiohttp_would_write(
     streaming: tuple[web.Application, str], request_line: bytes, extra: bytes
 ) -> None:
     app, url = streaming
@@ -499,7 +503,7 @@ async def test_prepare_stream_writes_the_head_aiohttp_would(
         assert [f for f in fields if f[0] != "Date"] == [f for f in theirs if f[0] != "Date"]
 
 
-async def test_prepare_stream_leaves_to_aiohttp_what_it_does_not_write(
+async def test_aiohttp_writes_the_heads_ours_does_not(
     streaming: tuple[web.Application, str],
 ) -> None:
     app, url = streaming
