@@ -32,6 +32,11 @@ across instances within about a second and a half.
 Redis outage (down, hung, or the layer's breaker open): adds keep accumulating
 locally; `spent` answers at once from the last known total plus the local adds;
 `degraded` follows the layer's breaker.
+
+At shutdown `close()` sends what is left: the last batch gets the whole drain budget
+(`drain_s`, 3 s, well inside the supervisor's margin before SIGKILL), since a Redis
+slow to answer while a machine stops is busy, not away; tries stop early when the
+breaker opens. Spend still unsent then is logged (``spend not shared at close``).
 """
 
 from __future__ import annotations
@@ -45,9 +50,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+import structlog
+
 from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 from gateway.streaming.accounting import RaceRecord
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
+
+log = structlog.get_logger("gateway.spend")
 
 SPEND_TTL_S = 2 * 86_400
 MONTH_TTL_S = 62 * 86_400
@@ -206,6 +215,7 @@ class RedisSpendTracker:
         flush_interval_s: float = 0.5,
         refresh_s: float = 1.0,
         op_timeout_s: float = 0.5,
+        drain_s: float = 3.0,
         ttl_s: int = SPEND_TTL_S,
         instance_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -217,6 +227,7 @@ class RedisSpendTracker:
         self.flush_interval_s = flush_interval_s
         self.refresh_s = refresh_s
         self.op_timeout_s = op_timeout_s
+        self.drain_s = drain_s  # how long close() may spend sending the last adds
         self.ttl_s = ttl_s
         self._clock = clock
         self._wall = wall_clock
@@ -294,11 +305,12 @@ class RedisSpendTracker:
 
     # -- background flush -----------------------------------------------------
 
-    async def flush(self) -> None:
-        """Send the unsent batch again, or the local adds as a new batch (exactly once)."""
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Send the unsent batch again, or the local adds as a new batch (exactly once).
+        True when nothing is left unsent."""
         if not self._unsent:
             if not self._pending:
-                return
+                return True
             self._seq += 1
             self._unsent, self._unsent_seq, self._pending = self._pending, self._seq, {}
         else:
@@ -311,11 +323,11 @@ class RedisSpendTracker:
         try:
             totals = await self._layer.guard.call(
                 lambda: self._script(keys=keys, args=args),
-                timeout_s=self.op_timeout_s,
+                timeout_s=self.op_timeout_s if timeout_s is None else timeout_s,
                 part="spend",
             )
         except RedisUnavailable:
-            return  # resent as is by the next flush
+            return False  # resent as is by the next flush
         self._unsent = {}
         now = self._clock()
         for slot, total in zip(batch, totals, strict=True):
@@ -327,6 +339,7 @@ class RedisSpendTracker:
             cached.total = float(total)
             cached.fetched_at = now
             cached.seq += 1
+        return not self._pending
 
     async def _run(self) -> None:
         while True:
@@ -342,8 +355,25 @@ class RedisSpendTracker:
         task, self._task = self._task, None
         await cancel_and_wait(task)
         if task is not None:
-            with contextlib.suppress(Exception):
-                await self.flush()  # best effort: the last adds (bounded by op_timeout_s)
-                await self.flush()
+            await self._drain()
         if self._owns_layer:
             await self._layer.close()
+
+    async def _drain(self) -> None:
+        """The last adds, sent before the process goes: within `drain_s` in all, each try
+        with that whole budget (a busy Redis at shutdown is slow, not away), while the
+        breaker stays closed. What is still unsent is logged, not silently lost."""
+        deadline = self._clock() + self.drain_s
+        while (left := deadline - self._clock()) > 0:
+            with contextlib.suppress(Exception):
+                if await self.flush(timeout_s=max(left, self.op_timeout_s)):
+                    return
+            if self._layer.degraded:
+                break
+            await asyncio.sleep(min(0.05, max(deadline - self._clock(), 0)))  # a quick error
+        unsent = sum(self._unsent.values()) + sum(self._pending.values())
+        if unsent:
+            # each USD is counted twice (day and month)
+            log.warning(
+                "spend not shared at close", usd=round(unsent / 2, 6), redis=self._layer.guard.where
+            )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from gateway.routing.spend import RedisSpendTracker
 from tests.redis_support import REDIS_URL, redis_with_prefix
@@ -113,3 +114,35 @@ async def test_redis_unreachable_counts_locally() -> None:
         assert time.monotonic() - started < 1.5
     finally:
         await tracker.close()
+
+
+async def test_close_sends_the_last_adds_to_a_slow_redis(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    """A Redis slower than the flush's budget at shutdown (a busy machine) still gets the
+    last adds: close() gives its last batch the whole drain budget, not op_timeout_s."""
+    client, prefix = redis_prefix
+    tracker = RedisSpendTracker(client, prefix=prefix, op_timeout_s=0.02, wall_clock=lambda: NOON)
+    script = tracker._script
+
+    async def slow(**kwargs: object) -> object:
+        await asyncio.sleep(0.1)  # five times the op budget
+        return await script(**kwargs)  # type: ignore[arg-type]
+
+    tracker._script = slow  # type: ignore[assignment]
+    await tracker.start()
+    tracker.add("k", 0.75)
+    await tracker.close()
+    assert await client.get(f"{{{prefix}:spend}}:k:20240309") == b"0.75"
+    assert tracker.outage.failures == 0
+
+
+async def test_close_with_redis_away_logs_what_was_not_shared() -> None:
+    tracker = RedisSpendTracker(UNREACHABLE, prefix="test-sp-down", op_timeout_s=0.2)
+    await tracker.start()
+    tracker.add("k", 1.25)
+    with capture_logs() as logs:
+        await tracker.close()
+    assert tracker.degraded
+    lost = [e for e in logs if e["event"] == "spend not shared at close"]
+    assert len(lost) == 1 and lost[0]["usd"] == 1.25
