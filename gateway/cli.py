@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers < 1 or not args.grace >= 0 or not (args.watch or 1) > 0:
             print("--workers must be >= 1, --grace >= 0 and --watch > 0", file=sys.stderr)
             return 2
-        configure_logging(config.logging.format, config.logging.level)
+        configure_logging(config.logging.format, config.logging.level, background=True)
         host = args.host or config.listen.host
         port = args.port if args.port is not None else config.listen.port
         if args.workers > 1 and args.worker_of is None:

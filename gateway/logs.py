@@ -6,10 +6,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 import orjson
 import structlog
+
+from gateway import log_writer
+from gateway.log_writer import BackgroundLines
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 # Where `info_line` writes, when logs are JSON lines and info is not filtered out: the one
@@ -18,9 +21,12 @@ _json_info_stream: IO[bytes] | None = None
 _json_renderer: Any = None  # the renderer configure_logging set up, to see it still rules
 _second = -1  # the second `_second_text` spells, formatted once a second
 _second_text = ""
+_background: BackgroundLines | None = None  # stderr's lines, written off the loop
 
 
-def configure_logging(fmt: str = "auto", level: str = "info") -> None:
+def configure_logging(fmt: str = "auto", level: str = "info", background: bool = False) -> None:
+    """`background` (a server): JSON lines are written by a thread, never by the event
+    loop, so that a stalled reader of stderr stalls no request (gateway/log_writer.py)."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -32,11 +38,11 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         factory: Callable[..., Any] = structlog.PrintLoggerFactory(sys.stderr)
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
-        factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        factory = structlog.BytesLoggerFactory(_json_stream(background))
     global _json_info_stream, _json_renderer
     _json_renderer = processors[-1]
     json_info = not use_console and _LEVELS.get(level, logging.INFO) <= logging.INFO
-    _json_info_stream = sys.stderr.buffer if json_info else None
+    _json_info_stream = _json_stream(background) if json_info else None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
@@ -44,6 +50,15 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         cache_logger_on_first_use=True,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _json_stream(background: bool) -> BinaryIO:
+    global _background
+    if not background:
+        return sys.stderr.buffer
+    if _background is None or _background.target is not sys.stderr.buffer:
+        _background = log_writer.background(sys.stderr.buffer)
+    return cast(BinaryIO, _background)
 
 
 def info_line(event: str, fields: dict[str, Any]) -> bool:

@@ -117,7 +117,11 @@ async def sim_cluster() -> AsyncIterator[SimCluster]:
 
 @asynccontextmanager
 async def gateway_process(
-    tmp_path: Path, sim: SimCluster, workers: int, grace_s: float = GRACE_S
+    tmp_path: Path,
+    sim: SimCluster,
+    workers: int,
+    grace_s: float = GRACE_S,
+    read_stderr: bool = True,
 ) -> AsyncIterator[GatewayProcess]:
     port = free_port()
     config = write_config(tmp_path, sim.base_url("sim"), port)
@@ -138,7 +142,7 @@ async def gateway_process(
         stderr=asyncio.subprocess.PIPE,
     )
     gw = GatewayProcess(proc, port)
-    pumps = asyncio.gather(gw.pump(), gw.pump_stderr())
+    pumps = asyncio.gather(gw.pump(), gw.pump_stderr() if read_stderr else asyncio.sleep(0))
     try:
         await gw.wait_line(lambda s: s.startswith("race-gateway listening on"), START_TIMEOUT_S)
         yield gw
@@ -299,3 +303,39 @@ async def test_streams_still_open_after_the_grace_period_are_cut(tmp_path: Path)
         assert "shutdown_cut_streams" in log
         # the cut request was accounted (and logged) before the gateway closed
         assert log.index('"event":"request"') < log.rindex("shutdown_done")
+
+
+async def test_a_stalled_log_reader_stalls_no_request(tmp_path: Path) -> None:
+    """Nobody reads the gateway's stderr (a log collector that fell behind): once the
+    pipe's 64 KiB are full a write to it blocks, and the access log still writes a line per
+    request. Every request is answered all the same, and no line is lost: they are all
+    there once the pipe is read again."""
+    # about 500 KB of access log: the pipe (64 KiB) and what asyncio's subprocess transport
+    # reads ahead of this test (128 KiB) are full after about 450
+    requests = 1200
+    async with (
+        sim_cluster() as sim,
+        gateway_process(tmp_path, sim, workers=1, read_stderr=False) as gw,
+        aiohttp.ClientSession() as session,
+    ):
+
+        async def one(i: int) -> int:
+            body = {**chat_body("fast", False), "user": f"u{i}"}
+            async with session.post(gw.url + "/v1/chat/completions", json=body) as resp:
+                await resp.read()
+                return resp.status
+
+        statuses: list[int] = []
+        async with asyncio.timeout(30):  # blocked on its log, the gateway answers none
+            for start in range(0, requests, 20):
+                statuses += await asyncio.gather(*(one(i) for i in range(start, start + 20)))
+        assert statuses == [200] * requests
+        assert gw.proc.stderr is not None
+        seen = 0
+        async with asyncio.timeout(30):
+            while seen < requests:
+                line = await gw.proc.stderr.readline()
+                assert line, "stderr ended early"
+                if b'"event":"request"' in line:
+                    seen += 1
+        assert seen == requests
