@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import IO, Any, BinaryIO, cast
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import log_writer
 from gateway.log_writer import BackgroundLines
@@ -22,6 +24,8 @@ _json_renderer: Any = None  # the renderer configure_logging set up, to see it s
 _second = -1  # the second `_second_text` spells, formatted once a second
 _second_text = ""
 _background: BackgroundLines | None = None  # stderr's lines, written off the loop
+MAX_STDLIB_MESSAGE = 500
+MAX_STDLIB_TRACEBACK = 8000
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", background: bool = False) -> None:
@@ -50,6 +54,57 @@ def configure_logging(fmt: str = "auto", level: str = "info", background: bool =
         cache_logger_on_first_use=True,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    _bridge_stdlib(None if use_console else _json_stream(background), level)
+
+
+class StdlibJsonLines(logging.Handler):
+    """The standard library's log records (aiohttp's, asyncio's) as lines of the JSON log:
+    one line each, never a multi-line traceback. A client's malformed HTTP (aiohttp logs
+    it as an error with a traceback that echoes the client's bytes) is one info line,
+    `bad_http_request`, with the error's name and status and none of those bytes."""
+
+    def __init__(self, stream: BinaryIO, level: int) -> None:
+        super().__init__(level)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(orjson.dumps(stdlib_fields(record)) + b"\n")
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def stdlib_fields(record: logging.LogRecord) -> dict[str, Any]:
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        fields: dict[str, Any] = {
+            "event": "bad_http_request",
+            "error": type(exc).__name__,
+            "status": exc.code,
+            "logger": record.name,
+            "level": "info",
+        }
+    else:
+        fields = {"event": record.getMessage()[:MAX_STDLIB_MESSAGE], "logger": record.name}
+        if exc is not None:
+            fields["error"] = type(exc).__name__
+            text = "".join(traceback.format_exception(exc))
+            fields["exception"] = text[-MAX_STDLIB_TRACEBACK:]
+        fields["level"] = record.levelname.lower()
+    fields["timestamp"] = utc_timestamp(record.created)
+    return fields
+
+
+def _bridge_stdlib(stream: BinaryIO | None, level: str) -> None:
+    """JSON logs: the root logger writes through `StdlibJsonLines` (its level at least
+    warning: aiohttp and asyncio say little worth a line below it). Console: Python's own
+    handling (tracebacks on stderr)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, StdlibJsonLines)]:
+        root.removeHandler(handler)
+    if stream is not None:
+        root.addHandler(StdlibJsonLines(stream, max(_LEVELS.get(level, 20), logging.WARNING)))
 
 
 def _json_stream(background: bool) -> BinaryIO:

@@ -339,3 +339,34 @@ async def test_a_stalled_log_reader_stalls_no_request(tmp_path: Path) -> None:
                 if b'"event":"request"' in line:
                     seen += 1
         assert seen == requests
+
+
+async def test_malformed_http_is_one_json_line_without_the_clients_bytes(tmp_path: Path) -> None:
+    """aiohttp refuses malformed HTTP itself and logs it as an error with a traceback that
+    quotes the offending bytes. The gateway's log stays JSON lines, one per event; the
+    refusal is an info line that names the error, and the client's bytes are not in it."""
+    marker = "sk-hostile-4b1d"
+    payloads = [
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\nX-Secret: " + marker.encode() + b"\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + marker.encode() * 2000 + b"\r\n\r\n",
+    ]
+    async with sim_cluster() as sim, gateway_process(tmp_path, sim, workers=1) as gw:
+        for payload in payloads:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(payload)
+            status_line = await reader.readline()
+            assert status_line.startswith(b"HTTP/1.") and b" 400 " in status_line
+            writer.close()
+        proc = gw.proc
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(GRACE_S + 10):
+            await proc.wait()
+    lines = bytes(gw.err).splitlines()
+    records = [orjson.loads(line) for line in lines]  # every line is one JSON object
+    refused = [r for r in records if r["event"] == "bad_http_request"]
+    assert [(r["error"], r["status"], r["level"]) for r in refused] == [
+        ("BadHttpMessage", 400, "info"),
+        ("LineTooLong", 400, "info"),
+    ]
+    assert marker.encode() not in bytes(gw.err)
