@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return check_config_main(args.file)
 
+    from gateway.compat_aiohttp import malformed_http_status
     from gateway.config import ConfigError, load_config
     from gateway.logs import configure_logging
 
@@ -109,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers < 1 or not args.grace >= 0 or not (args.watch or 1) > 0:
             print("--workers must be >= 1, --grace >= 0 and --watch > 0", file=sys.stderr)
             return 2
-        configure_logging(config.logging.format, config.logging.level, background=True)
+        configure_logging(
+            config.logging.format,
+            config.logging.level,
+            background=True,
+            refusal=malformed_http_status,
+        )
         host = args.host or config.listen.host
         port = args.port if args.port is not None else config.listen.port
         if args.workers > 1 and args.worker_of is None:

@@ -19,6 +19,7 @@ from typing import NamedTuple, Protocol
 from aiohttp import web
 from aiohttp.helpers import _EXC_SENTINEL, rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
@@ -411,3 +412,11 @@ def start_stream(
 def _breaks_a_line(fields: dict[str, str]) -> bool:
     text = "".join(fields) + "".join(fields.values())
     return "\r" in text or "\n" in text
+
+
+def malformed_http_status(exc: BaseException) -> int | None:
+    """The status aiohttp answered a client's malformed HTTP with, when `exc` is its
+    refusal (aiohttp logs it with a traceback that quotes the client's bytes); else None."""
+    if isinstance(exc, HttpProcessingError) and isinstance(exc.code, int):
+        return exc.code
+    return None

@@ -11,7 +11,6 @@ from typing import IO, Any, BinaryIO, cast
 
 import orjson
 import structlog
-from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import log_writer
 from gateway.log_writer import BackgroundLines
@@ -28,9 +27,17 @@ MAX_STDLIB_MESSAGE = 500
 MAX_STDLIB_TRACEBACK = 8000
 
 
-def configure_logging(fmt: str = "auto", level: str = "info", background: bool = False) -> None:
+# What a client's malformed HTTP looks like in a log record: the status the server answered
+# it with, None for anything else (`compat_aiohttp.malformed_http_status` for aiohttp's).
+Refusal = Callable[[BaseException], int | None]
+
+
+def configure_logging(
+    fmt: str = "auto", level: str = "info", background: bool = False, refusal: Refusal | None = None
+) -> None:
     """`background` (a server): JSON lines are written by a thread, never by the event
-    loop, so that a stalled reader of stderr stalls no request (gateway/log_writer.py)."""
+    loop, so that a stalled reader of stderr stalls no request (gateway/log_writer.py).
+    `refusal` names the standard library's records that are a client's malformed HTTP."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -54,7 +61,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", background: bool =
         cache_logger_on_first_use=True,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    _bridge_stdlib(None if use_console else _json_stream(background), level)
+    _bridge_stdlib(None if use_console else _json_stream(background), level, refusal)
 
 
 class StdlibJsonLines(logging.Handler):
@@ -63,25 +70,27 @@ class StdlibJsonLines(logging.Handler):
     it as an error with a traceback that echoes the client's bytes) is one info line,
     `bad_http_request`, with the error's name and status and none of those bytes."""
 
-    def __init__(self, stream: BinaryIO, level: int) -> None:
+    def __init__(self, stream: BinaryIO, level: int, refusal: Refusal | None = None) -> None:
         super().__init__(level)
         self.stream = stream
+        self.refusal = refusal
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(orjson.dumps(stdlib_fields(record)) + b"\n")
+            self.stream.write(orjson.dumps(stdlib_fields(record, self.refusal)) + b"\n")
             self.stream.flush()
         except Exception:
             self.handleError(record)
 
 
-def stdlib_fields(record: logging.LogRecord) -> dict[str, Any]:
+def stdlib_fields(record: logging.LogRecord, refusal: Refusal | None = None) -> dict[str, Any]:
     exc = record.exc_info[1] if record.exc_info else None
-    if isinstance(exc, HttpProcessingError):
+    status = refusal(exc) if refusal is not None and exc is not None else None
+    if status is not None:
         fields: dict[str, Any] = {
             "event": "bad_http_request",
             "error": type(exc).__name__,
-            "status": exc.code,
+            "status": status,
             "logger": record.name,
             "level": "info",
         }
@@ -96,7 +105,7 @@ def stdlib_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
-def _bridge_stdlib(stream: BinaryIO | None, level: str) -> None:
+def _bridge_stdlib(stream: BinaryIO | None, level: str, refusal: Refusal | None) -> None:
     """JSON logs: the root logger writes through `StdlibJsonLines` (its level at least
     warning: aiohttp and asyncio say little worth a line below it). Console: Python's own
     handling (tracebacks on stderr)."""
@@ -104,7 +113,8 @@ def _bridge_stdlib(stream: BinaryIO | None, level: str) -> None:
     for handler in [h for h in root.handlers if isinstance(h, StdlibJsonLines)]:
         root.removeHandler(handler)
     if stream is not None:
-        root.addHandler(StdlibJsonLines(stream, max(_LEVELS.get(level, 20), logging.WARNING)))
+        threshold = max(_LEVELS.get(level, logging.INFO), logging.WARNING)
+        root.addHandler(StdlibJsonLines(stream, threshold, refusal))
 
 
 def _json_stream(background: bool) -> BinaryIO:

@@ -51,7 +51,7 @@ class Layer:
 
 
 MODELS = ("gateway.request", "gateway.rejection", "gateway.strategy")  # shared vocabulary
-FOUNDATION = (*MODELS, "gateway.tasks", "gateway.logs")
+FOUNDATION = (*MODELS, "gateway.tasks", "gateway.logs", "gateway.log_writer")
 CODEC = (
     "gateway.streaming.events",
     "gateway.streaming.lines",
