@@ -117,6 +117,11 @@ def _bridge_stdlib(stream: BinaryIO | None, level: str, refusal: Refusal | None)
         root.addHandler(StdlibJsonLines(stream, threshold, refusal))
 
 
+def log_lines_dropped() -> int:
+    """Lines this process's log dropped because its reader fell behind (log_writer)."""
+    return _background.dropped_total if _background is not None else 0
+
+
 def _json_stream(background: bool) -> BinaryIO:
     global _background
     if not background:

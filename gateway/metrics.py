@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.logs import log_lines_dropped
 from gateway.streaming.accounting import RaceRecord
 
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -175,6 +176,7 @@ class GatewayMetrics:
             "When the config that serves was loaded (Unix time)",
             registry=r,
         )
+        r.register(_LogCollector())
         self._watched: dict[str, Collector] = {}  # kind -> the collector reading a gateway
         # (metric, label values) -> its child, for the per-request counters: prometheus'
         # own `labels()` validates and locks on every call (about 1 us each, seven a race).
@@ -335,6 +337,17 @@ class _QuarantineCollector(Collector):
         for name in self._deployments:
             gauge.add_metric([name], 1.0 if name in held else 0.0)
         yield gauge
+
+
+class _LogCollector(Collector):
+    """The process's log lines dropped because stderr's reader fell behind (log_writer)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "gateway_log_lines_dropped",
+            "Log lines dropped because the reader of the log (stderr) fell behind",
+            value=log_lines_dropped(),
+        )
 
 
 class _PoolCollector(Collector):

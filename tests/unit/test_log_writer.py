@@ -6,8 +6,11 @@ import asyncio
 import threading
 
 import orjson
+import pytest
 
+from gateway import logs
 from gateway.log_writer import BATCH_BYTES, BackgroundLines
+from gateway.metrics import GatewayMetrics
 
 
 class Recorder:
@@ -98,3 +101,18 @@ async def test_close_gives_up_on_a_stream_that_never_takes_its_write() -> None:
     assert thread is not None
     await asyncio.to_thread(thread.join, 10)
     assert not thread.is_alive() and stream.writes == [b"held\n"]
+
+
+async def test_the_dropped_lines_are_a_metric(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = Recorder()
+    stream.gate.clear()
+    out = BackgroundLines(stream, max_pending_bytes=10, batch_s=0)  # type: ignore[arg-type]
+    monkeypatch.setattr(logs, "_background", out)
+    out.write(b"first line, held\n")  # over the bound on its own: dropped
+    out.write(b"second\n")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    text = GatewayMetrics().render().decode()
+    assert "gateway_log_lines_dropped_total 2.0" in text
+    stream.gate.set()
+    out.close()
