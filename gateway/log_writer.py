@@ -27,8 +27,6 @@ import threading
 import time
 from typing import IO
 
-import orjson
-
 MAX_PENDING_BYTES = 8 << 20
 CLOSE_WAIT_S = 2.0
 BATCH_S = 0.02
@@ -144,16 +142,11 @@ class BackgroundLines:
 
 def dropped_line(count: int) -> bytes:
     """The JSON line that reports `count` lines dropped, as the log's other lines look."""
-    from gateway.logs import utc_timestamp
+    from gateway.logs import json_line, stamped  # logs imports this module
 
-    fields = {
-        "event": "log_lines_dropped",
-        "count": count,
-        "reason": "the log's reader fell behind",
-        "level": "warning",
-        "timestamp": utc_timestamp(time.time()),
-    }
-    return orjson.dumps(fields) + b"\n"
+    fields = {"event": "log_lines_dropped", "count": count}
+    fields["reason"] = "the log's reader fell behind"
+    return json_line(stamped(fields, "warning", time.time()))
 
 
 def background(stream: IO[bytes]) -> BackgroundLines:

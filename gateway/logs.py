@@ -44,16 +44,17 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if use_console:
+    stream = None if use_console else _json_stream(background)
+    if stream is None:
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
         factory: Callable[..., Any] = structlog.PrintLoggerFactory(sys.stderr)
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
-        factory = structlog.BytesLoggerFactory(_json_stream(background))
+        factory = structlog.BytesLoggerFactory(stream)
     global _json_info_stream, _json_renderer
     _json_renderer = processors[-1]
-    json_info = not use_console and _LEVELS.get(level, logging.INFO) <= logging.INFO
-    _json_info_stream = _json_stream(background) if json_info else None
+    json_info = _LEVELS.get(level, logging.INFO) <= logging.INFO
+    _json_info_stream = stream if json_info else None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
@@ -61,7 +62,7 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    _bridge_stdlib(None if use_console else _json_stream(background), level, refusal)
+    _bridge_stdlib(stream, level, refusal)
 
 
 class StdlibJsonLines(logging.Handler):
@@ -77,7 +78,7 @@ class StdlibJsonLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(orjson.dumps(stdlib_fields(record, self.refusal)) + b"\n")
+            self.stream.write(json_line(stdlib_fields(record, self.refusal)))
             self.stream.flush()
         except Exception:
             self.handleError(record)
@@ -92,17 +93,14 @@ def stdlib_fields(record: logging.LogRecord, refusal: Refusal | None = None) -> 
             "error": type(exc).__name__,
             "status": status,
             "logger": record.name,
-            "level": "info",
         }
-    else:
-        fields = {"event": record.getMessage()[:MAX_STDLIB_MESSAGE], "logger": record.name}
-        if exc is not None:
-            fields["error"] = type(exc).__name__
-            text = "".join(traceback.format_exception(exc))
-            fields["exception"] = text[-MAX_STDLIB_TRACEBACK:]
-        fields["level"] = record.levelname.lower()
-    fields["timestamp"] = utc_timestamp(record.created)
-    return fields
+        return stamped(fields, "info", record.created)
+    fields = {"event": record.getMessage()[:MAX_STDLIB_MESSAGE], "logger": record.name}
+    if exc is not None:
+        fields["error"] = type(exc).__name__
+        text = "".join(traceback.format_exception(exc))
+        fields["exception"] = text[-MAX_STDLIB_TRACEBACK:]
+    return stamped(fields, record.levelname.lower(), record.created)
 
 
 def _bridge_stdlib(stream: BinaryIO | None, level: str, refusal: Refusal | None) -> None:
@@ -146,11 +144,21 @@ def info_line(event: str, fields: dict[str, Any]) -> bool:
     fields["event"] = event
     for name, value in structlog.contextvars.get_contextvars().items():
         fields.setdefault(name, value)
-    fields["level"] = "info"
-    fields["timestamp"] = utc_timestamp(time.time())
-    stream.write(orjson.dumps(fields) + b"\n")
+    stream.write(json_line(stamped(fields, "info", time.time())))
     stream.flush()
     return True
+
+
+def stamped(fields: dict[str, Any], level: str, at: float) -> dict[str, Any]:
+    """`fields` ended as every JSON log line ends: `level`, then the ISO UTC `timestamp`
+    of `at` (seconds since the epoch)."""
+    fields["level"] = level
+    fields["timestamp"] = utc_timestamp(at)
+    return fields
+
+
+def json_line(fields: dict[str, Any]) -> bytes:
+    return orjson.dumps(fields) + b"\n"
 
 
 def utc_timestamp(now: float) -> str:

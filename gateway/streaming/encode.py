@@ -111,20 +111,15 @@ class ChunkEncoder:
         ident = orjson.dumps(
             {"id": response_id, "object": "chat.completion.chunk", "created": created}
         )[:-1]
-        model_json = orjson.dumps(model)
-        self._head = (
-            b"data: " + ident + b',"model":' + model_json + b',"system_fingerprint":null,'
-            b'"choices":[{"index":0,"delta":'
-        )
+        prefix = b"data: " + ident + b',"model":' + orjson.dumps(model)
+        prefix += b',"system_fingerprint":null,'
+        self._head = prefix + b'"choices":[{"index":0,"delta":'
         usage_tail = b',"usage":null' if self._include_usage else b""
         self._tail = b',"logprobs":null,"finish_reason":null}]' + usage_tail + b"}\n\n"
         self._tail_open = b',"logprobs":null,"finish_reason":'
         self._text_head = self._head + b'{"content":"'  # around an already escaped body
         self._text_tail = b'"}' + self._tail
-        self._usage_head = (
-            b"data: " + ident + b',"model":' + model_json + b',"system_fingerprint":null,'
-            b'"choices":[],"usage":'
-        )
+        self._usage_head = prefix + b'"choices":[],"usage":'
         self._role = self._chunk({"role": "assistant", "content": "", "refusal": None})
 
     def start(self) -> bytes:
