@@ -313,10 +313,13 @@ class Pipeline:
             rng=self.rng,
             queue_size=queue_size,
         )
-        if not route.resume or not isinstance(chat, ChatRequest):
-            return race, None
-        continuer = self.upstreams.continuer(chat, built.candidates, self.limiter, self.health)
-        resumer = Resumer(race, continuer, route.max_resumes, rng=self.rng, queue_size=queue_size)
+        resumer = None
+        if route.resume and isinstance(chat, ChatRequest):
+            continuer = self.upstreams.continuer(chat, built.candidates, self.limiter, self.health)
+            resumer = Resumer(
+                race, continuer, route.max_resumes, rng=self.rng, queue_size=queue_size
+            )
+        race.start()  # last: nothing after it may fail, the answer must close the race
         return race, resumer
 
 

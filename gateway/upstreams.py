@@ -130,12 +130,16 @@ class Upstreams:
         def open_attempt(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
             deployment = self.deployments[candidate.name]
             request = requests[candidate.name]
+            limited = limiter.limit_for(deployment_limit(candidate.name)) is not None
             if type(request) is OneShotCall:  # embeddings: one whole answer, one batch
                 stream = one_shot_events(deployment.pool, deployment.provider, request)
             else:
                 assert type(request) is UpstreamRequest
-                stream = stream_events(deployment.pool, deployment.provider, request)
-            if limiter.limit_for(deployment_limit(candidate.name)) is None:
+                # sent at once on an idle connection, unless a rate limit must admit it
+                stream = stream_events(
+                    deployment.pool, deployment.provider, request, early=not limited
+                )
+            if not limited:
                 return stream
             return _rate_limited(candidate.name, token_estimate, stream, limiter, health)
 

@@ -145,17 +145,29 @@ class _IdleWatchdog:
         self._handle.cancel()
 
 
+def open_attempt(
+    attempt: AttemptState, opener: Callable[[Candidate], AsyncGenerator[list[Event], None]]
+) -> AsyncGenerator[list[Event], None]:
+    """Open `attempt`'s stream. Its request may go out at once (the opener sends on an idle
+    keep-alive connection): that connection's cut is collected here, so the race drops it
+    even if the stream is never read (the client left first)."""
+    with Collecting(attempt.cuts, attempt.sources):
+        stream = attempt.stream = opener(attempt.candidate)
+    return stream
+
+
 async def run_here(
     attempt: AttemptState,
     opener: Callable[[Candidate], AsyncGenerator[list[Event], None]],
     watch: Callable[[], None] | None = None,
     opened: Callable[[], None] | None = None,
 ) -> list[Event] | UpstreamError | None:
-    """Open `attempt` in the calling task and read it to its first token (`first_token`),
-    its cuts and sources collected meanwhile (`opened` is called when its stream opens):
-    the batch with that token (the stream, as `attempt.stream`, is then the caller's to
-    close), or the error or clean end that came first (the stream is closed)."""
-    stream = attempt.stream = opener(attempt.candidate)
+    """Open `attempt` in the calling task (unless `open_attempt` did) and read it to its
+    first token (`first_token`), its cuts and sources collected meanwhile (`opened` is
+    called when its stream opens): the batch with that token (the stream, as
+    `attempt.stream`, is then the caller's to close), or the error or clean end that came
+    first (the stream is closed)."""
+    stream = attempt.stream or open_attempt(attempt, opener)
     kept = False
     try:
         with Collecting(attempt.cuts, attempt.sources, opened):

@@ -50,6 +50,9 @@ class Heartbeat:
 
 
 HEARTBEAT = Heartbeat()
+# An attempt's stream. Calling it may send the request at once (on an idle keep-alive
+# connection): its connection's cut reaches `attempt.on_cut`, which drops it even if the
+# stream is never iterated.
 Opener = Callable[[Candidate], AsyncGenerator[list[Event], None]]
 
 

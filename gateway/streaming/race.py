@@ -22,7 +22,7 @@ from gateway.streaming.accounting import (
     account,
     stream_outcome,
 )
-from gateway.streaming.attempt import AttemptState, cut_now, run_here
+from gateway.streaming.attempt import AttemptState, cut_now, open_attempt, run_here
 from gateway.streaming.events import Event, Finish, UpstreamError, is_token
 from gateway.streaming.plan import (
     HEARTBEAT,
@@ -103,6 +103,16 @@ class Race:
                 if not self._spend(wanted=extra - started):
                     break
                 self._start_next(speculative=True)
+
+    def start(self) -> None:
+        """Begin now when the attempts run in the caller's task (`first()` begins the
+        others): the first attempt's request goes out at once if a keep-alive connection
+        is idle, and the caller's remaining set-up (the answer, the door's encoder, the
+        response) runs while the upstream works on it rather than before it is asked."""
+        if self._here and not self._attempts:
+            self._begin()
+            if self._waiting is not None:
+                open_attempt(self._waiting, self._opener)
 
     def _spend(self, wanted: int = 1) -> bool:
         """May one speculative attempt start? A refusal counts the `wanted` attempts it stops."""

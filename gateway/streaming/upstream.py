@@ -18,7 +18,7 @@ from aiohttp import StreamReader
 from gateway.streaming.adapter import OneShotCall, UpstreamRequest, WireAdapter
 from gateway.streaming.attempt import offer_source, on_cut
 from gateway.streaming.events import Event, UpstreamError
-from gateway.streaming.http1.pool import CLIENT_ERRORS, Http1Pool
+from gateway.streaming.http1.pool import CLIENT_ERRORS, Http1Pool, Sent
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024  # a non-streamed answer from a server that ignores stream
@@ -147,17 +147,30 @@ def _drop_frames(exc: BaseException) -> None:
         current = current.__cause__ or current.__context__
 
 
-async def stream_events(
-    pool: UpstreamPool, provider: WireAdapter, request: UpstreamRequest
+def stream_events(
+    pool: UpstreamPool, provider: WireAdapter, request: UpstreamRequest, early: bool = False
 ) -> AsyncGenerator[list[Event], None]:
     """Send `request` and yield decoded event batches.
 
     HTTP errors and transport failures come out as a single UpstreamError batch,
     never as exceptions. Cancellation propagates; the connection is then closed.
+    `early`: the request goes out now, before the stream is iterated, when a keep-alive
+    connection is idle, so the caller's other work overlaps the upstream's; if the
+    stream is then never iterated, its connection is dropped only by the cut the pool
+    gave `on_cut` (the race's, for its attempts).
     """
+    sent = None
+    if early:
+        sent = pool.client.send_idle(request.method, request.url, request.headers, request.body)
+    return _stream_events(pool, provider, request, sent)
+
+
+async def _stream_events(
+    pool: UpstreamPool, provider: WireAdapter, request: UpstreamRequest, sent: Sent | None
+) -> AsyncGenerator[list[Event], None]:
     try:
         response = await pool.client.request(
-            request.method, request.url, request.headers, request.body
+            request.method, request.url, request.headers, request.body, sent
         )
     except asyncio.CancelledError:
         raise

@@ -5,6 +5,7 @@ answer can end early or break framing. What the server saw is checked too."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import ssl
 import subprocess
@@ -508,3 +509,71 @@ async def test_a_connect_that_hangs_ends_at_the_connect_timeout(
         request.result()
     assert pool.open_connections() == 0
     await pool.close()
+
+
+async def test_send_idle_writes_on_an_idle_connection_before_anything_awaits(serve) -> None:  # type: ignore[no-untyped-def]
+    arrived = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await read_request(reader):
+            server.requests.append(request)
+            arrived.set()
+            writer.write(CHUNKED_SSE)
+            await writer.drain()
+
+    server = await serve(lambda _: handle)
+    stats = PoolStats()
+    pool = Http1Pool(stats)
+    try:
+        assert pool.send_idle("POST", server.url(), {}, b"{}") is None  # nothing idle yet
+        assert server.connections == 0
+        response = await pool.request("POST", server.url(), {}, b"{}")
+        await body_of(response)
+        response.release()
+        arrived.clear()
+        # a request `request` would refuse is left to it
+        assert pool.send_idle("POST", server.url(), {"X-Bad": "a\r\nb"}, b"{}") is None
+        sent = pool.send_idle("POST", server.url(), {"X-Early": "1"}, b'{"n":2}')
+        assert sent is not None
+        async with asyncio.timeout(5):
+            await arrived.wait()  # the bytes went out with no request() awaited
+        assert server.requests[-1].endswith(b'{"n":2}') and b"X-Early: 1" in server.requests[-1]
+        again = await pool.request("POST", server.url(), {}, None, sent)
+        assert again.status == 200 and await body_of(again) == SSE
+        again.release()
+        assert (server.connections, stats.opened, stats.reused) == (1, 1, 1)
+        assert pool.open_connections() == 1
+    finally:
+        await pool.close()
+
+
+async def test_a_request_sent_ahead_and_never_awaited_is_dropped_by_its_cut(serve) -> None:  # type: ignore[no-untyped-def]
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(CHUNKED_SSE)  # the first answer; the next one never comes
+        await writer.drain()
+        await read_request(reader)
+        await reader.read()  # until the client goes
+
+    server = await serve(lambda _: held)
+    cuts: list[Callable[[], None]] = []
+    pool = Http1Pool(PoolStats(), on_connection=cuts.append)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        response = await pool.request("POST", server.url(), {}, b"")
+        await body_of(response)
+        response.release()
+        sent = pool.send_idle("POST", server.url(), {}, b"")
+        assert sent is not None and len(cuts) == 2
+        cuts[1]()  # the caller left before it awaited the answer
+        assert pool.open_connections() == 0
+        async with asyncio.timeout(5):
+            await server.closed.wait()  # the server saw the connection go
+        del sent
+        gc.collect()
+        assert reported == []  # no "Future exception was never retrieved"
+    finally:
+        loop.set_exception_handler(None)
+        await pool.close()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 import pytest
 from aiohttp import StreamReader
@@ -547,6 +548,64 @@ async def test_the_winners_stream_is_handed_over_to_the_reading_task() -> None:
     record = await race.aclose()
     assert record.stream_outcome == "completed"
     assert record.attempts[0].tokens == 2
+    assert ups.unclosed() == []
+
+
+def opening_sends(ups: FakeUpstreams) -> tuple[list[str], Callable[[Candidate], Any]]:
+    """An opener over `ups` that, as the upstream opener does on an idle keep-alive
+    connection, sends when called: its connection's cut is registered then, before the
+    stream is iterated. Returns the names whose connections were cut, and the opener."""
+    cut: list[str] = []
+
+    def opener(candidate: Candidate) -> AsyncGenerator[list[Event], None]:
+        on_cut(lambda: cut.append(candidate.name))
+        return ups.opener(candidate)
+
+    return cut, opener
+
+
+async def test_start_sends_a_lone_attempt_before_first_and_reads_it_once() -> None:
+    """`start()` opens the lone attempt at once (its request goes out while the caller
+    sets up the rest); `first()` then reads that stream, not a second one."""
+    ups = FakeUpstreams("a", "b")
+    cut, opener = opening_sends(ups)
+    race = Race(make_race(ups, "fallback", k=1).plan, opener)
+    race.start()
+    assert ups.opened == ["a"] and not ups["a"].started  # opened, not read yet
+    race.start()  # once only
+    assert ups.opened == ["a"]
+    ups["a"].send(TextDelta("one"))
+    ups["a"].end()
+    winner = await race.first()
+    assert isinstance(winner, Winner) and winner.deployment == "a"
+    assert await drain(race) == []
+    record = await race.aclose()
+    assert ups.opened == ["a"] and cut == []
+    assert record.stream_outcome == "completed" and ups.unclosed() == []
+
+
+async def test_a_lone_attempt_sent_by_start_is_cut_when_the_client_leaves_first() -> None:
+    """The client leaves before `first()`: the stream was never read, so only the cut
+    its connection registered at the send can drop it, and `aclose()` calls it."""
+    ups = FakeUpstreams("a", "b")
+    cut, opener = opening_sends(ups)
+    race = Race(make_race(ups, "fallback", k=1).plan, opener)
+    race.start()
+    record = await race.aclose(client_gone=True)
+    assert cut == ["a"]
+    assert [a.outcome for a in record.attempts] == ["cancelled"]
+    assert ups.opened == ["a"] and ups.unclosed() == []
+
+
+async def test_start_leaves_attempts_in_tasks_to_first() -> None:
+    ups = FakeUpstreams("a", "b")
+    race = make_race(ups, "race", k=2)
+    race.start()
+    assert ups.opened == [] and race.record.attempts == []
+    first = asyncio.create_task(race.first())
+    await settle()
+    assert ups.opened == ["a", "b"]
+    await finish(race, first)
     assert ups.unclosed() == []
 
 

@@ -114,8 +114,14 @@ class Http1Connection(asyncio.Protocol):
         return self._head
 
     def abort(self) -> None:
-        """A reset, not a graceful close; the connection is gone at once."""
+        """A reset, not a graceful close; the connection is gone at once. A head still
+        due fails now (a request sent ahead, `Http1Pool.send_idle`, may be dropped before
+        anyone awaits it: that is no error to report)."""
         self.broken = True
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(ServerDisconnected("connection dropped"))
+            head.exception()  # retrieved: a drop nobody awaits is not logged as lost
         if self.transport is not None:
             self.transport.abort()
 

@@ -21,13 +21,13 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohappyeyeballs
 from aiohttp import StreamReader
 from multidict import CIMultiDictProxy
 
-from gateway.streaming.http1.connection import Http1Connection
+from gateway.streaming.http1.connection import Http1Connection, ServerDisconnected
 from gateway.streaming.http1.head import ProtocolError, ResponseHead
 from gateway.streaming.http1.request import Target, encode_request, parse_target
 
@@ -78,6 +78,14 @@ class Response:
         self._pool.finish(self._connection, self._use, keep=False)
 
 
+class Sent(NamedTuple):
+    """A request written to `connection` (its `use`-th); `head` is its answer's head."""
+
+    connection: Http1Connection
+    use: int
+    head: asyncio.Future[ResponseHead]
+
+
 class Http1Pool:
     """At most `limit` connections over all hosts (in use, idle or being opened); a request
     beyond that waits, within `connect_timeout_s`, for one to be released or closed.
@@ -111,27 +119,67 @@ class Http1Pool:
     # -- the request ----------------------------------------------------------------
 
     async def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        sent: Sent | None = None,
     ) -> Response:
-        """Send a request; return when the final head of its answer is in."""
+        """Send a request (unless `send_idle` sent it: `sent`); return when the final head
+        of its answer is in."""
+        if sent is None:
+            if self._closed:
+                raise ConnectionError("upstream pool closed")
+            target = self._target(url)
+            data = encode_request(method, target, headers, body or b"")
+            connection = self._take_idle(target.key)
+            if connection is None:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    connection = await self._acquire(target)
+            sent = self._send(connection, data, method)
+        try:
+            head = await sent.head
+        except BaseException:
+            self.finish(sent.connection, sent.use, keep=False)
+            raise
+        return Response(self, sent.connection, head)
+
+    def send_idle(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Sent | None:
+        """Send a request now, without awaiting, if a keep-alive connection to its host is
+        idle; `request(..., sent=)` then awaits its answer. None: nothing was sent (no idle
+        connection, or a request `request` will refuse). Whoever holds the `Sent` drops
+        its connection (the cut given to `on_connection`) if it never awaits it."""
         if self._closed:
-            raise ConnectionError("upstream pool closed")
+            return None
         target = self._target(url)
-        data = encode_request(method, target, headers, body or b"")
+        if not self._idle.get(target.key):
+            return None
+        try:
+            data = encode_request(method, target, headers, body or b"")
+        except ValueError:
+            return None  # `request` raises it where the caller expects it
         connection = self._take_idle(target.key)
         if connection is None:
-            async with asyncio.timeout(self._connect_timeout_s):
-                connection = await self._acquire(target)
+            return None
+        try:
+            return self._send(connection, data, method)
+        except ServerDisconnected:
+            return None  # dropped: `request` opens another
+
+    def _send(self, connection: Http1Connection, data: bytes, method: str) -> Sent:
         connection.uses += 1
         self._busy.add(connection)
         if self._on_connection is not None:
             self._on_connection(self._cut(connection))
         try:
-            head = await connection.send(data, method)
+            head = connection.send(data, method)
         except BaseException:
             self.finish(connection, connection.uses, keep=False)
             raise
-        return Response(self, connection, head)
+        return Sent(connection, connection.uses, head)
 
     def finish(self, connection: Http1Connection, use: int, keep: bool) -> None:
         """The request numbered `use` on `connection` is done with it."""
