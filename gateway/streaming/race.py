@@ -105,14 +105,12 @@ class Race:
                 self._start_next(speculative=True)
 
     def start(self) -> None:
-        """Begin now when the attempts run in the caller's task (`first()` begins the
-        others): the first attempt's request goes out at once if a keep-alive connection
-        is idle, and the caller's remaining set-up (the answer, the door's encoder, the
+        """Begin now, rather than at the first `first()`: each attempt started is opened at
+        once (`_start_next`), so its request goes out now if a keep-alive connection is
+        idle, and the caller's remaining set-up (the answer, the door's encoder, the
         response) runs while the upstream works on it rather than before it is asked."""
-        if self._here and not self._attempts:
+        if not self._attempts:
             self._begin()
-            if self._waiting is not None:
-                open_attempt(self._waiting, self._opener)
 
     def _spend(self, wanted: int = 1) -> bool:
         """May one speculative attempt start? A refusal counts the `wanted` attempts it stops."""
@@ -143,6 +141,9 @@ class Race:
             speculative=speculative,
         )
         attempt = AttemptState(candidate, record, now)
+        # opened in this step, not its task's first: on an idle connection its request
+        # leaves now, not behind whatever the loop has ready (under load, many streams)
+        open_attempt(attempt, self._opener)
         if self._here:
             self._waiting = attempt
         else:

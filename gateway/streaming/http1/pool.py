@@ -154,10 +154,10 @@ class Http1Pool:
         its connection (the cut given to `on_connection`) if it never awaits it."""
         if self._closed:
             return None
-        target = self._target(url)
-        if not self._idle.get(target.key):
-            return None
         try:
+            target = self._target(url)
+            if not self._idle.get(target.key):
+                return None
             data = encode_request(method, target, headers, body or b"")
         except ValueError:
             return None  # `request` raises it where the caller expects it
