@@ -105,11 +105,16 @@ class Race:
                 self._start_next(speculative=True)
 
     def start(self) -> None:
-        """Begin now, rather than at the first `first()`: each attempt started is opened at
-        once (`_start_next`), so its request goes out now if a keep-alive connection is
-        idle, and the caller's remaining set-up (the answer, the door's encoder, the
-        response) runs while the upstream works on it rather than before it is asked."""
-        if not self._attempts:
+        """Begin now when the attempts run in the caller's task (`first()` begins the
+        others): the first attempt is opened at once (`_start_next`), so its request goes
+        out now if a keep-alive connection is idle, and the caller's remaining set-up (the
+        answer, the door's encoder, the response) runs while the upstream works on it.
+
+        A race's attempts are opened in their tasks: sent in the request's step, a race
+        whose candidates both have idle connections reaches them in the same instant, and
+        with equal TTFTs under saturation their tokens tie, so a loser writes more before
+        its cut (`bench.loser_cut`: p99 0 -> 5-20 tokens; README, stop 23)."""
+        if self._here and not self._attempts:
             self._begin()
 
     def _spend(self, wanted: int = 1) -> bool:
@@ -141,10 +146,8 @@ class Race:
             speculative=speculative,
         )
         attempt = AttemptState(candidate, record, now)
-        # opened in this step, not its task's first: on an idle connection its request
-        # leaves now, not behind whatever the loop has ready (under load, many streams)
-        open_attempt(attempt, self._opener)
         if self._here:
+            open_attempt(attempt, self._opener)  # its request may leave now (`start`)
             self._waiting = attempt
         else:
             attempt.task = self._loop.create_task(
