@@ -296,12 +296,17 @@ class RedisSpendTracker:
     async def _fetch(self, slot: tuple[str, str], cached: _Cached) -> None:
         seq = cached.seq
         key = self.key(*slot)
-        try:
-            raw = await self._layer.request(lambda pipe: pipe.get(key), "spend")
-        except RedisUnavailable:
-            return
-        if cached.seq == seq and not self._unsent:  # no batch moved or may move the total
-            cached.total = float(raw) if raw is not None else 0.0
+
+        def learn(raw: object) -> None:
+            if cached.seq == seq and not self._unsent:  # no batch moved or may move the total
+                cached.total = float(raw) if isinstance(raw, bytes | str) else 0.0
+
+        # A reply later than the request's budget (a busy Redis) still sets the total for
+        # the next requests: the one that asked went on without it (fail-open), and
+        # without this every request until the next refresh would see the old total
+        # (after a restart: nothing spent).
+        with contextlib.suppress(RedisUnavailable):
+            learn(await self._layer.request(lambda pipe: pipe.get(key), "spend", late=learn))
 
     # -- background flush -----------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -146,3 +147,25 @@ async def test_close_with_redis_away_logs_what_was_not_shared() -> None:
     assert tracker.degraded
     lost = [e for e in logs if e["event"] == "spend not shared at close"]
     assert len(lost) == 1 and lost[0]["usd"] == 1.25
+
+
+async def test_a_total_read_later_than_the_request_budget_is_kept(
+    redis_prefix: tuple[Redis, str],
+) -> None:
+    """Redis answers a budget check after the request path stopped waiting (a busy
+    machine): that request goes on without it, and the total it brings serves the next
+    requests, not the nothing-spent the restarted instance started with."""
+    client, prefix = redis_prefix
+    first = RedisSpendTracker(client, prefix=prefix, wall_clock=lambda: NOON)
+    first.add("k", 2.5)
+    assert await first.flush()
+    restarted = RedisSpendTracker(client, prefix=prefix, wall_clock=lambda: NOON)
+    assert await restarted.spent("other") == 0.0  # connected: the request budget applies now
+    restarted._layer.settings = replace(restarted._layer.settings, request_timeout_s=1e-9)
+    assert await restarted.spent("k") == 0.0  # no answer within the budget: fail-open
+    async with asyncio.timeout(5):
+        while await restarted.spent("k") == 0.0:  # noqa: ASYNC110 (the reply has no event)
+            await asyncio.sleep(0.001)  # until the late reply is cached
+    assert await restarted.spent("k") == 2.5
+    await restarted.close()
+    await first.close()
