@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -297,9 +297,9 @@ class RedisSpendTracker:
         seq = cached.seq
         key = self.key(*slot)
 
-        def learn(raw: object) -> None:
+        def learn(raw: Any) -> None:
             if cached.seq == seq and not self._unsent:  # no batch moved or may move the total
-                cached.total = float(raw) if isinstance(raw, bytes | str) else 0.0
+                cached.total = float(raw) if raw is not None else 0.0
 
         # A reply later than the request's budget (a busy Redis) still sets the total for
         # the next requests: the one that asked went on without it (fail-open), and

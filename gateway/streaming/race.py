@@ -105,15 +105,10 @@ class Race:
                 self._start_next(speculative=True)
 
     def start(self) -> None:
-        """Begin now when the attempts run in the caller's task (`first()` begins the
-        others): the first attempt is opened at once (`_start_next`), so its request goes
-        out now if a keep-alive connection is idle, and the caller's remaining set-up (the
-        answer, the door's encoder, the response) runs while the upstream works on it.
-
-        A race's attempts are opened in their tasks: sent in the request's step, a race
-        whose candidates both have idle connections reaches them in the same instant, and
-        with equal TTFTs under saturation their tokens tie, so a loser writes more before
-        its cut (`bench.loser_cut`: p99 0 -> 5-20 tokens; README, stop 23)."""
+        """Begin now when the attempts run in the caller's task: the first is opened at
+        once (`_start_next`), so on an idle connection its request leaves before the
+        caller's remaining set-up. A race's attempts still open in their tasks (sent
+        together, equal TTFTs tie: docs/architecture.md)."""
         if self._here and not self._attempts:
             self._begin()
 
