@@ -163,16 +163,6 @@ def _restore(reader: StreamReader) -> ReaderDiversion:
     return _DIVERTED.pop(id(reader))
 
 
-def _hook(reader: StreamReader, kind: type[_HookedReader], diversion: ReaderDiversion) -> bool:
-    """Only an idle reader is hooked (nothing buffered, not at its end, no error, no other
-    hook): False otherwise, nothing changed."""
-    if type(reader) is not StreamReader or reader._buffer or reader._eof or reader._exception:
-        return False
-    _DIVERTED[id(reader)] = diversion
-    reader.__class__ = kind
-    return True
-
-
 def _unhook(reader: StreamReader, kind: type[_HookedReader], leftover: bytes) -> None:
     if type(reader) is kind:  # not if its body ended meanwhile (already restored)
         _restore(reader)
@@ -180,9 +170,12 @@ def _unhook(reader: StreamReader, kind: type[_HookedReader], leftover: bytes) ->
             StreamReader.feed_data(reader, leftover)
 
 
-def divert_reader(reader: StreamReader, diversion: ReaderDiversion) -> bool:
+def divert_reader(reader: StreamReader, diversion: ReaderDiversion) -> bytes | None:
     """Send `reader`'s next body pieces to `diversion.on_data`, synchronously, in the loop
-    iteration that parses them (no task wakes up); False if the reader is not idle.
+    iteration that parses them (no task wakes up). Returns what the reader held unread,
+    taken out of it (`read_nowait`): the diversion's first bytes, ahead of every piece
+    fed from now on (b"" when it held nothing); None when the reader cannot be diverted
+    (at its end, failed, or hooked already), nothing changed.
 
     Relies on: aiohttp's response parsers (the C one and the pure-Python one) calling
     `payload.feed_data(data, size)`, `feed_eof()` and `set_exception(exc, cause)` on the
@@ -191,7 +184,12 @@ def divert_reader(reader: StreamReader, diversion: ReaderDiversion) -> bool:
     with no slots of its own (same layout), and swapped back by `undivert_reader` or at
     the body's end.
     """
-    return _hook(reader, _DivertedReader, diversion)
+    if type(reader) is not StreamReader or reader._eof or reader._exception:
+        return None
+    held = reader.read_nowait() if reader._buffer else b""
+    _DIVERTED[id(reader)] = diversion
+    reader.__class__ = _DivertedReader
+    return held
 
 
 def undivert_reader(reader: StreamReader, leftover: bytes = b"") -> None:
@@ -203,8 +201,14 @@ def undivert_reader(reader: StreamReader, leftover: bytes = b"") -> None:
 def watch_reader(reader: StreamReader, watcher: ReaderDiversion) -> bool:
     """Show `reader`'s next body pieces to `watcher.on_data` as the parser feeds them, in
     that loop iteration, after they are buffered as usual (the reader's own consumer sees
-    no difference). Relies on what `divert_reader` relies on; the same conditions."""
-    return _hook(reader, _WatchedReader, watcher)
+    no difference); False, nothing changed, unless the reader is idle (nothing buffered:
+    a watcher sees every byte its consumer has not, not at its end, no error, no other
+    hook). Relies on what `divert_reader` relies on."""
+    if type(reader) is not StreamReader or reader._buffer or reader._eof or reader._exception:
+        return False
+    _DIVERTED[id(reader)] = watcher
+    reader.__class__ = _WatchedReader
+    return True
 
 
 def unwatch_reader(reader: StreamReader) -> None:

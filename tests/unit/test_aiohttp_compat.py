@@ -34,6 +34,8 @@ from gateway.compat_aiohttp import (
     start_stream,
     sync_writer,
     undivert_reader,
+    unwatch_reader,
+    watch_reader,
 )
 from gateway.server.answering import SSE_HEADERS, FirstWrite
 from tests.served import serving
@@ -273,8 +275,8 @@ async def test_a_diverted_body_goes_to_the_diversion_then_back(
         queue.put_nowait(b"first")
         assert await response.content.readany() == b"first"
         diversion = _Diversion()
-        assert divert_reader(response.content, diversion)
-        assert not divert_reader(response.content, _Diversion())  # once at a time
+        assert divert_reader(response.content, diversion) == b""  # it held nothing
+        assert divert_reader(response.content, _Diversion()) is None  # once at a time
         queue.put_nowait(b"second")
         assert await _next_piece(diversion) == b"second"
         assert not response.content._buffer  # nothing reached the reader
@@ -294,21 +296,47 @@ async def test_the_end_of_a_diverted_body_restores_the_reader_first(
         queue.put_nowait(b"first")
         assert await response.content.readany() == b"first"
         diversion = _Diversion(hold=b"partial")
-        assert divert_reader(response.content, diversion)
+        assert divert_reader(response.content, diversion) == b""
         queue.put_nowait(None)
         async with asyncio.timeout(5):
             assert await response.content.read() == b"partial"  # held bytes, then the end
         assert diversion.ended and type(response.content) is StreamReader
 
 
-async def test_a_busy_reader_is_not_diverted(
+async def test_a_reader_holding_bytes_is_diverted_with_them_but_not_watched(
     releasing: tuple[str, asyncio.Queue[bytes | None]],
 ) -> None:
-    url, _ = releasing
+    url, queue = releasing
     async with aiohttp.ClientSession() as session, session.get(url) as response:
-        StreamReader.feed_data(response.content, b"unread")  # as if it had arrived
-        assert not divert_reader(response.content, _Diversion())
-        assert await response.content.readany() == b"unread"
+        watcher = _Diversion()
+        assert watch_reader(response.content, watcher)
+        queue.put_nowait(b"unread")
+        assert await _next_piece(watcher) == b"unread"  # parsed and buffered, not read
+        unwatch_reader(response.content)
+        assert not watch_reader(response.content, _Diversion())  # a watch must see it all
+        diversion = _Diversion()
+        assert divert_reader(response.content, diversion) == b"unread"  # taken out
+        assert not response.content._buffer and response.content._size == 0
+        queue.put_nowait(b"next")
+        assert await _next_piece(diversion) == b"next"
+        undivert_reader(response.content)
+        queue.put_nowait(None)
+        async with asyncio.timeout(5):
+            assert await response.content.read() == b""
+
+
+async def test_a_reader_at_its_end_is_not_diverted(
+    releasing: tuple[str, asyncio.Queue[bytes | None]],
+) -> None:
+    url, queue = releasing
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        queue.put_nowait(b"last")
+        queue.put_nowait(None)
+        async with asyncio.timeout(5):
+            await response.content.wait_eof()  # the body's end is parsed, "last" unread
+        assert divert_reader(response.content, _Diversion()) is None
+        assert type(response.content) is StreamReader
+        assert await response.content.read() == b"last"
 
 
 async def test_sync_writer_writes_a_chunk_or_says_it_cannot() -> None:

@@ -77,6 +77,48 @@ async def test_the_text_of_one_read_is_counted_as_parsed_and_written_once() -> N
     assert type(body) is StreamReader
 
 
+async def test_what_the_reader_held_when_it_took_over_is_relayed_first() -> None:
+    """Chunks that arrived while the general path wrote the first token are the relay's
+    first piece (one write), not a batch of the general path."""
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    body.feed_data(text("a") + text("b")[:9])  # unread: the second event only begun
+    writes: list[bytes] = []
+    task = await started(Relay(body, SPEC, FRAME, record, 30.0), writes, [])
+    assert record.tokens == record.relayed == 1 and not body._buffer  # taken out of it
+    await asyncio.sleep(0)  # its write, queued as a read's is
+    assert writes == [b"<a>"]
+    body.feed_data(text("b")[9:])
+    await asyncio.sleep(0)
+    assert writes == [b"<a>", b"<b>"] and record.relayed == 2
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert type(body) is StreamReader
+
+
+async def test_held_bytes_it_does_not_understand_go_back_to_the_reader_whole() -> None:
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    finish = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    body.feed_data(text("a") + finish)
+    writes: list[bytes] = []
+    task = await started(Relay(body, SPEC, FRAME, record, 30.0), writes, [])
+    await asyncio.wait_for(task, 5)
+    assert writes == [b"<a>"] and record.relayed == 1
+    assert type(body) is StreamReader and await body.readany() == finish
+
+
+async def test_held_bytes_a_full_client_cannot_take_stay_for_the_general_path() -> None:
+    assert SPEC is not None
+    body, record = reader(), AttemptRecord("d", 0.0)
+    body.feed_data(text("a"))
+    writes: list[bytes] = []
+    task = await started(Relay(body, SPEC, FRAME, record, 30.0), writes, [False])
+    await asyncio.wait_for(task, 5)
+    assert writes == [] and record.relayed == 0
+    assert await body.readany() == text("a")
+
+
 async def test_a_client_that_cannot_take_a_write_gets_it_from_the_general_path() -> None:
     assert SPEC is not None
     body, record = reader(), AttemptRecord("d", 0.0)
