@@ -216,7 +216,8 @@ async def first_token(
     except StopAsyncIteration:
         return None
     except TimeoutError:
-        record.outcome = "timed_out"
+        if record.outcome == "running":  # not a lead the race cut (`Race._cancel`)
+            record.outcome = "timed_out"
         message = f"no first token within {ttft_timeout_s:g}s"
         return UpstreamError(504, "upstream_timeout", message, True)
     finally:

@@ -1546,3 +1546,107 @@ async def test_nothing_starts_after_aclose_even_if_first_still_runs() -> None:
     assert isinstance(outcome, AllFailed) and ups.opened == ["a"] and ups.unclosed() == []
     assert [a.deployment for a in record.attempts] == ["a"]
     assert only_test_task_left()
+
+
+async def test_a_races_lead_runs_in_the_callers_task_the_others_in_their_own() -> None:
+    """The best-ranked attempt of a race runs to its first token in the task that awaits
+    `first()` (no task, queue hop or verdict between its token and the client); the
+    others run in their own tasks and are cut when it wins."""
+    ups = FakeUpstreams("a", "b", "c")
+    race = make_race(ups, k=3)
+    first = asyncio.create_task(race.first())
+    await settle()
+    assert ups.opened == ["a", "b", "c"]
+    lead, *others = race._attempts
+    assert lead.task is None and all(o.task is not None for o in others)
+    ups["a"].send(TextDelta(""))
+    ups["a"].send(TextDelta("Hel"))
+    outcome = await first
+    assert isinstance(outcome, Winner) and outcome.deployment == "a"
+    assert outcome.events == [TextDelta(""), TextDelta("Hel")]
+    assert [attempt(race, n).outcome for n in ("a", "b", "c")] == ["won", "cancelled", "cancelled"]
+    ups["a"].send(TextDelta("lo"))
+    ups["a"].end()
+    assert await drain(race) == [[TextDelta("lo")]]
+    record = await race.aclose()
+    assert record.stream_outcome == "completed" and ups.unclosed() == []
+    assert only_test_task_left()
+
+
+async def test_a_lead_with_nothing_to_cut_yet_loses_at_once() -> None:
+    """Another attempt's token ends the lead's wait in the caller's task even when the
+    lead has no connection to cut yet (still connecting, or silent): its TTFT deadline is
+    expired at once. It is cancelled, not timed out, and the winner is not held back."""
+    ups = FakeUpstreams("a", "b")
+    candidates = [Candidate(n, hedge_delay_s=HUGE, ttft_timeout_s=HUGE) for n in ("a", "b")]
+    observer = RecordingObserver()
+    race = make_race(ups, candidates=candidates, observer=observer)
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["b"].send(TextDelta("Hi"))
+    async with asyncio.timeout(5):  # a guard only: without the expiry, `first` hangs
+        outcome = await first
+    assert isinstance(outcome, Winner) and outcome.deployment == "b"
+    lead = attempt(race, "a")
+    assert (lead.outcome, lead.error, lead.ttft_s) == ("cancelled", None, None)
+    assert lead.censored_ttft_s is not None
+    assert ups["a"].finished and ups["a"].saw_cancel
+    ups["b"].end()
+    assert await drain(race) == []
+    record = await race.aclose()
+    assert record.winner == "b" and record.status == 200 and observer.records == [record]
+    assert ups.unclosed() == [] and only_test_task_left()
+
+
+async def test_a_lead_that_fails_before_its_token_hands_the_race_to_the_others() -> None:
+    ups = FakeUpstreams("a", "b", "c")
+    race = make_race(ups, k=2)
+    first = asyncio.create_task(race.first())
+    await settle()
+    assert ups.opened == ["a", "b"]
+    error = ups["a"].fail(503)
+    await settle()
+    assert ups.opened == ["a", "b", "c"]  # the next one replaces it, in its own task
+    assert attempt(race, "a").outcome == "failed" and attempt(race, "a").error == error
+    ups["c"].send(TextDelta("Hi"))
+    outcome = await first
+    assert isinstance(outcome, Winner) and outcome.deployment == "c"
+    assert attempt(race, "b").outcome == "cancelled"
+    ups["c"].end()
+    assert await drain(race) == []
+    record = await race.aclose()
+    assert record.stream_outcome == "completed" and ups.unclosed() == []
+    assert only_test_task_left()
+
+
+async def test_a_lead_whose_token_comes_after_anothers_claim_loses() -> None:
+    """The lead's token, read in the caller's task after another attempt's watch claimed
+    the race in the same iteration, does not win: the lead is closed as a loser."""
+    ups = FakeUpstreams("a", "b", cut_ends_stream=True)
+    body, opener = watched_opener(ups, "b")
+    race = make_race(ups, candidates=[Candidate(n, hedge_delay_s=HUGE) for n in ("a", "b")])
+    race._opener = opener
+    first = asyncio.create_task(race.first())
+    await settle()
+    ups["b"].send(TextDelta(""))
+    await settle()  # b's body is watched from here
+    ups["a"].send(TextDelta("a's"))  # queued for the lead's generator ...
+    body.feed_data(TOKEN_CHUNK)  # ... but b's token is seen first, in this step
+    ups["b"].send(TextDelta("Hel"))
+    outcome = await first
+    assert isinstance(outcome, Winner) and outcome.deployment == "b"
+    assert attempt(race, "a").outcome == "cancelled" and attempt(race, "a").error is None
+    record = await finish(race)
+    assert record.winner == "b" and ups.unclosed() == []
+
+
+async def test_client_gone_while_a_races_lead_runs_in_the_callers_task() -> None:
+    ups = FakeUpstreams("a", "b")
+    race = make_race(ups)
+    first = asyncio.create_task(race.first())
+    await settle()
+    assert ups.opened == ["a", "b"]
+    record = await finish(race, first)
+    assert record.stream_outcome == "client_cancelled" and record.winner is None
+    assert [a.outcome for a in record.attempts] == ["cancelled", "cancelled"]
+    assert ups.unclosed() == [] and only_test_task_left()
