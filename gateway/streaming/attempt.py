@@ -216,8 +216,7 @@ async def first_token(
     except StopAsyncIteration:
         return None
     except TimeoutError:
-        if record.outcome == "running":  # not a lead the race cut (`Race._cancel`)
-            record.outcome = "timed_out"
+        record.outcome = "timed_out"
         message = f"no first token within {ttft_timeout_s:g}s"
         return UpstreamError(504, "upstream_timeout", message, True)
     finally:

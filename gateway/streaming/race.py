@@ -80,11 +80,6 @@ class Race:
         # heartbeat): each attempt runs to its first token in the caller's own task
         # (`_first_here`), saving a task and two loop hops on the way to the first token.
         self._here = not self._speculative_ok and self._heartbeat_at is None
-        # A race (no heartbeat) runs its first attempt, the lead, in the caller's task too
-        # (`_first_lead`), the others in their own: when the lead wins (most races: it is
-        # the best-ranked) no task, queue hop or verdict stands between its token and the
-        # client. A lead that loses is cut and its TTFT deadline expired at once (`_cancel`).
-        self._lead_here = not self._here and plan.strategy == "race" and self._heartbeat_at is None
         # Where attempt tasks hand their first batches over (none run when all run here).
         self._queue: asyncio.Queue[tuple[AttemptState, list[Event] | _End]] | None = (
             None if self._here else asyncio.Queue(queue_size)
@@ -149,8 +144,6 @@ class Race:
         if self._here:
             open_attempt(attempt, self._opener)  # its request may leave now (`start`)
             self._waiting = attempt
-        elif self._lead_here and not self._attempts:
-            self._waiting = attempt  # opened by `_first_lead`, in the caller's task
         else:
             attempt.task = self._loop.create_task(
                 self._run(attempt), name=f"attempt:{candidate.name}"
@@ -228,11 +221,6 @@ class Race:
             self._begin()
         if self._here:
             return await self._first_here()
-        if (lead := self._waiting) is not None:
-            self._waiting = None
-            outcome = await self._first_lead(lead)
-            if outcome is not None:
-                return outcome
         queue = self._queue
         assert queue is not None
         while True:
@@ -288,29 +276,6 @@ class Race:
                 if winner is not None:
                     return winner
         return self._all_failed()  # _fail started the next one while there was one
-
-    async def _first_lead(self, lead: AttemptState) -> Winner | AllFailed | None:
-        """A race's lead, run in this task to its first token, as an attempt task would
-        run it (`_run`, watched while others run beside it): its Winner, or None to go on
-        with the others (it lost, was cut, or failed and the next one was started)."""
-        watch = opened = None
-        if self._speculative_ok:
-            watch = lambda: self._watch(lead)  # noqa: E731
-            opened = lambda: self._watch(lead, at_open=True)  # noqa: E731
-        try:
-            item = await run_here(lead, self._opener, watch, opened)
-        finally:
-            if lead.watch is not None:
-                lead.watch.stop()
-        if isinstance(item, list):
-            self._first_token_seen(lead)  # cut the others now, unless one claimed first
-            winner = None if lead.done else self._first_batch(lead, item)
-            if not lead.handed_over and lead.stream is not None:
-                await lead.stream.aclose()  # it lost, or failed with or right after its token
-            return winner
-        if lead.done:  # cut: its end (or its expired deadline) is no failure of its own
-            return None
-        return self._ended_without_token(lead, item)
 
     def _first_batch(self, attempt: AttemptState, batch: list[Event]) -> Winner | None:
         """An attempt's first-token batch: it wins, or an error before its token fails it."""
@@ -387,10 +352,6 @@ class Race:
         cut_now(attempt.cuts)  # now, not when its task's cancellation comes round
         if attempt.task is not None:
             attempt.task.cancel()
-        elif attempt.deadline is not None and not attempt.deadline.expired():
-            # a lead running in the request's task (`_first_lead`), perhaps still
-            # connecting (nothing to cut yet): its deadline ends its wait at once
-            attempt.deadline.reschedule(self._loop.time())
 
     def _all_failed(self) -> AllFailed:
         error = choose_error([e for _, e in self._errors])
@@ -461,7 +422,7 @@ class Race:
                     self._cancel(attempt, now)
                 attempt.task.cancel()
                 tasks.append(attempt.task)
-            elif attempt.task is None and not attempt.done and attempt is not self._winner:
+            elif self._here and not attempt.done and attempt is not self._winner:
                 self._cancel(attempt, now)  # the client left while it ran in its task
         record = self.record
         record.total_s = now - self._t0
