@@ -11,13 +11,13 @@ response's body pieces come to `on_data` straight from aiohttp's parser
 (under load the next chunks often arrive while the general path writes the first: taking
 them saves a batch of the general path and its write). Each piece's plain text events
 (`RelaySpec`) are cut out and framed as the encoder would frame them (`TextFrame`). The
-text of every piece parsed from one upstream read is written together, in one write without awaiting
-(`compat_aiohttp.sync_writer`), from a callback queued behind that read's parsing: the
-upstream's HTTP chunks of one read become one client write, as one batch of the general
-path would (a write per HTTP chunk cost 46 write syscalls per request at c=50 against the
-bare proxy's 20; one call_soon per read costs fewer instructions than wrapping the
-connection's `data_received` to hear a read's end). The request's task sleeps on one
-future for the whole run.
+text of every piece parsed from one upstream read is written together, in one write
+without awaiting (`compat_aiohttp.sync_writer`), from a callback queued behind that
+read's parsing: the upstream's HTTP chunks of one read become one client write, as one
+batch of the general path would (a write per HTTP chunk cost 46 write syscalls per
+request at c=50 against the bare proxy's 20; one call_soon per read costs fewer
+instructions than wrapping the connection's `data_received` to hear a read's end). The
+request's task sleeps on one future for the whole run.
 
 It gives the stream back to the general path at the first thing it does not understand:
 any other event (a finish reason, usage, a tool call, `[DONE]`, an error, a comment with a
