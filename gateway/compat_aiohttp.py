@@ -163,6 +163,16 @@ def _restore(reader: StreamReader) -> ReaderDiversion:
     return _DIVERTED.pop(id(reader))
 
 
+def _hookable(reader: StreamReader) -> bool:
+    """Not hooked already, not at its end, no error (buffered bytes aside)."""
+    return type(reader) is StreamReader and not reader._eof and reader._exception is None
+
+
+def _hook(reader: StreamReader, kind: type[_HookedReader], diversion: ReaderDiversion) -> None:
+    _DIVERTED[id(reader)] = diversion
+    reader.__class__ = kind
+
+
 def _unhook(reader: StreamReader, kind: type[_HookedReader], leftover: bytes) -> None:
     if type(reader) is kind:  # not if its body ended meanwhile (already restored)
         _restore(reader)
@@ -184,11 +194,10 @@ def divert_reader(reader: StreamReader, diversion: ReaderDiversion) -> bytes | N
     with no slots of its own (same layout), and swapped back by `undivert_reader` or at
     the body's end.
     """
-    if type(reader) is not StreamReader or reader._eof or reader._exception:
+    if not _hookable(reader):
         return None
     held = reader.read_nowait() if reader._buffer else b""
-    _DIVERTED[id(reader)] = diversion
-    reader.__class__ = _DivertedReader
+    _hook(reader, _DivertedReader, diversion)
     return held
 
 
@@ -204,10 +213,9 @@ def watch_reader(reader: StreamReader, watcher: ReaderDiversion) -> bool:
     no difference); False, nothing changed, unless the reader is idle (nothing buffered:
     a watcher sees every byte its consumer has not, not at its end, no error, no other
     hook). Relies on what `divert_reader` relies on."""
-    if type(reader) is not StreamReader or reader._buffer or reader._eof or reader._exception:
+    if reader._buffer or not _hookable(reader):
         return False
-    _DIVERTED[id(reader)] = watcher
-    reader.__class__ = _WatchedReader
+    _hook(reader, _WatchedReader, watcher)
     return True
 
 
