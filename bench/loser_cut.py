@@ -1,7 +1,7 @@
 """How fast a race's losers are cut, from the upstream's own log, and what a k=2 race costs.
 
     python -m bench.loser_cut [--concurrency 200] [--requests 2000] [--rounds 3]
-        [--think-ms 0] [--kind openai] [--json FILE]
+        [--think-ms 0] [--kind openai] [--upstream http1|http2] [--tls] [--json FILE]
 
 One simulator process serves two OpenAI-kind servers (`a`, `b`), each with the same
 model shape (TTFT 100 ms, 5 ms between tokens, 50 tokens), and one gateway process
@@ -21,6 +21,13 @@ reported beside it (it would count tokens the simulator wrote late, in a burst, 
 the winner's token as after it; the two agreed in every run so far). A loser that was
 read to the end (outcome `completed`) is counted apart: with a 5 ms gap that means the
 cut never came.
+
+`--upstream http2` has both simulators speak HTTP/2 and both providers use it (a loser is
+then reset with a RST_STREAM and its connection kept); `--tls` puts both behind TLS with a
+throwaway certificate the gateway is told to trust (`SSL_CERT_FILE`), as a real
+provider's: over HTTP/1.1 every cut loser then costs a new TLS handshake. A third,
+plain HTTP/1.1 simulator in the same process (`ctl`, no route uses it) answers the
+benchmark's own calls (its log, its reset): the simulators share one log.
 
 The gateway runs under `bench.cut_clock`, which logs when it dropped each loser on the
 simulator's clock. Of the tokens written after the winner's first token, those written
@@ -54,15 +61,33 @@ import uvloop
 import yaml
 
 from bench.cut_clock import read_cuts
-from bench.procs import REPO, Children, cpu_seconds, free_port, machine_busy_seconds
+from bench.procs import (
+    REPO,
+    Children,
+    cpu_seconds,
+    free_port,
+    machine_busy_seconds,
+    make_certificate,
+)
 
 SHAPE = {"ttft_ms": 100, "itl_ms": 5, "tokens": 50}
 API_KEY = "bench-key"
 
 
 def write_config(
-    directory: Path, ports: dict[str, int], gw_port: int, kind: str = "openai"
+    directory: Path,
+    ports: dict[str, int],
+    gw_port: int,
+    kind: str = "openai",
+    http2: bool = False,
+    tls: tuple[Path, Path] | None = None,
 ) -> Path:
+    """`ports`: the raced servers `a` and `b`, and `ctl`; `tls`: (key, certificate)."""
+    raced = {name: port for name, port in ports.items() if name != "ctl"}
+    scheme = "https" if tls else "http"
+    served: dict[str, Any] = {"http2": http2}
+    if tls:
+        served |= {"tls_key": str(tls[0]), "tls_cert": str(tls[1])}
     config = {
         "listen": {"host": "127.0.0.1", "port": gw_port},
         "logging": {"format": "json", "level": "info"},
@@ -70,13 +95,14 @@ def write_config(
         "providers": {
             name: {
                 "kind": kind,
-                "base_url": f"http://127.0.0.1:{port}/v1",
+                "base_url": f"{scheme}://127.0.0.1:{port}/v1",
                 "api_key": API_KEY,
                 "max_connections": 1024,
+                "http2": http2,
             }
-            for name, port in ports.items()
+            for name, port in raced.items()
         },
-        "deployments": {f"m-{name}": {"provider": name, "model": f"m-{name}"} for name in ports},
+        "deployments": {f"m-{name}": {"provider": name, "model": f"m-{name}"} for name in raced},
         "routes": {
             "single": {"strategy": "fallback", "deployments": ["m-a"]},
             "race2": {"strategy": "race", "k": 2, "deployments": ["m-a", "m-b"]},
@@ -85,8 +111,11 @@ def write_config(
             "seed": 1,
             "log_token_times": True,
             "servers": {
-                name: {"kind": kind, "port": port, "models": {f"m-{name}": SHAPE}}
-                for name, port in ports.items()
+                **{
+                    name: {"kind": kind, "port": port, "models": {f"m-{name}": SHAPE}, **served}
+                    for name, port in raced.items()
+                },
+                "ctl": {"kind": "openai", "port": ports["ctl"], "models": {"m-ctl": SHAPE}},
             },
         },
     }
@@ -290,6 +319,8 @@ async def bench(
         "concurrency": args.concurrency,
         "think_ms": args.think_ms,
         "kind": args.kind,
+        "upstream": args.upstream,
+        "tls": args.tls,
         "requests_per_round": args.requests,
         "rounds": args.rounds,
         "failures": failures,
@@ -325,7 +356,8 @@ def table(out: dict[str, Any]) -> str:
     conns = out["upstream_connections_opened_per_request"]
     lines = [
         f"c={out['concurrency']}, {out['rounds']} rounds x {out['requests_per_round']} requests "
-        f"per route, think time 0-{out['think_ms']:g} ms, failures {out['failures']}",
+        f"per route, think time 0-{out['think_ms']:g} ms, upstreams {out['upstream']}"
+        f"{' over TLS' if out['tls'] else ''}, failures {out['failures']}",
         "",
         "| route | CPU ms/req (gw) | upstream connections opened per request | req/s "
         "| other processes, % of a core |",
@@ -377,13 +409,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="openai",
         help="the wire protocol both simulated servers speak (default openai)",
     )
+    parser.add_argument(
+        "--upstream",
+        choices=("http1", "http2"),
+        default="http1",
+        help="the protocol between the gateway and both simulators (default http1)",
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="both simulators behind TLS, as a real provider"
+    )
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
-    ports = {"a": free_port(), "b": free_port()}
+    ports = {"a": free_port(), "b": free_port(), "ctl": free_port()}
     gw_port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-loser-") as tmp, Children() as children:
         directory = Path(tmp)
-        config = write_config(directory, ports, gw_port, args.kind)
+        tls = make_certificate(directory) if args.tls else None
+        config = write_config(directory, ports, gw_port, args.kind, args.upstream == "http2", tls)
         sim = children.gateway("sim", "sim", config, directory / "sim.log")
         cut_log = directory / "cuts.log"
         gw = children.start(
@@ -391,14 +433,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ["-m", "bench.cut_clock", str(cut_log), "serve", "--config", str(config)],
             directory / "gateway.log",
             REPO,
+            {"SSL_CERT_FILE": str(tls[1])} if tls else None,
         )
-        sim_url = f"http://127.0.0.1:{ports['a']}"
+        sim_url = f"http://127.0.0.1:{ports['ctl']}"
         sim.wait_http(sim_url + "/v1/models")
         gw.wait_http(f"http://127.0.0.1:{gw_port}/healthz")
         out = uvloop.run(bench(args, f"http://127.0.0.1:{gw_port}", sim_url, gw.pid, cut_log))
-    print(table(out))
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
+    print(table(out))
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -147,13 +148,21 @@ def open_fds(pid: int) -> int:
 class Child:
     """A child process with its output in a log file; stopped by `stop()` or on exit."""
 
-    def __init__(self, name: str, args: list[str], log_path: Path, cwd: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log_path: Path,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, *args],
             cwd=cwd,
+            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -225,8 +234,15 @@ class Children:
     def __init__(self) -> None:
         self.children: list[Child] = []
 
-    def start(self, name: str, args: list[str], log_path: Path, cwd: Path) -> Child:
-        child = Child(name, args, log_path, cwd)
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        log_path: Path,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+    ) -> Child:
+        child = Child(name, args, log_path, cwd, env)
         self.children.append(child)
         return child
 
@@ -255,3 +271,19 @@ class Children:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def make_certificate(where: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed RSA-2048 certificate for localhost and 127.0.0.1, made with
+    the `openssl` command: (key, certificate) PEM files in `where`."""
+    if shutil.which("openssl") is None:
+        raise SystemExit("the openssl command is needed to make a test certificate")
+    key, cert = where / "key.pem", where / "cert.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    subprocess.run(
+        [*command, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import ssl
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 
 import uvloop
 
+from bench.procs import make_certificate
 from gateway.streaming.http1.pool import Http1Pool
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -116,20 +116,6 @@ async def measure(url: str, requests: int, tls: ssl.SSLContext | None) -> tuple[
         await pool.close()
 
 
-def _certificate(where: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        raise SystemExit("the openssl command is needed to make a test certificate")
-    key, cert = where / "key.pem", where / "cert.pem"
-    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    command += ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]
-    subprocess.run(
-        [*command, "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return key, cert
-
-
 def _start(port: int, cert: Path | None, key: Path | None) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "bench.tls_connect", "--serve", str(port)]
     if cert is not None and key is not None:
@@ -152,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.procs import free_port
 
     with tempfile.TemporaryDirectory(prefix="bench-tls-") as tmp:
-        key, cert = _certificate(Path(tmp))
+        key, cert = make_certificate(Path(tmp))
         plain_port, tls_port = free_port(), free_port()
         children = [_start(plain_port, None, None), _start(tls_port, cert, key)]
         try:

@@ -47,6 +47,8 @@ def make_prewarmer(
                 continue
             pool = upstreams.pools[provider_name]
             cap = max(1, config.providers[provider_name].max_connections // 2)
+            if pool.http2:
+                cap = 1  # one connection carries every concurrent request
             jobs.extend(pool.warm(request) for _ in range(min(wanted, cap)))
         await asyncio.gather(*jobs, return_exceptions=True)
 

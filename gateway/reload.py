@@ -40,6 +40,7 @@ def pool_settings(provider: ProviderConfig) -> tuple[Any, ...]:
         provider.max_connections,
         provider.connect_timeout_s,
         provider.keepalive_s,
+        provider.http2,
     )
 
 

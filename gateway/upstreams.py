@@ -74,7 +74,7 @@ class Upstreams:
                 same = pool_settings(reuse.config.providers[name]) == pool_settings(pc)
                 kept = kept if same else None
             self.pools[name] = kept or UpstreamPool(
-                name, pc.max_connections, pc.connect_timeout_s, pc.keepalive_s
+                name, pc.max_connections, pc.connect_timeout_s, pc.keepalive_s, pc.http2
             )
         self.deployments = {
             name: Deployment(

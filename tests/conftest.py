@@ -1,18 +1,30 @@
 """Session-wide fixtures: a real three-master Redis Cluster started once for the whole run
 (skipped with the reason where `redis-server` is missing), and `state_topology`, which
-runs a shared-state test against a single node (REDIS_URL) and against that cluster."""
+runs a shared-state test against a single node (REDIS_URL) and against that cluster; and
+a throwaway TLS certificate (`certificate`) for the tests that serve TLS."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
+from bench.procs import make_certificate
 from gateway.redislayer import RedisLayer, RedisSettings
 from tests.redis_servers import MISSING_REASON, REDIS_BINARIES, RedisClusterProcs, redis_cluster
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(key, certificate): a throwaway self-signed one for localhost and 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")

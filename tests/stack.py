@@ -83,6 +83,7 @@ async def stack(
                 "kind": (provider_kinds or {}).get(name, server["kind"]),
                 "base_url": cluster.base_url(name),
                 "api_key": "sim-key",
+                **({"http2": True} if server.get("http2") else {}),
             }
             for name, server in servers.items()
         }

@@ -301,6 +301,7 @@ def _provider(name: str, r: Reader) -> ProviderConfig:
         max_connections=r.integer("max_connections", d.max_connections, lo=1),
         connect_timeout_s=r.number("connect_timeout_s", d.connect_timeout_s, lo=0, lo_open=True),
         keepalive_s=r.number("keepalive_s", d.keepalive_s, lo=0),
+        http2=r.boolean("http2", d.http2),
         headers=r.string_map("headers"),
         options=r.mapping("options"),
     )

@@ -158,6 +158,7 @@ class ProviderConfig:
     max_connections: int = 100
     connect_timeout_s: float = 5.0
     keepalive_s: float = 30.0
+    http2: bool = False  # HTTP/2 to the upstream (ALPN over TLS; prior knowledge over http)
     headers: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (quirk overrides ...)
 

@@ -120,6 +120,10 @@ class ConnInfo:
 
 STATE = web.AppKey("sim_state", ServerState)
 CONN = web.RequestKey("sim_conn", ConnInfo)
+# The connection a request came on, where it is not `request.transport`: the streams of
+# an HTTP/2 connection (h2serve.py) share it, but each has a transport of its own, whose
+# close() (a cut) resets just that stream.
+CONNECTION = web.RequestKey("sim_connection", object)
 
 
 class ResponseSink:
@@ -162,7 +166,7 @@ async def _connections(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     st = request.app[STATE]
     arrival = now()
-    conn_id, is_new = st.shared.log.connections.see(request.transport)
+    conn_id, is_new = st.shared.log.connections.see(request.get(CONNECTION, request.transport))
     paid = st.config.handshake_ms if is_new else 0.0
     request[CONN] = ConnInfo(arrival, conn_id, is_new, paid)
     if handler is not _chat and paid > 0:

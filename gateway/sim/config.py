@@ -99,6 +99,15 @@ class SimServerConfig:
     models: dict[str, SimModelConfig]
     port: int = 0
     handshake_ms: float = 0.0
+    # Only HTTP/2: prior-knowledge h2c on plain TCP, ALPN "h2" alone with TLS (h2serve.py).
+    http2: bool = False
+    # PEM files (both or neither): with them the server speaks TLS (https:// base URLs).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +177,12 @@ def _optional(check: Check) -> Check:
 
 def _one_of(options: tuple[str, ...]) -> Check:
     return lambda v: None if v in options else "must be one of: " + ", ".join(options)
+
+
+def _pem_file(v: Any) -> str | None:
+    if not isinstance(v, str) or not v:
+        return "must be the path of a PEM file"
+    return None if Path(v).is_file() else f"no such file: {v}"
 
 
 def _port(v: Any) -> str | None:
@@ -266,7 +281,11 @@ _SERVER_CHECKS: dict[str, Check] = {
     "kind": _one_of(KINDS),
     "port": _port,
     "handshake_ms": _num_ge0,
+    "http2": _boolean,
+    "tls_cert": _optional(_pem_file),
+    "tls_key": _optional(_pem_file),
 }
+assert {*_SERVER_CHECKS, "models"} == {f.name for f in fields(SimServerConfig)}
 _TOP_CHECKS: dict[str, Check] = {
     "seed": _seed,
     "host": _nonempty_str,
@@ -359,6 +378,9 @@ def _parse_server(data: Any, path: str, out: _Problems) -> SimServerConfig | Non
     if "kind" not in data:
         out.add(f"{path}.kind", "is required (one of: " + ", ".join(KINDS) + ")")
     values = _scalars(data, _SERVER_CHECKS, path, out)
+    for present, missing in (("tls_cert", "tls_key"), ("tls_key", "tls_cert")):
+        if data.get(present) is not None and data.get(missing) is None:
+            out.add(f"{path}.{missing}", f"is required with {present} (both or neither)")
     kind = values.get("kind", "")
     raw_models = data.get("models")
     models: dict[str, SimModelConfig] = {}

@@ -68,7 +68,11 @@ class ConnectionTracker:
         if transport is None:
             self._next += 1
             return self._next, True
-        conn = self._ids.get(transport)
+        try:
+            conn = self._ids.get(transport)
+        except TypeError:  # uvloop's TLS transport takes no weak reference; its TLS object
+            transport = transport.get_extra_info("ssl_object")  # type: ignore[attr-defined]
+            conn = self._ids.get(transport)
         if conn is not None:
             return conn, False
         self._next += 1

@@ -1,4 +1,6 @@
-"""A cluster of simulated providers on 127.0.0.1, one aiohttp server per configured server.
+"""A cluster of simulated providers on 127.0.0.1, one aiohttp server per configured server
+(HTTP/1.1, or with `http2: true` the same app behind an HTTP/2 listener: h2serve.py;
+over TLS with `tls_cert`/`tls_key`).
 
 async with SimCluster(config) as sim:
     client = AsyncOpenAI(base_url=sim.base_url("openai-sim"), api_key="x")
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +24,14 @@ from aiohttp import web
 
 from gateway.sim.app import SimShared, make_app, reconfigure
 from gateway.sim.config import SimConfig, SimModelConfig, SimServerConfig, load_sim_config
+from gateway.sim.h2serve import H2Server
 from gateway.sim.log import SimLog
 
 SHUTDOWN_TIMEOUT_S = 1.0
+# a provider's accept queue does not overflow at a few hundred new connections a second (a
+# race's every loser is one); aiohttp's default backlog of 128 did here, and a dropped SYN
+# waits a second for its retry
+BACKLOG = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +42,23 @@ class SimServerInfo:
     port: int
     base_url: str
     models: tuple[str, ...]
+    http2: bool = False  # speaks only HTTP/2 (h2c with prior knowledge, or h2 by ALPN)
+    tls: bool = False
 
 
-def _base_url(kind: str, host: str, port: int) -> str:
-    root = f"http://{host}:{port}"
+def _base_url(kind: str, host: str, port: int, tls: bool = False) -> str:
+    root = f"{'https' if tls else 'http'}://{host}:{port}"
     return root + "/v1" if kind == "openai" else root
+
+
+def _ssl_context(server: SimServerConfig) -> ssl.SSLContext | None:
+    """The server side of TLS from the PEM files; ALPN offers only the one protocol served."""
+    if server.tls_cert is None or server.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server.tls_cert, server.tls_key)
+    context.set_alpn_protocols(["h2"] if server.http2 else ["http/1.1"])
+    return context
 
 
 class SimCluster:
@@ -63,6 +83,7 @@ class SimCluster:
         self.servers: dict[str, SimServerInfo] = {}
         self._shared = SimShared(seed=config.seed, log=self.log, clock=clock, region=region)
         self._runners: list[web.AppRunner] = []
+        self._h2_servers: list[H2Server] = []
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -100,22 +121,34 @@ class SimCluster:
         )
         await runner.setup()
         self._runners.append(runner)
-        # a provider's accept queue does not overflow at a few hundred new connections a
-        # second (a race's every loser is one); aiohttp's default backlog of 128 did here,
-        # and a dropped SYN waits a second for its retry
-        site = web.TCPSite(runner, self.config.host, server.port, backlog=2048)
-        await site.start()
-        port = int(runner.addresses[0][1])
+        context = _ssl_context(server)
+        if server.http2:  # the same app, behind an HTTP/2 listener instead of aiohttp's
+            assert runner.server is not None
+            h2 = H2Server(runner.server)
+            self._h2_servers.append(h2)
+            await h2.start(self.config.host, server.port, ssl_context=context, backlog=BACKLOG)
+            port = h2.port
+        else:
+            site = web.TCPSite(
+                runner, self.config.host, server.port, ssl_context=context, backlog=BACKLOG
+            )
+            await site.start()
+            port = int(runner.addresses[0][1])
         self.servers[name] = SimServerInfo(
             name=name,
             kind=server.kind,
             host=self.config.host,
             port=port,
-            base_url=_base_url(server.kind, self.config.host, port),
+            base_url=_base_url(server.kind, self.config.host, port, server.tls),
             models=tuple(server.models),
+            http2=server.http2,
+            tls=server.tls,
         )
 
     async def stop(self) -> None:
+        h2_servers, self._h2_servers = self._h2_servers, []
+        for h2 in reversed(h2_servers):
+            await h2.close()
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()
@@ -168,8 +201,10 @@ async def serve_until_signal(config: SimConfig) -> None:
         async with SimCluster(config) as cluster:
             for info in cluster.servers.values():
                 models = ", ".join(info.models)
+                h2 = " (HTTP/2)" if info.http2 else ""
                 print(
-                    f"{info.name:<16} {info.kind:<10} {info.base_url}  models: {models}", flush=True
+                    f"{info.name:<16} {info.kind:<10} {info.base_url}{h2}  models: {models}",
+                    flush=True,
                 )
             await stop.wait()
     finally:

@@ -1,4 +1,5 @@
-"""Upstream HTTP: one connection pool per provider (`http1.pool`), and the attempt stream.
+"""Upstream HTTP: one connection pool per provider (`http1.pool`, or `http2.pool` for a
+provider configured with `http2: true`), and the attempt stream.
 
 `stream_events` and `one_shot_events` are the only places where provider adapters
 meet sockets: the first sends the adapter's request, feeds the body to the
@@ -11,14 +12,17 @@ of returning it to the pool.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, Protocol
 
 from aiohttp import StreamReader
+from multidict import CIMultiDictProxy
 
 from gateway.streaming.adapter import OneShotCall, UpstreamRequest, WireAdapter
 from gateway.streaming.attempt import offer_source, on_cut
 from gateway.streaming.events import Event, UpstreamError
-from gateway.streaming.http1.pool import CLIENT_ERRORS, Http1Pool, Sent
+from gateway.streaming.http1.pool import CLIENT_ERRORS, Http1Pool
+from gateway.streaming.http2.pool import Http2Pool
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_JSON_BODY = 16 * 1024 * 1024  # a non-streamed answer from a server that ignores stream
@@ -27,6 +31,43 @@ MAX_ONE_SHOT_BODY = 96 * 1024 * 1024
 ONE_SHOT_PARALLEL = 4  # calls of one split request in flight at once
 # A warm-up answer (a provider's model list) read past this is not worth its connection.
 MAX_WARM_BODY = 4 * 1024 * 1024
+
+
+class UpstreamResponse(Protocol):
+    """An answer's head and its body as it arrives (`http1.pool`'s and `http2.pool`'s)."""
+
+    status: int
+    content_type: str
+    content: StreamReader
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class UpstreamClient(Protocol):
+    """What the attempt code asks of a pool (`Http1Pool`, `Http2Pool`); `sent` is what
+    the same pool's `send_idle` returned."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        sent: Any = None,
+    ) -> UpstreamResponse: ...
+
+    def send_idle(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Any: ...
+
+    def open_connections(self) -> int: ...
+
+    async def close(self) -> None: ...
 
 
 class PoolStats:
@@ -52,20 +93,22 @@ class UpstreamPool:
         max_connections: int = 100,
         connect_timeout_s: float = 5.0,
         keepalive_s: float = 30.0,
+        http2: bool = False,
     ) -> None:
         self.name = name
+        self.http2 = http2
         self._max_connections = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
-        self._client: Http1Pool | None = None
+        self._client: UpstreamClient | None = None
         # Counters read at scrape time (metrics.PoolCollector): one increment per connection
         # or warm-up, never per chunk.
         self.stats = PoolStats()
 
     @property
-    def client(self) -> Http1Pool:
+    def client(self) -> UpstreamClient:
         if self._client is None:
-            self._client = Http1Pool(
+            self._client = (Http2Pool if self.http2 else Http1Pool)(
                 self.stats,
                 limit=self._max_connections,
                 connect_timeout_s=self._connect_timeout_s,
@@ -166,7 +209,10 @@ def stream_events(
 
 
 async def _stream_events(
-    pool: UpstreamPool, provider: WireAdapter, request: UpstreamRequest, sent: Sent | None
+    pool: UpstreamPool,
+    provider: WireAdapter,
+    request: UpstreamRequest,
+    sent: object,
 ) -> AsyncGenerator[list[Event], None]:
     try:
         response = await pool.client.request(

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
+from gateway.streaming.dial import ConnectFailed
 from gateway.streaming.http1.connection import PayloadError, ServerDisconnected
 from gateway.streaming.http1.head import ProtocolError
-from gateway.streaming.http1.pool import ConnectFailed, Http1Pool, Response
+from gateway.streaming.http1.pool import Http1Pool, Response
 from gateway.streaming.upstream import PoolStats
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -408,24 +406,6 @@ async def test_close_fails_the_requests_waiting_for_a_connection(serve) -> None:
 
 
 # --- TLS --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    where = tmp_path_factory.mktemp("tls")
-    key, cert = where / "key.pem", where / "cert.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return key, cert
 
 
 async def test_tls_with_a_trusted_certificate(serve, certificate) -> None:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,12 +26,14 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from gateway.compat_aiohttp import (
+    HTTP2,
     abort_connections,
     body_reader,
     divert_reader,
     open_connection_count,
     ready_stream,
     render_protocol_errors,
+    serve_foreign_request,
     start_stream,
     sync_writer,
     undivert_reader,
@@ -569,3 +572,149 @@ async def _exchange_to_end(url: str, data: bytes) -> bytes:
         return received
     finally:
         writer.close()
+
+
+# --- an app served over another protocol (serve_foreign_request) ----------------------------
+
+
+class _RecordingChannel:
+    """A ResponseChannel that keeps what it is sent: ("head", status, fields, end) and
+    ("body", data, end) in order; `gone` makes every later send fail as a reset stream."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.aborted = False
+        self.gone = False
+
+    def send_head(self, status: int, headers: list[tuple[str, str]], end: bool) -> None:
+        if self.gone:
+            raise ConnectionResetError("stream gone")
+        self.sent.append(("head", status, dict(headers), end))
+
+    async def send_body(self, data: bytes, end: bool) -> None:
+        if self.gone:
+            raise ConnectionResetError("stream gone")
+        self.sent.append(("body", data, end))
+
+    async def drain(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+_FOREIGN_SEEN = web.RequestKey("seen", list)
+
+
+@web.middleware
+async def _foreign_tagging(request: web.Request, handler: Any) -> web.StreamResponse:
+    request[_FOREIGN_SEEN].append(("middleware", request.version, request.transport))
+    response: web.StreamResponse = await handler(request)
+    response.headers["x-tagged"] = "1"
+    return response
+
+
+async def _foreign_echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    request[_FOREIGN_SEEN].append(("echo", request.host, request.query.get("q"), body))
+    return web.Response(body=body.upper(), content_type="text/plain")
+
+
+async def _foreign_stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b"one")
+    await response.write(b"two")
+    await response.write_eof()
+    return response
+
+
+async def _foreign_fails_late(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(b"part")
+    raise RuntimeError("the handler breaks mid-answer")
+
+
+async def _foreign_fails(request: web.Request) -> web.StreamResponse:
+    raise RuntimeError("the handler breaks")
+
+
+@pytest.fixture
+async def foreign() -> AsyncIterator[web.Server]:
+    app = web.Application(middlewares=[_foreign_tagging])
+    app.router.add_post("/echo", _foreign_echo)
+    app.router.add_get("/stream", _foreign_stream)
+    app.router.add_get("/late", _foreign_fails_late)
+    app.router.add_get("/fail", _foreign_fails)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    assert runner.server is not None
+    try:
+        yield runner.server
+    finally:
+        await runner.cleanup()
+
+
+async def _serve_foreign(
+    server: web.Server, method: str, target: str, body: bytes = b""
+) -> tuple[_RecordingChannel, list[Any], asyncio.Transport]:
+    channel, seen = _RecordingChannel(), list[Any]()
+    transport = asyncio.Transport(extra={"peername": ("127.0.0.1", 5), "sockname": None})
+    await serve_foreign_request(
+        server,
+        method=method,
+        target=target,
+        headers=[("host", "example.test"), ("content-length", str(len(body)))],
+        body=body,
+        channel=channel,
+        transport=transport,
+        request_keys={_FOREIGN_SEEN: seen},
+    )
+    return channel, seen, transport
+
+
+async def test_a_foreign_request_runs_the_whole_app(foreign: web.Server) -> None:
+    channel, seen, transport = await _serve_foreign(foreign, "POST", "/echo?q=1", b"hello")
+    assert seen == [
+        ("middleware", HTTP2, transport),
+        ("echo", "example.test", "1", b"hello"),
+    ]
+    (head, status, fields, end), body = channel.sent
+    assert (head, status, end) == ("head", 200, False)
+    assert fields["Content-Length"] == "5" and fields["x-tagged"] == "1"
+    assert body == ("body", b"HELLO", True)
+
+
+async def test_a_foreign_stream_goes_out_write_by_write(foreign: web.Server) -> None:
+    channel, _, _ = await _serve_foreign(foreign, "GET", "/stream")
+    (_, status, fields, end), *rest = channel.sent
+    assert status == 200 and not end and fields["content-type"] == "text/event-stream"
+    # aiohttp frames a length-less HTTP/1.1+ body in chunks: the channel drops that field
+    assert fields.get("Transfer-Encoding") == "chunked"
+    assert rest == [("body", b"one", False), ("body", b"two", False), ("body", b"", True)]
+
+
+async def test_foreign_errors_are_answered_as_aiohttp_would(foreign: web.Server) -> None:
+    channel, seen, _ = await _serve_foreign(foreign, "GET", "/nowhere")
+    assert channel.sent[0][1] == 404 and seen == [("middleware", HTTP2, seen[0][2])]
+    channel, _, _ = await _serve_foreign(foreign, "GET", "/fail")
+    assert channel.sent[0][1] == 500 and channel.sent[-1][2] is True
+    channel, _, _ = await _serve_foreign(foreign, "GET", "/late")
+    assert channel.aborted and channel.sent[-1] == ("body", b"part", False)
+
+
+async def test_a_gone_channel_ends_the_request_quietly(foreign: web.Server) -> None:
+    channel = _RecordingChannel()
+    channel.gone = True
+    await serve_foreign_request(
+        foreign,
+        method="POST",
+        target="/echo",
+        headers=[],
+        body=b"x",
+        channel=channel,
+        transport=asyncio.Transport(),
+        request_keys={_FOREIGN_SEEN: []},
+    )
+    assert channel.sent == [] and not channel.aborted

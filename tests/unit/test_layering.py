@@ -150,8 +150,9 @@ LAYERS: tuple[Layer, ...] = (
     Layer("regress", ("gateway.regress",), (*DOMAIN, *CORE, "gateway.doors", "gateway.loadtest")),
     Layer("loadtest", ("gateway.loadtest",), CODEC),
     # The simulator implements every wire format on its own, so that a gateway bug cannot
-    # hide behind the same bug in the simulator.
-    Layer("sim", ("gateway.sim",), ()),
+    # hide behind the same bug in the simulator; it uses only the aiohttp seam (its HTTP/2
+    # server runs the sim's aiohttp app).
+    Layer("sim", ("gateway.sim",), (COMPAT,)),
     Layer("entry points", (ROOT, *ENTRY_POINTS), (ROOT,)),
 )
 

@@ -226,7 +226,7 @@ class Http1Connection(asyncio.Protocol):
     def _body(self, data: bytes) -> None:
         if self._coding:
             if self._inflate is None:
-                self._inflate = _decompressor(self._coding, data)
+                self._inflate = decompressor(self._coding, data)
             data = self._inflate.decompress(data)
             if not data:
                 return
@@ -323,7 +323,7 @@ def _chunk_size(line: bytes) -> int:
     raise ProtocolError("malformed chunk size")
 
 
-def _decompressor(coding: str, first: bytes) -> zlib._Decompress:
+def decompressor(coding: str, first: bytes) -> zlib._Decompress:
     if coding == "gzip":
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     # "deflate" is meant as zlib-wrapped (RFC 9110), but some servers send it raw

@@ -98,6 +98,23 @@ def parse_head(raw: bytes, method: str) -> ResponseHead:
     return head
 
 
+def head_from_fields(status: int, fields: list[tuple[str, str]], method: str) -> ResponseHead:
+    """An HTTP/2 answer's head: the same fields, no status line; its frames frame the
+    body, so `framing` only says whether one follows (LENGTH of 0 for none is not used)."""
+    framing: dict[str, list[str]] = {}
+    for name, value in fields:
+        if name in _FRAMING_FIELDS:  # HTTP/2 field names are lower case
+            framing.setdefault(name, []).append(value)
+    head = ResponseHead(status, "", fields)
+    head.keep_alive = True
+    head.framing = _framing(status, method, {})[0]  # NONE, or UNTIL_CLOSE: to END_STREAM
+    if head.framing != NONE:
+        head.content_encoding = _content_encoding(framing)
+    types = framing.get("content-type")
+    head.content_type = _media_type(types[0] if types else None)
+    return head
+
+
 _NAMES: set[str] = set()  # field names seen valid (a few dozen in practice)
 
 

@@ -17,30 +17,21 @@ cuts a loser so); it does nothing once the request released its connection.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import NamedTuple, Protocol
 
-import aiohappyeyeballs
 from aiohttp import StreamReader
 from multidict import CIMultiDictProxy
 
+from gateway.streaming.dial import Dialer
 from gateway.streaming.http1.connection import Http1Connection, ServerDisconnected
 from gateway.streaming.http1.head import ProtocolError, ResponseHead
-from gateway.streaming.http1.request import Target, encode_request, parse_target
+from gateway.streaming.http1.request import Target, encode_request
+from gateway.streaming.turns import Targets, Turns
 
 # What a request can fail with (a timeout is TimeoutError, an OSError too).
 CLIENT_ERRORS = (OSError, ProtocolError)
-
-DNS_TTL_S = 300.0
-_MAX_CACHED = 512  # parsed URLs and resolved hosts kept
-AddrInfo = aiohappyeyeballs.AddrInfoType  # (family, type, proto, canonical name, address)
-
-
-class ConnectFailed(ConnectionError):
-    """No connection could be made to the upstream (refused, unreachable, TLS, DNS)."""
 
 
 class ConnectionCounts(Protocol):
@@ -101,7 +92,7 @@ class Http1Pool:
         tls: ssl.SSLContext | None = None,  # default: the system's trust store
     ) -> None:
         self._counts = counts
-        self._tls = tls
+        self._dialer = Dialer(tls)
         self._limit = limit
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
@@ -110,9 +101,8 @@ class Http1Pool:
         self._idle_count = 0
         self._busy: set[Http1Connection] = set()
         self._connecting = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._targets: dict[str, Target] = {}
-        self._addresses: dict[tuple[str, int], tuple[float, list[AddrInfo]]] = {}
+        self._turns = Turns()
+        self._targets = Targets()
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -131,7 +121,7 @@ class Http1Pool:
         if sent is None:
             if self._closed:
                 raise ConnectionError("upstream pool closed")
-            target = self._target(url)
+            target = self._targets.get(url)
             data = encode_request(method, target, headers, body or b"")
             connection = self._take_idle(target.key)
             if connection is None:
@@ -155,7 +145,7 @@ class Http1Pool:
         if self._closed:
             return None
         try:
-            target = self._target(url)
+            target = self._targets.get(url)
             if not self._idle.get(target.key):
                 return None
             data = encode_request(method, target, headers, body or b"")
@@ -195,7 +185,7 @@ class Http1Pool:
                 self._schedule_sweep()
         else:
             connection.abort()
-        self._wake()
+        self._turns.wake()
 
     def _cut(self, connection: Http1Connection) -> Callable[[], None]:
         use = connection.uses
@@ -235,16 +225,7 @@ class Http1Pool:
                 self._evict_idle()
             ):
                 return await self._open(target)
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # pass the slot it was given on
-                else:
-                    self._waiters.remove(waiter)
-                raise
+            await self._turns.wait()
             connection = self._take_idle(target.key)
             if connection is not None:
                 return connection
@@ -272,63 +253,8 @@ class Http1Pool:
         return connection
 
     async def _connect(self, target: Target) -> Http1Connection:
-        """One IPv4 address: the loop connects (uvloop's is C). Several, or IPv6 (a scope
-        rides on the address tuple): happy eyeballs, as aiohttp does (RFC 8305: the next
-        address is tried 250 ms into the last one's attempt, families interleaved)."""
         loop = asyncio.get_running_loop()
-        infos = await self._resolve(target)
-        tls = (self._tls or _tls_context()) if target.tls else None
-        hostname = target.host if target.tls else None
-        try:
-            family, _, proto, _, address = infos[0]
-            if len(infos) == 1 and family == socket.AF_INET:
-                _, connection = await loop.create_connection(
-                    lambda: Http1Connection(loop, self._lost),
-                    address[0],
-                    address[1],
-                    family=family,
-                    proto=proto,
-                    ssl=tls,
-                    server_hostname=hostname,
-                )
-            else:
-                sock = await aiohappyeyeballs.start_connection(
-                    infos, happy_eyeballs_delay=0.25, interleave=1
-                )
-                _, connection = await loop.create_connection(
-                    lambda: Http1Connection(loop, self._lost),
-                    sock=sock,
-                    ssl=tls,
-                    server_hostname=hostname,
-                )
-        except ssl.SSLError as exc:  # a certificate problem, or TLS refused
-            raise ConnectFailed(f"TLS with {target.host} failed") from exc
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {target.host}:{target.port}") from exc
-        return connection
-
-    async def _resolve(self, target: Target) -> list[AddrInfo]:
-        if target.numeric:
-            host, port = target.host, target.port
-            if ":" in host:
-                return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (host, port, 0, 0))]
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
-        loop = asyncio.get_running_loop()
-        where = (target.host, target.port)
-        cached = self._addresses.get(where)
-        if cached is not None and cached[0] > loop.time():
-            return cached[1]
-        try:
-            infos = await loop.getaddrinfo(*where, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise ConnectFailed(f"cannot resolve {target.host}") from exc
-        if not infos:
-            raise ConnectFailed(f"cannot resolve {target.host}")
-        addresses: list[AddrInfo] = list(infos)
-        if len(self._addresses) >= _MAX_CACHED:
-            self._addresses.clear()
-        self._addresses[where] = (loop.time() + DNS_TTL_S, addresses)
-        return addresses
+        return await self._dialer.connect(target, lambda: Http1Connection(loop, self._lost))
 
     def _lost(self, connection: Http1Connection) -> None:
         """A connection closed (by either side): it no longer counts."""
@@ -339,14 +265,7 @@ class Http1Pool:
             if idle and connection in idle:
                 idle.remove(connection)
                 self._idle_count -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        self._turns.wake()
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -377,29 +296,6 @@ class Http1Pool:
         for connection in list(self._busy):
             connection.abort()
         self._busy.clear()
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(ConnectionError("upstream pool closed"))
-        self._waiters.clear()
+        self._turns.fail_all(ConnectionError("upstream pool closed"))
 
     # -- URLs -------------------------------------------------------------------------
-
-    def _target(self, url: str) -> Target:
-        target = self._targets.get(url)
-        if target is None:
-            target = parse_target(url)
-            if len(self._targets) >= _MAX_CACHED:
-                self._targets.clear()
-            self._targets[url] = target
-        return target
-
-
-_TLS: ssl.SSLContext | None = None
-
-
-def _tls_context() -> ssl.SSLContext:
-    """The system's trust store, verified; made once (loading it takes milliseconds)."""
-    global _TLS
-    if _TLS is None:
-        _TLS = ssl.create_default_context()
-    return _TLS

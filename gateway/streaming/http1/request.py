@@ -67,28 +67,45 @@ def parse_target(url: str) -> Target:
     return Target(scheme_key, host, port, tls, numeric, host_header, path, auth)
 
 
-def encode_request(method: str, target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
-    """The request's bytes. Raises ValueError for a method or header that would break the
-    message (a CR or LF in a value smuggles a header in)."""
-    if not valid_name(method):
-        raise ValueError("invalid HTTP method")
-    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+class CallerFields(NamedTuple):
+    fields: list[tuple[str, str, str]]  # name as given, lower-case name, value
+    accept: bool  # the caller set these: the client's defaults are not added
+    encoding: bool
+    authorization: bool
+
+
+def caller_fields(headers: Mapping[str, str], skip: frozenset[str]) -> CallerFields:
+    """The caller's header fields a request carries, those `skip` names (lower case) left
+    out. Raises ValueError for one that would break the message (a CR or LF in a value
+    smuggles a header in)."""
+    fields = []
     accept = encoding = authorization = False
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered in _OWN_HEADERS:
+        if lowered in skip:
             continue
         if not valid_name(name) or "\r" in value or "\n" in value or "\0" in value:
             raise ValueError("invalid upstream request header")
         accept = accept or lowered == "accept"
         encoding = encoding or lowered == "accept-encoding"
         authorization = authorization or lowered == "authorization"
-        lines.append(f"{name}: {value}\r\n")
-    if target.basic_auth is not None and not authorization:  # the caller's wins
+        fields.append((name, lowered, value))
+    return CallerFields(fields, accept, encoding, authorization)
+
+
+def encode_request(method: str, target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
+    """The request's bytes. Raises ValueError for a method or header that would break the
+    message (a CR or LF in a value smuggles a header in)."""
+    if not valid_name(method):
+        raise ValueError("invalid HTTP method")
+    lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+    given = caller_fields(headers, _OWN_HEADERS)
+    lines.extend(f"{name}: {value}\r\n" for name, _, value in given.fields)
+    if target.basic_auth is not None and not given.authorization:  # the caller's wins
         lines.append(f"Authorization: {target.basic_auth}\r\n")
-    if not accept:
+    if not given.accept:
         lines.append("Accept: */*\r\n")  # what aiohttp sent; some servers want one
-    if not encoding:
+    if not given.encoding:
         lines.append("Accept-Encoding: gzip, deflate\r\n")
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}\r\n")
