@@ -502,3 +502,22 @@ async def test_a_connection_that_stops_answering_is_dropped_after_a_ping(
     task.cancel()
     await wait_for(lambda: pool.open_connections() == 0)
     await pool.close()
+
+
+async def test_a_server_that_never_sends_its_settings_times_out() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads nothing, says nothing
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Http2Pool(PoolStats(), connect_timeout_s=0.05)
+    for _ in range(2):  # the connect in flight ends with its deadline: the next one is new
+        with pytest.raises(TimeoutError):
+            await pool.request("POST", f"http://127.0.0.1:{port}/v1/chat", {}, b"{}")
+        await wait_for(lambda: not pool._opening)  # its own deadline ended the connect
+        assert pool.open_connections() == 0
+    assert len(accepted) == 2
+    await pool.close()
+    server.close()

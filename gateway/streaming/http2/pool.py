@@ -209,12 +209,15 @@ class Http2Pool:
         counted = True
         loop = asyncio.get_running_loop()
         try:
-            connection = await self._dialer.connect(
-                target, lambda: Http2Connection(loop, self._lost, self._freed)
-            )
+            # its own deadline: it outlives the requests that wait for it (each has one)
+            async with asyncio.timeout(self._connect_timeout_s):
+                connection = await self._dialer.connect(
+                    target, lambda: Http2Connection(loop, self._lost, self._freed)
+                )
             connection.key = key
             try:
-                await connection.ready
+                async with asyncio.timeout(self._connect_timeout_s):
+                    await connection.ready
             except NotHttp2:
                 connection.abort()
                 if not target.tls:
