@@ -85,8 +85,8 @@ def write_config(
     """`ports`: the raced servers `a` and `b`, and `ctl`; `tls`: (key, certificate)."""
     raced = {name: port for name, port in ports.items() if name != "ctl"}
     scheme = "https" if tls else "http"
-    served: dict[str, Any] = {"http2": http2}
-    if tls:
+    served: dict[str, Any] = {"http2": True} if http2 else {}  # set only when on: an
+    if tls:  # earlier gateway's config (an A/B run) knows no such key
         served |= {"tls_key": str(tls[0]), "tls_cert": str(tls[1])}
     config = {
         "listen": {"host": "127.0.0.1", "port": gw_port},
@@ -98,7 +98,7 @@ def write_config(
                 "base_url": f"{scheme}://127.0.0.1:{port}/v1",
                 "api_key": API_KEY,
                 "max_connections": 1024,
-                "http2": http2,
+                **({"http2": True} if http2 else {}),
             }
             for name, port in raced.items()
         },
@@ -195,6 +195,7 @@ def loser_stats(
     after: list[float] = []
     estimated: list[float] = []
     before_cut: list[float] = []
+    lag_ms: list[float] = []  # the winner's first token written -> the loser cut
     read_to_end = 0
     races = 0
     unseen = 0  # cut before its request reached the simulator's handler: no record
@@ -222,6 +223,7 @@ def loser_stats(
         cut = (cuts or {}).get(loser["last_user_text"])
         if cut is not None and won_at is not None:
             before_cut.append(sum(1 for t in times if won_at < t <= cut))
+            lag_ms.append((cut - won_at) * 1000)
     return {
         "races": races,
         "losers_unseen": unseen,
@@ -239,6 +241,8 @@ def loser_stats(
         "before_cut_p99": _pct(before_cut, 0.99),
         "before_cut_max": max(before_cut) if before_cut else None,
         "cut_clocked": len(before_cut),
+        "cut_lag_ms_p50": _pct(lag_ms, 0.5),
+        "cut_lag_ms_p99": _pct(lag_ms, 0.99),
     }
 
 
@@ -315,6 +319,7 @@ async def bench(
         merged[key] = max((s[key] for s in stats if s[key] is not None), default=None)
     # the measure the issue asks for, per round (the merged p99s are the worst round's)
     merged["before_cut_p99_per_round"] = [s["before_cut_p99"] for s in stats]
+    merged["cut_lag_ms_per_round"] = [(s["cut_lag_ms_p50"], s["cut_lag_ms_p99"]) for s in stats]
     return {
         "concurrency": args.concurrency,
         "think_ms": args.think_ms,
@@ -387,6 +392,12 @@ def table(out: dict[str, Any]) -> str:
         f"{losers.get('before_cut_p50')} / {losers.get('before_cut_p99')} / "
         f"{losers.get('before_cut_max')}; p99 per round "
         f"{losers.get('before_cut_p99_per_round')} ({losers.get('cut_clocked')} cuts clocked)",
+        "",
+        "From the winner's first token written to the loser's cut, ms, p50 / p99 per round: "
+        + ", ".join(
+            f"{p50:.1f} / {p99:.1f}" if p50 is not None and p99 is not None else "none"
+            for p50, p99 in losers.get("cut_lag_ms_per_round", [])
+        ),
     ]
     return "\n".join(lines)
 
