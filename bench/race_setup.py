@@ -95,12 +95,18 @@ def route_name(strategy: Strategy) -> str:
     return "r-" + strategy.key.replace("_", "-")
 
 
-def sim_data(shapes: dict[str, Shape]) -> dict[str, Any]:
+def sim_data(
+    shapes: dict[str, Shape], handshake_ms: float = 0.0, http2: bool = False
+) -> dict[str, Any]:
+    """`handshake_ms`: paid by each new connection's first request (a TLS handshake's
+    round trips to a real provider); `http2`: the servers speak HTTP/2."""
     return {
         "seed": SEED,
         "servers": {
             f"sim-{name.lower()}": {
                 "kind": "openai",
+                "handshake_ms": handshake_ms,
+                **({"http2": True} if http2 else {}),
                 "models": {
                     f"model-{name.lower()}": {
                         **shape.sim_keys(),
@@ -114,13 +120,14 @@ def sim_data(shapes: dict[str, Shape]) -> dict[str, Any]:
     }
 
 
-def gateway_data(cluster: SimCluster, plan: list[Strategy]) -> dict[str, Any]:
+def gateway_data(cluster: SimCluster, plan: list[Strategy], http2: bool = False) -> dict[str, Any]:
     providers = {
         name: {
             "kind": "openai",
             "base_url": cluster.base_url(name),
             "api_key": "sim-key",
             "max_connections": 512,
+            **({"http2": True} if http2 else {}),
         }
         for name in cluster.servers
     }

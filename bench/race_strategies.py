@@ -1,6 +1,7 @@
 """Race vs hedge vs fallback on heavy-tailed TTFT: what each buys and what it costs.
 
     python -m bench.race_strategies [--requests N] [--rate R] [--quick]
+        [--handshake-ms MS] [--upstream http1|http2]
 
 Three seeded simulated deployments shaped on published TTFT figures
 (latency-data.md; lognormal body + stragglers fitted by bench.shapes):
@@ -27,6 +28,12 @@ full garbage collection over all of it stalls everything for 30-80 ms; so
 full collections run between strategies, not during them (young-generation
 collections still run). The gateway's own GC pauses are a separate-process
 matter (see bench.overhead).
+
+`--handshake-ms` has each new upstream connection's first request wait that long first,
+as a TLS handshake's round trips to a distant provider would; over HTTP/1.1 a race's cut
+loser takes its connection with it, so a later request pays it again. `--upstream
+http2` has the simulators and the providers speak HTTP/2 (a loser is reset, its
+connection kept). Either writes `race_strategies_<upstream>_hs<MS>.*` instead.
 
 The oracle: for each request, the smallest planned TTFT among its candidates.
 Draws are independent, so it is observable only where every candidate was
@@ -248,18 +255,20 @@ async def _run_strategy(
     }
 
 
-async def bench(requests: int, rate: float) -> dict[str, Any]:
+async def bench(
+    requests: int, rate: float, handshake_ms: float = 0.0, http2: bool = False
+) -> dict[str, Any]:
     configure_logging("json", "warning")
     shapes = {name: fit(p50, p95, p99, f) for name, (p50, p95, p99, f) in TARGETS.items()}
     hedge_delay_ms = round(shapes["B"].quantile(0.90))
     plan = strategies(hedge_delay_ms)
-    sim_config, problems = parse_sim_config(sim_data(shapes))
+    sim_config, problems = parse_sim_config(sim_data(shapes, handshake_ms, http2))
     if sim_config is None:
         raise SystemExit("bad sim config:\n" + "\n".join(problems))
     started = time.monotonic()
     races = RaceCollector()
     async with SimCluster(sim_config) as cluster, aiohttp.ClientSession() as http:
-        gateway = Gateway(parse_config(gateway_data(cluster, plan), env={}))
+        gateway = Gateway(parse_config(gateway_data(cluster, plan, http2), env={}))
         gateway.add_observer(races)
         runner, url = await start_server(gateway, "127.0.0.1", 0)
         try:
@@ -299,24 +308,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=35.0, help="requests per second")
     parser.add_argument("--quick", action="store_true", help="200 requests: a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--handshake-ms", type=float, default=0.0, help="paid by each new connection (0)"
+    )
+    parser.add_argument("--upstream", choices=("http1", "http2"), default="http1")
     args = parser.parse_args(argv)
     requests = 200 if args.quick else args.requests
+    stem = "race_strategies"
+    if args.handshake_ms or args.upstream != "http1":
+        stem += f"_{args.upstream}_hs{args.handshake_ms:g}"
     try:
-        out = uvloop.run(bench(requests, args.rate))
+        out = uvloop.run(bench(requests, args.rate, args.handshake_ms, args.upstream == "http2"))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     args.out.mkdir(parents=True, exist_ok=True)
     series = {row["strategy"]: row["ttft_values_ms"] for row in out["rows"]}
     series["oracle"] = out["oracle_values_ms"]
-    png = plot_ttft_cdf(series, args.out / "race_cdf.png", title="TTFT", dashed=["oracle"])
+    png_name = "race_cdf.png" if stem == "race_strategies" else f"{stem}_cdf.png"
+    png = plot_ttft_cdf(series, args.out / png_name, title="TTFT", dashed=["oracle"])
     k3 = out["rows"][-1]
     check = k3["join_check"]
     text = "\n".join(
         [
             f"{requests} requests per strategy, open loop at {args.rate:g}/s, "
             f"{TOKENS} tokens each; B's p90 = {out['hedge_delay_ms']} ms; "
-            f"max_extra_load 5 on every route; deployment priors = the published p50/p95",
+            f"max_extra_load 5 on every route; deployment priors = the published p50/p95; "
+            f"upstreams {args.upstream}, {args.handshake_ms:g} ms a new connection",
             "",
             out["table"],
             "",
@@ -346,9 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in out["rows"]:
         row.pop("records")
         row.pop("best_planned_ms")
-    (args.out / "race_strategies.md").write_text(text + "\n")
-    (args.out / "race_strategies.json").write_bytes(to_json_bytes(out) + b"\n")
-    print(f"\nwrote {png}, {args.out / 'race_strategies.json'} ({out['seconds']:.0f} s)")
+    (args.out / f"{stem}.md").write_text(text + "\n")
+    (args.out / f"{stem}.json").write_bytes(to_json_bytes(out) + b"\n")
+    print(f"\nwrote {png}, {args.out / (stem + '.json')} ({out['seconds']:.0f} s)")
     return 0
 
 

@@ -161,12 +161,16 @@ def test_optional_values_and_variants() -> None:
         "listen": {"port": 0},
         "state": {"backend": "redis", "url": "rediss://h:6380/1", "cluster": True},
         "logging": {"format": "JSON", "level": "WARNING"},
-        "providers": {"local": {"kind": "ollama", "base_url": "http://127.0.0.1:11434"}},
+        "providers": {
+            "local": {"kind": "ollama", "base_url": "http://127.0.0.1:11434"},
+            "h2": {"kind": "openai", "base_url": "https://h2.example/v1", "http2": True},
+        },
         "deployments": {"llama": {"provider": "local", "model": "llama3", "local": True}},
         "routes": {"fast": {"deployments": ["llama"], "strategy": "hedge"}},
         "sim": {"anything": [1, 2]},
     }
     config = parse_config(data, {})
+    assert config.providers["h2"].http2 and not config.providers["local"].http2
     assert config.listen.port == 0
     assert config.state.backend == "redis" and config.state.cluster is True
     assert config.logging.format == "json" and config.logging.level == "warning"
@@ -385,6 +389,10 @@ CASES: list[tuple[Mutation, str]] = [
     (
         _set("providers/openai/connect_timeout_s", -1),
         "providers.openai.connect_timeout_s: must be a number > 0, got -1",
+    ),
+    (
+        _set("providers/openai/http2", "yes"),
+        "providers.openai.http2: must be true or false, got 'yes'",
     ),
     # cross references
     (

@@ -144,6 +144,12 @@ async def test_unchanged_pools_are_kept_and_changed_ones_are_new() -> None:
     assert new.pools["p2"] is not old.pools["p2"]
     # the adapter is rebuilt with the new key, whatever the pool
     assert new.upstreams.providers["p1"] is not old.upstreams.providers["p1"]
+    # speaking HTTP/2 to a provider, or no longer: its pool is a new one of that kind
+    newer = Gateway(
+        config(providers__p1__api_key="rotated", providers__p2__http2=True), previous=new
+    )
+    assert newer.pools["p1"] is new.pools["p1"]
+    assert newer.pools["p2"] is not new.pools["p2"] and newer.pools["p2"].http2
 
 
 @pytest.mark.parametrize(
