@@ -25,7 +25,7 @@ import pytest
 
 from gateway.streaming.http1.pool import CLIENT_ERRORS
 from gateway.streaming.http2 import connection as connection_module
-from gateway.streaming.http2.frames import goaway
+from gateway.streaming.http2.frames import PING, frame, goaway
 from gateway.streaming.http2.pool import Http2Pool
 from gateway.streaming.http2.stream import StreamReset
 from gateway.streaming.upstream import PoolStats
@@ -521,3 +521,30 @@ async def test_a_server_that_never_sends_its_settings_times_out() -> None:
     assert len(accepted) == 2
     await pool.close()
     server.close()
+
+
+async def test_a_broken_frame_ends_the_connection_with_goaway(h2serve) -> None:  # type: ignore[no-untyped-def]
+    async def broken(side: H2Side, request: Request) -> None:
+        if len(side.server.requests) > 1:
+            await side.sse(request[0])
+            return
+        side.head(request[0])
+        await side.data(request[0], SSE[0])
+        assert side.transport is not None
+        side.transport.write(frame(PING, 0, 0, b"1234567"))  # a PING is 8 bytes
+
+    server = await h2serve(broken)
+    stats = PoolStats()
+    pool = Http2Pool(stats)
+    response = await pool.request("POST", server.url(), {}, b"{}")
+    with pytest.raises(CLIENT_ERRORS):
+        while await response.content.readany():
+            pass
+    response.close()
+    closed = await wait_for(
+        lambda: [e for e in server.events if isinstance(e, h2.events.ConnectionTerminated)]
+    )
+    assert closed[0].error_code == h2.errors.ErrorCodes.FRAME_SIZE_ERROR
+    assert await read_all(pool, server.url()) == (200, b"".join(SSE))  # on a new connection
+    assert stats.opened == 2
+    await pool.close()

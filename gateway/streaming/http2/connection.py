@@ -178,6 +178,8 @@ class Http2Connection(asyncio.Protocol):
         transport.write(f.PREFACE + f.settings(_OUR_SETTINGS) + initial)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:  # failed (`_fail`): what still arrives is not read
+            return
         self._heard = self.loop.time()
         buffer = self._buffer + data if self._buffer else data
         pos, end = 0, len(buffer)
