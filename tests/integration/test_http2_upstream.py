@@ -8,6 +8,7 @@ from __future__ import annotations
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
+from gateway.sim.wire_embed import vector
 from tests.integration.test_race import BODY, EARLY_TEXT, SLOW_TEXT, post, text_of
 from tests.stack import FAST, no_gateway_tasks_left, stack
 
@@ -64,3 +65,18 @@ async def test_a_race_loser_is_reset_and_its_connection_carries_the_next_race() 
         assert (late.stats.opened, late.stats.reused) == (1, 2)
         assert late.open_connections() == 1
         assert await no_gateway_tasks_left()
+
+
+async def test_split_embeddings_calls_share_one_http2_connection() -> None:
+    embed = {"type": "embedding", "dimensions": 16, "ttft_ms": 1}
+    servers = {"ge": {"kind": "gemini", "http2": True, "models": {"gem": embed}}}
+    deployments = {"gem": {"type": "embedding", "batch_size": 2}}
+    async with stack(servers, deployments=deployments) as s:
+        texts = [f"input {i}" for i in range(7)]
+        client = AsyncOpenAI(base_url=f"{s.url}/v1", api_key="x", max_retries=0)
+        answer = await client.embeddings.create(model="gem", input=texts)
+        assert [d.index for d in answer.data] == list(range(7))
+        assert [d.embedding for d in answer.data] == [vector(t, 16) for t in texts]
+        assert len(s.log.records) == 4  # four calls of at most two inputs, in parallel
+        assert s.gateway.upstreams.pools["ge"].stats.opened == 1
+        await client.close()
