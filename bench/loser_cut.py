@@ -124,18 +124,31 @@ def write_config(
     return path
 
 
-async def _one(session: aiohttp.ClientSession, url: str, route: str, key: str) -> bool:
+async def _one(
+    session: aiohttp.ClientSession, url: str, route: str, key: str, ttfts: list[float]
+) -> bool:
+    """One streamed request; its time to the first body bytes (the gateway sends its
+    head with the first token) goes to `ttfts`."""
     body = orjson.dumps(
         {"model": route, "stream": True, "messages": [{"role": "user", "content": key}]}
     )
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    started = time.monotonic()
     async with session.post(url, data=body, headers=headers) as resp:
-        data = await resp.read()
+        first = await resp.content.readany()
+        ttfts.append(time.monotonic() - started)
+        data = first + await resp.read()
         return resp.status == 200 and data.endswith(b"data: [DONE]\n\n")
 
 
 async def _round(
-    url: str, route: str, concurrency: int, requests: int, tag: str, think_ms: float = 0.0
+    url: str,
+    route: str,
+    concurrency: int,
+    requests: int,
+    tag: str,
+    think_ms: float = 0.0,
+    ttfts: list[float] | None = None,
 ) -> int:
     """Closed loop: `concurrency` workers until `requests` are done; the failures. With
     `think_ms`, each worker waits a uniform 0..think_ms before each request (seeded)."""
@@ -143,13 +156,14 @@ async def _round(
     left = iter(range(requests))
     failures = 0
     pause = random.Random(tag).uniform
+    seen: list[float] = [] if ttfts is None else ttfts
 
     async def worker() -> None:
         nonlocal failures
         for i in left:
             if think_ms > 0:
                 await asyncio.sleep(pause(0, think_ms) / 1000)
-            if not await _one(session, url, route, f"{tag}-{i}"):
+            if not await _one(session, url, route, f"{tag}-{i}", seen):
                 failures += 1
 
     try:
@@ -255,6 +269,7 @@ async def bench(
     done: dict[str, int] = {"single": 0, "race2": 0}
     opened: dict[str, float] = {"single": 0.0, "race2": 0.0}
     per_round: dict[str, list[float]] = {"single": [], "race2": []}  # CPU ms per request
+    ttfts: dict[str, list[float]] = {"single": [], "race2": []}  # the client's, seconds
     failures = 0
     stats: list[dict[str, Any]] = []
     url = gw_url + "/v1/chat/completions"
@@ -270,7 +285,7 @@ async def bench(
                 busy0, cpu0, t0 = machine_busy_seconds(), cpu_seconds(gw_pid), time.monotonic()
                 own0 = time.process_time()
                 failures += await _round(
-                    url, route, args.concurrency, args.requests, tag, args.think_ms
+                    url, route, args.concurrency, args.requests, tag, args.think_ms, ttfts[route]
                 )
                 used = cpu_seconds(gw_pid) - cpu0
                 opened[route] += await connections_opened(http, gw_url) - conns0
@@ -334,6 +349,10 @@ async def bench(
         # HTTP/1.1 cannot cancel a response and keep its connection: a cut loser's goes
         "upstream_connections_opened_per_request": {k: opened[k] / done[k] for k in cpu},
         "requests_per_s": {k: done[k] / elapsed[k] for k in cpu},
+        "client_ttft_ms": {
+            k: {q: (_pct(v, p) or 0.0) * 1000 for q, p in (("p50", 0.5), ("p99", 0.99))}
+            for k, v in ttfts.items()
+        },
         "other_processes_pct_of_a_core": {k: foreign[k] / elapsed[k] * 100 for k in cpu},
         "losers": merged,
         "losers_per_round": stats,
@@ -372,6 +391,12 @@ def table(out: dict[str, Any]) -> str:
         f"| race k=2 | {cpu['race2']:.2f} | {conns['race2']:.2f} | {rps['race2']:.1f} "
         f"| {other['race2']:.0f} |",
         f"| k=2 minus single | {cpu['race2'] - cpu['single']:+.2f} | | | |",
+        "",
+        "Client TTFT p50 / p99 ms: "
+        + ", ".join(
+            f"{route} {t['p50']:.1f} / {t['p99']:.1f}"
+            for route, t in out.get("client_ttft_ms", {}).items()
+        ),
         "",
         pair_line(out["cpu_ms_per_round"]),
         "",
