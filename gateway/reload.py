@@ -41,6 +41,7 @@ def pool_settings(provider: ProviderConfig) -> tuple[Any, ...]:
         provider.connect_timeout_s,
         provider.keepalive_s,
         provider.http2,
+        provider.tls_ca_file,
     )
 
 

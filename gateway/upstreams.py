@@ -74,7 +74,12 @@ class Upstreams:
                 same = pool_settings(reuse.config.providers[name]) == pool_settings(pc)
                 kept = kept if same else None
             self.pools[name] = kept or UpstreamPool(
-                name, pc.max_connections, pc.connect_timeout_s, pc.keepalive_s, pc.http2
+                name,
+                pc.max_connections,
+                pc.connect_timeout_s,
+                pc.keepalive_s,
+                pc.http2,
+                pc.tls_ca_file,
             )
         self.deployments = {
             name: Deployment(

@@ -60,6 +60,7 @@ async def stack(
     routes: dict[str, dict[str, Any]] | None = None,
     deployments: dict[str, dict[str, Any]] | None = None,
     provider_kinds: dict[str, str] | None = None,
+    provider_options: dict[str, dict[str, Any]] | None = None,
     **gateway: Any,
 ) -> AsyncIterator[Stack]:
     # Pre-warming is off unless a test asks for it: idle warm connections would blur
@@ -84,6 +85,9 @@ async def stack(
                 "base_url": cluster.base_url(name),
                 "api_key": "sim-key",
                 **({"http2": True} if server.get("http2") else {}),
+                # a server on TLS: its own certificate is the provider's trust anchor
+                **({"tls_ca_file": server["tls_cert"]} if server.get("tls_cert") else {}),
+                **(provider_options or {}).get(name, {}),
             }
             for name, server in servers.items()
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import ssl
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -302,11 +303,27 @@ def _provider(name: str, r: Reader) -> ProviderConfig:
         connect_timeout_s=r.number("connect_timeout_s", d.connect_timeout_s, lo=0, lo_open=True),
         keepalive_s=r.number("keepalive_s", d.keepalive_s, lo=0),
         http2=r.boolean("http2", d.http2),
+        tls_ca_file=_ca_file(r),
         headers=r.string_map("headers"),
         options=r.mapping("options"),
     )
     r.finish()
     return out
+
+
+def _ca_file(r: Reader) -> str | None:
+    """A provider's own trust anchors: a readable PEM bundle, checked now, not at the
+    first request."""
+    path = r.optional_string("tls_ca_file")
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        r.problem("tls_ca_file", f"no such file: {show(path)}")
+    except (OSError, ssl.SSLError):
+        r.problem("tls_ca_file", f"not a PEM certificate bundle: {show(path)}")
+    return path
 
 
 def _deployment(

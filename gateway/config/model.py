@@ -159,6 +159,7 @@ class ProviderConfig:
     connect_timeout_s: float = 5.0
     keepalive_s: float = 30.0
     http2: bool = False  # HTTP/2 to the upstream (ALPN over TLS; prior knowledge over http)
+    tls_ca_file: str | None = None  # PEM certificates to trust for its TLS (default: the system's)
     headers: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (quirk overrides ...)
 

@@ -12,6 +12,7 @@ of returning it to the pool.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
 
@@ -94,9 +95,11 @@ class UpstreamPool:
         connect_timeout_s: float = 5.0,
         keepalive_s: float = 30.0,
         http2: bool = False,
+        tls_ca_file: str | None = None,
     ) -> None:
         self.name = name
         self.http2 = http2
+        self._ca_file = tls_ca_file
         self._max_connections = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
@@ -117,6 +120,7 @@ class UpstreamPool:
                 # attempt loses: before its response opens too (a server that sends its
                 # headers with its first token, as Ollama's while a model loads)
                 on_connection=on_cut,
+                tls=ssl.create_default_context(cafile=self._ca_file) if self._ca_file else None,
             )
         return self._client
 

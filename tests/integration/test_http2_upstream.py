@@ -5,9 +5,13 @@ RST_STREAM, its connection kept for the next request instead of opened anew."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
+from bench.procs import make_certificate
 from gateway.sim.wire_embed import vector
 from tests.integration.test_race import BODY, EARLY_TEXT, SLOW_TEXT, post, text_of
 from tests.stack import FAST, no_gateway_tasks_left, stack
@@ -80,3 +84,35 @@ async def test_split_embeddings_calls_share_one_http2_connection() -> None:
         assert len(s.log.records) == 4  # four calls of at most two inputs, in parallel
         assert s.gateway.upstreams.pools["ge"].stats.opened == 1
         await client.close()
+
+
+@pytest.mark.parametrize("http2", [False, True])
+async def test_a_tls_provider_trusted_by_its_ca_file(
+    http2: bool, certificate: tuple[Path, Path]
+) -> None:
+    key, cert = certificate
+    tls = {"tls_cert": str(cert), "tls_key": str(key), "http2": http2}
+    servers = {
+        "a": {"kind": "openai", **tls, "models": {"late": SLOW_TEXT}},
+        "b": {"kind": "openai", **tls, "models": {"early": EARLY_TEXT}},
+    }
+    async with stack(servers, ROUTES) as s:
+        assert s.sim.base_url("a").startswith("https://")
+        for _ in range(2):
+            status, _, raw = await post(s.url, {**BODY, "model": "chat"})
+            assert status == 200 and text_of(raw) == "early bird wins"
+        late = s.gateway.upstreams.pools["a"]
+        # over HTTP/1.1 each cut loser's connection is replaced (a TLS handshake each time)
+        assert late.stats.opened == (1 if http2 else 2)
+
+
+async def test_a_ca_file_that_does_not_trust_the_server_fails_the_attempt(
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    key, cert = certificate
+    other = make_certificate(tmp_path)[1]  # a different self-signed certificate
+    tls = {"tls_cert": str(cert), "tls_key": str(key)}
+    servers = {"a": {"kind": "openai", **tls, "models": {"m": FAST}}}
+    async with stack(servers, provider_options={"a": {"tls_ca_file": str(other)}}) as s:
+        status, _, raw = await post(s.url, {**BODY, "model": "m"})
+        assert status == 502 and b"upstream connection failed" in raw

@@ -394,6 +394,10 @@ CASES: list[tuple[Mutation, str]] = [
         _set("providers/openai/http2", "yes"),
         "providers.openai.http2: must be true or false, got 'yes'",
     ),
+    (
+        _set("providers/openai/tls_ca_file", "/nonexistent/ca.pem"),
+        "providers.openai.tls_ca_file: no such file: '/nonexistent/ca.pem'",
+    ),
     # cross references
     (
         _set("deployments/gpt-4o-mini/provider", "openia"),
@@ -694,3 +698,16 @@ def test_parse_does_not_mutate_input() -> None:
     before = copy.deepcopy(data)
     parse_config(data, ENV)
     assert data == before
+
+
+def test_a_provider_ca_file_must_be_a_pem_bundle(tmp_path: Path, certificate: Any) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    data = {"providers": {"p": {"kind": "openai", "base_url": "https://h/v1", "tls_ca_file": ""}}}
+    data["providers"]["p"]["tls_ca_file"] = str(junk)
+    with pytest.raises(
+        ConfigError, match=r"providers\.p\.tls_ca_file: not a PEM certificate bundle"
+    ):
+        parse_config(data, {})
+    data["providers"]["p"]["tls_ca_file"] = str(certificate[1])
+    assert parse_config(data, {}).providers["p"].tls_ca_file == str(certificate[1])
