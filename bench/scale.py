@@ -1,7 +1,7 @@
 """Memory per open stream, and 10,000 concurrent open streams on one gateway process.
 
     python -m bench.scale [--quick] [--sizes 1000,5000,10000] [--itl-ms 4000] [--tokens K]
-                          [--open-concurrency 100] [--workers N] [--bare]
+                          [--open-concurrency 100] [--workers N] [--bare] [--upstream http2]
                           [--json bench/results/scale.json] [--logs DIR]
 
 One simulator process (`python -m gateway sim`, an OpenAI-kind server whose
@@ -35,6 +35,12 @@ gateway's. What the gateway holds per stream beyond the bare proxy's is its own.
 one process cannot hold under RLIMIT_NOFILE (with `--workers`) is skipped for the bare
 proxy, with the reason in its row. The run fails if any measured row, bare or not, has
 errors or fewer than N streams open at once.
+
+`--upstream http2` has the simulator speak HTTP/2 and the gateway use it: a gateway
+process then holds one socket per stream (its client's) and a few upstream connections
+(the simulator takes 1,000 streams on each), so 10,000 streams fit one process under a
+limit of 20,000 descriptors. A second, plain simulator server answers the readiness
+check. Not with `--bare` (the bare proxy speaks HTTP/1.1 upstream).
 
 File descriptors: a gateway holds two sockets per stream (client and
 upstream), so N streams need 2N + a few fds in one process (2N / workers with
@@ -115,6 +121,12 @@ class Settings:
     workers: int = 1
     bare: bool = False  # also measure bench.bare_proxy in each phase
     bare_cap: int = 0  # streams one bare proxy process can hold under RLIMIT_NOFILE
+    http2: bool = False  # HTTP/2 between the gateway and the simulator
+
+    @property
+    def sockets_per_stream(self) -> int:
+        """A gateway's: its client's, and over HTTP/1.1 its upstream's too."""
+        return 1 if self.http2 else 2
 
     def tokens_for(self, n: int) -> int:
         if self.tokens is not None:
@@ -229,7 +241,10 @@ def raise_nofile(wanted: int) -> int:
     return wanted
 
 
-def write_config(directory: Path, sim_port: int, gw_port: int, s: Settings) -> Path:
+def write_config(
+    directory: Path, sim_port: int, gw_port: int, s: Settings, ctl_port: int = 0
+) -> Path:
+    """`ctl_port`: a plain HTTP/1.1 simulator server for the readiness check (with http2)."""
     biggest = max(s.sizes)
     config = {
         "listen": {"host": "127.0.0.1", "port": gw_port},
@@ -242,6 +257,7 @@ def write_config(directory: Path, sim_port: int, gw_port: int, s: Settings) -> P
                 "api_key": API_KEY,
                 "max_connections": biggest + 100,  # one upstream connection per stream
                 "connect_timeout_s": 30,
+                **({"http2": True} if s.http2 else {}),
             }
         },
         "deployments": {
@@ -260,11 +276,17 @@ def write_config(directory: Path, sim_port: int, gw_port: int, s: Settings) -> P
                 "sim": {
                     "kind": "openai",
                     "port": sim_port,
+                    **({"http2": True} if s.http2 else {}),
                     "models": {
                         MODEL: {"ttft_ms": 0, "itl_ms": s.itl_ms, "tokens": MAX_TOKENS},
                         WARM_MODEL: {"ttft_ms": 0, "itl_ms": 0, "tokens": 5},
                     },
-                }
+                },
+                **(
+                    {"ctl": {"kind": "openai", "port": ctl_port, "models": {WARM_MODEL: {}}}}
+                    if ctl_port
+                    else {}
+                ),
             },
         },
     }
@@ -556,9 +578,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="after the gateway, hold the same N streams through bench.bare_proxy (one process)",
     )
+    parser.add_argument(
+        "--upstream", choices=("http1", "http2"), default="http1", help="gateway to simulator"
+    )
     parser.add_argument("--json", metavar="FILE", default=str(RESULTS), help="JSON output")
     parser.add_argument("--logs", metavar="DIR", help="keep the children's logs here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.upstream == "http2" and args.bare:
+        parser.error("--bare needs --upstream http1 (the bare proxy speaks HTTP/1.1)")
+    return args
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -575,6 +603,7 @@ def settings(args: argparse.Namespace) -> Settings:
         hold_s=hold,
         workers=args.workers,
         bare=args.bare,
+        http2=args.upstream == "http2",
     )
 
 
@@ -584,20 +613,21 @@ def fit_to_nofile(s: Settings) -> None:
     container), cap the sizes at what the gateway's processes can hold, and say so. The bare
     proxy is one process: `s.bare_cap` is what it can hold (its larger phases are skipped)."""
     s.requested_sizes = list(s.sizes)
-    # a worker holds 2 sockets per stream it serves (+10 % for an uneven kernel spread);
-    # this load tool and the simulator hold one per stream each
-    per_worker = 2 * max(s.sizes) * (1.1 if s.workers > 1 else 1.0) / s.workers
+    # a worker holds 2 sockets per stream it serves (1 over HTTP/2; +10 % for an uneven
+    # kernel spread); this load tool and the simulator hold one per stream each
+    per = s.sockets_per_stream
+    per_worker = per * max(s.sizes) * (1.1 if s.workers > 1 else 1.0) / s.workers
     per_process = max(per_worker, max(s.sizes), 2 * max(s.sizes) if s.bare else 0)
     s.nofile = raise_nofile(int(per_process) + FD_MARGIN + LOAD_FD_SLACK)
     load_cap = s.nofile - FD_MARGIN - LOAD_FD_SLACK
     s.bare_cap = min((s.nofile - FD_MARGIN) // 2, load_cap)
-    cap = int((s.nofile - FD_MARGIN) * s.workers / (2 * (1.1 if s.workers > 1 else 1.0)))
+    cap = int((s.nofile - FD_MARGIN) * s.workers / (per * (1.1 if s.workers > 1 else 1.0)))
     cap = min(cap, load_cap)
     if max(s.sizes) > cap:
         print(
             f"RLIMIT_NOFILE is {s.nofile} here and its hard limit cannot be raised: "
             f"{s.workers} gateway process(es) can hold at most ~{cap} streams "
-            "(2 sockets each); capping the sizes",
+            f"({per} sockets each); capping the sizes",
             file=sys.stderr,
         )
         s.sizes = [min(n, cap) for n in s.sizes]
@@ -657,9 +687,10 @@ def _main(argv: Sequence[str] | None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, Children() as children:
         directory = Path(args.logs or tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        config = write_config(directory, sim_port, free_port(), s)
+        ctl_port = free_port() if s.http2 else 0
+        config = write_config(directory, sim_port, free_port(), s, ctl_port)
         sim = children.gateway("sim", "sim", config, directory / "sim.log")
-        sim.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
+        sim.wait_http(f"http://127.0.0.1:{ctl_port or sim_port}/v1/models")
         for n, asked in zip(s.sizes, s.requested_sizes, strict=True):
             gateway = gateway_target(config, s)
             entries.append(measure(children, directory, gateway, sim, n, asked, s))
