@@ -435,8 +435,9 @@ async def run_phase(
         held: list[int] = []
         if streams.open_now == n:  # all open at once: this is the state we measure
             fds = sum(open_fds(pid) for pid in pids)
+            per = s.sockets_per_stream if target.name == GATEWAY else 2
             held = [
-                (socket_count(pid) - idle_sockets) // 2
+                (socket_count(pid) - idle_sockets) // per
                 for pid, idle_sockets in zip(pids, sockets_idle, strict=True)
             ]
             for _ in range(RSS_SAMPLES):
