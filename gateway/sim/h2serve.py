@@ -8,8 +8,9 @@ faults and log records are the HTTP/1.1 path's. What HTTP/2 changes, per stream:
 - a client's RST_STREAM cancels that stream's handler, as a dropped HTTP/1.1 connection
   cancels its one (the log says `client_disconnect`); a lost connection cancels them all;
 - a cut fault (`request.transport.close()`) resets just that stream (INTERNAL_ERROR);
-- each write leaves for the socket at once, within the peer's flow-control windows and
-  the transport's backpressure.
+- each write leaves for the socket in the loop iteration it was made in (the frames of
+  all the connection's streams in one write), within the peer's flow-control windows
+  and the transport's backpressure.
 
 The connection (this protocol) is what the sim log counts connections by, so
 `handshake_ms` is paid by each new HTTP/2 connection's first request, as on HTTP/1.1.
@@ -106,6 +107,7 @@ class H2ServerConnection(asyncio.Protocol):
         self._writable = asyncio.Event()  # clear while the transport's buffer is full
         self._writable.set()
         self._lost = asyncio.Event()
+        self._flush_due = False  # a flush is scheduled for this loop iteration
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -191,6 +193,15 @@ class H2ServerConnection(asyncio.Protocol):
             self._streams.pop(stream.id, None)
 
     def flush(self) -> None:
+        """Send what h2 has queued, once a loop iteration: the frames every stream wrote
+        in it leave in one write, as an HTTP/2 server coalesces them (a write each would
+        cost this process a system call per token of every stream)."""
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self._flush_due = False
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -222,7 +233,7 @@ class H2ServerConnection(asyncio.Protocol):
             return
         with contextlib.suppress(ProtocolError):
             self.h2.close_connection()
-        self.flush()
+        self.flush_now()
         self._close()
 
     async def wait_lost(self, timeout_s: float) -> None:
@@ -286,7 +297,7 @@ class Stream:
             except ProtocolError as exc:
                 self.open = False
                 raise ConnectionResetError(f"HTTP/2 stream {self.id}: {exc}") from exc
-            self.connection.flush()  # each write at once: the sim logs when tokens leave
+            self.connection.flush()  # in this loop iteration: the sim logs when tokens leave
             if last:
                 self.open = False
                 break
