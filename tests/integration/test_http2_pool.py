@@ -548,3 +548,15 @@ async def test_a_broken_frame_ends_the_connection_with_goaway(h2serve) -> None: 
     assert await read_all(pool, server.url()) == (200, b"".join(SSE))  # on a new connection
     assert stats.opened == 2
     await pool.close()
+
+
+async def test_closing_the_pool_says_goaway_on_an_idle_connection(h2serve) -> None:  # type: ignore[no-untyped-def]
+    server = await h2serve(sse_handler)
+    pool = Http2Pool(PoolStats())
+    assert await read_all(pool, server.url()) == (200, b"".join(SSE))
+    await pool.close()
+    assert pool.open_connections() == 0
+    closed = await wait_for(
+        lambda: [e for e in server.events if isinstance(e, h2.events.ConnectionTerminated)]
+    )
+    assert closed[0].error_code == h2.errors.ErrorCodes.NO_ERROR

@@ -275,7 +275,8 @@ class Http2Pool:
             self._schedule_sweep()
 
     async def close(self) -> None:
-        """Drop every connection; requests waiting for one fail."""
+        """Drop every connection (one with no stream says GOAWAY first); requests waiting
+        for one fail."""
         self._closed = True
         if self._sweep is not None:
             self._sweep.cancel()
@@ -286,7 +287,10 @@ class Http2Pool:
         await asyncio.gather(*opening, return_exceptions=True)
         for connections in self._connections.values():
             for connection in connections:
-                connection.abort()
+                if connection.streams:
+                    connection.abort()
+                else:
+                    connection.close_idle()
         self._connections.clear()
         self._count = 0
         self._turns.fail_all(ConnectionError("upstream pool closed"))
