@@ -30,6 +30,7 @@ __all__ = [
     "check_config_main",
     "embedding_problems",
     "heartbeat_warnings",
+    "http2_warnings",
     "route_tier_problems",
 ]
 
@@ -66,9 +67,21 @@ def check_config_main(
             print(f"  {problem}", file=err)
         return 1
     print(summarize(config), file=out)
-    for warning in heartbeat_warnings(config) + resume_warnings(config):
+    for warning in heartbeat_warnings(config) + resume_warnings(config) + http2_warnings(config):
         print(f"warning: {warning}", file=err)
     return 0
+
+
+def http2_warnings(config: Config) -> list[str]:
+    """Providers that speak HTTP/2 over plain http: there is no TLS handshake to agree on
+    the protocol, so the server must take HTTP/2 with prior knowledge (h2c), which most
+    local servers (vLLM, Ollama) do not."""
+    return [
+        f"providers.{name}: http2 over plain http speaks HTTP/2 directly (h2c, prior "
+        "knowledge): the server must support it, or every request fails"
+        for name, provider in config.providers.items()
+        if provider.http2 and provider.base_url.lower().startswith("http://")
+    ]
 
 
 def resume_warnings(config: Config) -> list[str]:

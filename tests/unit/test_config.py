@@ -711,3 +711,20 @@ def test_a_provider_ca_file_must_be_a_pem_bundle(tmp_path: Path, certificate: An
         parse_config(data, {})
     data["providers"]["p"]["tls_ca_file"] = str(certificate[1])
     assert parse_config(data, {}).providers["p"].tls_ca_file == str(certificate[1])
+
+
+def test_check_config_warns_of_http2_over_plain_http(tmp_path: Path) -> None:
+    config = {
+        "providers": {
+            "local": {"kind": "openai", "base_url": "http://127.0.0.1:8000/v1", "http2": True},
+            "tls": {"kind": "openai", "base_url": "https://api.example/v1", "http2": True},
+            "plain": {"kind": "openai", "base_url": "http://127.0.0.1:8001/v1"},
+        }
+    }
+    code, out, err = _check(_write(tmp_path, yaml.safe_dump(config)))
+    assert code == 0 and out.startswith("config OK")
+    warnings = [line for line in err.splitlines() if "http2" in line]
+    assert warnings == [
+        "warning: providers.local: http2 over plain http speaks HTTP/2 directly (h2c, prior "
+        "knowledge): the server must support it, or every request fails"
+    ]
