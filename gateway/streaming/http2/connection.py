@@ -7,24 +7,25 @@ the loser's attempt.
 
 The frame layer is the gateway's own, not the `h2` library's: a DATA frame, the frame of
 every token, is sliced out and fed to its stream's reader in a few microseconds, where
-`h2`'s state machine spends about 19 per frame. Heads are decoded by `hpack_decoder`,
-once per answer, in a third of the `hpack` library's time. What a client must do is
-done: settings and their acknowledgement, PING answers, flow control both ways (credit
-sent back in large increments), header blocks across CONTINUATION frames, padding,
-trailers, 1xx heads, RST_STREAM and GOAWAY (the streams a GOAWAY refuses fail as
-retryable). A connection error ends every stream with an error and the connection with
-a GOAWAY.
+`h2`'s state machine spends about 19 per frame. Header blocks are joined and decoded by
+`heads.py` (with `hpack_decoder`: once per answer, a third of the `hpack` library's
+time). What a client must do is done: settings and their acknowledgement, PING answers,
+flow control both ways (credit sent back in large increments), header blocks across
+CONTINUATION frames, padding, trailers, 1xx heads, RST_STREAM and GOAWAY (the streams a
+GOAWAY refuses fail as retryable). A connection error ends every stream with an error
+and the connection with a GOAWAY.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from gateway.streaming.http1.connection import PayloadError, ServerDisconnected
-from gateway.streaming.http1.head import ProtocolError, ResponseHead, head_from_fields
+from gateway.streaming.http1.head import ProtocolError
 from gateway.streaming.http2 import frames as f
-from gateway.streaming.http2.hpack_decoder import HpackDecoder, HpackError
+from gateway.streaming.http2.frames import ConnectionFault
+from gateway.streaming.http2.heads import Fields, HeadBlocks, answer_head
 from gateway.streaming.http2.stream import STREAM_CREDIT_AT, STREAM_WINDOW, Http2Stream, StreamReset
 
 CONNECTION_WINDOW = 16 << 20  # what a server may send all streams ahead of their readers
@@ -49,14 +50,6 @@ class NotHttp2(ConnectionError):
     """The server chose another protocol (ALPN) or did not answer as HTTP/2."""
 
 
-class _Fatal(Exception):
-    """A connection error (RFC 9113 5.4.1): the connection ends with a GOAWAY."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class Http2Connection(asyncio.Protocol):
     """An asyncio protocol. `ready` resolves with the server's first SETTINGS; `open`
     then starts a request at once (no await) while `available()`."""
@@ -76,8 +69,7 @@ class Http2Connection(asyncio.Protocol):
         self._blocked: dict[int, Http2Stream] = {}  # streams with body bytes the windows hold
         self._next_id = 1
         self._buffer = b""
-        self._block: tuple[int, int, list[bytes], int] | None = None  # awaiting CONTINUATION
-        self._decoder = HpackDecoder(max_list_size=MAX_HEADER_LIST)
+        self._heads = HeadBlocks(MAX_HEADER_LIST)
         self._size_update = True  # our (unused) HPACK table is announced as empty
         self.max_streams = ASSUMED_STREAMS
         self.peer_window = f.DEFAULT_WINDOW  # the server's initial window for each stream
@@ -189,19 +181,19 @@ class Http2Connection(asyncio.Protocol):
                 high, low, kind, flags, stream_id = unpack(buffer, pos)
                 length = (high << 8) | low
                 if length > f.DEFAULT_MAX_FRAME:  # ours: SETTINGS_MAX_FRAME_SIZE not raised
-                    raise _Fatal(f.FRAME_SIZE_ERROR, "frame larger than allowed")
+                    raise ConnectionFault(f.FRAME_SIZE_ERROR, "frame larger than allowed")
                 stop = pos + 9 + length
                 if stop > end:
                     break
                 payload = buffer[pos + 9 : stop]
                 pos = stop
-                if kind == f.DATA and self._block is None and self.ready.done():
+                if kind == f.DATA and not self._heads.open and self.ready.done():
                     self._on_data(flags, stream_id & f.MAX_WINDOW, payload)
                 else:
                     self._on_frame(kind, flags, stream_id & f.MAX_WINDOW, payload)
                 if self.transport is None:
                     return
-        except _Fatal as exc:
+        except ConnectionFault as exc:
             self._fail(exc.code, str(exc))
             return
         self._buffer = buffer[pos:] if pos < end else b""
@@ -229,7 +221,7 @@ class Http2Connection(asyncio.Protocol):
         size = len(payload)
         self.recv_window -= size  # every DATA frame counts against the connection
         if self.recv_window < 0:
-            raise _Fatal(f.FLOW_CONTROL_ERROR, "connection window exceeded")
+            raise ConnectionFault(f.FLOW_CONTROL_ERROR, "connection window exceeded")
         self._unacked += size
         if self._unacked >= CONNECTION_CREDIT_AT:
             self.recv_window += self._unacked
@@ -238,7 +230,7 @@ class Http2Connection(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is None:
             if stream_id == 0 or stream_id >= self._next_id:
-                raise _Fatal(f.PROTOCOL_ERROR, "DATA on a stream never opened")
+                raise ConnectionFault(f.PROTOCOL_ERROR, "DATA on a stream never opened")
             return  # a stream reset or ended here: its late frames are dropped
         if stream.reader is None or stream.remote_closed:
             self._reset_with(stream, f.PROTOCOL_ERROR, ProtocolError("DATA outside the body"))
@@ -250,7 +242,7 @@ class Http2Connection(asyncio.Protocol):
         try:
             body = f.strip_padding(flags, payload) if flags & f.PADDED else payload
         except ValueError as exc:
-            raise _Fatal(f.PROTOCOL_ERROR, str(exc)) from None
+            raise ConnectionFault(f.PROTOCOL_ERROR, str(exc)) from None
         if body:
             try:
                 stream.body(body)
@@ -265,14 +257,15 @@ class Http2Connection(asyncio.Protocol):
             self.credit(stream, size)
 
     def _on_frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
-        if self._block is not None and kind != f.CONTINUATION:
-            raise _Fatal(f.PROTOCOL_ERROR, "header block interrupted")
+        if self._heads.open and kind != f.CONTINUATION:
+            raise ConnectionFault(f.PROTOCOL_ERROR, "header block interrupted")
         if not self.ready.done() and kind != f.SETTINGS:
-            raise _Fatal(f.PROTOCOL_ERROR, "the server did not start with SETTINGS")
-        if kind == f.HEADERS:
-            self._on_headers(flags, stream_id, payload)
-        elif kind == f.CONTINUATION:
-            self._on_continuation(flags, stream_id, payload)
+            raise ConnectionFault(f.PROTOCOL_ERROR, "the server did not start with SETTINGS")
+        if kind == f.HEADERS or kind == f.CONTINUATION:
+            read = self._heads.headers if kind == f.HEADERS else self._heads.continuation
+            block = read(flags, stream_id, payload)
+            if block is not None:
+                self._on_head(block[0], stream_id, block[1])
         elif kind == f.DATA:
             self._on_data(flags, stream_id, payload)
         elif kind == f.SETTINGS:
@@ -281,7 +274,7 @@ class Http2Connection(asyncio.Protocol):
             self._on_window_update(stream_id, payload)
         elif kind == f.RST_STREAM:
             if len(payload) != 4 or stream_id == 0:
-                raise _Fatal(f.PROTOCOL_ERROR, "malformed RST_STREAM")
+                raise ConnectionFault(f.PROTOCOL_ERROR, "malformed RST_STREAM")
             stream = self.streams.get(stream_id)
             if stream is not None:
                 code = f.u32(payload)
@@ -290,7 +283,7 @@ class Http2Connection(asyncio.Protocol):
                 self._forget(stream)
         elif kind == f.PING:
             if len(payload) != 8 or stream_id != 0:
-                raise _Fatal(f.FRAME_SIZE_ERROR, "malformed PING")
+                raise ConnectionFault(f.FRAME_SIZE_ERROR, "malformed PING")
             if not flags & f.ACK:
                 self._write(f.frame(f.PING, f.ACK, 0, payload))
             elif self._ping is not None:
@@ -299,44 +292,15 @@ class Http2Connection(asyncio.Protocol):
         elif kind == f.GOAWAY:
             self._on_goaway(stream_id, payload)
         elif kind == f.PUSH_PROMISE:
-            raise _Fatal(f.PROTOCOL_ERROR, "push was disabled")
+            raise ConnectionFault(f.PROTOCOL_ERROR, "push was disabled")
         # PRIORITY and unknown frame types are ignored (RFC 9113 4.1, 5.5)
 
-    def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if stream_id == 0:
-            raise _Fatal(f.PROTOCOL_ERROR, "HEADERS on stream 0")
-        try:
-            block = f.strip_padding(flags, payload)
-        except ValueError as exc:
-            raise _Fatal(f.PROTOCOL_ERROR, str(exc)) from None
-        if flags & f.PRIORITY_FLAG:
-            block = block[5:]
-        if flags & f.END_HEADERS:
-            self._on_block(flags, stream_id, block)
-        else:
-            self._block = (stream_id, flags, [block], len(block))
-
-    def _on_continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if self._block is None or self._block[0] != stream_id:
-            raise _Fatal(f.PROTOCOL_ERROR, "CONTINUATION outside a header block")
-        first_flags, parts, size = self._block[1], self._block[2], self._block[3] + len(payload)
-        if size > MAX_HEADER_LIST:
-            raise _Fatal(f.PROTOCOL_ERROR, "header block too large")
-        parts.append(payload)
-        self._block = (stream_id, first_flags, parts, size)
-        if flags & f.END_HEADERS:
-            self._block = None
-            self._on_block(first_flags, stream_id, b"".join(parts))
-
-    def _on_block(self, flags: int, stream_id: int, block: bytes) -> None:
-        try:  # decoded even for a stream dropped here: the table must stay in step
-            fields = self._decoder.decode(block)
-        except HpackError as exc:
-            raise _Fatal(f.COMPRESSION_ERROR, f"undecodable header block ({exc})") from None
+    def _on_head(self, flags: int, stream_id: int, fields: Fields) -> None:
+        """A whole header block for a stream: its head, an interim head or its trailers."""
         stream = self.streams.get(stream_id)
         if stream is None:
             if stream_id >= self._next_id or not stream_id % 2:
-                raise _Fatal(f.PROTOCOL_ERROR, "HEADERS on a stream never opened")
+                raise ConnectionFault(f.PROTOCOL_ERROR, "HEADERS on a stream never opened")
             return
         if stream.remote_closed:
             self._reset_with(stream, f.STREAM_CLOSED, ProtocolError("HEADERS after the end"))
@@ -348,7 +312,7 @@ class Http2Connection(asyncio.Protocol):
                 self._end(stream)
             return
         try:
-            head = self._head(fields, stream.method)
+            head = answer_head(fields, stream.method)
         except ProtocolError as exc:
             self._reset_with(stream, f.PROTOCOL_ERROR, exc)
             return
@@ -360,51 +324,31 @@ class Http2Connection(asyncio.Protocol):
         if flags & f.END_STREAM:
             self._end(stream)
 
-    @staticmethod
-    def _head(fields: Iterable[tuple[bytes, bytes]], method: str) -> ResponseHead | None:
-        status = None
-        regular: list[tuple[str, str]] = []
-        for name, value in fields:
-            if name[:1] == b":":
-                if name != b":status" or regular or status is not None:
-                    raise ProtocolError("malformed pseudo-header in the answer")
-                status = value
-            else:
-                regular.append((name.decode("latin-1"), value.decode("latin-1")))
-        if status is None or len(status) != 3 or not status.isdigit():
-            raise ProtocolError("answer without a valid :status")
-        code = int(status)
-        if code == 101 or code < 100:
-            raise ProtocolError("invalid :status for HTTP/2")
-        if code < 200:
-            return None
-        return head_from_fields(code, regular, method)
-
     def _on_settings(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id != 0:
-            raise _Fatal(f.PROTOCOL_ERROR, "SETTINGS on a stream")
+            raise ConnectionFault(f.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & f.ACK:
             if payload:
-                raise _Fatal(f.FRAME_SIZE_ERROR, "SETTINGS acknowledgement with a payload")
+                raise ConnectionFault(f.FRAME_SIZE_ERROR, "SETTINGS acknowledgement with a payload")
             return
         try:
             values = f.parse_settings(payload)
         except ValueError as exc:
-            raise _Fatal(f.FRAME_SIZE_ERROR, str(exc)) from None
+            raise ConnectionFault(f.FRAME_SIZE_ERROR, str(exc)) from None
         for key, value in values:
             if key == f.MAX_CONCURRENT_STREAMS:
                 self.max_streams = value
             elif key == f.INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
-                    raise _Fatal(f.FLOW_CONTROL_ERROR, "initial window too large")
+                    raise ConnectionFault(f.FLOW_CONTROL_ERROR, "initial window too large")
                 delta, self.peer_window = value - self.peer_window, value
                 for stream in self.streams.values():
                     stream.send_window += delta
                     if stream.send_window > f.MAX_WINDOW:
-                        raise _Fatal(f.FLOW_CONTROL_ERROR, "stream window overflow")
+                        raise ConnectionFault(f.FLOW_CONTROL_ERROR, "stream window overflow")
             elif key == f.MAX_FRAME_SIZE:
                 if not f.DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
-                    raise _Fatal(f.PROTOCOL_ERROR, "invalid SETTINGS_MAX_FRAME_SIZE")
+                    raise ConnectionFault(f.PROTOCOL_ERROR, "invalid SETTINGS_MAX_FRAME_SIZE")
                 self.max_frame = value
             elif key == f.HEADER_TABLE_SIZE:
                 self._size_update = True  # announce our empty table again
@@ -416,14 +360,14 @@ class Http2Connection(asyncio.Protocol):
 
     def _on_window_update(self, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
-            raise _Fatal(f.FRAME_SIZE_ERROR, "malformed WINDOW_UPDATE")
+            raise ConnectionFault(f.FRAME_SIZE_ERROR, "malformed WINDOW_UPDATE")
         increment = f.u32(payload) & f.MAX_WINDOW
         if stream_id == 0:
             if not increment:
-                raise _Fatal(f.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
+                raise ConnectionFault(f.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
             self.send_window += increment
             if self.send_window > f.MAX_WINDOW:
-                raise _Fatal(f.FLOW_CONTROL_ERROR, "connection window overflow")
+                raise ConnectionFault(f.FLOW_CONTROL_ERROR, "connection window overflow")
             self._send_blocked()
             return
         stream = self.streams.get(stream_id)
@@ -440,7 +384,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _on_goaway(self, stream_id: int, payload: bytes) -> None:
         if len(payload) < 8 or stream_id != 0:
-            raise _Fatal(f.PROTOCOL_ERROR, "malformed GOAWAY")
+            raise ConnectionFault(f.PROTOCOL_ERROR, "malformed GOAWAY")
         last, code = f.parse_goaway(payload)
         self.closing = True
         for open_id, stream in list(self.streams.items()):

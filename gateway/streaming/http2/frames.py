@@ -83,6 +83,14 @@ _SECRET = frozenset(
 )
 
 
+class ConnectionFault(Exception):
+    """A connection error (RFC 9113 5.4.1): the connection ends with a GOAWAY of `code`."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     size = len(payload)
     return FRAME_HEAD.pack(size >> 8, size & 0xFF, kind, flags, stream_id) + payload
