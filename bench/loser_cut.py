@@ -25,7 +25,9 @@ cut never came.
 `--upstream http2` has both simulators speak HTTP/2 and both providers use it (a loser is
 then reset with a RST_STREAM and its connection kept); `--tls` puts both behind TLS with a
 throwaway certificate the gateway is told to trust (`SSL_CERT_FILE`), as a real
-provider's: over HTTP/1.1 every cut loser then costs a new TLS handshake. A third,
+provider's: over HTTP/1.1 every cut loser then costs a new TLS handshake (made in the
+background by default, `replace_cut_connections`: `--replace-cut off` leaves it to the
+losing deployment's next attempt, `on` has it over plain http too). A third,
 plain HTTP/1.1 simulator in the same process (`ctl`, no route uses it) answers the
 benchmark's own calls (its log, its reset): the simulators share one log.
 
@@ -81,8 +83,10 @@ def write_config(
     kind: str = "openai",
     http2: bool = False,
     tls: tuple[Path, Path] | None = None,
+    replace_cut: bool | None = None,
 ) -> Path:
-    """`ports`: the raced servers `a` and `b`, and `ctl`; `tls`: (key, certificate)."""
+    """`ports`: the raced servers `a` and `b`, and `ctl`; `tls`: (key, certificate);
+    `replace_cut`: the providers' `replace_cut_connections` (None: unset, the default)."""
     raced = {name: port for name, port in ports.items() if name != "ctl"}
     scheme = "https" if tls else "http"
     served: dict[str, Any] = {"http2": True} if http2 else {}  # set only when on: an
@@ -99,6 +103,7 @@ def write_config(
                 "api_key": API_KEY,
                 "max_connections": 1024,
                 **({"http2": True} if http2 else {}),
+                **({} if replace_cut is None else {"replace_cut_connections": replace_cut}),
             }
             for name, port in raced.items()
         },
@@ -341,6 +346,7 @@ async def bench(
         "kind": args.kind,
         "upstream": args.upstream,
         "tls": args.tls,
+        "replace_cut": args.replace_cut or "auto",
         "requests_per_round": args.requests,
         "rounds": args.rounds,
         "failures": failures,
@@ -454,6 +460,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--tls", action="store_true", help="both simulators behind TLS, as a real provider"
     )
+    parser.add_argument(
+        "--replace-cut",
+        choices=("on", "off"),
+        default=None,
+        help="the providers' replace_cut_connections (default: unset, auto: on over TLS)",
+    )
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     ports = {"a": free_port(), "b": free_port(), "ctl": free_port()}
@@ -461,7 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-loser-") as tmp, Children() as children:
         directory = Path(tmp)
         tls = make_certificate(directory) if args.tls else None
-        config = write_config(directory, ports, gw_port, args.kind, args.upstream == "http2", tls)
+        replace = {"on": True, "off": False, None: None}[args.replace_cut]
+        http2 = args.upstream == "http2"
+        config = write_config(directory, ports, gw_port, args.kind, http2, tls, replace)
         sim = children.gateway("sim", "sim", config, directory / "sim.log")
         cut_log = directory / "cuts.log"
         gw = children.start(

@@ -120,7 +120,10 @@ def sim_data(
     }
 
 
-def gateway_data(cluster: SimCluster, plan: list[Strategy], http2: bool = False) -> dict[str, Any]:
+def gateway_data(
+    cluster: SimCluster, plan: list[Strategy], http2: bool = False, replace_cut: bool | None = None
+) -> dict[str, Any]:
+    """`replace_cut`: the providers' `replace_cut_connections` (None: the default, auto)."""
     providers = {
         name: {
             "kind": "openai",
@@ -128,6 +131,7 @@ def gateway_data(cluster: SimCluster, plan: list[Strategy], http2: bool = False)
             "api_key": "sim-key",
             "max_connections": 512,
             **({"http2": True} if http2 else {}),
+            **({} if replace_cut is None else {"replace_cut_connections": replace_cut}),
         }
         for name in cluster.servers
     }

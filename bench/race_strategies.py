@@ -30,8 +30,11 @@ collections still run). The gateway's own GC pauses are a separate-process
 matter (see bench.overhead).
 
 `--handshake-ms` has each new upstream connection's first request wait that long first,
-as a TLS handshake's round trips to a distant provider would; over HTTP/1.1 a race's cut
-loser takes its connection with it, so a later request pays it again. `--upstream
+counted from the connection's accept, as a TLS handshake's round trips to a distant
+provider would; over HTTP/1.1 a race's cut loser takes its connection with it, so a later
+request pays it again, unless the gateway replaced it in the background meanwhile
+(`replace_cut_connections`, on by default over https: here on with a handshake, as it
+stands for TLS; `--replace-cut off` measures without, into `..._noreplace.*`). `--upstream
 http2` has the simulators and the providers speak HTTP/2 (a loser is reset, its
 connection kept). Either writes `race_strategies_<upstream>_hs<MS>.*` instead.
 
@@ -256,7 +259,11 @@ async def _run_strategy(
 
 
 async def bench(
-    requests: int, rate: float, handshake_ms: float = 0.0, http2: bool = False
+    requests: int,
+    rate: float,
+    handshake_ms: float = 0.0,
+    http2: bool = False,
+    replace_cut: bool | None = None,
 ) -> dict[str, Any]:
     configure_logging("json", "warning")
     shapes = {name: fit(p50, p95, p99, f) for name, (p50, p95, p99, f) in TARGETS.items()}
@@ -268,7 +275,8 @@ async def bench(
     started = time.monotonic()
     races = RaceCollector()
     async with SimCluster(sim_config) as cluster, aiohttp.ClientSession() as http:
-        gateway = Gateway(parse_config(gateway_data(cluster, plan, http2), env={}))
+        data = gateway_data(cluster, plan, http2, replace_cut)
+        gateway = Gateway(parse_config(data, env={}))
         gateway.add_observer(races)
         runner, url = await start_server(gateway, "127.0.0.1", 0)
         try:
@@ -312,13 +320,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--handshake-ms", type=float, default=0.0, help="paid by each new connection (0)"
     )
     parser.add_argument("--upstream", choices=("http1", "http2"), default="http1")
+    parser.add_argument(
+        "--replace-cut",
+        choices=("on", "off"),
+        default=None,
+        help="replace cut HTTP/1.1 connections (default: on with a handshake, else auto)",
+    )
     args = parser.parse_args(argv)
     requests = 200 if args.quick else args.requests
     stem = "race_strategies"
     if args.handshake_ms or args.upstream != "http1":
         stem += f"_{args.upstream}_hs{args.handshake_ms:g}"
+    replace = {"on": True, "off": False, None: True if args.handshake_ms else None}
+    replace_cut = replace[args.replace_cut]
+    if replace_cut is False:
+        stem += "_noreplace"
+    http2 = args.upstream == "http2"
     try:
-        out = uvloop.run(bench(requests, args.rate, args.handshake_ms, args.upstream == "http2"))
+        out = uvloop.run(bench(requests, args.rate, args.handshake_ms, http2, replace_cut))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -334,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{requests} requests per strategy, open loop at {args.rate:g}/s, "
             f"{TOKENS} tokens each; B's p90 = {out['hedge_delay_ms']} ms; "
             f"max_extra_load 5 on every route; deployment priors = the published p50/p95; "
-            f"upstreams {args.upstream}, {args.handshake_ms:g} ms a new connection",
+            f"upstreams {args.upstream}, {args.handshake_ms:g} ms a new connection, cut "
+            f"connections replaced: {'auto' if replace_cut is None else replace_cut}",
             "",
             out["table"],
             "",

@@ -357,7 +357,8 @@ class _PoolCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily]:
         connections = CounterMetricFamily(
             "gateway_upstream_connections",
-            "Upstream connections per provider: opened (new) or reused (idle keep-alive)",
+            "Upstream connections per provider: opened (new), reused (idle keep-alive), "
+            "replaced (a cut connection, in the background) or replace_failed",
             labels=["provider", "event"],
         )
         prewarm = CounterMetricFamily(
@@ -368,6 +369,8 @@ class _PoolCollector(Collector):
         for name, stats in self._stats().items():
             connections.add_metric([name, "opened"], float(stats.opened))
             connections.add_metric([name, "reused"], float(stats.reused))
+            connections.add_metric([name, "replaced"], float(stats.replaced))
+            connections.add_metric([name, "replace_failed"], float(stats.replace_failed))
             prewarm.add_metric([name, "ok"], float(stats.warmed))
             prewarm.add_metric([name, "failed"], float(stats.warm_failed))
         yield from (connections, prewarm)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from gateway.config.model import Config, ProviderConfig
+from gateway.config.model import Config, ProviderConfig, replaces_cut_connections
 
 # Sections a running server cannot apply: they shape its socket or its aiohttp app.
 RESTART_ONLY = ("listen", "cors", "logging")
@@ -42,6 +42,7 @@ def pool_settings(provider: ProviderConfig) -> tuple[Any, ...]:
         provider.keepalive_s,
         provider.http2,
         provider.tls_ca_file,
+        replaces_cut_connections(provider),
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
 
-from gateway.config.model import Config, DeploymentConfig
+from gateway.config.model import Config, DeploymentConfig, replaces_cut_connections
 from gateway.providers.base import (
     ContinuingProvider,
     OneShotCall,
@@ -80,6 +80,7 @@ class Upstreams:
                 pc.keepalive_s,
                 pc.http2,
                 pc.tls_ca_file,
+                replaces_cut_connections(pc),
             )
         self.deployments = {
             name: Deployment(

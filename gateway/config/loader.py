@@ -304,11 +304,23 @@ def _provider(name: str, r: Reader) -> ProviderConfig:
         keepalive_s=r.number("keepalive_s", d.keepalive_s, lo=0),
         http2=r.boolean("http2", d.http2),
         tls_ca_file=_ca_file(r),
+        replace_cut_connections=_auto_boolean(r, "replace_cut_connections"),
         headers=r.string_map("headers"),
         options=r.mapping("options"),
     )
     r.finish()
     return out
+
+
+def _auto_boolean(r: Reader, key: str) -> bool | None:
+    """true, false, or "auto" (None: the gateway decides; also when the key is absent)."""
+    value = r.raw(key)
+    if value is MISSING or value == "auto":
+        return None
+    if isinstance(value, bool):
+        return value
+    r.problem(key, f"must be true, false or auto, got {show(value)}")
+    return None
 
 
 def _ca_file(r: Reader) -> str | None:

@@ -160,8 +160,17 @@ class ProviderConfig:
     keepalive_s: float = 30.0
     http2: bool = False  # HTTP/2 to the upstream (ALPN over TLS; prior knowledge over http)
     tls_ca_file: str | None = None  # PEM certificates to trust for its TLS (default: the system's)
+    # An HTTP/1.1 connection a race cut is replaced in the background; None ("auto"): over
+    # https, where a new connection costs a handshake's round trips
+    replace_cut_connections: bool | None = None
     headers: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (quirk overrides ...)
+
+
+def replaces_cut_connections(provider: ProviderConfig) -> bool:
+    if provider.replace_cut_connections is not None:
+        return provider.replace_cut_connections
+    return provider.base_url.lower().startswith("https:")
 
 
 @dataclass(frozen=True, slots=True)

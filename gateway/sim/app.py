@@ -115,7 +115,8 @@ class ConnInfo:
     arrival: float
     connection_id: int
     new_connection: bool
-    handshake_ms: float  # to pay before answering (0 on a reused connection)
+    handshake_ms: float  # the connection's handshake (0 on a reused connection)
+    handshake_wait_ms: float  # what is left of it to wait before answering
 
 
 STATE = web.AppKey("sim_state", ServerState)
@@ -161,16 +162,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def _connections(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Track TCP connections; charge `handshake_ms` on each connection's first request."""
+    """Track TCP connections; charge `handshake_ms` on each connection's first request,
+    counted from when the connection was accepted (a connection opened ahead of need, as
+    a TLS client's handshake would, has paid some or all of it before its request)."""
     if request.path.startswith("/_sim/"):
         return await handler(request)
     st = request.app[STATE]
     arrival = now()
-    conn_id, is_new = st.shared.log.connections.see(request.get(CONNECTION, request.transport))
-    paid = st.config.handshake_ms if is_new else 0.0
-    request[CONN] = ConnInfo(arrival, conn_id, is_new, paid)
-    if handler is not _chat and paid > 0:
-        await asyncio.sleep(paid / 1000)
+    tracker = st.shared.log.connections
+    connection = request.get(CONNECTION)
+    conn_id, is_new = tracker.see(request.transport if connection is None else connection)
+    paid = wait = 0.0
+    if is_new:
+        paid = wait = st.config.handshake_ms
+        accepted = tracker.accepted_at(request.protocol if connection is None else connection)
+        if accepted is not None and paid > 0:
+            wait = max(0.0, paid - (arrival - accepted) * 1000)
+    request[CONN] = ConnInfo(arrival, conn_id, is_new, paid, wait)
+    if handler is not _chat and wait > 0:
+        await asyncio.sleep(wait / 1000)
     return await handler(request)
 
 
@@ -190,8 +200,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
     info = request[CONN]
     if (request.match_info.get("target") or "").endswith(GEMINI_METHOD):
-        if info.handshake_ms > 0:  # the middleware leaves the chat route's handshake to it
-            await asyncio.sleep(info.handshake_ms / 1000)
+        if info.handshake_wait_ms > 0:  # the middleware leaves the chat route's to it
+            await asyncio.sleep(info.handshake_wait_ms / 1000)
         return await serve_embeddings(request, st, info)
     log = st.shared.log
     record = log.open(
@@ -203,12 +213,13 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         handshake_ms=info.handshake_ms,
         arrival=info.arrival,
         headers=request.headers,
+        handshake_wait_ms=info.handshake_wait_ms,
     )
     await log.changed()
     sink: ResponseSink | None = None
     try:
-        if info.handshake_ms > 0:
-            await asyncio.sleep(info.handshake_ms / 1000)
+        if info.handshake_wait_ms > 0:
+            await asyncio.sleep(info.handshake_wait_ms / 1000)
         sink = ResponseSink(request, {})
         return await _serve_chat(request, st, record, sink)
     except asyncio.CancelledError:

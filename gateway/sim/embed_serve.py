@@ -50,6 +50,7 @@ async def serve_embeddings(
         handshake_ms=info.handshake_ms,
         arrival=info.arrival,
         headers=request.headers,
+        handshake_wait_ms=info.handshake_wait_ms,
     )
     record.stream = False
     await log.changed()

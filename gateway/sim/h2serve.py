@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any, cast
 
 from aiohttp import web
@@ -61,8 +62,11 @@ class H2Server:
     (a set-up `web.AppRunner`'s server). `close()` says GOAWAY, closes every connection and
     waits for every handler it cancels."""
 
-    def __init__(self, app_server: web.Server) -> None:
+    def __init__(
+        self, app_server: web.Server, on_accept: Callable[[object], None] | None = None
+    ) -> None:
         self.app_server = app_server
+        self._on_accept = on_accept  # told of each connection as it is accepted
         self.connections: set[H2ServerConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Server | None = None
@@ -72,8 +76,14 @@ class H2Server:
     ) -> None:
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            lambda: H2ServerConnection(self), host, port, ssl=ssl_context, backlog=backlog
+            self._accept, host, port, ssl=ssl_context, backlog=backlog
         )
+
+    def _accept(self) -> H2ServerConnection:
+        connection = H2ServerConnection(self)
+        if self._on_accept is not None:
+            self._on_accept(connection)
+        return connection
 
     @property
     def port(self) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 PENDING = "pending"
+MAX_ACCEPTED = 4096  # accepted connections remembered until their first request
 
 
 @dataclass(slots=True)
@@ -26,8 +27,11 @@ class SimRecord:
     path: str
     connection_id: int
     new_connection: bool  # first request on this TCP connection (paid handshake_ms)
-    handshake_ms: float  # the handshake delay actually paid (0 on a reused connection)
+    handshake_ms: float  # the connection's handshake delay (0 on a reused connection)
     arrival: float
+    # What this request waited of it: less when the connection was opened ahead of its
+    # first request (the handshake runs from the accept, as a TLS handshake would)
+    handshake_wait_ms: float = 0.0
     model: str | None = None
     stream: bool | None = None
     request_n: int | None = None  # the model's request counter (seeds the draws)
@@ -57,11 +61,24 @@ class SimRecord:
 
 
 class ConnectionTracker:
-    """Stable ids per TCP connection (transport), without keeping transports alive."""
+    """Stable ids per TCP connection (transport), without keeping transports alive; and
+    when each connection was accepted, until its first request."""
 
     def __init__(self) -> None:
         self._ids: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
         self._next = 0
+        self._accepted: dict[object, float] = {}  # connection's protocol -> accepted at
+
+    def accepted(self, protocol: object) -> None:
+        """A connection was accepted (its server's protocol object, now)."""
+        if len(self._accepted) >= MAX_ACCEPTED:  # never asked for: the oldest goes
+            del self._accepted[next(iter(self._accepted))]
+        self._accepted[protocol] = now()
+
+    def accepted_at(self, protocol: object) -> float | None:
+        """When the connection of `protocol` was accepted (asked once, at its first
+        request); None when unknown."""
+        return self._accepted.pop(protocol, None)
 
     def see(self, transport: object | None) -> tuple[int, bool]:
         """(connection id, True if this is the connection's first request)."""
@@ -99,6 +116,7 @@ class SimLog:
         handshake_ms: float,
         arrival: float,
         headers: Mapping[str, str] | None = None,
+        handshake_wait_ms: float = 0.0,
     ) -> SimRecord:
         self._seq += 1
         record = SimRecord(
@@ -110,6 +128,7 @@ class SimLog:
             new_connection=new_connection,
             handshake_ms=handshake_ms,
             arrival=arrival,
+            handshake_wait_ms=handshake_wait_ms,
             token_times=[] if self.token_times else None,
         )
         if headers is not None:

@@ -84,6 +84,7 @@ class SimCluster:
         self._shared = SimShared(seed=config.seed, log=self.log, clock=clock, region=region)
         self._runners: list[web.AppRunner] = []
         self._h2_servers: list[H2Server] = []
+        self._listeners: list[asyncio.Server] = []
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -122,18 +123,26 @@ class SimCluster:
         await runner.setup()
         self._runners.append(runner)
         context = _ssl_context(server)
+        app_server = runner.server
+        assert app_server is not None
+        tracker = self.log.connections  # told of each accept: handshakes run from there
         if server.http2:  # the same app, behind an HTTP/2 listener instead of aiohttp's
-            assert runner.server is not None
-            h2 = H2Server(runner.server)
+            h2 = H2Server(app_server, on_accept=tracker.accepted)
             self._h2_servers.append(h2)
             await h2.start(self.config.host, server.port, ssl_context=context, backlog=BACKLOG)
             port = h2.port
         else:
-            site = web.TCPSite(
-                runner, self.config.host, server.port, ssl_context=context, backlog=BACKLOG
+
+            def accept() -> asyncio.BaseProtocol:
+                protocol = app_server()  # aiohttp's low-level server is a protocol factory
+                tracker.accepted(protocol)
+                return protocol
+
+            listener = await asyncio.get_running_loop().create_server(
+                accept, self.config.host, server.port, ssl=context, backlog=BACKLOG
             )
-            await site.start()
-            port = int(runner.addresses[0][1])
+            self._listeners.append(listener)
+            port = int(listener.sockets[0].getsockname()[1])
         self.servers[name] = SimServerInfo(
             name=name,
             kind=server.kind,
@@ -149,9 +158,14 @@ class SimCluster:
         h2_servers, self._h2_servers = self._h2_servers, []
         for h2 in reversed(h2_servers):
             await h2.close()
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.close()
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
-            await runner.cleanup()
+            await runner.cleanup()  # closes the connections its server made
+        for listener in listeners:
+            await listener.wait_closed()
         self.servers = {}
 
     def base_url(self, server_name: str) -> str:

@@ -73,14 +73,17 @@ class UpstreamClient(Protocol):
 
 class PoolStats:
     """What a pool did with its connections: opened (new TCP/TLS connections), reused (a
-    request served on an idle keep-alive connection, pre-warmed ones included), and
-    pre-warm requests that left a connection idle (warmed) or failed."""
+    request served on an idle keep-alive connection, pre-warmed ones included), cut
+    connections replaced in the background (replaced, or replace_failed), and pre-warm
+    requests that left a connection idle (warmed) or failed."""
 
-    __slots__ = ("opened", "reused", "warm_failed", "warmed")
+    __slots__ = ("opened", "replace_failed", "replaced", "reused", "warm_failed", "warmed")
 
     def __init__(self) -> None:
         self.opened = 0
         self.reused = 0
+        self.replaced = 0
+        self.replace_failed = 0
         self.warmed = 0
         self.warm_failed = 0
 
@@ -96,9 +99,11 @@ class UpstreamPool:
         keepalive_s: float = 30.0,
         http2: bool = False,
         tls_ca_file: str | None = None,
+        replace_cut: bool = False,
     ) -> None:
         self.name = name
         self.http2 = http2
+        self._replace_cut = replace_cut
         self._ca_file = tls_ca_file
         self._max_connections = max_connections
         self._connect_timeout_s = connect_timeout_s
@@ -121,6 +126,7 @@ class UpstreamPool:
                 # headers with its first token, as Ollama's while a model loads)
                 on_connection=on_cut,
                 tls=ssl.create_default_context(cafile=self._ca_file) if self._ca_file else None,
+                replace_cut=self._replace_cut,
             )
         return self._client
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from tests.stack import FAST, stack
@@ -41,3 +43,45 @@ async def test_prewarmed_first_request_reuses_a_connection() -> None:
 
 async def test_cold_first_request_pays_the_handshake() -> None:
     assert await first_request_record(prewarm=False) == (True, 80.0)
+
+
+async def next_request_after_a_cut(replace: bool) -> tuple[bool, float, float, int]:
+    """A race whose loser (on `b`) is cut, then a request to another model of `b`: what
+    its connection paid of `b`'s 40 ms handshake, and the connections `b`'s pool replaced."""
+    servers = {
+        "a": {"kind": "openai", "handshake_ms": 40, "models": {"wins": FAST}},
+        "b": {
+            "kind": "openai",
+            "handshake_ms": 40,
+            "models": {"loses": {**FAST, "ttft_ms": 30000}, "next": FAST},
+        },
+    }
+    routes = {"raced": {"deployments": ["wins", "loses"], "strategy": "race", "k": 2}}
+    options = {"b": {"replace_cut_connections": replace}}
+    async with stack(servers, routes, provider_options=options) as s:
+        async with aiohttp.ClientSession() as http:
+            body = {"model": "raced", "messages": MSG}
+            async with http.post(f"{s.url}/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+            assert s.records("loses")[0].outcome != "completed"  # cut
+            stats = s.gateway.pools["b"].stats
+            if replace:
+                async with asyncio.timeout(5):
+                    while stats.replaced == 0:  # noqa: ASYNC110 (no event for a background dial)
+                        await asyncio.sleep(0.005)
+                await asyncio.sleep(0.05)  # the modelled handshake (40 ms) runs out meanwhile
+            body = {"model": "next", "messages": MSG}
+            async with http.post(f"{s.url}/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+        record = s.records("next")[0]
+        return record.new_connection, record.handshake_ms, record.handshake_wait_ms, stats.replaced
+
+
+async def test_a_cut_connection_replaced_ahead_spares_the_next_request_the_handshake() -> None:
+    assert await next_request_after_a_cut(replace=True) == (True, 40.0, 0.0, 1)
+
+
+async def test_without_the_replacement_the_next_request_pays_the_handshake() -> None:
+    new, handshake, waited, replaced = await next_request_after_a_cut(replace=False)
+    assert (new, handshake, replaced) == (True, 40.0, 0)
+    assert waited > 20.0  # nearly all of it: the connection was opened for this request

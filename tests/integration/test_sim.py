@@ -466,6 +466,36 @@ async def test_connection_reuse_pays_handshake_once(sim: SimCluster) -> None:
     assert third.new_connection and third.connection_id != first.connection_id
 
 
+async def raw_chat(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> bytes:
+    """One non-streamed chat request on a raw connection, read to the server's close."""
+    body = orjson.dumps(openai_body("fast"))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+        b"Authorization: Bearer x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (port, len(body), body)
+    )
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+async def test_the_handshake_runs_from_the_accept(sim: SimCluster) -> None:
+    """A connection opened ahead of its first request (a client replacing one in the
+    background) has paid the modelled handshake by then, as a TLS handshake would have;
+    one whose request comes at once waits for what is left of it."""
+    port = sim.servers["oa"].port
+    ahead = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.02)  # the handshake (5 ms) runs out meanwhile
+    assert (await raw_chat(*ahead, port)).startswith(b"HTTP/1.1 200")
+    at_once = await asyncio.open_connection("127.0.0.1", port)
+    assert (await raw_chat(*at_once, port)).startswith(b"HTTP/1.1 200")
+    first, second = sim.log.records
+    assert first.new_connection and second.new_connection
+    assert (first.handshake_ms, second.handshake_ms) == (5.0, 5.0)
+    assert first.handshake_wait_ms == 0.0
+    assert 0.0 < second.handshake_wait_ms <= 5.0
+
+
 async def test_cut_ends_without_terminator(sim: SimCluster, http: aiohttp.ClientSession) -> None:
     url = sim.base_url("oa") + "/chat/completions"
     received = b""

@@ -24,6 +24,7 @@ from gateway.config import (
     parse_config,
     summarize,
 )
+from gateway.config.model import replaces_cut_connections
 
 ENV = {
     "GATEWAY_KEY": "gw-key-0123456789",
@@ -164,6 +165,21 @@ def test_optional_values_and_variants() -> None:
         "providers": {
             "local": {"kind": "ollama", "base_url": "http://127.0.0.1:11434"},
             "h2": {"kind": "openai", "base_url": "https://h2.example/v1", "http2": True},
+            "kept": {
+                "kind": "openai",
+                "base_url": "https://kept.example/v1",
+                "replace_cut_connections": False,
+            },
+            "eager": {
+                "kind": "openai",
+                "base_url": "http://10.0.0.2/v1",
+                "replace_cut_connections": True,
+            },
+            "named": {
+                "kind": "openai",
+                "base_url": "http://10.0.0.3/v1",
+                "replace_cut_connections": "auto",
+            },
         },
         "deployments": {"llama": {"provider": "local", "model": "llama3", "local": True}},
         "routes": {"fast": {"deployments": ["llama"], "strategy": "hedge"}},
@@ -171,6 +187,15 @@ def test_optional_values_and_variants() -> None:
     }
     config = parse_config(data, {})
     assert config.providers["h2"].http2 and not config.providers["local"].http2
+    # a cut HTTP/1.1 connection is replaced ahead of need: "auto" (the default) over https
+    replaced = {name: replaces_cut_connections(p) for name, p in config.providers.items()}
+    assert replaced == {
+        "local": False,
+        "h2": True,
+        "kept": False,
+        "eager": True,
+        "named": False,
+    }
     assert config.listen.port == 0
     assert config.state.backend == "redis" and config.state.cluster is True
     assert config.logging.format == "json" and config.logging.level == "warning"
@@ -393,6 +418,10 @@ CASES: list[tuple[Mutation, str]] = [
     (
         _set("providers/openai/http2", "yes"),
         "providers.openai.http2: must be true or false, got 'yes'",
+    ),
+    (
+        _set("providers/openai/replace_cut_connections", "yes"),
+        "providers.openai.replace_cut_connections: must be true, false or auto, got 'yes'",
     ),
     (
         _set("providers/openai/tls_ca_file", "/nonexistent/ca.pem"),

@@ -150,6 +150,17 @@ async def test_unchanged_pools_are_kept_and_changed_ones_are_new() -> None:
     )
     assert newer.pools["p1"] is new.pools["p1"]
     assert newer.pools["p2"] is not new.pools["p2"] and newer.pools["p2"].http2
+    # replacing cut connections, or no longer: a new pool too
+    newest = Gateway(
+        config(
+            providers__p1__api_key="rotated",
+            providers__p2__http2=True,
+            providers__p1__replace_cut_connections=True,
+        ),
+        previous=newer,
+    )
+    assert newest.pools["p1"] is not newer.pools["p1"] and newest.pools["p1"]._replace_cut
+    assert newest.pools["p2"] is newer.pools["p2"]
 
 
 @pytest.mark.parametrize(

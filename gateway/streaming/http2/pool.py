@@ -82,6 +82,7 @@ class Http2Pool:
         keepalive_s: float = 30.0,
         on_connection: Callable[[Callable[[], None]], None] | None = None,
         tls: ssl.SSLContext | None = None,  # default: the system's trust store
+        replace_cut: bool = False,  # for hosts that chose HTTP/1.1 (a cut resets a stream here)
     ) -> None:
         self._counts = counts
         self._limit = limit
@@ -91,7 +92,9 @@ class Http2Pool:
         if tls is not None:
             tls.set_alpn_protocols(["h2", "http/1.1"])
         self._dialer = Dialer(tls, alpn=("h2", "http/1.1"))
-        self._http1 = Http1Pool(counts, limit, connect_timeout_s, keepalive_s, on_connection, tls)
+        self._http1 = Http1Pool(
+            counts, limit, connect_timeout_s, keepalive_s, on_connection, tls, replace_cut
+        )
         self._http1_hosts: set[tuple[str, str, int]] = set()  # chose HTTP/1.1 in ALPN
         self._connections: dict[tuple[str, str, int], list[Http2Connection]] = {}
         self._count = 0
