@@ -218,8 +218,6 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     await log.changed()
     sink: ResponseSink | None = None
     try:
-        if info.handshake_wait_ms > 0:
-            await asyncio.sleep(info.handshake_wait_ms / 1000)
         sink = ResponseSink(request, {})
         return await _serve_chat(request, st, record, sink)
     except asyncio.CancelledError:
@@ -247,16 +245,26 @@ async def _serve_chat(
         proto = RESPONSES_WIRE
     rid = uuid.uuid4().hex[:24]
     err = proto.check_auth(request.headers, request.query, rid)
-    if err is not None:
-        return _error_response(record, err)
-    body = await request.read()
-    parsed = proto.parse_request(body, request.match_info.get("target"), request.query, rid)
+    if err is None:
+        body = await request.read()
+        parsed = proto.parse_request(body, request.match_info.get("target"), request.query, rid)
+    else:
+        parsed = err
+    cfg = None
+    numbered: tuple[int, bool] | None = None  # (n, degraded) of a chat model's request
+    if not isinstance(parsed, ErrorReply):
+        record.model, record.stream = parsed.model, parsed.stream
+        record.last_user_text = parsed.last_user_text[:500]  # what the upstream received
+        record.continued_from = parsed.continue_from
+        cfg = st.config.models.get(parsed.model)
+        if cfg is not None and cfg.type != "embedding":
+            # numbered in arrival order, before the handshake: its draws are the same
+            # whatever the connection paid
+            numbered = st.shared.next_request(st.name, parsed.model, cfg)
+    if record.handshake_wait_ms > 0:
+        await asyncio.sleep(record.handshake_wait_ms / 1000)
     if isinstance(parsed, ErrorReply):
         return _error_response(record, parsed)
-    record.model, record.stream = parsed.model, parsed.stream
-    record.last_user_text = parsed.last_user_text[:500]  # what the upstream really received
-    record.continued_from = parsed.continue_from
-    cfg = st.config.models.get(parsed.model)
     if cfg is None:
         return _error_response(record, proto.error(404, model=parsed.model, request_id=rid))
     if cfg.type == "embedding":
@@ -264,7 +272,8 @@ async def _serve_chat(
         return _error_response(
             record, proto.error(400, model=parsed.model, message=message, request_id=rid)
         )
-    n, degraded = st.shared.next_request(st.name, parsed.model, cfg)
+    assert numbered is not None  # a chat model's request
+    n, degraded = numbered
     record.degraded = degraded
     if degraded:
         cfg = degraded_config(cfg)
