@@ -13,8 +13,9 @@ import pytest
 
 from gateway.streaming.dial import ConnectFailed
 from gateway.streaming.http1.connection import PayloadError, ServerDisconnected
+from gateway.streaming.http1.handles import Response
 from gateway.streaming.http1.head import ProtocolError
-from gateway.streaming.http1.pool import Http1Pool, Response
+from gateway.streaming.http1.pool import Http1Pool
 from gateway.streaming.upstream import PoolStats
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

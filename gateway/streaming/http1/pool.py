@@ -27,77 +27,17 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import NamedTuple, Protocol
-
-from aiohttp import StreamReader
-from multidict import CIMultiDictProxy
 
 from gateway.streaming.dial import Dialer
 from gateway.streaming.http1.connection import Http1Connection, ServerDisconnected
-from gateway.streaming.http1.head import ProtocolError, ResponseHead
+from gateway.streaming.http1.handles import ConnectionCounts, Refill, Response, Sent
+from gateway.streaming.http1.head import ProtocolError
 from gateway.streaming.http1.request import Target, encode_request
 from gateway.streaming.turns import Targets, Turns
 
 # What a request can fail with (a timeout is TimeoutError, an OSError too).
 CLIENT_ERRORS = (OSError, ProtocolError)
 MAX_HOSTS = 512  # hosts whose target is kept for refills
-
-
-class ConnectionCounts(Protocol):
-    opened: int  # new connections made
-    reused: int  # requests given a pooled (keep-alive) connection
-    replaced: int  # cut connections replaced in the background (`replace_cut`)
-    replace_failed: int  # such replacements that could not connect
-
-
-class Response:
-    """The head of an upstream's answer and its body as it arrives."""
-
-    __slots__ = ("_connection", "_head", "_pool", "_use", "content", "content_type", "status")
-
-    def __init__(self, pool: Http1Pool, connection: Http1Connection, head: ResponseHead) -> None:
-        self._pool = pool
-        self._connection = connection
-        self._use = connection.uses
-        self._head = head
-        self.status = head.status
-        self.content_type = head.content_type
-        content = connection.reader
-        assert content is not None  # set with the head
-        self.content: StreamReader = content
-
-    @property
-    def headers(self) -> CIMultiDictProxy[str]:
-        return self._head.headers
-
-    def release(self) -> None:
-        """The body was read whole: its connection goes back to the pool (or is closed
-        when it cannot carry another request)."""
-        self._pool.finish(self._connection, self._use, keep=True)
-
-    def close(self) -> None:
-        """Drop the connection (a reset), whatever is left of the body."""
-        self._pool.finish(self._connection, self._use, keep=False)
-
-
-class Sent(NamedTuple):
-    """A request written to `connection` (its `use`-th); `head` is its answer's head."""
-
-    connection: Http1Connection
-    use: int
-    head: asyncio.Future[ResponseHead]
-
-
-class Refill:
-    """A connection opening in the background to replace one a race cut. `claimed`: a
-    request waits for it (it does not go idle when it opens)."""
-
-    __slots__ = ("claimed", "key", "task")
-
-    def __init__(self, key: tuple[str, str, int], task: asyncio.Task[Http1Connection]) -> None:
-        self.key = key
-        self.task = task
-        self.claimed = False
 
 
 class Http1Pool:

@@ -25,9 +25,10 @@ from aiohttp import StreamReader
 from multidict import CIMultiDictProxy
 
 from gateway.streaming.dial import Dialer
+from gateway.streaming.http1.handles import ConnectionCounts, Sent
+from gateway.streaming.http1.handles import Response as Http1Response
 from gateway.streaming.http1.head import ResponseHead
-from gateway.streaming.http1.pool import ConnectionCounts, Http1Pool, Sent
-from gateway.streaming.http1.pool import Response as Http1Response
+from gateway.streaming.http1.pool import Http1Pool
 from gateway.streaming.http1.request import Target
 from gateway.streaming.http2.connection import Http2Connection, NotHttp2
 from gateway.streaming.http2.frames import request_block
