@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.shapes import Shape, hedge_survival, race_survival
@@ -96,10 +97,15 @@ def route_name(strategy: Strategy) -> str:
 
 
 def sim_data(
-    shapes: dict[str, Shape], handshake_ms: float = 0.0, http2: bool = False
+    shapes: dict[str, Shape],
+    handshake_ms: float = 0.0,
+    http2: bool = False,
+    tls: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
-    """`handshake_ms`: paid by each new connection's first request (a TLS handshake's
-    round trips to a real provider); `http2`: the servers speak HTTP/2."""
+    """`handshake_ms`: a new connection's handshake (a TLS handshake's round trips to a
+    real provider): paid by its first request, or over `tls` ((key, certificate) PEM
+    files) by the TLS handshake itself; `http2`: the servers speak HTTP/2."""
+    served = {"tls_key": str(tls[0]), "tls_cert": str(tls[1])} if tls else {}
     return {
         "seed": SEED,
         "servers": {
@@ -107,6 +113,7 @@ def sim_data(
                 "kind": "openai",
                 "handshake_ms": handshake_ms,
                 **({"http2": True} if http2 else {}),
+                **served,
                 "models": {
                     f"model-{name.lower()}": {
                         **shape.sim_keys(),
@@ -121,9 +128,14 @@ def sim_data(
 
 
 def gateway_data(
-    cluster: SimCluster, plan: list[Strategy], http2: bool = False, replace_cut: bool | None = None
+    cluster: SimCluster,
+    plan: list[Strategy],
+    http2: bool = False,
+    replace_cut: bool | None = None,
+    ca_file: Path | None = None,
 ) -> dict[str, Any]:
-    """`replace_cut`: the providers' `replace_cut_connections` (None: the default, auto)."""
+    """`replace_cut`: the providers' `replace_cut_connections` (None: the default, auto);
+    `ca_file`: the certificate of simulators on TLS."""
     providers = {
         name: {
             "kind": "openai",
@@ -131,6 +143,7 @@ def gateway_data(
             "api_key": "sim-key",
             "max_connections": 512,
             **({"http2": True} if http2 else {}),
+            **({"tls_ca_file": str(ca_file)} if ca_file else {}),
             **({} if replace_cut is None else {"replace_cut_connections": replace_cut}),
         }
         for name in cluster.servers

@@ -34,7 +34,11 @@ counted from the connection's accept, as a TLS handshake's round trips to a dist
 provider would; over HTTP/1.1 a race's cut loser takes its connection with it, so a later
 request pays it again, unless the gateway replaced it in the background meanwhile
 (`replace_cut_connections`, on by default over https: here on with a handshake, as it
-stands for TLS; `--replace-cut off` measures without, into `..._noreplace.*`). `--upstream
+stands for TLS; `--replace-cut off` measures without, into `..._noreplace.*`). `--tls`
+puts the simulators on TLS (a throwaway certificate the gateway trusts), where the
+handshake is the TLS handshake's own, held `--handshake-ms` (`sim/tls_delay.py`): a
+connection then goes idle in the pool only once it is done, as with a real provider
+(`..._tls.*`). `--upstream
 http2` has the simulators and the providers speak HTTP/2 (a loser is reset, its
 connection kept). Either writes `race_strategies_<upstream>_hs<MS>.*` instead.
 
@@ -53,6 +57,7 @@ import argparse
 import asyncio
 import gc
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -62,7 +67,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from bench.procs import machine_busy_seconds
+from bench.procs import machine_busy_seconds, make_certificate
 from bench.race_report import (
     GROUP_SPREAD_MS,
     RaceCollector,
@@ -264,18 +269,19 @@ async def bench(
     handshake_ms: float = 0.0,
     http2: bool = False,
     replace_cut: bool | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
     configure_logging("json", "warning")
     shapes = {name: fit(p50, p95, p99, f) for name, (p50, p95, p99, f) in TARGETS.items()}
     hedge_delay_ms = round(shapes["B"].quantile(0.90))
     plan = strategies(hedge_delay_ms)
-    sim_config, problems = parse_sim_config(sim_data(shapes, handshake_ms, http2))
+    sim_config, problems = parse_sim_config(sim_data(shapes, handshake_ms, http2, tls))
     if sim_config is None:
         raise SystemExit("bad sim config:\n" + "\n".join(problems))
     started = time.monotonic()
     races = RaceCollector()
     async with SimCluster(sim_config) as cluster, aiohttp.ClientSession() as http:
-        data = gateway_data(cluster, plan, http2, replace_cut)
+        data = gateway_data(cluster, plan, http2, replace_cut, tls[1] if tls else None)
         gateway = Gateway(parse_config(data, env={}))
         gateway.add_observer(races)
         runner, url = await start_server(gateway, "127.0.0.1", 0)
@@ -326,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="replace cut HTTP/1.1 connections (default: on with a handshake, else auto)",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the simulators on TLS, the handshake paid in it (writes ..._tls.*)",
+    )
     args = parser.parse_args(argv)
     requests = 200 if args.quick else args.requests
     stem = "race_strategies"
@@ -335,9 +346,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     replace_cut = replace[args.replace_cut]
     if replace_cut is False:
         stem += "_noreplace"
+    if args.tls:
+        stem += "_tls"
     http2 = args.upstream == "http2"
     try:
-        out = uvloop.run(bench(requests, args.rate, args.handshake_ms, http2, replace_cut))
+        with tempfile.TemporaryDirectory(prefix="bench-race-") as tmp:
+            tls = make_certificate(Path(tmp)) if args.tls else None
+            run = bench(requests, args.rate, args.handshake_ms, http2, replace_cut, tls)
+            out = uvloop.run(run)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -354,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{TOKENS} tokens each; B's p90 = {out['hedge_delay_ms']} ms; "
             f"max_extra_load 5 on every route; deployment priors = the published p50/p95; "
             f"upstreams {args.upstream}, {args.handshake_ms:g} ms a new connection, cut "
-            f"connections replaced: {'auto' if replace_cut is None else replace_cut}",
+            f"connections replaced: {'auto' if replace_cut is None else replace_cut}"
+            f"{', over TLS (the handshake paid in it)' if args.tls else ''}",
             "",
             out["table"],
             "",

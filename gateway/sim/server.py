@@ -26,6 +26,7 @@ from gateway.sim.app import SimShared, make_app, reconfigure
 from gateway.sim.config import SimConfig, SimModelConfig, SimServerConfig, load_sim_config
 from gateway.sim.h2serve import H2Server
 from gateway.sim.log import SimLog
+from gateway.sim.tls_delay import DelayedTls
 
 SHUTDOWN_TIMEOUT_S = 1.0
 # a provider's accept queue does not overflow at a few hundred new connections a second (a
@@ -85,6 +86,7 @@ class SimCluster:
         self._runners: list[web.AppRunner] = []
         self._h2_servers: list[H2Server] = []
         self._listeners: list[asyncio.Server] = []
+        self._delayed: list[DelayedTls] = []
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -133,13 +135,18 @@ class SimCluster:
             port = h2.port
         else:
 
-            def accept() -> asyncio.BaseProtocol:
+            def accept() -> asyncio.Protocol:
                 protocol = app_server()  # aiohttp's low-level server is a protocol factory
                 tracker.accepted(protocol)
                 return protocol
 
+            factory: Callable[[], asyncio.BaseProtocol] = accept
+            if context is not None and server.handshake_ms > 0:  # the handshake pays it
+                delayed = DelayedTls(context, server.handshake_ms / 1000, accept)
+                self._delayed.append(delayed)
+                factory, context = delayed.factory, None
             listener = await asyncio.get_running_loop().create_server(
-                accept, self.config.host, server.port, ssl=context, backlog=BACKLOG
+                factory, self.config.host, server.port, ssl=context, backlog=BACKLOG
             )
             self._listeners.append(listener)
             port = int(listener.sockets[0].getsockname()[1])
@@ -161,6 +168,9 @@ class SimCluster:
         listeners, self._listeners = self._listeners, []
         for listener in listeners:
             listener.close()
+        delayed, self._delayed = self._delayed, []
+        for handshakes in delayed:
+            await handshakes.close()
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()  # closes the connections its server made

@@ -377,6 +377,34 @@ async def test_tls_without_http2_serves_http11(certificate: tuple[Path, Path]) -
         ) as resp:
             assert resp.status == 200 and resp.version == aiohttp.HttpVersion11
             assert (await resp.read()).endswith(b"data: [DONE]\n\n")
+        (record,) = await finished(sim, 1)
+        # over TLS the handshake is paid where a client pays it, in the TLS handshake (its
+        # connect returns once it is done), not by the first request
+        assert (record.new_connection, record.handshake_ms) == (True, 5.0)
+        assert record.handshake_wait_ms == 0.0
+
+
+async def test_stopping_drops_tls_handshakes_still_due(certificate: tuple[Path, Path]) -> None:
+    key, cert = certificate
+    config = sim_config(http2=False, handshake_ms=60_000, tls_cert=str(cert), tls_key=str(key))
+    sim = SimCluster(config)
+    await sim.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.servers["oa"].port)
+    writer.write(b"\x16\x03\x01")  # the start of a ClientHello, held by the server
+    await writer.drain()
+    await sim.stop()
+    async with asyncio.timeout(5):
+        try:
+            assert await reader.read() == b""  # the server closed it
+        except ConnectionResetError:
+            pass  # or reset it
+    writer.close()
+    left = [
+        t
+        for t in asyncio.all_tasks()
+        if getattr(t.get_coro(), "__qualname__", "") == "_Handshaking._handshake"
+    ]
+    assert left == []
 
 
 # --- config ---------------------------------------------------------------------------------

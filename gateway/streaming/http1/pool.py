@@ -213,14 +213,12 @@ class Http1Pool:
         task = refill.task
         if task.cancelled():
             return
-        failed = task.exception() is not None
-        if failed:
+        if task.exception() is not None:
             self._counts.replace_failed += 1
-        else:
-            self._counts.replaced += 1
-        if failed:
             self._turns.wake()  # its place is free again
-        elif refill.claimed:
+            return
+        self._counts.replaced += 1
+        if refill.claimed:
             self._busy.add(task.result())  # its claimer's: counted from now
         else:
             self._park(task.result())
