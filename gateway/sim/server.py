@@ -140,16 +140,17 @@ class SimCluster:
                 tracker.accepted(protocol)
                 return protocol
 
-            factory: Callable[[], asyncio.BaseProtocol] = accept
-            if context is not None and server.handshake_ms > 0:  # the handshake pays it
+            if context is not None and server.handshake_ms > 0:  # the TLS handshake pays it
                 delayed = DelayedTls(context, server.handshake_ms / 1000, accept)
                 self._delayed.append(delayed)
-                factory, context = delayed.factory, None
-            listener = await asyncio.get_running_loop().create_server(
-                factory, self.config.host, server.port, ssl=context, backlog=BACKLOG
-            )
-            self._listeners.append(listener)
-            port = int(listener.sockets[0].getsockname()[1])
+                await delayed.start(self.config.host, server.port, BACKLOG)
+                port = delayed.port
+            else:
+                listener = await asyncio.get_running_loop().create_server(
+                    accept, self.config.host, server.port, ssl=context, backlog=BACKLOG
+                )
+                self._listeners.append(listener)
+                port = int(listener.sockets[0].getsockname()[1])
         self.servers[name] = SimServerInfo(
             name=name,
             kind=server.kind,
