@@ -46,7 +46,7 @@ class UpstreamResponse(Protocol):
 
     def release(self) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, replace: bool = False) -> None: ...
 
 
 class UpstreamClient(Protocol):
@@ -233,7 +233,7 @@ async def _stream_events(
     except (*CLIENT_ERRORS, TimeoutError) as exc:
         yield [connection_error(exc)]
         return
-    clean = False
+    clean = abandoned = False
     try:
         if response.status >= 300:
             body = await response.content.read(MAX_ERROR_BODY)
@@ -267,12 +267,16 @@ async def _stream_events(
         if events:
             yield events
         clean = True
+    except (GeneratorExit, asyncio.CancelledError):
+        abandoned = True  # its reader left (a client gone, a loser): the answer was fine
+        raise
     finally:
         if clean:
             response.release()
         else:
-            # Abandoned or failed mid-body: drop the connection, never reuse it.
-            response.close()
+            # Abandoned or failed mid-body: drop the connection, never reuse it; one
+            # dropped while healthy is replaced where the pool replaces cut ones.
+            response.close(replace=abandoned)
 
 
 class _PartFailed(Exception):

@@ -85,3 +85,22 @@ async def test_without_the_replacement_the_next_request_pays_the_handshake() -> 
     new, handshake, waited, replaced = await next_request_after_a_cut(replace=False)
     assert (new, handshake, replaced) == (True, 40.0, 0)
     assert waited > 20.0  # nearly all of it: the connection was opened for this request
+
+
+async def test_an_answer_whose_client_left_has_its_connection_replaced() -> None:
+    """A client that leaves mid-answer makes the gateway drop a healthy upstream
+    connection: where cut connections are replaced, that one is too."""
+    servers = {"a": {"kind": "openai", "models": {"long": {**FAST, "itl_ms": 20, "tokens": 500}}}}
+    options = {"a": {"replace_cut_connections": True}}
+    async with stack(servers, provider_options=options) as s:
+        body = {"model": "long", "messages": MSG, "stream": True}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{s.url}/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+                await resp.content.readline()  # the first event: then the client goes
+        stats = s.gateway.pools["a"].stats
+        async with asyncio.timeout(5):
+            while stats.replaced == 0:  # noqa: ASYNC110 (no event for a background dial)
+                await asyncio.sleep(0.005)
+        assert (stats.opened, stats.replaced) == (2, 1)
+        assert s.gateway.pools["a"].open_connections() == 1  # the replacement, idle

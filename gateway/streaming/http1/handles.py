@@ -17,6 +17,8 @@ from gateway.streaming.http1.head import ResponseHead
 class Finishing(Protocol):
     def finish(self, connection: Http1Connection, use: int, keep: bool) -> bool: ...
 
+    def drop(self, connection: Http1Connection, use: int, replace: bool) -> None: ...
+
 
 class ConnectionCounts(Protocol):
     opened: int  # new connections made
@@ -50,9 +52,10 @@ class Response:
         when it cannot carry another request)."""
         self._pool.finish(self._connection, self._use, keep=True)
 
-    def close(self) -> None:
-        """Drop the connection (a reset), whatever is left of the body."""
-        self._pool.finish(self._connection, self._use, keep=False)
+    def close(self, replace: bool = False) -> None:
+        """Drop the connection (a reset), whatever is left of the body. `replace`: it was
+        healthy (its reader left): the pool may open another in its place."""
+        self._pool.drop(self._connection, self._use, replace)
 
 
 class Sent(NamedTuple):

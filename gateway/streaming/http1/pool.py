@@ -13,8 +13,8 @@ connection back to the pool; `close()` drops it (a reset). Both are no-ops the s
 time. `on_connection` is told, per request, how to drop its connection at once (the race
 cuts a loser so); it does nothing once the request released its connection.
 
-With `replace_cut`, a connection dropped so is replaced at once in the background (a
-*refill*): against a TLS provider a new connection costs a handshake, round trips and
+With `replace_cut`, a connection dropped so, or by `Response.close(replace=True)` (an
+answer whose reader left), is replaced at once in the background (a *refill*): against a TLS provider a new connection costs a handshake, round trips and
 about 0.75 ms of CPU, and without the refill the losing deployment's next attempt pays
 it on its way to the first token. A request that finds no idle connection claims a refill
 still opening to its host rather than dialing one more. A refill that nobody uses idles
@@ -171,12 +171,17 @@ class Http1Pool:
     def _cut(self, connection: Http1Connection) -> Callable[[], None]:
         use = connection.uses
 
-        def cut() -> None:
-            waiting = bool(self._turns)  # a request waiting for room takes the place freed
-            if self.finish(connection, use, keep=False) and self._replace_cut and not waiting:
-                self._refill(connection.key)
+        return lambda: self.drop(connection, use, replace=True)
 
-        return cut
+    def drop(self, connection: Http1Connection, use: int, replace: bool) -> None:
+        """Drop the connection of request `use` (a reset). `replace`: it was healthy and
+        dropped by the gateway's choice (a race's loser, an answer whose client left):
+        the pool opens another in its place, if it replaces them and no request waits
+        for the place."""
+        waiting = bool(self._turns)  # a request waiting for room takes the place freed
+        if self.finish(connection, use, keep=False) and replace and not waiting:
+            if self._replace_cut:
+                self._refill(connection.key)
 
     # -- refills: cut connections replaced ahead of need ------------------------------
 

@@ -58,8 +58,9 @@ class Http2Response:
         """The body was read whole (its stream has ended: nothing to do, or it is reset)."""
         self.close()
 
-    def close(self) -> None:
-        """Reset the stream if it has not ended; the connection carries on."""
+    def close(self, replace: bool = False) -> None:
+        """Reset the stream if it has not ended; the connection carries on (nothing to
+        replace)."""
         stream = self._stream
         stream.connection.reset(stream)
 
