@@ -14,9 +14,10 @@ time. `on_connection` is told, per request, how to drop its connection at once (
 cuts a loser so); it does nothing once the request released its connection.
 
 With `replace_cut`, a connection dropped so, or by `Response.close(replace=True)` (an
-answer whose reader left), is replaced at once in the background (a *refill*): against a TLS provider a new connection costs a handshake, round trips and
-about 0.75 ms of CPU, and without the refill the losing deployment's next attempt pays
-it on its way to the first token. A request that finds no idle connection claims a refill
+answer whose reader left), is replaced at once in the background (a *refill*): against
+a TLS provider a new connection costs a handshake, round trips and about 0.75 ms of CPU,
+and without the refill the losing deployment's next attempt pays it on its way to the
+first token. A request that finds no idle connection claims a refill
 still opening to its host rather than dialing one more. A refill that nobody uses idles
 and is swept after `keepalive_s`, like any idle connection.
 """
