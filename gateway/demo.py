@@ -28,6 +28,9 @@ def demo_gateway_config(sim: SimConfig, base_urls: dict[str, str], port: int) ->
             "base_url": base_urls[server_name],
             "api_key": "sim-key-not-secret",
         }
+        if server.handshake_ms > 0:  # a distant provider, over https in earnest: replace
+            # a race's cut connections, as `auto` does there
+            providers[server_name]["replace_cut_connections"] = True
         for model_name, model in server.models.items():
             p50 = model.ttft_ms if model.ttft_ms is not None else model.ttft_p50_ms
             p95 = model.ttft_ms if model.ttft_ms is not None else model.ttft_p95_ms
