@@ -6,11 +6,14 @@ it fails, when its claimer leaves, at the limit, or when the pool closes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from gateway.streaming.dial import ConnectFailed
+from gateway.streaming.http1.handles import Response
 from gateway.streaming.http1.pool import Http1Pool
 from gateway.streaming.upstream import PoolStats
 from tests.integration.test_http1_pool import (
@@ -24,6 +27,7 @@ from tests.integration.test_http1_pool import (
 from tests.integration.test_http1_pool import serve as serve  # a fixture
 
 Start = Callable[..., Awaitable[Server]]
+Rigs = Callable[..., Awaitable["Rig"]]
 
 
 @pytest.fixture
@@ -76,11 +80,45 @@ class GatedDial:
         return await self.real(target)  # type: ignore[arg-type]
 
 
-async def cut_one(pool: Http1Pool, server: Server, cuts: list[Callable[[], None]]) -> None:
-    """One request whose answer is open, then cut (a race's loser)."""
-    response = await pool.request("POST", server.url(), {}, b"")
-    assert response.status == 200
-    cuts[-1]()
+@dataclass
+class Rig:
+    """A scripted server (`streaming_until_cut`) and a pool to it, with the pool's counts
+    and the cuts it gave out."""
+
+    server: Server
+    pool: Http1Pool
+    stats: PoolStats
+    cuts: list[Callable[[], None]]
+
+    async def cut_one(self) -> None:
+        """One request whose answer is open, then cut (a race's loser)."""
+        response = await self.pool.request("POST", self.server.url(), {}, b"")
+        assert response.status == 200
+        self.cuts[-1]()
+
+    def whole(self) -> Awaitable[Response]:
+        """A request answered whole."""
+        return self.pool.request("POST", self.server.url(), {"X-Whole": "1"}, b"")
+
+
+@pytest.fixture
+async def rigs(raw: Start) -> AsyncIterator[Callable[..., Awaitable[Rig]]]:
+    """Make a `Rig`; its pool replaces cut connections unless told otherwise (keywords go
+    to `Http1Pool`), and is closed at the end."""
+    pools: list[Http1Pool] = []
+
+    async def make(**pool_options: Any) -> Rig:
+        server = await raw(streaming_until_cut)
+        stats = PoolStats()
+        cuts: list[Callable[[], None]] = []
+        options = {"replace_cut": True, **pool_options}
+        pool = Http1Pool(stats, on_connection=cuts.append, **options)
+        pools.append(pool)
+        return Rig(server, pool, stats, cuts)
+
+    yield make
+    for pool in pools:
+        await pool.close()
 
 
 def refill_tasks() -> list[asyncio.Task[object]]:
@@ -91,156 +129,121 @@ def refill_tasks() -> list[asyncio.Task[object]]:
     ]
 
 
-async def test_a_cut_connection_is_replaced_and_the_next_request_uses_it(raw: Start) -> None:
-    server = await raw(streaming_until_cut)
-    stats = PoolStats()
-    cuts: list[Callable[[], None]] = []
-    pool = Http1Pool(stats, on_connection=cuts.append, replace_cut=True)
-    try:
-        await cut_one(pool, server, cuts)
-        await until(lambda: pool.open_connections() == 1)  # the replacement, idle
-        assert (server.connections, stats.opened, stats.replaced) == (2, 2, 1)
-        assert len(server.requests) == 1  # it carried no request: a bare connect
-        response = await pool.request("POST", server.url(), {"X-Whole": "1"}, b"")
-        assert await body_of(response) == SSE
-        response.release()
-        assert (server.connections, stats.opened, stats.reused) == (2, 2, 1)
-    finally:
-        await pool.close()
+async def test_a_cut_connection_is_replaced_and_the_next_request_uses_it(rigs: Rigs) -> None:
+    r = await rigs()
+    await r.cut_one()
+    await until(lambda: r.pool.open_connections() == 1)  # the replacement, idle
+    assert (r.server.connections, r.stats.opened, r.stats.replaced) == (2, 2, 1)
+    assert len(r.server.requests) == 1  # it carried no request: a bare connect
+    response = await r.whole()
+    assert await body_of(response) == SSE
+    response.release()
+    assert (r.server.connections, r.stats.opened, r.stats.reused) == (2, 2, 1)
 
 
-async def test_without_replace_cut_the_next_request_dials(raw: Start) -> None:
-    server = await raw(streaming_until_cut)
-    stats = PoolStats()
-    cuts: list[Callable[[], None]] = []
-    pool = Http1Pool(stats, on_connection=cuts.append)
-    try:
-        await cut_one(pool, server, cuts)
-        assert pool.open_connections() == 0
-        response = await pool.request("POST", server.url(), {"X-Whole": "1"}, b"")
-        assert await body_of(response) == SSE
-        response.release()
-        assert (stats.opened, stats.reused, stats.replaced) == (2, 0, 0)
-    finally:
-        await pool.close()
+async def test_without_replace_cut_the_next_request_dials(rigs: Rigs) -> None:
+    r = await rigs(replace_cut=False)
+    await r.cut_one()
+    assert r.pool.open_connections() == 0
+    response = await r.whole()
+    assert await body_of(response) == SSE
+    response.release()
+    assert (r.stats.opened, r.stats.reused, r.stats.replaced) == (2, 0, 0)
 
 
 async def test_a_request_during_the_refill_waits_for_it_instead_of_dialing(
-    raw: Start, monkeypatch: pytest.MonkeyPatch
+    rigs: Rigs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = await raw(streaming_until_cut)
-    stats = PoolStats()
-    cuts: list[Callable[[], None]] = []
-    pool = Http1Pool(stats, on_connection=cuts.append, replace_cut=True)
-    dial = GatedDial(pool, monkeypatch)
-    try:
-        await cut_one(pool, server, cuts)
-        await until(lambda: pool.open_connections() == 1)  # the first refill, idle
-        dial.held = True
-        cuts[-1]()  # a second cut of the same request: nothing more
-        await cut_one(pool, server, cuts)  # this one's refill is held
-        await until(lambda: dial.dials == 3)  # the second refill, held at its dial
-        assert len(refill_tasks()) == 1
-        request = asyncio.ensure_future(pool.request("POST", server.url(), {"X-Whole": "1"}, b""))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert not request.done() and dial.dials == 3  # waiting for the refill, not dialing
-        dial.gate.set()
-        response = await request
-        assert await body_of(response) == SSE
-        response.release()
-        assert (stats.opened, stats.replaced, dial.dials) == (3, 2, 3)
-        assert pool.open_connections() == 1  # the first refill was cut in turn; this one idles
-    finally:
-        await pool.close()
+    r = await rigs()
+    dial = GatedDial(r.pool, monkeypatch)
+    await r.cut_one()
+    await until(lambda: r.pool.open_connections() == 1)  # the first refill, idle
+    dial.held = True
+    r.cuts[-1]()  # a second cut of the same request: nothing more
+    await r.cut_one()  # this one's refill is held
+    await until(lambda: dial.dials == 3)  # the second refill, held at its dial
+    assert len(refill_tasks()) == 1
+    request = asyncio.ensure_future(r.whole())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not request.done() and dial.dials == 3  # waiting for the refill, not dialing
+    dial.gate.set()
+    response = await request
+    assert await body_of(response) == SSE
+    response.release()
+    assert (r.stats.opened, r.stats.replaced, dial.dials) == (3, 2, 3)
+    assert r.pool.open_connections() == 1  # the first refill was cut in turn; this one idles
 
 
 async def test_a_claimer_that_leaves_hands_the_refill_to_the_pool(
-    raw: Start, monkeypatch: pytest.MonkeyPatch
+    rigs: Rigs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = await raw(streaming_until_cut)
-    cuts: list[Callable[[], None]] = []
-    pool = Http1Pool(PoolStats(), on_connection=cuts.append, replace_cut=True)
-    dial = GatedDial(pool, monkeypatch)
-    try:
-        response = await pool.request("POST", server.url(), {}, b"")
-        dial.held = True
-        cuts[-1]()
-        assert response.status == 200
-        request = asyncio.ensure_future(pool.request("POST", server.url(), {}, b""))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        request.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await request
-        dial.gate.set()
-        await until(lambda: pool.open_connections() == 1)  # idle, not lost
-        assert pool._held() == 1 and not refill_tasks()
-    finally:
-        await pool.close()
+    r = await rigs()
+    dial = GatedDial(r.pool, monkeypatch)
+    response = await r.pool.request("POST", r.server.url(), {}, b"")
+    dial.held = True
+    r.cuts[-1]()
+    assert response.status == 200
+    request = asyncio.ensure_future(r.pool.request("POST", r.server.url(), {}, b""))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    dial.gate.set()
+    await until(lambda: r.pool.open_connections() == 1)  # idle, not lost
+    assert r.pool._held() == 1 and not refill_tasks()
 
 
 async def test_a_refill_that_cannot_connect_is_counted_and_frees_its_place(
-    raw: Start, monkeypatch: pytest.MonkeyPatch
+    rigs: Rigs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = await raw(streaming_until_cut)
-    stats = PoolStats()
-    cuts: list[Callable[[], None]] = []
-    pool = Http1Pool(stats, on_connection=cuts.append, replace_cut=True)
-    dial = GatedDial(pool, monkeypatch)
+    r = await rigs()
+    dial = GatedDial(r.pool, monkeypatch)
     loop = asyncio.get_running_loop()
     reported: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
     try:
-        response = await pool.request("POST", server.url(), {}, b"")
+        response = await r.pool.request("POST", r.server.url(), {}, b"")
         dial.held, dial.fail = True, True
-        cuts[-1]()
+        r.cuts[-1]()
         assert response.status == 200
-        claimer = asyncio.ensure_future(pool.request("POST", server.url(), {"X-Whole": "1"}, b""))
+        claimer = asyncio.ensure_future(r.whole())
         dial.gate.set()
         answer = await claimer  # the refill failed: it dialed its own
         assert await body_of(answer) == SSE
         answer.release()
-        assert (stats.replace_failed, stats.replaced, stats.opened) == (1, 0, 2)
-        assert pool._held() == 1 and reported == []
+        assert (r.stats.replace_failed, r.stats.replaced, r.stats.opened) == (1, 0, 2)
+        assert r.pool._held() == 1 and reported == []
     finally:
         loop.set_exception_handler(None)
-        await pool.close()
 
 
-async def test_at_the_limit_a_waiting_request_takes_the_place_not_a_refill(raw: Start) -> None:
-    server = await raw(streaming_until_cut)
-    stats = PoolStats()
-    cuts: list[Callable[[], None]] = []
-    pool = Http1Pool(stats, limit=1, on_connection=cuts.append, replace_cut=True)
-    try:
-        response = await pool.request("POST", server.url(), {}, b"")
-        waiting = asyncio.ensure_future(pool.request("POST", server.url(), {"X-Whole": "1"}, b""))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert not waiting.done()
-        cuts[-1]()
-        assert response.status == 200
-        answer = await waiting
-        assert await body_of(answer) == SSE
-        answer.release()
-        assert (stats.replaced, stats.opened, server.connections) == (0, 2, 2)
-        assert not refill_tasks()
-    finally:
-        await pool.close()
+async def test_at_the_limit_a_waiting_request_takes_the_place_not_a_refill(rigs: Rigs) -> None:
+    r = await rigs(limit=1)
+    response = await r.pool.request("POST", r.server.url(), {}, b"")
+    waiting = asyncio.ensure_future(r.whole())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    r.cuts[-1]()
+    assert response.status == 200
+    answer = await waiting
+    assert await body_of(answer) == SSE
+    answer.release()
+    assert (r.stats.replaced, r.stats.opened, r.server.connections) == (0, 2, 2)
+    assert not refill_tasks()
 
 
 async def test_close_cancels_a_refill_still_opening(
-    raw: Start, monkeypatch: pytest.MonkeyPatch
+    rigs: Rigs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = await raw(streaming_until_cut)
-    cuts: list[Callable[[], None]] = []
-    pool = Http1Pool(PoolStats(), on_connection=cuts.append, replace_cut=True)
-    dial = GatedDial(pool, monkeypatch)
-    response = await pool.request("POST", server.url(), {}, b"")
+    r = await rigs()
+    dial = GatedDial(r.pool, monkeypatch)
+    response = await r.pool.request("POST", r.server.url(), {}, b"")
     dial.held = True
-    cuts[-1]()
+    r.cuts[-1]()
     assert response.status == 200 and len(refill_tasks()) == 1
-    await pool.close()
-    assert not refill_tasks() and pool._held() == 0
-    assert server.connections == 1  # the held dial never connected
+    await r.pool.close()
+    assert not refill_tasks() and r.pool._held() == 0
+    assert r.server.connections == 1  # the held dial never connected
