@@ -28,6 +28,7 @@ from gateway.streaming.http1.head import (
     ResponseHead,
     parse_head,
 )
+from gateway.streaming.http1.request import Target
 
 READ_LIMIT = 2**16  # the body reader's low-water mark, as aiohttp's client default
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions
@@ -71,6 +72,7 @@ class Http1Connection(asyncio.Protocol):
         self.broken = False  # something makes the connection unfit for another request
         self.idle_since = 0.0
         self.key: tuple[str, str, int] = ("", "", 0)  # the pool's: scheme, host, port
+        self.target: Target | None = None  # what it was dialed for (the pool's refills)
         self.uses = 0  # requests carried so far (the pool tells one from the next)
 
     # -- what aiohttp's StreamReader expects of its protocol ---------------------------

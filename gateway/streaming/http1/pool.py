@@ -38,7 +38,6 @@ from gateway.streaming.turns import Targets, Turns
 
 # What a request can fail with (a timeout is TimeoutError, an OSError too).
 CLIENT_ERRORS = (OSError, ProtocolError)
-MAX_HOSTS = 512  # hosts whose target is kept for refills
 
 
 class Http1Pool:
@@ -70,7 +69,6 @@ class Http1Pool:
         self._refilling = 0  # refills opening (`_refill`)
         self._turns = Turns()
         self._targets = Targets()
-        self._hosts: dict[tuple[str, str, int], Target] = {}  # each key's target, once dialed
         self._refills: dict[tuple[str, str, int], deque[Refill]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
@@ -182,14 +180,15 @@ class Http1Pool:
         waiting = bool(self._turns)  # a request waiting for room takes the place freed
         if self.finish(connection, use, keep=False) and replace and not waiting:
             if self._replace_cut:
-                self._refill(connection.key)
+                self._refill(connection)
 
     # -- refills: cut connections replaced ahead of need ------------------------------
 
-    def _refill(self, key: tuple[str, str, int]) -> None:
-        """Open a connection to `key` in the background, unless that would take a place
-        a waiting request needs (at the limit, or requests waiting their turn)."""
-        target = self._hosts.get(key)
+    def _refill(self, dropped: Http1Connection) -> None:
+        """Open a connection to where `dropped` went, in the background, unless that would
+        take a place a waiting request needs (at the limit, or requests waiting their
+        turn)."""
+        target, key = dropped.target, dropped.key
         if target is None or self._closed or self._turns:
             return
         if self._held() >= self._limit:
@@ -310,11 +309,7 @@ class Http1Pool:
             finally:
                 self._connecting -= 1
         self._counts.opened += 1
-        connection.key = target.key
-        if target.key not in self._hosts:
-            if len(self._hosts) >= MAX_HOSTS:
-                self._hosts.clear()
-            self._hosts[target.key] = target
+        connection.key, connection.target = target.key, target
         return connection
 
     async def _connect(self, target: Target) -> Http1Connection:
