@@ -1,4 +1,8 @@
-"""Prometheus metrics, fed from one RaceRecord per request (label values come from config only)."""
+"""Prometheus metrics, fed from one RaceRecord per request (label values come from config only).
+
+The families a request updates are `loop_metrics`' (plain floats, updated and scraped on
+the loop's thread: no lock per increment); the rare ones (reloads, versions, regression
+runs) are prometheus_client's own. Both kinds render through one registry."""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.logs import log_lines_dropped
+from gateway.loop_metrics import LoopCounter, LoopGauge, LoopHistogram
 from gateway.streaming.accounting import RaceRecord
 
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -21,106 +26,106 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
+        self.requests = LoopCounter(
             "gateway_requests",
             "Chat requests by route and outcome",
             ["route", "outcome"],
             registry=r,
         )
-        self.attempts = Counter(
+        self.attempts = LoopCounter(
             "gateway_upstream_attempts",
             "Upstream attempts by deployment and outcome",
             ["deployment", "outcome"],
             registry=r,
         )
-        self.ttft = Histogram(
+        self.ttft = LoopHistogram(
             "gen_ai_server_time_to_first_token_seconds",
             "Upstream time to first token per deployment (winners and completed attempts)",
             ["deployment"],
             buckets=TTFT_BUCKETS,
             registry=r,
         )
-        self.request_ttft = Histogram(
+        self.request_ttft = LoopHistogram(
             "gateway_time_to_first_token_seconds",
             "Time from request start to the first token sent to the client",
             ["route"],
             buckets=TTFT_BUCKETS,
             registry=r,
         )
-        self.overhead = Histogram(
+        self.overhead = LoopHistogram(
             "gateway_overhead_seconds",
             "Time the gateway adds before the first token (parse, start, hand-over)",
             buckets=OVERHEAD_BUCKETS,
             registry=r,
         )
-        self.wins = Counter(
+        self.wins = LoopCounter(
             "gateway_race_wins", "Races won per deployment", ["deployment"], registry=r
         )
-        self.wasted_tokens = Counter(
+        self.wasted_tokens = LoopCounter(
             "gateway_wasted_tokens",
             "Tokens billed to cancelled attempts",
             ["deployment"],
             registry=r,
         )
-        self.wasted_cost = Counter(
+        self.wasted_cost = LoopCounter(
             "gateway_wasted_cost_usd",
             "Estimated cost of cancelled attempts",
             ["deployment"],
             registry=r,
         )
-        self.extra_attempts = Counter(
+        self.extra_attempts = LoopCounter(
             "gateway_speculative_attempts",
             "Attempts started by racing or hedging",
             ["route"],
             registry=r,
         )
-        self.budget_limited = Counter(
+        self.budget_limited = LoopCounter(
             "gateway_extra_load_budget_exhausted",
             "Requests served without racing because the extra-load budget was spent",
             ["route"],
             registry=r,
         )
-        self.budget_refused = Counter(
+        self.budget_refused = LoopCounter(
             "gateway_extra_load_budget_refused",
             "Speculative attempts (racing, hedging) the extra-load budget did not start",
             ["route"],
             registry=r,
         )
-        self.resumes = Counter(
+        self.resumes = LoopCounter(
             "gateway_resumes",
             "Cut answers sent to a backup to continue, by route and outcome (resumed | failed)",
             ["route", "outcome"],
             registry=r,
         )
-        self.rejected = Counter(
+        self.rejected = LoopCounter(
             "gateway_rejected_requests",
             "Requests refused before any upstream attempt, by front door and reason",
             ["door", "reason"],
             registry=r,
         )
-        self.unknown_region = Counter(
+        self.unknown_region = LoopCounter(
             "gateway_unknown_region_requests",
             "Requests whose region header named no configured region",
             ["door"],
             registry=r,
         )
-        self.output_filter = Counter(
+        self.output_filter = LoopCounter(
             "gateway_output_filter_matches",
             "Answers in which the output filter matched, by route and pattern or detector",
             ["route", "match"],
             registry=r,
         )
-        self.in_flight = Gauge("gateway_in_flight_requests", "Requests in progress", registry=r)
-        self.cost = Counter(
+        self.in_flight = LoopGauge("gateway_in_flight_requests", "Requests in progress", r)
+        self.cost = LoopCounter(
             "gateway_cost_usd",
             "Estimated upstream cost by route and deployment (losers included)",
             ["route", "deployment"],
             registry=r,
         )
-        self.key_cost = Counter(
+        self.key_cost = LoopCounter(
             "gateway_key_cost_usd", "Estimated upstream cost per gateway key", ["key"], registry=r
         )
-        self.governance = Counter(
+        self.governance = LoopCounter(
             "gateway_governance_actions",
             "Requests blocked, redacted or restricted by the data policy",
             ["action"],
@@ -178,19 +183,6 @@ class GatewayMetrics:
         )
         r.register(_LogCollector())
         self._watched: dict[str, Collector] = {}  # kind -> the collector reading a gateway
-        # (metric, label values) -> its child, for the per-request counters: prometheus'
-        # own `labels()` validates and locks on every call (about 1 us each, seven a race).
-        # Label values come from config (routes, deployments, key names) and fixed outcome
-        # names, so this stays as small as the series themselves; nothing here is removed.
-        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
-
-    def child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(*labels)`, looked up once per label set."""
-        key = (metric, labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found
 
     def watch(
         self, snapshot: Callable[[], Mapping[str, Mapping[str, Any]]], degraded: Callable[[], bool]
@@ -231,35 +223,34 @@ class GatewayMetrics:
         self._watch("quarantine", _QuarantineCollector(deployments, held))
 
     def on_race_end(self, record: RaceRecord) -> None:
-        child = self.child
         route = record.route
         outcome = record.stream_outcome if record.winner else f"error_{record.status // 100}xx"
-        child(self.requests, route, outcome).inc()
+        self.requests.labels(route, outcome).inc()
         if record.budget_refused:
-            child(self.budget_limited, route).inc()
-            child(self.budget_refused, route).inc(record.budget_refused)
+            self.budget_limited.labels(route).inc()
+            self.budget_refused.labels(route).inc(record.budget_refused)
         if record.resumes:  # each continuation race has at most one winner
             won = sum(1 for a in record.attempts if a.resumed_from and a.outcome == "won")
             if won:
-                child(self.resumes, route, "resumed").inc(won)
+                self.resumes.labels(route, "resumed").inc(won)
             if record.resumes > won:
-                child(self.resumes, route, "failed").inc(record.resumes - won)
+                self.resumes.labels(route, "failed").inc(record.resumes - won)
         if record.winner is not None and record.ttft_s is not None:
-            child(self.request_ttft, route).observe(record.ttft_s)
-            child(self.wins, record.winner).inc()
+            self.request_ttft.labels(route).observe(record.ttft_s)
+            self.wins.labels(record.winner).inc()
         for attempt in record.attempts:
             deployment = attempt.deployment
-            child(self.attempts, deployment, attempt.outcome).inc()
+            self.attempts.labels(deployment, attempt.outcome).inc()
             if attempt.speculative:
-                child(self.extra_attempts, route).inc()
+                self.extra_attempts.labels(route).inc()
             if attempt.ttft_s is not None:
-                child(self.ttft, deployment).observe(attempt.ttft_s)
-            child(self.cost, route, deployment).inc(attempt.cost_usd)
+                self.ttft.labels(deployment).observe(attempt.ttft_s)
+            self.cost.labels(route, deployment).inc(attempt.cost_usd)
             if attempt.outcome == "cancelled":
-                child(self.wasted_tokens, deployment).inc(
+                self.wasted_tokens.labels(deployment).inc(
                     attempt.input_tokens + attempt.output_tokens
                 )
-                child(self.wasted_cost, deployment).inc(attempt.cost_usd)
+                self.wasted_cost.labels(deployment).inc(attempt.cost_usd)
 
     def watch_pools(self, stats: Callable[[], Mapping[str, Any]]) -> None:
         """Upstream connection counters per provider, read at scrape time (`PoolStats`)."""

@@ -43,7 +43,7 @@ class MetricsSink:
             return
         if rec.race is not None:
             m.on_race_end(rec.race)
-        m.child(m.key_cost, rec.key_id).inc(rec.cost_usd)
+        m.key_cost.labels(rec.key_id).inc(rec.cost_usd)
         for match in rec.output_filter:
             m.output_filter.labels(rec.route or "", match).inc()
         m.overhead.observe(rec.setup_s)

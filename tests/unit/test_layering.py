@@ -51,7 +51,13 @@ class Layer:
 
 
 MODELS = ("gateway.request", "gateway.rejection", "gateway.strategy")  # shared vocabulary
-FOUNDATION = (*MODELS, "gateway.tasks", "gateway.logs", "gateway.log_writer")
+FOUNDATION = (
+    *MODELS,
+    "gateway.tasks",
+    "gateway.logs",
+    "gateway.log_writer",
+    "gateway.loop_metrics",
+)
 CODEC = (
     "gateway.streaming.events",
     "gateway.streaming.lines",
