@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from gateway.config.model import KeyConfig
 from gateway.governance.gate import OutputTransform
@@ -23,9 +23,10 @@ from gateway.streaming.plan import AllFailed, Heartbeat, Winner
 from gateway.streaming.race import Race
 from gateway.streaming.relay import Framer, Relay
 from gateway.streaming.resume import Resumer
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Caller:
     """Who asks: the request id, the gateway key's id (never the key), the request headers
     (region, reasoning hint), when the request arrived (`time.perf_counter()`), and the

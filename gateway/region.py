@@ -9,15 +9,15 @@ a 400 naming the header and the regions that exist.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from gateway.config.model import LatencyConfig
 from gateway.rejection import Rejected
+from gateway.value_class import value_class
 
 MAX_SHOWN_CHARS = 32  # of an unknown header value, in a log line or an error message
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Region:
     name: str
     unknown: str | None = None  # the header's value when it named no configured region

@@ -17,10 +17,11 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import Any
 
 from gateway.config.model import Config, ProviderConfig, replaces_cut_connections
+from gateway.value_class import value_class
 
 # Sections a running server cannot apply: they shape its socket or its aiohttp app.
 RESTART_ONLY = ("listen", "cors", "logging")
@@ -46,7 +47,7 @@ def pool_settings(provider: ProviderConfig) -> tuple[Any, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ConfigChanges:
     """What differs between the config that serves and the one that replaces it."""
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from gateway.redislayer import RedisClient, RedisLayer, RedisUnavailable, as_layer
+from gateway.value_class import value_class
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ class StoreUnavailable(Exception):
     """The shared store could not be read or written (Redis away)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class StoredResponse:
     owner: str  # the gateway key id that created it
     response: dict[str, Any]  # the Response object

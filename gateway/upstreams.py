@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from typing import cast
 
 from gateway.config.model import Config, DeploymentConfig, replaces_cut_connections
@@ -33,9 +32,10 @@ from gateway.streaming.events import Event, UpstreamError
 from gateway.streaming.plan import Candidate, Opener
 from gateway.streaming.resume import Continuer
 from gateway.streaming.upstream import UpstreamPool, one_shot_events, stream_events
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Deployment:
     config: DeploymentConfig
     provider: Provider
@@ -43,7 +43,7 @@ class Deployment:
     target: TargetModel
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Built:
     """A plan's candidates that could take the request, with their upstream requests."""
 

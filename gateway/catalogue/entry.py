@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import Any
+
+from gateway.value_class import value_class
 
 PRICE_FIELDS = (
     "input",
@@ -32,7 +34,7 @@ def _overlay(base: object, over: object, names: tuple[str, ...]) -> dict[str, An
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Prices:
     """USD per million tokens; None where the source gives no figure."""
 
@@ -52,7 +54,7 @@ class Prices:
         return {n: getattr(self, n) for n in PRICE_FIELDS if getattr(self, n) is not None}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Capabilities:
     """What a model accepts. None means unknown: planning never skips on an unknown."""
 
@@ -70,7 +72,7 @@ class Capabilities:
         return {n: getattr(self, n) for n in CAPABILITIES if getattr(self, n) is not None}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ModelEntry:
     """A catalogue entry. `id` is `provider/model` (e.g. `openai/gpt-4o-mini`); `provider`
     is the catalogue's provider family (openai, anthropic, gemini, vertex, mistral,

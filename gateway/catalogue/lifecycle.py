@@ -7,15 +7,16 @@ running gateway logs the same at start and exports days-to-shutdown as a gauge.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Literal
+
+from gateway.value_class import value_class
 
 WARN_DAYS = 30  # "shutting down soon" within this many days
 
 State = Literal["active", "deprecated", "shutdown_soon", "retired"]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Lifecycle:
     state: State
     days_left: int | None  # to the shutdown date (negative once past); None without a date

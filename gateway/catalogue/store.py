@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from gateway.catalogue.entry import ModelEntry, parse_entry
+from gateway.value_class import value_class
 
 SHIPPED_FILE = "models.json"
 KIND_FAMILIES: Mapping[str, tuple[str, ...]] = {
@@ -36,7 +36,7 @@ KIND_FAMILIES: Mapping[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Match:
     entry: ModelEntry | None
     ambiguous: tuple[str, ...] = ()  # entry ids that all matched (then `entry` is None)

@@ -7,11 +7,12 @@ of reprs and logs.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
 from gateway.catalogue.entry import Capabilities
 from gateway.strategy import Strategy
+from gateway.value_class import value_class
 
 # What a deployment serves; a route serves one type. Embeddings arrive whole, so their
 # routes use fallback or weighted: there is no first token to race or hedge on.
@@ -44,13 +45,13 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ListenConfig:
     host: str = "127.0.0.1"
     port: int = 8080
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class KeyConfig:
     """One gateway key: an `auth.keys` entry, or a runtime key made through the admin API.
 
@@ -75,7 +76,7 @@ class KeyConfig:
     created_at: float | None = None  # wall time, runtime keys
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class AuthConfig:
     """`enabled`: the `auth` section is given, so /v1/* needs a key (config or runtime)."""
 
@@ -89,12 +90,12 @@ class AuthConfig:
         return tuple(k.secret for k in self.keys if k.secret is not None)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class AdminConfig:
     key: Secret | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class LimitsConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     max_messages: int = 2048
@@ -104,7 +105,7 @@ class LimitsConfig:
     max_embedding_inputs: int = 2048  # inputs of one embeddings request (OpenAI's limit)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class StreamConfig:
     """How a streamed answer is written after its first token (the first is never held)."""
 
@@ -112,7 +113,7 @@ class StreamConfig:
     relay: bool = True  # the fast relay of plain text chunks (streaming/relay.py); off: never
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class StateConfig:
     backend: Literal["memory", "redis"] = "memory"
     url: str = "redis://127.0.0.1:6379/0"  # redis://, rediss:// (TLS), unix://, redis+sentinel://
@@ -127,13 +128,13 @@ class StateConfig:
     probe_interval_s: float = 0.5  # while Redis is away: how often it is tried again
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class PrewarmConfig:
     enabled: bool = True
     connections: int = 2
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class LatencyConfig:
     region_header: str = "x-gateway-region"
     default_region: str = "eu"
@@ -149,7 +150,7 @@ class LatencyConfig:
     prewarm: PrewarmConfig = field(default_factory=PrewarmConfig)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ProviderConfig:
     name: str
     kind: str  # a registered provider kind: openai, anthropic, gemini, ollama, deepseek, ...
@@ -173,7 +174,7 @@ def replaces_cut_connections(provider: ProviderConfig) -> bool:
     return provider.base_url.lower().startswith("https:")
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class PriceConfig:
     """USD per million tokens: the config's figures over the catalogue's (0.0 when neither
     gives one); the tiers are None where unknown."""
@@ -187,13 +188,13 @@ class PriceConfig:
     priority_output: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class PriorConfig:
     ttft_p50_ms: float = 800.0
     ttft_p95_ms: float = 2000.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class DeploymentConfig:
     name: str
     provider: str
@@ -227,7 +228,7 @@ class DeploymentConfig:
     continuation: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TierConfig:
     """One tier of a route: the first tier whose condition matches serves the request."""
 
@@ -242,7 +243,7 @@ class TierConfig:
     reasoning: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RouteConfig:
     name: str
     deployments: tuple[str, ...]
@@ -265,7 +266,7 @@ class RouteConfig:
     max_resumes: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class OutputFilterConfig:
     action: Literal["redact", "stop"] = "redact"
     window: int = 64
@@ -273,7 +274,7 @@ class OutputFilterConfig:
     patterns: dict[str, str] = field(default_factory=dict)  # name -> regex
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class KeyPolicyConfig:
     """`governance.keys.<key name>`: PII overrides and residency of a key (the loader folds
     them into the key's `KeyConfig`; the key object is where the gate reads them)."""
@@ -282,14 +283,14 @@ class KeyPolicyConfig:
     data_residency: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class GovernanceConfig:
     pii: dict[str, str] = field(default_factory=dict)  # type -> redact | block | local_only | allow
     output: OutputFilterConfig | None = None
     keys: dict[str, KeyPolicyConfig] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class HealthConfig:
     window: int = 100
     min_requests: int = 20
@@ -300,7 +301,7 @@ class HealthConfig:
     probe_interval_s: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RoutingConfig:
     reasoning_header: str = "x-gateway-reasoning"  # a truthy value marks a hard prompt
     weights_interval_s: float = 60.0
@@ -344,7 +345,7 @@ GATEWAY_RESPONSE_HEADERS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class CorsConfig:
     """Browser pages on other origins (chat frontends). No `allow_origins`: CORS is off."""
 
@@ -358,7 +359,7 @@ class CorsConfig:
         return bool(self.allow_origins)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ResponsesConfig:
     """The Responses door's stored responses (`store: true`, `previous_response_id`)."""
 
@@ -368,7 +369,7 @@ class ResponsesConfig:
     store_by_default: bool = False  # when a request has no `store` (the real API: true)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TracesConfig:
     """OpenTelemetry traces over OTLP/HTTP (needs the `otel` extra when enabled)."""
 
@@ -384,18 +385,18 @@ class TracesConfig:
     max_queue_spans: int = 2048  # spans waiting for export; more are dropped
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TelemetryConfig:
     traces: TracesConfig = field(default_factory=TracesConfig)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class LoggingConfig:
     format: Literal["auto", "json", "console"] = "auto"
     level: str = "info"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class AutoRegressConfig:
     """Run a regression suite on a deployment when its upstream reports a new model version
     (paths resolved against the config file's directory)."""
@@ -411,13 +412,13 @@ class AutoRegressConfig:
     timeout_s: float = 120.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class CatalogueConfig:
     files: tuple[str, ...] = ()  # private catalogue files (paths as given in the config)
     shipped: bool = True  # inherit from the catalogue in the package
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -10,12 +10,12 @@ mistaken for keys).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from gateway.governance.spans import Span, left_ok
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class _Shape:
     regex: re.Pattern[str]
     # The literal's head, left out of the regex so that it starts with a rarer

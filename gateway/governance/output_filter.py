@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from gateway.governance.detectors import ALL_TYPES, collect
 from gateway.governance.spans import Span, resolve
+from gateway.value_class import value_class
 
 FilterAction = Literal["redact", "stop"]
 _CONTEXT = 16  # characters of already emitted text kept for lookbehinds at the held text's start
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class FilterResult:
     text: str  # safe to emit now (may be empty)
     stopped: bool = False  # the stream must end now (action stop)

@@ -21,6 +21,7 @@ from gateway.governance.detectors import PII_TYPES, detect
 from gateway.governance.redact import PLACEHOLDER, Redactor, TextSlot, iter_texts, with_texts
 from gateway.governance.spans import Span
 from gateway.request import ChatRequest
+from gateway.value_class import value_class
 
 PiiAction = Literal["redact", "block", "local_only", "allow"]
 PII_ACTIONS: tuple[str, ...] = get_args(PiiAction)
@@ -78,7 +79,7 @@ def strictest(policies: Iterable[PiiPolicy]) -> PiiPolicy:
     return PiiPolicy(actions)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Inspection:
     """What a request contains and what the policy decides; no values anywhere.
 

@@ -57,6 +57,7 @@ from gateway.latency.clock import hour_of, to_epoch
 from gateway.latency.sketch import DEFAULT_ALPHA, LogHistogram, bucket_field, parse_field
 from gateway.latency.store import CounterStore, MemoryStore
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
+from gateway.value_class import value_class
 
 Level = Literal["region_hour", "region", "hour", "global", "prior"]
 Outcome = Literal["won", "completed", "cancelled", "failed", "timed_out"]
@@ -74,7 +75,7 @@ _TTFT_KINDS = _EVENT + _CENSORED
 _CACHE_MAX = 4096
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Estimate:
     value_s: float
     level: Level
@@ -84,7 +85,7 @@ class Estimate:
     borrowed: bool = False  # from other regions' samples, used only as a pessimistic prior
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class _Cached:
     at: float
     estimate: Estimate

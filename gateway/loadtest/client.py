@@ -40,6 +40,7 @@ import orjson
 
 from gateway.loadtest.stats import LoadSummary, RequestSample, run_elapsed, summarize
 from gateway.loadtest.timing import Door, StreamTimer
+from gateway.value_class import value_class
 
 DEFAULT_PROMPT = "Write one short sentence about latency."
 MAX_IN_FLIGHT = 10_000  # hard bound on open-loop requests in flight
@@ -48,7 +49,7 @@ DOOR_PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages"
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class LoadSpec:
     """What to send and how much. Exactly the inputs of a run, kept in its result."""
 

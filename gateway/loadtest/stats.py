@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gateway.value_class import value_class
+
 PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
 
 OK = None  # RequestSample.error of a successful request
@@ -42,7 +44,7 @@ def percentile_key(p: float) -> str:
     return f"p{p:g}"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Distribution:
     """Summary of one latency series, in milliseconds."""
 
@@ -107,7 +109,7 @@ class RequestSample:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class LoadSummary:
     """The numbers a reader wants from a run.
 

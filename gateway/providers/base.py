@@ -6,11 +6,12 @@ No adapter opens a socket, sleeps, or reads the clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from gateway.request import ChatRequest, EmbedRequest
 from gateway.streaming.adapter import OneShotCall, StreamDecoder, UpstreamRequest, WireAdapter
+from gateway.value_class import value_class
 
 __all__ = [
     "OneShotCall",  # defined in streaming.adapter (the upstream client reads it there)
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ProviderSettings:
     """What an adapter needs from the provider's config entry (secrets already resolved)."""
 
@@ -35,7 +36,7 @@ class ProviderSettings:
     max_line_bytes: int = 1 << 20  # `limits.max_sse_line_bytes`: the longest upstream line
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TargetModel:
     """The deployment-level settings an adapter reads when it builds a request."""
 

@@ -14,7 +14,6 @@ import math
 import sys
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,12 +22,13 @@ from gateway.providers.base import OneShotCall, TargetModel, UnsupportedParams, 
 from gateway.providers.common import protocol_error
 from gateway.request import EmbedRequest, estimate_input_tokens
 from gateway.streaming.events import Embeddings, Event, ResponseMeta, UpstreamError, Usage
+from gateway.value_class import value_class
 
 _SWAP = sys.byteorder == "big"  # base64 vectors are little-endian float32
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class EmbedPart:
     """One upstream answer: its vectors in input order, and what it says it used."""
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, cast
+
+from gateway.value_class import value_class
 
 MaxTokensField = Literal["passthrough", "max_tokens", "max_completion_tokens"]
 MAX_TOKENS_FIELDS: tuple[str, ...] = ("passthrough", "max_tokens", "max_completion_tokens")
@@ -35,7 +36,7 @@ _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_PARAMS = frozenset({"model", "messages", "stream", "stream_options"})
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Quirks:
     """How one OpenAI-compatible server differs from api.openai.com.
 

@@ -16,17 +16,18 @@ handed to the client: `redacted` is what logs, errors and summaries may show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gateway.config.model import StateConfig
+from gateway.value_class import value_class
 
 Topology = Literal["single", "sentinel", "cluster"]
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RedisSettings:
     url: str  # for `single` and `cluster`: a redis:// or rediss:// URL (credentials stripped)
     topology: Topology = "single"

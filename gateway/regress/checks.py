@@ -11,17 +11,18 @@ import orjson
 
 from gateway.regress.schema import validate
 from gateway.regress.suite import Check, ToolCallSpec
+from gateway.value_class import value_class
 
 _FENCE = re.compile(r"\A\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*\Z", re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ToolCall:
     name: str
     arguments: str  # as the model produced it (JSON text, maybe invalid)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Output:
     text: str
     tool_calls: tuple[ToolCall, ...] = ()
@@ -34,7 +35,7 @@ class Output:
         return "\n".join(p for p in (self.text, *calls) if p)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class CheckResult:
     name: str
     kind: str

@@ -28,6 +28,7 @@ from gateway.regress.checks import CheckTally
 from gateway.regress.drift import SAMPLE_CHARS, drift
 from gateway.regress.runner import RunRecord
 from gateway.regress.suite import PromptSpec
+from gateway.value_class import value_class
 
 FLAG_KINDS = (
     "error",
@@ -41,7 +42,7 @@ FLAG_KINDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Thresholds:
     ttft: float = 0.2  # relative increase of TTFT p50/p95
     cost: float = 0.2  # relative increase of cost per run
@@ -49,7 +50,7 @@ class Thresholds:
     ttft_min_ms: float = 50.0  # absolute TTFT increase below which no flag is raised
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Flag:
     kind: str
     message: str
@@ -246,7 +247,7 @@ def update_baseline(
     return result, written
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class VersionChange:
     deployment: str
     baseline: str

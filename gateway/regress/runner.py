@@ -31,16 +31,17 @@ from gateway.routing.table import ResolvedRoute, RouteTable
 from gateway.runtime import Gateway
 from gateway.streaming.encode import ResponseAssembler
 from gateway.streaming.plan import HEARTBEAT, AllFailed, Winner
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Target:
     name: str  # as the suite (or the default) names it; the baseline key
     kind: Literal["deployment", "route"]
     route: ResolvedRoute
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Job:
     prompt: PromptSpec
     target: Target
@@ -194,7 +195,7 @@ class Progress:
             sys.stderr.flush()
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RunOptions:
     concurrency: int = 4
     repeat: int = 1

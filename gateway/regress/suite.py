@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from gateway.doors.chat_parse import parse_chat_request
 from gateway.regress.schema import schema_problems
 from gateway.rejection import Rejected
 from gateway.request import KNOWN_FIELDS
+from gateway.value_class import value_class
 
 CHECK_KINDS = (
     "exact",
@@ -53,13 +54,13 @@ class SuiteError(ValueError):
         return "\n".join(self.problems)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ToolCallSpec:
     name: str | None = None
     arguments_schema: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Check:
     """One check of a prompt. `value` by kind: exact/contains/not_contains: tuple of
     strings; regex: compiled pattern; json_schema: schema; tool_call: ToolCallSpec;
@@ -82,7 +83,7 @@ class Check:
         return self.kind
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class PromptSpec:
     id: str
     messages: list[dict[str, Any]]
@@ -93,7 +94,7 @@ class PromptSpec:
     path: str  # "prompts[2]", for messages about this prompt
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Suite:
     prompts: tuple[PromptSpec, ...]
     targets: tuple[str, ...] | None = None

@@ -50,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.value_class import value_class
+
 MAX_REQUESTS = 100_000
 DEFAULT_HALF_LIFE_S = 86_400.0  # a rating counts half after a day
 DEFAULT_TTL_S = 7 * 86_400
@@ -60,7 +62,7 @@ class FeedbackWindowClosed(Exception):
     """The request is older than the feedback window."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Served:
     deployment: str
     route: str = ""

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -38,6 +37,7 @@ from gateway.routing.feedback import (
 )
 from gateway.routing.redisconn import log
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
+from gateway.value_class import value_class
 
 # KEYS[1] ratings hash, KEYS[2] the instance's high-water mark (one hash tag: one slot).
 # ARGV: half-life s, ttl s, batch number, then (deployment, rating, wall time, weight)
@@ -79,7 +79,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class _Rating:
     deployment: str
     rating: float

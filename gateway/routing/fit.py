@@ -11,12 +11,12 @@ model's limit is per input, and the catalogue holds chat models).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from gateway.config.model import DeploymentConfig
 from gateway.request import AnyRequest, EmbedRequest
 from gateway.routing.tiers import Traits
+from gateway.value_class import value_class
 
 Reason = Literal["context_window", "max_output_tokens", "vision", "audio_input", "tools",
                  "structured_output"]  # fmt: skip
@@ -24,7 +24,7 @@ CONTEXT_REASONS = frozenset({"context_window", "max_output_tokens"})
 AUDIO_PART_TYPES = frozenset({"input_audio"})
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Needs:
     prompt_tokens: int
     max_tokens: int | None  # what the client asked for; None: the deployment's default
@@ -34,7 +34,7 @@ class Needs:
     json_schema: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Unfit:
     deployment: str
     reason: Reason

@@ -30,17 +30,17 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.routing.breaker import COOLING_STATUSES, BreakerState, CircuitBreaker
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
+from gateway.value_class import value_class
 
 DEFAULT_ERROR_BUDGET = 0.05
 MAX_TRACKED_REQUESTS = 10_000  # probe grants remembered per request id
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class StateChange:
     deployment: str
     old: BreakerState
@@ -50,7 +50,7 @@ class StateChange:
     remote: bool = False  # applied from another instance
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Outcome:
     """One outcome recorded locally (what the shared layer pushes)."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import structlog
 
@@ -32,6 +31,7 @@ from gateway.routing.health import HealthRegistry
 from gateway.routing.table import ResolvedRoute
 from gateway.routing.tiers import Tier, TierCondition, Traits, traits_of
 from gateway.strategy import Strategy
+from gateway.value_class import value_class
 
 log = structlog.get_logger("gateway.routing")
 CAPABILITY_PARAMS = {
@@ -42,7 +42,7 @@ CAPABILITY_PARAMS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class PlannedCandidate:
     deployment: DeploymentConfig
     hedge_delay_s: float
@@ -50,7 +50,7 @@ class PlannedCandidate:
     predicted_ttft_s: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Plan:
     route: str
     tier: str | None
@@ -64,7 +64,7 @@ class NoCandidates(Exception):
     """Policy left no deployment that may serve the request."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Choice:
     """A group of deployments the request may go to: a matching tier or the route's own."""
 

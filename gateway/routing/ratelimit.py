@@ -34,19 +34,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Limit:
     rpm: int | None = None  # requests per window (None: unlimited)
     tpm: int | None = None  # tokens per window (None: unlimited)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Decision:
     allowed: bool
     retry_after_s: float | None  # when refused: seconds until the window resets

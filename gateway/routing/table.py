@@ -6,14 +6,13 @@ the intersection of their `data_residency` (None when none of them restricts it)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from gateway.config.holding import routes_holding, strictest_residency
 from gateway.config.model import Config, DeploymentConfig, DeploymentType, RouteConfig
 from gateway.strategy import Strategy
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ResolvedRoute:
     name: str
     strategy: Strategy

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from gateway.config.model import Strategy
 from gateway.request import AnyRequest, EmbedRequest
+from gateway.value_class import value_class
 
 IMAGE_PART_TYPES = frozenset({"image_url", "input_image"})
 REASONING_EFFORTS = frozenset({"medium", "high"})
@@ -46,7 +46,7 @@ FLAGS = ("images", "tools", "reasoning")
 MAX_TOKENS = 1 << 62  # stands for "no upper bound" in range arithmetic
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Traits:
     prompt_tokens: int
     images: bool = False
@@ -54,7 +54,7 @@ class Traits:
     reasoning: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TierCondition:
     min_prompt_tokens: int | None = None  # inclusive
     max_prompt_tokens: int | None = None  # inclusive
@@ -96,7 +96,7 @@ class TierCondition:
         return other_low > other_high or (low <= other_low and other_high <= high)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Tier:
     name: str
     when: TierCondition

@@ -45,12 +45,12 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.redislayer import RedisClient, RedisGuard, RedisLayer, RedisUnavailable, as_layer
 from gateway.routing.redisconn import log
 from gateway.tasks import cancel_and_wait, raise_if_cancelling
+from gateway.value_class import value_class
 
 META_VERSION = "@version"
 META_AT = "@at"
@@ -75,14 +75,14 @@ class DeploymentLike(Protocol):
     def price(self) -> PriceLike: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class DeploymentStats:
     success_rate: float  # 0..1 over the recent window
     ttft_p50_s: float | None  # None: no successful sample yet
     samples: int  # outcomes in the window
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class WeightParams:
     success_exp: float = 4.0
     ttft_exp: float = 0.5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from gateway.rejection import Rejected
 from gateway.streaming.events import UpstreamError
+from gateway.value_class import value_class
 
 MAX_RETRY_AFTER_S = 86400  # a longer (or non-finite) upstream delay is shown as one day
 
@@ -34,7 +34,7 @@ class ErrorRenderer(Protocol):
     ) -> web.Response: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ErrorShape:
     """A front door's claim on the errors of the requests it `matches` (see middlewares)."""
 

@@ -30,6 +30,7 @@ from gateway.config.model import Config
 from gateway.config.validate import ConfigError
 from gateway.config_checks import load_checked
 from gateway.runtime import Gateway
+from gateway.value_class import value_class
 
 log = structlog.get_logger("gateway.reload")
 
@@ -55,7 +56,7 @@ class Snapshot:
             self.drained.set()
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ReloadResult:
     result: str  # ok | invalid | unchanged | failed
     version: str

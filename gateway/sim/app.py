@@ -42,6 +42,7 @@ from gateway.sim.wire_gemini import GeminiWire
 from gateway.sim.wire_ollama import OllamaWire
 from gateway.sim.wire_openai import OpenAIWire
 from gateway.sim.wire_responses import ResponsesWire
+from gateway.value_class import value_class
 
 PROTOCOLS: dict[str, WireProtocol] = {
     "openai": OpenAIWire(),
@@ -99,7 +100,7 @@ class SimShared:
         self.log.clear()
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ServerState:
     name: str
     config: SimServerConfig
@@ -110,7 +111,7 @@ class ServerState:
         return PROTOCOLS[self.config.kind]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ConnInfo:
     arrival: float
     connection_id: int

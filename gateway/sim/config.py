@@ -16,6 +16,8 @@ from typing import Any, Literal, cast
 
 import yaml
 
+from gateway.value_class import value_class
+
 Kind = Literal["openai", "anthropic", "gemini", "ollama"]
 KINDS: tuple[str, ...] = ("openai", "anthropic", "gemini", "ollama")
 ToolCallMode = Literal["auto", "never", "always"]
@@ -25,7 +27,7 @@ MODEL_TYPES: tuple[str, ...] = ("chat", "embedding")
 MAX_SIM_DIMENSIONS = 16384
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SimDegradedConfig:
     """A two-state process (normal <-> degraded), stepped once per request of the model.
 
@@ -42,7 +44,7 @@ class SimDegradedConfig:
     error_rate_529: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SimModelConfig:
     """Latency shape, content and faults of one simulated model."""
 
@@ -93,7 +95,7 @@ class SimModelConfig:
         return math.log(self.ttft_p95_ms / self.ttft_p50_ms) / 1.645
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SimServerConfig:
     kind: Kind
     models: dict[str, SimModelConfig]
@@ -110,7 +112,7 @@ class SimServerConfig:
         return self.tls_cert is not None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SimConfig:
     servers: dict[str, SimServerConfig]
     seed: int = 0

@@ -11,13 +11,14 @@ import math
 import random
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 import orjson
 
 from gateway.sim.config import SimModelConfig
 from gateway.sim.wire import FinishKind, Reply, ToolCall, ToolSpec, WireRequest, split_text
+from gateway.value_class import value_class
 
 Fault = Literal["cut", "midstream_error"]
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -31,7 +32,7 @@ _WEATHER = re.compile(r"\bweather\b", re.IGNORECASE)
 _FRAGMENT = 8  # characters of tool-call arguments per streamed fragment
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Plan:
     """Everything decided for one request before any byte is sent."""
 

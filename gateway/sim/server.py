@@ -15,7 +15,6 @@ import signal
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,6 +26,7 @@ from gateway.sim.config import SimConfig, SimModelConfig, SimServerConfig, load_
 from gateway.sim.h2serve import H2Server
 from gateway.sim.log import SimLog
 from gateway.sim.tls_delay import DelayedTls
+from gateway.value_class import value_class
 
 SHUTDOWN_TIMEOUT_S = 1.0
 # a provider's accept queue does not overflow at a few hundred new connections a second (a
@@ -35,7 +35,7 @@ SHUTDOWN_TIMEOUT_S = 1.0
 BACKLOG = 2048
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SimServerInfo:
     name: str
     kind: str

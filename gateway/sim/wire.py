@@ -12,29 +12,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import orjson
+
+from gateway.value_class import value_class
 
 FinishKind = Literal["stop", "length", "tool_calls"]
 ToolChoiceMode = Literal["auto", "none", "required", "named"]
 WallClock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ToolSpec:
     name: str
     schema: Mapping[str, Any]  # JSON schema of the arguments (may be empty)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ToolChoice:
     mode: ToolChoiceMode = "auto"
     name: str | None = None  # for mode "named"
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class WireRequest:
     """What the simulator needs to know about one parsed chat request."""
 
@@ -53,14 +54,14 @@ class WireRequest:
     continue_from: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ErrorReply:
     status: int
     body: bytes
     headers: Mapping[str, str]  # content-type included
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ToolCall:
     id_seed: str  # random alphanumerics; each protocol formats its own id from it
     name: str
@@ -69,7 +70,7 @@ class ToolCall:
     fragments: tuple[str, ...]  # arguments_json split for streaming
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Reply:
     """The planned answer, independent of wire format."""
 

@@ -19,16 +19,16 @@ import math
 import random
 import sys
 from array import array
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from gateway.sim.wire import dumps, load_object
+from gateway.value_class import value_class
 
 MAX_INPUTS = {"openai": 2048, "gemini": 100, "ollama": 100_000}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class EmbedWireRequest:
     model: str
     keys: tuple[str, ...]  # what each vector is seeded by: the text, or its token ids

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from gateway.streaming.events import Event, UpstreamError
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class UpstreamRequest:
     method: str
     url: str
@@ -35,7 +36,7 @@ class StreamDecoder(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RelaySpec:
     """What the fast relay (`streaming/relay.py`) may forward of a stream without decoding
     it: SSE events that are `prefix` followed by a match of `text_event`, whose group 1
@@ -62,7 +63,7 @@ class WireAdapter(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class OneShotCall:
     """Plain (non-streaming) upstream requests whose JSON answers together make one answer:
     an embeddings request split into the provider's batch size.

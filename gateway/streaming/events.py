@@ -7,13 +7,15 @@ decided on tokens only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
+
+from gateway.value_class import value_class
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TextDelta:
     """Output text. `raw`, when set, is the same text as a JSON string body (escaped,
     without quotes) cut from an OpenAI-shaped upstream chunk: re-framed, not re-encoded."""
@@ -22,12 +24,12 @@ class TextDelta:
     raw: str | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ReasoningDelta:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ReasoningSignature:
     """The provider's signature over the reasoning block just streamed (Anthropic's extended
     thinking): not output, but what a client must send back with that block in a later
@@ -36,7 +38,7 @@ class ReasoningSignature:
     signature: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ToolCallDelta:
     """One fragment of a tool call. `id`/`name` only on the first fragment of `index`."""
 
@@ -46,12 +48,12 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Finish:
     reason: FinishReason
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Usage:
     """Token counts as the provider reported them. Later Usage events replace earlier ones
     (providers report cumulatively).
@@ -80,7 +82,7 @@ class Usage:
         return self.total if self.total is not None else self.prompt + self.output
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ResponseMeta:
     """What the upstream says about itself: the model version that served the request."""
 
@@ -88,7 +90,7 @@ class ResponseMeta:
     fingerprint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class UpstreamError:
     """An upstream failure, before or during the stream.
 
@@ -107,7 +109,7 @@ class UpstreamError:
     opens_circuit: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Embeddings:
     """Every vector of one embeddings request, in input order: an answer that arrives whole
     (there is no first token to race on), so it counts as the answer's one token."""

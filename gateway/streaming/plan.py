@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from gateway.strategy import Strategy
 from gateway.streaming.events import Event, UpstreamError
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Candidate:
     name: str
     ttft_timeout_s: float = 10.0
@@ -33,13 +34,13 @@ class RacePlan:
     region: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Winner:
     deployment: str
     events: list[Event]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class AllFailed:
     error: UpstreamError
     errors: list[tuple[str, UpstreamError]] = field(default_factory=list)

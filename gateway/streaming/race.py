@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.strategy import SPECULATIVE
@@ -36,9 +35,10 @@ from gateway.streaming.plan import (
 from gateway.streaming.policy import LoadBudget, choose_error
 from gateway.streaming.relay import Framer, Relay, watch_for_token
 from gateway.streaming.winner import WinnerStream
+from gateway.value_class import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class _End:
     error: UpstreamError | None
 

@@ -24,9 +24,8 @@ Spec behaviour kept here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from gateway.streaming.lines import LineSplitter, LineTooLong
+from gateway.value_class import value_class
 
 __all__ = ["EventTooLarge", "LineTooLong", "SSEDecoder", "SSEEvent"]
 
@@ -47,7 +46,7 @@ class EventTooLarge(ValueError):
         self.limit = limit
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SSEEvent:
     """One dispatched event.
 

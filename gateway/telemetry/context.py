@@ -21,6 +21,7 @@ from gateway.config.model import TracesConfig
 from gateway.request import AnyRequest, ChatRequest
 from gateway.streaming.adapter import OneShotCall, UpstreamRequest
 from gateway.streaming.events import Event, TextDelta
+from gateway.value_class import value_class
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -39,7 +40,7 @@ REQUEST_PARAMS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Parent:
     """A valid `traceparent` from the client."""
 

@@ -11,7 +11,6 @@ attribute goes through the secrets scrubber; prompt and answer text appear only 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from gateway.record import RequestRecord
 from gateway.scrub import Scrubber
 from gateway.streaming.accounting import AttemptRecord, RaceRecord
 from gateway.telemetry.context import TraceContext
+from gateway.value_class import value_class
 
 AttributeValue = str | bool | int | float | Sequence[str]
 Attributes = dict[str, AttributeValue]
@@ -40,7 +40,7 @@ PROVIDER_NAMES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SpanSpec:
     """One finished span, independent of any tracing library."""
 
@@ -56,7 +56,7 @@ class SpanSpec:
     error: str | None = None  # the span's status is ERROR with this description
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Upstream:
     """What a deployment's spans say about where it runs."""
 

@@ -4,6 +4,7 @@ The rule (DESIGN.md, the package docstrings, issue 14) written as a table: each 
 names the modules it holds and the modules outside itself it may import; a module may
 always import its own layer. Layers are listed bottom up:
 
+- language: what every layer may import as it may `dataclasses` (`value_class`);
 - foundation: request, refusal and strategy types, background tasks, logging setup;
 - codec: streaming's pure wire half (events, line framing, SSE / NDJSON decoders, the
   chat encoders, the adapter contract of `streaming/adapter.py`);
@@ -58,6 +59,8 @@ FOUNDATION = (
     "gateway.log_writer",
     "gateway.loop_metrics",
 )
+# what every layer may import, as it may `dataclasses`: no I/O, no gateway import
+LANGUAGE = ("gateway.value_class",)
 CODEC = (
     "gateway.streaming.events",
     "gateway.streaming.lines",
@@ -111,6 +114,7 @@ ENTRY_POINTS = (
 )
 
 LAYERS: tuple[Layer, ...] = (
+    Layer("language", LANGUAGE, (), pure=True),
     Layer("foundation", FOUNDATION, ()),
     Layer("codec", CODEC, MODELS, pure=True),
     Layer("providers", ("gateway.providers",), ("gateway.request", *CODEC), pure=True),
@@ -220,7 +224,8 @@ def violations(
                     " internals are reached only through gateway/compat_aiohttp.py"
                 )
             continue
-        if layer_of(imp.target, layers) is own:
+        target_layer = layer_of(imp.target, layers)
+        if target_layer is own or (target_layer is not None and target_layer.name == "language"):
             continue
         if not any(within(imp.target, allowed) for allowed in own.may_import):
             allowed = ", ".join(own.may_import) or "nothing outside itself"

@@ -293,11 +293,13 @@ def test_invalid_limits_rejected() -> None:
         SSEDecoder(max_line_bytes=0)
 
 
-def test_event_is_frozen_with_slots() -> None:
+def test_event_is_a_slotted_value() -> None:
+    """Read-only for the type checker (`value_class`; test_value_class.py shows it), slots,
+    equal and hashed by its fields."""
     event = SSEEvent("e", "d")
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        event.data = "x"  # type: ignore[misc]
     assert not hasattr(event, "__dict__")
+    assert event == SSEEvent("e", "d") and hash(event) == hash(SSEEvent("e", "d"))
+    assert dataclasses.replace(event, data="x") == SSEEvent("e", "x")
 
 
 # --- properties --------------------------------------------------------------------
