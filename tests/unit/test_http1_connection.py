@@ -13,7 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.streaming.http1.connection import Http1Connection, PayloadError, ServerDisconnected
+from gateway.streaming.http1.connection import (
+    Http1Connection,
+    PayloadError,
+    ServerDisconnected,
+    _chunk_size,
+)
 from gateway.streaming.http1.head import ProtocolError, ResponseHead
 
 
@@ -194,6 +199,15 @@ async def test_broken_chunk_framing_fails_the_body_and_the_connection(body: byte
     with pytest.raises(PayloadError):
         await read_all(connection)
     assert transport.closing and not connection.reusable
+
+
+@pytest.mark.parametrize("bad", [b"0x1a", b"+1a", b"1_a", b"1g", b"", b"1a 1a", b"1" * 17])
+def test_a_remembered_size_line_never_lets_a_malformed_one_pass(bad: bytes) -> None:
+    """Size lines seen valid are remembered (a streamed answer repeats a few); what is
+    not one of them is parsed and checked, however alike."""
+    assert [_chunk_size(line) for line in (b"1a", b"1a", b"1A", b"1a;x=y", b"1a \t")] == [26] * 5
+    with pytest.raises(ProtocolError):
+        _chunk_size(bad)
 
 
 async def test_a_malformed_head_fails_the_request_and_drops_the_connection() -> None:

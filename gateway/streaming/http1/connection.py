@@ -314,14 +314,24 @@ class Http1Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+_SIZES: dict[bytes, int] = {}  # chunk-size lines seen valid (a streamed answer repeats a few)
+
+
 def _chunk_size(line: bytes) -> int:
     """Hex digits only: `int` alone would take "0x1a", "+1a" or "1_a" too."""
+    known = _SIZES.get(line)
+    if known is not None:
+        return known
     size = line.partition(b";")[0].rstrip(b" \t")  # chunk extensions are ignored
     if 0 < len(size) <= 16 and size.isalnum() and b"x" not in size and b"X" not in size:
         try:
-            return int(size, 16)
+            value = int(size, 16)
         except ValueError:  # a letter past f
             pass
+        else:
+            if len(line) <= 16 and len(_SIZES) < 1024:  # sizes, not extensions: bounded
+                _SIZES[line] = value
+            return value
     raise ProtocolError("malformed chunk size")
 
 
