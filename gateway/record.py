@@ -41,9 +41,11 @@ class RequestRecord:
 
     @property
     def cost_usd(self) -> float:
-        if self.race is None:
-            return 0.0
-        return sum(a.cost_usd for a in self.race.attempts)
+        total = 0.0
+        if self.race is not None:
+            for attempt in self.race.attempts:  # a loop: a generator costs more than one
+                total += attempt.cost_usd
+        return total
 
     @property
     def wasted_usd(self) -> float:
@@ -51,10 +53,13 @@ class RequestRecord:
 
     @property
     def output_tokens(self) -> int:
-        if self.race is None:
-            return 0
-        # the winner's, plus its continuations' when a backup resumed a cut answer
-        return sum(a.output_tokens for a in self.race.attempts if a.outcome == "won")
+        total = 0
+        if self.race is not None:
+            # the winner's, plus its continuations' when a backup resumed a cut answer
+            for attempt in self.race.attempts:
+                if attempt.outcome == "won":
+                    total += attempt.output_tokens
+        return total
 
 
 class RecordSink(Protocol):

@@ -80,13 +80,19 @@ class RaceRecord:
 
     @property
     def wasted_tokens(self) -> int:
-        return sum(
-            a.input_tokens + a.output_tokens for a in self.attempts if a.outcome == "cancelled"
-        )
+        total = 0
+        for a in self.attempts:  # loops: a generator costs more than one or two attempts
+            if a.outcome == "cancelled":
+                total += a.input_tokens + a.output_tokens
+        return total
 
     @property
     def wasted_cost_usd(self) -> float:
-        return sum((a.cost_usd for a in self.attempts if a.outcome == "cancelled"), 0.0)
+        total = 0.0
+        for a in self.attempts:
+            if a.outcome == "cancelled":
+                total += a.cost_usd
+        return total
 
 
 class RaceObserver(Protocol):
