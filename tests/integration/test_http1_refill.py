@@ -96,6 +96,13 @@ class Rig:
         assert response.status == 200
         self.cuts[-1]()
 
+    async def cut_one_held(self, dial: GatedDial, fail: bool = False) -> None:
+        """`cut_one` with its refill held at its dial (failing once let go, with `fail`)."""
+        response = await self.pool.request("POST", self.server.url(), {}, b"")
+        assert response.status == 200
+        dial.held, dial.fail = True, fail
+        self.cuts[-1]()
+
     def whole(self) -> Awaitable[Response]:
         """A request answered whole."""
         return self.pool.request("POST", self.server.url(), {"X-Whole": "1"}, b"")
@@ -180,10 +187,7 @@ async def test_a_claimer_that_leaves_hands_the_refill_to_the_pool(
 ) -> None:
     r = await rigs()
     dial = GatedDial(r.pool, monkeypatch)
-    response = await r.pool.request("POST", r.server.url(), {}, b"")
-    dial.held = True
-    r.cuts[-1]()
-    assert response.status == 200
+    await r.cut_one_held(dial)
     request = asyncio.ensure_future(r.pool.request("POST", r.server.url(), {}, b""))
     for _ in range(20):
         await asyncio.sleep(0)
@@ -204,10 +208,7 @@ async def test_a_refill_that_cannot_connect_is_counted_and_frees_its_place(
     reported: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
     try:
-        response = await r.pool.request("POST", r.server.url(), {}, b"")
-        dial.held, dial.fail = True, True
-        r.cuts[-1]()
-        assert response.status == 200
+        await r.cut_one_held(dial, fail=True)
         claimer = asyncio.ensure_future(r.whole())
         dial.gate.set()
         answer = await claimer  # the refill failed: it dialed its own
@@ -240,10 +241,8 @@ async def test_close_cancels_a_refill_still_opening(
 ) -> None:
     r = await rigs()
     dial = GatedDial(r.pool, monkeypatch)
-    response = await r.pool.request("POST", r.server.url(), {}, b"")
-    dial.held = True
-    r.cuts[-1]()
-    assert response.status == 200 and len(refill_tasks()) == 1
+    await r.cut_one_held(dial)
+    assert len(refill_tasks()) == 1
     await r.pool.close()
     assert not refill_tasks() and r.pool._held() == 0
     assert r.server.connections == 1  # the held dial never connected
